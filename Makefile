@@ -1,0 +1,34 @@
+# Two commands do all the set-up: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install benchmark clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Simulate a day of API traffic, learn the benign baseline, then score traffic with attackers in it.
+demo: $(STAMP)
+	$(BIN)/clonewatch simulate --scenario benign --seed 11 --out demo-data/baseline
+	$(BIN)/clonewatch train --input demo-data/baseline/events.jsonl --model demo-data/model.cwm
+	$(BIN)/clonewatch simulate --scenario demo --seed 1 --out demo-data/traffic
+	rm -rf demo-data/store demo-data/out
+	$(BIN)/clonewatch run --input demo-data/traffic/events.jsonl --model demo-data/model.cwm \
+		--store chdb://./demo-data/store --decisions demo-data/out/decisions.jsonl \
+		--dead-letters demo-data/out/dead-letters.jsonl
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/detection.py
+
+clean:
+	rm -rf demo-data clonewatch-data clonewatch-out kafka-data

@@ -1,0 +1,5 @@
+import sys
+
+from clonewatch.cli import main
+
+sys.exit(main())

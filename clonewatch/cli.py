@@ -1,0 +1,44 @@
+"""The ``clonewatch`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from clonewatch import __version__
+from clonewatch.commands import kafka, run, simulate, sql, train
+from clonewatch.inputs import InputError
+from detectors.model import ModelFileError
+from sinks.clickhouse import StoreError
+
+COMMANDS = (run, train, sql, simulate, kafka)
+USER_ERRORS = (InputError, ModelFileError, StoreError, ValueError, FileNotFoundError, PermissionError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clonewatch",
+        description="Find model-extraction (cloning) campaigns in AI API gateway traffic.",
+        epilog="Start with: clonewatch simulate --scenario demo --out demo && clonewatch run --input demo/events.jsonl",
+    )
+    parser.add_argument("--version", action="version", version=f"clonewatch {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as exc:
+        print(f"clonewatch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("clonewatch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""``clonewatch kafka``: run the local development Kafka broker (start, stop, status, fetch)."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from clonewatch.kafka.broker import KAFKA_VERSION, BrokerError, LocalBroker, fetch_jars
+
+DEFAULT_DATA_DIR = Path("kafka-data")
+DEFAULT_PORT = 9092
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``kafka`` command and its subcommands to the clonewatch CLI."""
+    parser = subparsers.add_parser(
+        "kafka",
+        help="run a local single-node Kafka broker for development",
+        description=(
+            f"Run a real single-node Apache Kafka {KAFKA_VERSION} broker (KRaft mode) on "
+            "127.0.0.1 from Maven jars, for development. Needs Java 17+ and, the first "
+            "time, Maven to download the jars."
+        ),
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    start = commands.add_parser(
+        "start",
+        help="start the broker in the background",
+        description=(
+            "Start the broker detached from this terminal and return once clients can "
+            "connect. Data persists in the data directory across restarts; the JVM's "
+            "output goes to DATA_DIR/broker.log."
+        ),
+    )
+    _add_data_dir(start)
+    start.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="client port on 127.0.0.1 (default: %(default)s)",
+    )
+    start.add_argument(
+        "--timeout",
+        type=float,
+        default=60,
+        help="seconds to wait for the broker to become ready (default: %(default)s)",
+    )
+    start.set_defaults(func=_start)
+
+    stop = commands.add_parser(
+        "stop",
+        help="stop the broker",
+        description="Stop the broker started from the data directory (SIGTERM, then SIGKILL).",
+    )
+    _add_data_dir(stop)
+    stop.set_defaults(func=_stop)
+
+    status = commands.add_parser(
+        "status",
+        help="tell whether the broker is running",
+        description="Print whether a broker runs from the data directory; exit 0 if so, 1 if not.",
+    )
+    _add_data_dir(status)
+    status.set_defaults(func=_status)
+
+    fetch = commands.add_parser(
+        "fetch",
+        help="download the broker's jars with Maven",
+        description=(
+            f"Download the Kafka {KAFKA_VERSION} jars into the user cache "
+            "($XDG_CACHE_HOME/clonewatch or ~/.cache/clonewatch) and print where they are. "
+            "start does this itself when needed."
+        ),
+    )
+    fetch.set_defaults(func=_fetch)
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="directory holding the broker's config, data, log and pid (default: ./%(default)s)",
+    )
+
+
+def _reporting_errors(command: Command) -> Command:
+    """Make a BrokerError print as ``error: ...`` on stderr and exit with code 1."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except BrokerError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+@_reporting_errors
+def _start(args: argparse.Namespace) -> int:
+    broker = LocalBroker(args.data_dir, port=args.port)
+    broker.start(timeout=args.timeout, detach=True)
+    print(f"Kafka {broker.version} is running at {broker.bootstrap} (pid {broker.pid}).")
+    print(f"Data and log: {broker.data_dir}")
+    print(f"Stop it with: clonewatch kafka stop --data-dir {args.data_dir}")
+    return 0
+
+
+@_reporting_errors
+def _stop(args: argparse.Namespace) -> int:
+    broker = LocalBroker.attach(args.data_dir)
+    if broker is None or not broker.is_running():
+        print(f"No broker is running from {args.data_dir}.")
+        if broker is not None:
+            broker.stop()  # clears the stale broker.json
+        return 0
+    pid = broker.pid
+    broker.stop()
+    print(f"Stopped Kafka at {broker.bootstrap} (pid {pid}).")
+    return 0
+
+
+@_reporting_errors
+def _status(args: argparse.Namespace) -> int:
+    broker = LocalBroker.attach(args.data_dir)
+    if broker is None or not broker.is_running():
+        print(f"Not running (data dir {args.data_dir}).")
+        return 1
+    print(f"Running at {broker.bootstrap} (pid {broker.pid}, data dir {broker.data_dir}).")
+    return 0
+
+
+@_reporting_errors
+def _fetch(args: argparse.Namespace) -> int:
+    print(fetch_jars())
+    return 0

@@ -1,0 +1,42 @@
+"""Command-line options shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from detectors.policy import PolicyConfig
+from sinks.clickhouse import DEFAULT_DSN
+
+_DEFAULTS = PolicyConfig()
+
+
+def add_store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        default=os.environ.get("CLONEWATCH_STORE", DEFAULT_DSN),
+        metavar="DSN",
+        help="ClickHouse: chdb://PATH (embedded engine, on disk) or http(s)://user:pass@host:8123 "
+        "(default: $CLONEWATCH_STORE or %(default)s)",
+    )
+
+
+def add_policy_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("policy", "when a client is throttled, challenged or denied")
+    group.add_argument("--throttle-at", type=float, default=_DEFAULTS.throttle, metavar="RISK", help="risk that starts throttling (default: %(default)s)")
+    group.add_argument("--challenge-at", type=float, default=_DEFAULTS.challenge, metavar="RISK", help="risk that starts challenges (default: %(default)s)")
+    group.add_argument("--deny-at", type=float, default=_DEFAULTS.deny, metavar="RISK", help="risk that denies (default: %(default)s)")
+    group.add_argument("--min-events", type=int, default=_DEFAULTS.min_events, help="events before any action but allow (default: %(default)s)")
+    group.add_argument("--min-events-deny", type=int, default=_DEFAULTS.min_events_deny, help="events before deny (default: %(default)s)")
+    group.add_argument("--allow", action="append", default=[], metavar="CLIENT_ID", help="always allow this client (repeatable)")
+
+
+def policy_from_args(args: argparse.Namespace) -> PolicyConfig:
+    return PolicyConfig(
+        throttle=args.throttle_at,
+        challenge=args.challenge_at,
+        deny=args.deny_at,
+        min_events=args.min_events,
+        min_events_deny=args.min_events_deny,
+        allowlist=frozenset(args.allow),
+    )

@@ -1,0 +1,53 @@
+"""``clonewatch run``: score a log end to end on the embedded pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from clonewatch.commands.options import add_policy_options, add_store_option, policy_from_args
+from clonewatch.report import render_summary
+from clonewatch.runner import DEFAULT_OUT_DIR, EmbeddedRunner, RunConfig
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="score a JSON-lines access log end to end (embedded, no servers needed)",
+        description=(
+            "Read canonical access events (one JSON object per line), embed prompts, keep "
+            "per-client state, score every client and decide allow/throttle/challenge/deny. "
+            "Risk scores go to ClickHouse (embedded chdb by default), decisions to a JSON-lines "
+            "file and the store, unreadable lines to a dead-letter file with the reason."
+        ),
+        epilog="example: clonewatch simulate --scenario demo --out demo && clonewatch run --input demo/events.jsonl",
+    )
+    parser.add_argument("--input", "-i", required=True, metavar="FILE|-", help="JSON-lines access log, or - for standard input")
+    parser.add_argument("--model", type=Path, help="model file from `clonewatch train`; without it the model is fitted on the first --warmup events of the input")
+    add_store_option(parser)
+    parser.add_argument("--decisions", type=Path, default=DEFAULT_OUT_DIR / "decisions.jsonl", help="decisions JSON-lines file, appended to (default: %(default)s)")
+    parser.add_argument("--dead-letters", type=Path, default=DEFAULT_OUT_DIR / "dead-letters.jsonl", help="rejected lines with reasons, appended to (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=256, help="events embedded and scored together (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=2000, help="events to fit on when no --model is given (default: %(default)s)")
+    parser.add_argument("--top", type=int, default=5, help="riskiest clients to show in the summary (default: %(default)s)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_policy_options(parser)
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    config = RunConfig(
+        input=args.input,
+        model_path=args.model,
+        store_dsn=args.store,
+        decisions_path=args.decisions,
+        dead_letters_path=args.dead_letters,
+        batch_size=args.batch_size,
+        warmup_events=args.warmup,
+        policy=policy_from_args(args),
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    summary = EmbeddedRunner(config).run()
+    print(render_summary(summary, config, top=args.top))
+    return 0

@@ -1,0 +1,50 @@
+"""What a person sees at the end of a run."""
+
+from __future__ import annotations
+
+from clonewatch.runner import RunConfig, RunSummary
+from sinks.clickhouse import EXAMPLE_QUERY
+
+_BAR_WIDTH = 20
+
+
+def risk_bar(risk: float) -> str:
+    filled = round(risk * _BAR_WIDTH)
+    return "█" * filled + "·" * (_BAR_WIDTH - filled)
+
+
+def render_summary(summary: RunSummary, config: RunConfig, top: int = 5) -> str:
+    rate = summary.accepted / summary.elapsed_s if summary.elapsed_s else 0.0
+    actions = summary.action_counts()
+    lines = [
+        "",
+        "clonewatch run summary",
+        "──────────────────────",
+        f"events accepted   {summary.accepted:,}   rejected {summary.rejected:,}   "
+        f"({rate:,.0f} events/s over {summary.elapsed_s:.1f} s)",
+        f"clients seen      {summary.clients:,}   "
+        + "   ".join(f"{a} {actions[a]}" for a in ("allow", "throttle", "challenge", "deny") if a in actions),
+        f"decisions         {summary.decisions:,} (action changes)",
+        f"model             {summary.model_version} ({summary.model_source})",
+    ]
+    if summary.dead_letter_reasons:
+        lines.append("rejected because  " + "; ".join(f"{n}× {r}" for r, n in sorted(summary.dead_letter_reasons.items(), key=lambda kv: -kv[1])[:3]))
+    riskiest = summary.riskiest(top)
+    if riskiest:
+        lines += ["", f"riskiest clients (risk = more anomalous than that share of baseline clients)"]
+        for score in riskiest:
+            lines.append(f"  {score.client_id:<24} {risk_bar(score.risk)} {score.risk:.4f}  {score.action:<9} after {score.events_seen} events")
+            for reason in score.reasons[:3]:
+                lines.append(f"  {'':<24} · {reason}")
+    lines += [
+        "",
+        "where the data went",
+        f"  risk scores, decisions, dead letters  {config.store_dsn} (database clonewatch)",
+        f"  decisions (JSON lines)                {config.decisions_path}",
+        f"  dead letters (JSON lines)             {config.dead_letters_path}" + ("" if summary.rejected else " (none)"),
+        "",
+        "try:",
+        f'  clonewatch sql "{EXAMPLE_QUERY}"' + ("" if config.store_dsn == "chdb://./clonewatch-data" else f" --store {config.store_dsn}"),
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""The embedded pipeline: JSON lines in, risk scores and decisions out, in one process.
+
+decode -> (warm-up fit if no model) -> embed in batches -> detect -> ClickHouse + decisions file
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from clonewatch.inputs import open_lines
+from detectors import ClientState, CloneDetector, CloneModel, Policy, PolicyConfig, fit_clone_model
+from detectors.vectorize import Vectorizer
+from ingest.decode import DecodeLimits, EventDecoder
+from schemas import AccessEvent, DeadLetter, RiskScore
+from sinks.clickhouse import DEFAULT_DSN, ClickHouseStore
+from sinks.jsonlines import JsonLinesWriter
+
+DEFAULT_OUT_DIR = Path("clonewatch-out")
+
+
+@dataclass
+class RunConfig:
+    input: str
+    model_path: Path | None = None
+    store_dsn: str = DEFAULT_DSN
+    decisions_path: Path = DEFAULT_OUT_DIR / "decisions.jsonl"
+    dead_letters_path: Path = DEFAULT_OUT_DIR / "dead-letters.jsonl"
+    batch_size: int = 256
+    warmup_events: int = 2000
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    progress: bool = True
+
+
+@dataclass
+class RunSummary:
+    accepted: int = 0
+    rejected: int = 0
+    decisions: int = 0
+    elapsed_s: float = 0.0
+    model_version: str = ""
+    model_source: str = ""
+    latest: dict[str, RiskScore] = field(default_factory=dict)
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def clients(self) -> int:
+        return len(self.latest)
+
+    def riskiest(self, n: int = 5) -> list[RiskScore]:
+        return sorted(self.latest.values(), key=lambda s: (-s.risk, s.client_id))[:n]
+
+    def action_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for score in self.latest.values():
+            counts[score.action] = counts.get(score.action, 0) + 1
+        return counts
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class EmbeddedRunner:
+    """Runs the whole pipeline over one input; :meth:`run` returns what happened."""
+
+    def __init__(self, config: RunConfig, vectorizer: Vectorizer | None = None) -> None:
+        self.config = config
+        self.vectorizer = vectorizer or Vectorizer()
+        self.summary = RunSummary()
+        self.states: dict[str, ClientState] = {}
+        self.detector: CloneDetector | None = None
+        if config.model_path is not None:
+            self._use_model(CloneModel.load(config.model_path), f"model file {config.model_path}")
+
+    def run(self) -> RunSummary:
+        cfg = self.config
+        started = time.monotonic()
+        store = ClickHouseStore(cfg.store_dsn)
+        self.store = store
+        with (
+            open_lines(cfg.input) as lines,
+            JsonLinesWriter(cfg.decisions_path) as decisions,
+            JsonLinesWriter(cfg.dead_letters_path) as dead_letters,
+            tqdm(desc="events", unit=" ev", disable=not cfg.progress, mininterval=0.5) as bar,
+        ):
+            decoder = EventDecoder(source=cfg.input, limits=cfg.limits)
+            pending: list[tuple[AccessEvent, object]] = []  # warm-up buffer: (event, vector)
+            for batch in batched(decoder.decode_lines(lines), cfg.batch_size):
+                events = [r for r in batch if isinstance(r, AccessEvent)]
+                self._reject([r for r in batch if isinstance(r, DeadLetter)], dead_letters, store)
+                vectors = self.vectorizer.vectors(events)
+                if self.detector is None:
+                    pending.extend(zip(events, vectors))
+                    bar.set_postfix_str(f"warming up {len(pending)}/{cfg.warmup_events}")
+                    if len(pending) < cfg.warmup_events:
+                        continue
+                    self._fit_on(pending)
+                    events, vectors = [e for e, _ in pending], [v for _, v in pending]
+                    pending = []
+                self._detect(events, vectors, decisions, store)
+                bar.update(len(events))
+                bar.set_postfix(clients=len(self.states), flagged=self._flagged())
+            if pending:
+                self._fit_on(pending)
+                self._detect([e for e, _ in pending], [v for _, v in pending], decisions, store)
+                bar.update(len(pending))
+        self.summary.elapsed_s = time.monotonic() - started
+        return self.summary
+
+    def _use_model(self, model: CloneModel, source: str) -> None:
+        self.detector = CloneDetector(model, Policy(self.config.policy))
+        self.summary.model_version = model.version
+        self.summary.model_source = source
+
+    def _fit_on(self, pending: list[tuple[AccessEvent, object]]) -> None:
+        events = [e for e, _ in pending]
+        model = fit_clone_model(events, [v for _, v in pending])
+        self._use_model(model, f"fitted on the first {len(events)} events of the input (no --model given)")
+
+    def _detect(self, events, vectors, decisions: JsonLinesWriter, store: ClickHouseStore) -> None:
+        result = self.detector.process(events, vectors, self.states)
+        self.summary.accepted += len(events)
+        self.summary.decisions += len(result.decisions)
+        store.insert_risk_scores(result.scores)
+        store.insert_decisions(result.decisions)
+        decisions.write(result.decisions)
+        for score in result.scores:
+            self.summary.latest[score.client_id] = score
+
+    def _reject(self, letters: list[DeadLetter], writer: JsonLinesWriter, store: ClickHouseStore) -> None:
+        if letters:
+            writer.write(letters)
+            store.insert_dead_letters(letters)
+            self.summary.rejected += len(letters)
+            for letter in letters:
+                key = letter.reason.split(" - at ")[0][:60]
+                self.summary.dead_letter_reasons[key] = self.summary.dead_letter_reasons.get(key, 0) + 1
+
+    def _flagged(self) -> int:
+        return sum(1 for s in self.states.values() if s.action != "allow")

@@ -1,0 +1,74 @@
+"""A client's recent request timing and request shape (sampling parameters, errors, lengths)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from schemas import AccessEvent
+
+# Columns of the per-event shape record, in order.
+SHAPE_COLUMNS = ("temp0", "logprobs", "multi_n", "error", "prompt_chars", "max_tokens")
+
+
+def shape_of(event: AccessEvent) -> tuple[float, ...]:
+    """The request-shape values kept for one event (NaN where the event does not say)."""
+    p = event.params
+    temperature = p.temperature if p else None
+    return (
+        float(temperature == 0.0) if temperature is not None else np.nan,
+        float(p.wants_logprobs()) if p else 0.0,
+        float((p.n or 1) > 1) if p else 0.0,
+        float(event.status >= 400) if event.status is not None else np.nan,
+        float(len(event.prompt)) if event.prompt else np.nan,
+        float(p.max_tokens) if p and p.max_tokens is not None else np.nan,
+    )
+
+
+class ActivityWindow:
+    """Sliding window over one client's last ``size`` request times and shapes.
+
+    >>> w = ActivityWindow(size=4)
+    >>> for t in (0.0, 1.0, 2.0, 3.0, 4.0):
+    ...     w.learn_one(AccessEvent(ts=1795428000 + t, client_id="k"))
+    >>> w.count, w.gaps().tolist()
+    (4, [1.0, 1.0, 1.0])
+    """
+
+    def __init__(self, size: int = 200) -> None:
+        self.size = size
+        self.times = np.zeros(size, dtype=np.float64)
+        self.shapes = np.full((size, len(SHAPE_COLUMNS)), np.nan, dtype=np.float32)
+        self.head = 0
+        self.count = 0
+
+    def learn_one(self, event: AccessEvent) -> None:
+        self.times[self.head] = event.ts
+        self.shapes[self.head] = shape_of(event)
+        self.head = (self.head + 1) % self.size
+        self.count = min(self.count + 1, self.size)
+
+    def ordered_times(self) -> np.ndarray:
+        if self.count < self.size:
+            return self.times[: self.count]
+        return np.concatenate([self.times[self.head :], self.times[: self.head]])
+
+    def gaps(self) -> np.ndarray:
+        """Seconds between successive requests (sorted, since logs may arrive slightly out of order)."""
+        return np.diff(np.sort(self.ordered_times()))
+
+    def column(self, name: str) -> np.ndarray:
+        return self.shapes[: self.count, SHAPE_COLUMNS.index(name)]
+
+    def to_state(self) -> dict:
+        return {
+            "size": self.size, "head": self.head, "count": self.count,
+            "times": self.times.tobytes(), "shapes": self.shapes.tobytes(),
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict) -> ActivityWindow:
+        w = cls(size=state["size"])
+        w.times[:] = np.frombuffer(state["times"], dtype=np.float64)
+        w.shapes[:] = np.frombuffer(state["shapes"], dtype=np.float32).reshape(w.size, -1)
+        w.head, w.count = state["head"], state["count"]
+        return w

@@ -1,0 +1,512 @@
+"""Campaigns across keys: clients that one operator runs together, scored as one client.
+
+Attackers rotate keys and addresses so that each key stays small and under the rate
+limits. :class:`CampaignTracker` groups clients into candidate campaigns by what ties
+them, in four dimensions:
+
+- network: the same /24 (IPv4) or /48 (IPv6), or the same ``asn``;
+- user agent: the same ``user_agent`` string;
+- key creation: ``key_created`` in the same ``key_span_s`` bucket;
+- coverage: the members' codebook regions overlap less than strangers' would, while their
+  union covers far more than each member does.
+
+Every tie is weighed against the population the tracker has seen, not against a fixed
+count. Two facets of different dimensions (a /24 and a user agent, say) tie the clients
+that share both when more clients share both than independence explains. One facet
+alone (a /24, /48 or key-creation bucket) ties its clients when it is far larger than
+the facets of its dimension usually are (so where corporate NATs are common, a big /24
+is not), or when its clients' coverage is complementary. Each test is a Poisson tail
+against ``alpha``.
+
+A campaign keeps a merged :class:`ClientState` that learns every member's events from
+the moment it joins, as if the campaign were one client, so the same features and risk
+model score it (:meth:`CampaignTracker.view`). Features that merging many people
+distorts by itself are left out of that score (see :data:`MERGE_ARTIFACTS` and
+:data:`BREADTH`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections import OrderedDict
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+
+import msgspec
+import numpy as np
+from scipy.stats import poisson
+
+from detectors.client_state import ClientState
+from detectors.features import FEATURE_NAMES, extract_features
+from detectors.reference import SpaceReference
+from schemas import AccessEvent, to_epoch
+
+# Facet kinds and the dimension each belongs to; a tie of two facets needs two dimensions.
+DIMENSION = {"net": "network", "asn": "network", "ua": "user agent", "born": "key creation time"}
+SINGLE_KINDS = ("net", "born")  # fine enough that one facet alone may tie its clients
+MAX_FACETS_PER_KIND = 4  # addresses, agents... remembered per client
+MAX_TIES = 32  # signatures remembered per campaign (for explanation only)
+COMPLEMENTARY_OVERLAP = 0.5  # complementary members overlap at most this share of strangers' overlap
+
+# Features of a merged state that measure how many people were merged rather than how
+# they behave: superposed request streams look fast and irregular; many people's queries
+# lie close to one another's and mix distances from several clients.
+MERGE_ARTIFACTS = frozenset({"rate_per_min", "gap_cv", "nearest_distance", "near_dup_rate", "exact_dup_rate", "prada_w"})
+# Breadth of the union: evidence only when members avoid each other's regions (coverage is
+# complementary); strangers' union is broad too.
+BREADTH = frozenset({"coverage_ratio", "region_entropy", "diversity"})
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How a group's codebook regions overlap, against strangers drawn from the population.
+
+    ``overlap`` counts pairs of members touching the same region; ``expected_overlap`` is
+    that count for strangers who touch as many regions each, drawn by region popularity.
+    ``p_value`` is the Poisson chance of an overlap this low among strangers. ``space`` and
+    ``events`` (the members' queries in it) are filled in by the tracker.
+    """
+
+    members: int
+    union: int
+    mean_member: float
+    overlap: float
+    expected_overlap: float
+    p_value: float
+    space: str = ""
+    events: int = 0
+
+    def complementary(self, alpha: float) -> bool:
+        """Union far beyond each member, overlap well below (and significantly below) strangers'."""
+        return (
+            self.union >= 2 * self.mean_member
+            and self.overlap <= COMPLEMENTARY_OVERLAP * self.expected_overlap
+            and self.p_value <= alpha
+        )
+
+
+@dataclass
+class Campaign:
+    """A candidate campaign: its members, what tied them, and its merged state."""
+
+    campaign_id: str
+    state: ClientState
+    members: set[str] = field(default_factory=set)
+    ties: set[str] = field(default_factory=set)  # e.g. "net:203.0.113.0/24 & ua:scraper/1.0"
+
+    def dimensions(self) -> list[str]:
+        """The dimensions that tied the members, in a fixed order."""
+        kinds = {part.split(":", 1)[0] for tie in self.ties for part in tie.split(" & ")}
+        names = {DIMENSION.get(kind, kind) for kind in kinds}
+        return [name for name in (*dict.fromkeys(DIMENSION.values()), "coverage") if name in names]
+
+
+@dataclass(frozen=True)
+class CampaignView:
+    """A campaign as the risk model sees it after one member event."""
+
+    campaign_id: str
+    row: np.ndarray  # feature row of the merged state, merge artifacts set to NaN
+    events_seen: int  # member events the merged state has learned
+    summary: str  # "14 keys sharing network, user agent; union coverage 5.2x benign, complementary"
+
+
+@dataclass
+class _Client:
+    facets: set[str] = field(default_factory=set)
+    regions: dict[str, int] = field(default_factory=dict)  # space -> bit mask of codebook regions
+    queries: dict[str, int] = field(default_factory=dict)  # space -> events with a region
+    last_ts: float = 0.0
+    campaign: str | None = None
+    seen: tuple = ()  # (ip, asn, user agent, key_created) last turned into facets
+
+
+def network_of(ip: str | None) -> str | None:
+    """The /24 of an IPv4 address or the /48 of an IPv6 address; None if not an address.
+
+    >>> network_of("203.0.113.7"), network_of("2001:db8:1:2::5")
+    ('203.0.113.0/24', '2001:db8:1::/48')
+    """
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return None
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def facets_of(event: AccessEvent, key_span_s: float) -> set[str]:
+    """The ``kind:value`` facets an event reveals about its client."""
+    facets = set()
+    if (net := network_of(event.ip)) is not None:
+        facets.add(f"net:{net}")
+    if event.asn is not None:
+        facets.add(f"asn:{event.asn}")
+    if event.user_agent:
+        facets.add(f"ua:{event.user_agent}")
+    if event.key_created:
+        try:
+            facets.add(f"born:{int(to_epoch(event.key_created) // key_span_s)}")
+        except ValueError:
+            pass  # an unparseable creation time reveals nothing
+    return facets
+
+
+def _kind(facet: str) -> str:
+    return facet.split(":", 1)[0]
+
+
+def _bits(mask: int, width: int) -> np.ndarray:
+    return np.array([(mask >> j) & 1 for j in range(width)], dtype=bool)
+
+
+def overlap_test(members: np.ndarray, population_counts: np.ndarray, population: int) -> Coverage:
+    """Compare a group's region overlap with that of strangers from the rest of the population.
+
+    ``members`` is a boolean (member x region) matrix; ``population_counts`` how many of
+    the other ``population`` clients touched each region.
+
+    >>> disjoint = np.eye(8, 16, dtype=bool) | np.eye(8, 16, k=8, dtype=bool)
+    >>> cov = overlap_test(disjoint, np.full(16, 25), 100)
+    >>> cov.union, cov.overlap, round(cov.expected_overlap, 1), cov.complementary(0.01)
+    (16, 0.0, 8.2, True)
+    """
+    sizes = members.sum(axis=1).astype(np.float64)
+    touched = members.sum(axis=0).astype(np.float64)
+    popularity = (population_counts + 0.5) / (population + 1)
+    stranger_size = max(float(population_counts.sum()) / max(population, 1), 1.0)
+    q = 1.0 - (1.0 - popularity[None, :]) ** (sizes[:, None] / stranger_size)
+    expected = float(((q.sum(axis=0) ** 2 - (q**2).sum(axis=0)) / 2).sum())
+    observed = float((touched * (touched - 1) / 2).sum())
+    return Coverage(
+        members=len(sizes),
+        union=int(np.count_nonzero(touched)),
+        mean_member=float(sizes.mean()),
+        overlap=observed,
+        expected_overlap=expected,
+        p_value=float(poisson.cdf(observed, expected)),
+    )
+
+
+def union_coverage(coverage: Coverage, references: Mapping[str, SpaceReference]) -> float:
+    """Regions the members touched together, over those a benign client with as many queries touches.
+
+    Counted over the members' whole tracked history, as the reference's coverage curve is,
+    since a slow campaign's keys are seldom active in the same window.
+    """
+    ref = references.get(coverage.space)
+    return float(coverage.union / ref.expected_regions(coverage.events)) if ref is not None else np.nan
+
+
+def campaign_row(
+    state: ClientState, references: Mapping[str, SpaceReference], coverage: Coverage | None, alpha: float
+) -> np.ndarray:
+    """The merged state's feature row, without what merging alone distorts.
+
+    Breadth counts only for complementary coverage, and then coverage is the union's.
+    """
+    row = extract_features(state, references)
+    complementary = coverage is not None and coverage.complementary(alpha)
+    masked = MERGE_ARTIFACTS if complementary else MERGE_ARTIFACTS | BREADTH
+    row[[FEATURE_NAMES.index(name) for name in masked]] = np.nan
+    if complementary:
+        row[FEATURE_NAMES.index("coverage_ratio")] = union_coverage(coverage, references)
+    return row
+
+
+class CampaignTracker:
+    """Groups clients into candidate campaigns, event by event (River style ``learn_one``).
+
+    Parameters
+    ----------
+    window : size of each campaign's merged state windows (use the model's window).
+    min_members : fewest clients a tie needs.
+    alpha : significance of every tie (Poisson tail against the observed population).
+    key_span_s : keys created in the same bucket of this many seconds share a facet.
+    idle_s : clients with no event for this long are forgotten.
+    max_clients : most clients remembered; the least recently active go first.
+    max_group : largest single-facet group whose coverage is tested.
+    min_population : fewest other clients with regions before coverage is compared.
+
+    >>> tracker = CampaignTracker(min_members=3)
+    >>> crowd = [AccessEvent(ts=1795428000 + i, client_id=f"user{i}", ip=f"10.{i}.0.9", user_agent=f"app/{i % 7}")
+    ...          for i in range(60)]
+    >>> ring = [AccessEvent(ts=1795428100 + i, client_id=f"bot{i}", ip=f"203.0.113.{i + 2}", user_agent="scraper/0.1")
+    ...         for i in range(5)]
+    >>> [tracker.learn_one(event) for event in crowd + ring][-5:]
+    [None, None, None, 'camp-f2b198b9', 'camp-f2b198b9']
+    >>> sorted(tracker.campaigns["camp-f2b198b9"].members)
+    ['bot0', 'bot1', 'bot2', 'bot3']
+    >>> CampaignTracker.from_bytes(tracker.to_bytes()).campaign_of("bot0")
+    'camp-f2b198b9'
+    """
+
+    def __init__(
+        self,
+        window: int = 200,
+        min_members: int = 3,
+        alpha: float = 1e-4,
+        key_span_s: float = 3600.0,
+        idle_s: float = 7 * 86400.0,
+        max_clients: int = 200_000,
+        max_group: int = 500,
+        min_population: int = 20,
+    ) -> None:
+        if min_members < 2:
+            raise ValueError("a campaign needs min_members >= 2")
+        self.window = window
+        self.min_members = min_members
+        self.alpha = alpha
+        self.key_span_s = key_span_s
+        self.idle_s = idle_s
+        self.max_clients = max_clients
+        self.max_group = max_group
+        self.min_population = min_population
+        self.campaigns: dict[str, Campaign] = {}
+        self._clients: OrderedDict[str, _Client] = OrderedDict()  # least recently active first
+        self._index: dict[str, set[str]] = {}  # facet -> clients
+        self._pairs: dict[str, int] = {}  # kind -> sum over facets of n(n - 1)
+        self._incidence: dict[str, int] = {}  # kind -> sum over facets of n
+        self._region_clients: dict[str, np.ndarray] = {}  # space -> clients touching each region
+        self._space_clients: dict[str, int] = {}  # space -> clients with any region in it
+
+    # ------------------------------------------------------------------ learning
+
+    def learn_one(
+        self,
+        event: AccessEvent,
+        region: int | None = None,
+        *,
+        space: str | None = None,
+        vector: np.ndarray | None = None,
+        centroid_distance: float = 0.0,
+    ) -> str | None:
+        """Learn one event (with its codebook region, if any); return the client's campaign id."""
+        self._expire(event.ts)
+        client = self._touch(event.client_id, event.ts)
+        self._learn_facets(event, client)
+        if region is not None:
+            space = space or ""
+            client.queries[space] = client.queries.get(space, 0) + 1
+            self._learn_region(client, space, int(region))
+        if client.campaign is None:
+            return None
+        campaign = self.campaigns[client.campaign]
+        campaign.state.learn_one(event, space, vector, 0 if region is None else int(region), centroid_distance)
+        return campaign.campaign_id
+
+    def campaign_of(self, client_id: str) -> str | None:
+        client = self._clients.get(client_id)
+        return client.campaign if client else None
+
+    def __len__(self) -> int:
+        """How many clients are remembered."""
+        return len(self._clients)
+
+    def _touch(self, client_id: str, ts: float) -> _Client:
+        client = self._clients.get(client_id)
+        if client is None:
+            client = self._clients[client_id] = _Client()
+            while len(self._clients) > self.max_clients:
+                self._forget(next(iter(self._clients)))
+        else:
+            self._clients.move_to_end(client_id)
+        client.last_ts = max(client.last_ts, ts)
+        return client
+
+    def _expire(self, now: float) -> None:
+        while self._clients:
+            oldest, client = next(iter(self._clients.items()))
+            if client.last_ts >= now - self.idle_s:
+                return
+            self._forget(oldest)
+
+    def _forget(self, client_id: str) -> None:
+        client = self._clients.pop(client_id)
+        for facet in client.facets:
+            self._unindex(facet, client_id)
+        for space, mask in client.regions.items():
+            self._region_clients[space][_bits(mask, len(self._region_clients[space]))] -= 1
+            self._space_clients[space] -= 1
+        if client.campaign is not None:
+            campaign = self.campaigns[client.campaign]
+            campaign.members.discard(client_id)
+            if not campaign.members:
+                del self.campaigns[client.campaign]
+
+    def _learn_facets(self, event: AccessEvent, client: _Client) -> None:
+        seen = (event.ip, event.asn, event.user_agent, event.key_created)
+        if seen == client.seen:
+            return
+        client.seen = seen
+        new = []
+        for facet in sorted(facets_of(event, self.key_span_s) - client.facets):
+            kind = _kind(facet)
+            if sum(_kind(f) == kind for f in client.facets) < MAX_FACETS_PER_KIND:
+                client.facets.add(facet)
+                self._reindex(facet, event.client_id)
+                new.append(facet)
+        for facet in new:
+            self._check_facet(facet, client.facets, new)
+
+    def _reindex(self, facet: str, client_id: str) -> None:
+        members = self._index.setdefault(facet, set())
+        kind = _kind(facet)
+        self._pairs[kind] = self._pairs.get(kind, 0) + 2 * len(members)
+        self._incidence[kind] = self._incidence.get(kind, 0) + 1
+        members.add(client_id)
+
+    def _unindex(self, facet: str, client_id: str) -> None:
+        members = self._index[facet]
+        members.discard(client_id)
+        kind = _kind(facet)
+        self._pairs[kind] -= 2 * len(members)
+        self._incidence[kind] -= 1
+        if not members:
+            del self._index[facet]
+
+    def _learn_region(self, client: _Client, space: str, region: int) -> None:
+        if not self._count_region(client, space, region):
+            return
+        for facet in client.facets:
+            if _kind(facet) in SINGLE_KINDS and self.min_members <= len(self._index[facet]) <= self.max_group:
+                coverage = self.coverage(self._index[facet])
+                if coverage is not None and coverage.complementary(self.alpha):
+                    self._tie(self._index[facet], f"{facet} & coverage")
+
+    def _count_region(self, client: _Client, space: str, region: int) -> bool:
+        """Record that the client touched a region; False if it had already."""
+        mask = client.regions.get(space, 0)
+        if mask >> region & 1:
+            return False
+        counts = self._region_clients.get(space, np.zeros(0, dtype=np.int64))
+        if region >= len(counts):
+            counts = np.concatenate([counts, np.zeros(region + 1 - len(counts), dtype=np.int64)])
+        counts[region] += 1
+        self._region_clients[space] = counts
+        self._space_clients[space] = self._space_clients.get(space, 0) + (mask == 0)
+        client.regions[space] = mask | (1 << region)
+        return True
+
+    # ------------------------------------------------------------------ ties
+
+    def _check_facet(self, facet: str, facets: Collection[str], new: list[str]) -> None:
+        """Test the ties a client's new facet may complete: with each other dimension, and alone."""
+        for other in facets:
+            if DIMENSION[_kind(other)] != DIMENSION[_kind(facet)] and (other not in new or other > facet):
+                self._check_pair(facet, other)
+        if _kind(facet) in SINGLE_KINDS:
+            self._check_single(facet)
+
+    def _check_pair(self, a: str, b: str) -> None:
+        small, large = sorted((self._index[a], self._index[b]), key=len)
+        shared = {c for c in small if c in large}
+        if len(shared) < self.min_members:
+            return
+        expected = len(small) * len(large) / len(self._clients)
+        if poisson.sf(len(shared) - 1, expected) <= self.alpha:
+            self._tie(shared, f"{a} & {b}")
+
+    def _check_single(self, facet: str) -> None:
+        """A facet far larger than its kind's base rate of co-members explains."""
+        size = len(self._index[facet])
+        if size < self.min_members:
+            return
+        kind = _kind(facet)
+        # Mean co-members of a client outside this facet, smoothed by one pair seen.
+        others = self._incidence[kind] - size + 2
+        rate = (self._pairs[kind] - size * (size - 1) + 2) / others
+        if poisson.sf(size - 2, rate) <= self.alpha:
+            self._tie(self._index[facet], facet)
+
+    def _tie(self, members: Collection[str], signature: str) -> None:
+        """Put ``members`` in one campaign, merging the campaigns they already belong to."""
+        owners = sorted(
+            {self._clients[m].campaign for m in members} - {None},
+            key=lambda cid: (-len(self.campaigns[cid].members), cid),
+        )
+        if owners:
+            campaign = self.campaigns[owners[0]]
+            for other in owners[1:]:
+                self._absorb(campaign, self.campaigns.pop(other))
+        else:
+            cid = "camp-" + hashlib.sha256(signature.encode()).hexdigest()[:8]
+            campaign = self.campaigns.setdefault(cid, Campaign(cid, ClientState(window=self.window)))
+        for member in members:
+            campaign.members.add(member)
+            self._clients[member].campaign = campaign.campaign_id
+        if len(campaign.ties) < MAX_TIES:
+            campaign.ties.add(signature)
+
+    def _absorb(self, campaign: Campaign, other: Campaign) -> None:
+        """The larger campaign keeps its id and merged state; the other's members move in."""
+        for member in other.members:
+            self._clients[member].campaign = campaign.campaign_id
+        campaign.members |= other.members
+        campaign.ties |= set(sorted(other.ties)[: max(0, MAX_TIES - len(campaign.ties))])
+
+    # ------------------------------------------------------------------ scoring
+
+    def coverage(self, members: Collection[str]) -> Coverage | None:
+        """Overlap test of the members' regions in their main space (None without enough data)."""
+        spaces = [space for m in members for space in self._clients[m].regions]
+        if not spaces:
+            return None
+        space = max(set(spaces), key=lambda s: (spaces.count(s), s))
+        clients = [self._clients[m] for m in members if self._clients[m].regions.get(space)]
+        population = self._space_clients[space] - len(clients)
+        if len(clients) < self.min_members or population < self.min_population:
+            return None
+        width = len(self._region_clients[space])
+        matrix = np.array([_bits(c.regions[space], width) for c in clients])
+        coverage = overlap_test(matrix, self._region_clients[space] - matrix.sum(axis=0), population)
+        return replace(coverage, space=space, events=sum(c.queries[space] for c in clients))
+
+    def view(self, campaign_id: str, references: Mapping[str, SpaceReference]) -> CampaignView:
+        """The campaign's merged state as one client: its feature row and a one-line summary."""
+        campaign = self.campaigns[campaign_id]
+        coverage = self.coverage(campaign.members)
+        row = campaign_row(campaign.state, references, coverage, self.alpha)
+        return CampaignView(campaign_id, row, campaign.state.events_seen, self._summary(campaign, references, coverage))
+
+    def _summary(self, campaign: Campaign, references: Mapping[str, SpaceReference], coverage: Coverage | None) -> str:
+        parts = [f"{len(campaign.members)} keys sharing {', '.join(campaign.dimensions())}"]
+        if coverage is not None:
+            ratio = union_coverage(coverage, references)
+            overlap = coverage.overlap / max(coverage.expected_overlap, 1e-9)
+            parts.append(f"union coverage {ratio:.1f}x benign, overlap {overlap:.2f}x strangers'")
+        return "; ".join(parts)
+
+    # ------------------------------------------------------------------ storage
+
+    def to_bytes(self) -> bytes:
+        return msgspec.msgpack.encode({
+            "config": {
+                "window": self.window, "min_members": self.min_members, "alpha": self.alpha,
+                "key_span_s": self.key_span_s, "idle_s": self.idle_s, "max_clients": self.max_clients,
+                "max_group": self.max_group, "min_population": self.min_population,
+            },
+            "clients": [
+                [cid, sorted(c.facets), {s: m.to_bytes((m.bit_length() + 7) // 8, "little") for s, m in c.regions.items()},
+                 c.queries, c.last_ts, c.campaign]
+                for cid, c in self._clients.items()
+            ],
+            "campaigns": [[c.campaign_id, sorted(c.members), sorted(c.ties), c.state.to_bytes()] for c in self.campaigns.values()],
+        })  # fmt: skip
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CampaignTracker:
+        raw = msgspec.msgpack.decode(data)
+        tracker = cls(**raw["config"])
+        for cid, facets, regions, queries, last_ts, campaign in raw["clients"]:
+            client = tracker._clients[cid] = _Client(queries=queries, last_ts=last_ts, campaign=campaign)
+            for facet in facets:
+                client.facets.add(facet)
+                tracker._reindex(facet, cid)
+            for space, packed in regions.items():
+                for region in np.flatnonzero(_bits(int.from_bytes(packed, "little"), 8 * len(packed))):
+                    tracker._count_region(client, space, int(region))
+        for cid, members, ties, state in raw["campaigns"]:
+            tracker.campaigns[cid] = Campaign(cid, ClientState.from_bytes(state), set(members), set(ties))
+        return tracker

@@ -1,0 +1,72 @@
+"""Everything clonewatch remembers about one client, in a form that can be stored and restored."""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+
+from detectors.activity_window import ActivityWindow
+from detectors.geometry_window import GeometryWindow
+from schemas import AccessEvent
+
+
+class ClientState:
+    """One client's windows, event count and current action.
+
+    ``to_bytes``/``from_bytes`` make it storable in a Faust table or any key-value store.
+
+    >>> state = ClientState(window=10)
+    >>> state.learn_one(AccessEvent(ts=1795428000, client_id="k", prompt="hi"), "text", np.ones(4, np.float32), 0)
+    >>> ClientState.from_bytes(state.to_bytes()).events_seen
+    1
+    """
+
+    def __init__(self, window: int = 200) -> None:
+        self.window = window
+        self.events_seen = 0
+        self.action = "allow"
+        self.pending_action: str | None = None
+        self.pending_count = 0
+        self.last_ts = 0.0
+        self.activity = ActivityWindow(window)
+        self.geometry: dict[str, GeometryWindow] = {}
+
+    def learn_one(
+        self,
+        event: AccessEvent,
+        space: str | None = None,
+        vector: np.ndarray | None = None,
+        region: int = 0,
+        centroid_distance: float = 0.0,
+    ) -> None:
+        self.events_seen += 1
+        self.last_ts = max(self.last_ts, event.ts)
+        self.activity.learn_one(event)
+        if space is not None and vector is not None:
+            if space not in self.geometry:
+                self.geometry[space] = GeometryWindow(dim=len(vector), size=self.window)
+            self.geometry[space].learn_one(vector, region, centroid_distance)
+
+    def main_space(self) -> str | None:
+        """The space most of this client's recent queries live in."""
+        if not self.geometry:
+            return None
+        return max(self.geometry, key=lambda s: self.geometry[s].count)
+
+    def to_bytes(self) -> bytes:
+        return msgspec.msgpack.encode({
+            "window": self.window, "events_seen": self.events_seen, "action": self.action,
+            "pending_action": self.pending_action, "pending_count": self.pending_count, "last_ts": self.last_ts,
+            "activity": self.activity.to_state(),
+            "geometry": {space: w.to_state() for space, w in self.geometry.items()},
+        })  # fmt: skip
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ClientState:
+        raw = msgspec.msgpack.decode(data)
+        state = cls(window=raw["window"])
+        state.events_seen, state.action, state.last_ts = raw["events_seen"], raw["action"], raw["last_ts"]
+        state.pending_action, state.pending_count = raw["pending_action"], raw["pending_count"]
+        state.activity = ActivityWindow.from_state(raw["activity"])
+        state.geometry = {space: GeometryWindow.from_state(w) for space, w in raw["geometry"].items()}
+        return state

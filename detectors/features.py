@@ -1,0 +1,149 @@
+"""The per-client feature vector: timing, request shape and query geometry.
+
+Geometric features are relative to the benign reference of the client's main space
+(see :class:`detectors.reference.SpaceReference`). A feature that cannot be measured
+yet (too few events, no vectors) is NaN; the risk model imputes it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+from scipy.stats import shapiro
+
+from detectors.client_state import ClientState
+from detectors.reference import SpaceReference
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "rate_per_min",
+    "gap_cv",
+    "diversity",
+    "nearest_distance",
+    "near_dup_rate",
+    "exact_dup_rate",
+    "chain_rate",
+    "prada_w",
+    "coverage_ratio",
+    "region_entropy",
+    "ood_rate",
+    "temp0_share",
+    "logprobs_share",
+    "multi_n_share",
+    "error_rate",
+    "prompt_len_cv",
+)
+
+FEATURE_LABELS: dict[str, str] = {
+    "rate_per_min": "requests per minute",
+    "gap_cv": "inter-arrival variation (CV)",
+    "diversity": "query spread",
+    "nearest_distance": "distance to own nearest earlier query",
+    "near_dup_rate": "near-duplicate rate",
+    "exact_dup_rate": "exact repeat rate",
+    "chain_rate": "small-step chain rate",
+    "prada_w": "PRADA normality W",
+    "coverage_ratio": "input-space coverage vs benign",
+    "region_entropy": "region entropy",
+    "ood_rate": "out-of-distribution rate",
+    "temp0_share": "temperature-0 share",
+    "logprobs_share": "logprobs share",
+    "multi_n_share": "n>1 share",
+    "error_rate": "error rate",
+    "prompt_len_cv": "prompt length variation",
+}
+
+# Which side of the benign distribution is suspicious. Humans are bursty (high gap CV)
+# and repeat themselves now and then; machines are regular, broad and precise. Values
+# on the harmless side are clipped to the reference median before scoring, so an
+# unusually human client is never flagged for it.
+FEATURE_SUSPICIOUS_SIDE: dict[str, str] = {
+    "rate_per_min": "high",
+    "gap_cv": "low",
+    "diversity": "both",
+    "nearest_distance": "both",
+    "near_dup_rate": "high",
+    "exact_dup_rate": "high",
+    "chain_rate": "high",
+    "prada_w": "low",
+    "coverage_ratio": "high",
+    "region_entropy": "high",
+    "ood_rate": "high",
+    "temp0_share": "high",
+    "logprobs_share": "high",
+    "multi_n_share": "high",
+    "error_rate": "high",
+    "prompt_len_cv": "both",
+}
+
+PRADA_MIN_SAMPLES = 8
+
+
+def extract_features(state: ClientState, references: Mapping[str, SpaceReference]) -> np.ndarray:
+    """The feature vector of one client now, ordered as :data:`FEATURE_NAMES`."""
+    values = dict.fromkeys(FEATURE_NAMES, np.nan)
+    values.update(_timing(state))
+    values.update(_shape(state))
+    space = state.main_space()
+    if space is not None and space in references:
+        values.update(_geometry(state, references[space]))
+    return np.array([values[name] for name in FEATURE_NAMES], dtype=np.float64)
+
+
+def _timing(state: ClientState) -> dict[str, float]:
+    gaps = state.activity.gaps()
+    if len(gaps) == 0:
+        return {}
+    span = max(float(gaps.sum()), 1.0)
+    out = {"rate_per_min": float(np.log1p(60.0 * len(gaps) / span))}
+    if len(gaps) >= 3 and gaps.mean() > 0:
+        out["gap_cv"] = float(gaps.std() / gaps.mean())
+    return out
+
+
+def _share(column: np.ndarray) -> float:
+    known = column[~np.isnan(column)]
+    return float(known.mean()) if len(known) else np.nan
+
+
+def _shape(state: ClientState) -> dict[str, float]:
+    a = state.activity
+    lengths = a.column("prompt_chars")
+    lengths = lengths[~np.isnan(lengths)]
+    return {
+        "temp0_share": _share(a.column("temp0")),
+        "logprobs_share": _share(a.column("logprobs")),
+        "multi_n_share": _share(a.column("multi_n")),
+        "error_rate": _share(a.column("error")),
+        "prompt_len_cv": float(lengths.std() / lengths.mean()) if len(lengths) >= 3 and lengths.mean() > 0 else np.nan,
+    }
+
+
+def _geometry(state: ClientState, ref: SpaceReference) -> dict[str, float]:
+    w = state.geometry[state.main_space()]
+    out = {"diversity": w.mean_pairwise_sq_distance() / ref.typical_sq_distance_}
+    regions = w.window_regions
+    counts = np.bincount(regions, minlength=ref.n_regions_)
+    out["coverage_ratio"] = float(np.count_nonzero(counts) / ref.expected_regions(w.count))
+    if w.count >= 2:
+        p = counts[counts > 0] / w.count
+        out["region_entropy"] = float(-(p * np.log(p)).sum() / np.log(min(w.count, ref.n_regions_)))
+    out["ood_rate"] = float((w.centroid_distances > ref.ood_radius_).mean())
+
+    nearest = w.nearest
+    nearest = nearest[~np.isnan(nearest)]
+    if len(nearest):
+        exact = nearest <= ref.exact_radius
+        out["exact_dup_rate"] = float(exact.mean())
+        out["near_dup_rate"] = float((~exact & (nearest <= ref.near_dup_radius_)).mean())
+        out["nearest_distance"] = float(np.median(nearest) / ref.unit_)
+        steps = w.steps
+        steps = steps[~np.isnan(steps)]
+        out["chain_rate"] = float(((steps > ref.exact_radius) & (steps <= ref.near_dup_radius_)).mean())
+    fresh = nearest[nearest > ref.exact_radius]
+    if len(fresh) >= PRADA_MIN_SAMPLES and np.ptp(fresh) > 0:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out["prada_w"] = float(shapiro(fresh).statistic)
+    return out

@@ -1,0 +1,112 @@
+"""A client's recent query vectors and how each new one relates to the earlier ones."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class GeometryWindow:
+    """Sliding window over one client's projected query vectors in one space.
+
+    For every new vector it records the distance to the nearest earlier vector in the
+    window (boundary probing, PRADA) and to the previous vector (perturbation chains),
+    and keeps running sums so that the mean pairwise squared distance is O(dim).
+
+    >>> w = GeometryWindow(dim=2, size=3)
+    >>> for v in ([0, 0], [1, 0], [1, 0.1], [5, 5]):
+    ...     w.learn_one(np.array(v, dtype=np.float32), region=0)
+    >>> w.count, round(float(w.nearest[-1]), 2), round(float(w.steps[-1]), 2)
+    (3, 6.33, 6.33)
+    """
+
+    def __init__(self, dim: int, size: int = 200) -> None:
+        self.dim = dim
+        self.size = size
+        self.vectors = np.zeros((size, dim), dtype=np.float32)
+        self.regions = np.zeros(size, dtype=np.int16)
+        self.nearest_ring = np.full(size, np.nan, dtype=np.float32)
+        self.step_ring = np.full(size, np.nan, dtype=np.float32)
+        self.centroid_ring = np.zeros(size, dtype=np.float32)
+        self.head = 0  # next slot to write
+        self.count = 0  # vectors in the window
+        self.total = 0  # vectors ever learned
+        self.sum = np.zeros(dim, dtype=np.float64)
+        self.sum_sq = 0.0
+
+    def learn_one(self, vector: np.ndarray, region: int, centroid_distance: float = 0.0) -> None:
+        if self.count:
+            held = self.vectors[: self.count]
+            d = np.sqrt(np.maximum(((held - vector) ** 2).sum(axis=1), 0.0))
+            if self.count == self.size:
+                d[self.head] = np.inf  # the oldest vector, about to leave the window
+            self.nearest_ring[self.head] = d.min()
+            self.step_ring[self.head] = d[(self.head - 1) % self.size]
+        else:
+            self.nearest_ring[self.head] = np.nan
+            self.step_ring[self.head] = np.nan
+        if self.count == self.size:
+            old = self.vectors[self.head].astype(np.float64)
+            self.sum -= old
+            self.sum_sq -= float(old @ old)
+        v64 = vector.astype(np.float64)
+        self.sum += v64
+        self.sum_sq += float(v64 @ v64)
+        self.vectors[self.head] = vector
+        self.regions[self.head] = region
+        self.centroid_ring[self.head] = centroid_distance
+        self.head = (self.head + 1) % self.size
+        self.count = min(self.count + 1, self.size)
+        self.total += 1
+
+    def _in_order(self, ring: np.ndarray) -> np.ndarray:
+        if self.count < self.size:
+            return ring[: self.count]
+        return np.concatenate([ring[self.head :], ring[: self.head]])
+
+    @property
+    def nearest(self) -> np.ndarray:
+        """Distance of each windowed vector to the nearest one before it (oldest first; NaN for the first)."""
+        return self._in_order(self.nearest_ring)
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Distance of each windowed vector to the one just before it."""
+        return self._in_order(self.step_ring)
+
+    @property
+    def window_regions(self) -> np.ndarray:
+        return self.regions[: self.count]
+
+    @property
+    def centroid_distances(self) -> np.ndarray:
+        """Distance of each windowed vector to the centre of its codebook region."""
+        return self.centroid_ring[: self.count]
+
+    def mean_pairwise_sq_distance(self) -> float:
+        """Mean squared distance between two distinct vectors of the window."""
+        n = self.count
+        if n < 2:
+            return float("nan")
+        spread = self.sum_sq / n - float(self.sum @ self.sum) / n**2
+        return max(0.0, 2.0 * spread * n / (n - 1))
+
+    def to_state(self) -> dict:
+        return {
+            "dim": self.dim, "size": self.size, "head": self.head, "count": self.count, "total": self.total,
+            "vectors": self.vectors[: max(self.count, self.head)].tobytes(),
+            "regions": self.regions.tobytes(), "nearest": self.nearest_ring.tobytes(),
+            "steps": self.step_ring.tobytes(), "centroid": self.centroid_ring.tobytes(), "sum": self.sum.tobytes(), "sum_sq": self.sum_sq,
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict) -> GeometryWindow:
+        w = cls(dim=state["dim"], size=state["size"])
+        held = np.frombuffer(state["vectors"], dtype=np.float32).reshape(-1, w.dim)
+        w.vectors[: len(held)] = held
+        w.regions[:] = np.frombuffer(state["regions"], dtype=np.int16)
+        w.nearest_ring[:] = np.frombuffer(state["nearest"], dtype=np.float32)
+        w.step_ring[:] = np.frombuffer(state["steps"], dtype=np.float32)
+        w.centroid_ring[:] = np.frombuffer(state["centroid"], dtype=np.float32)
+        w.sum[:] = np.frombuffer(state["sum"], dtype=np.float64)
+        w.head, w.count, w.total, w.sum_sq = state["head"], state["count"], state["total"], state["sum_sq"]
+        return w

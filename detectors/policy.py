@@ -1,0 +1,89 @@
+"""From risk to action: thresholds, minimum evidence, confirmation and hysteresis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from detectors.client_state import ClientState
+from schemas import Action
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Documented defaults; every field can be set from the command line or a config file.
+
+    - ``throttle``/``challenge``/``deny``: the risk (share of benign clients less
+      anomalous) at which each action starts.
+    - ``min_events``: no action but allow before a client has sent this many events.
+    - ``min_events_deny``: no deny before this many events.
+    - ``confirm_events``: a stronger action must be indicated by this many successive
+      events before it is taken, so one noisy event does not act.
+    - ``hysteresis``: to step down, risk must fall this far below the current action's
+      threshold, so a client near a threshold does not flap.
+    - ``allowlist``: client ids that are always allowed.
+    """
+
+    throttle: float = 0.99
+    challenge: float = 0.999
+    deny: float = 0.9999
+    min_events: int = 10
+    min_events_deny: int = 30
+    confirm_events: int = 3
+    hysteresis: float = 0.02
+    allowlist: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.throttle <= self.challenge <= self.deny <= 1.0:
+            raise ValueError("thresholds must satisfy 0 < throttle <= challenge <= deny <= 1")
+        if self.min_events < 1 or self.min_events_deny < self.min_events or self.confirm_events < 1:
+            raise ValueError("need 1 <= min_events <= min_events_deny and confirm_events >= 1")
+
+    def threshold(self, action: Action) -> float:
+        return {Action.ALLOW: 0.0, Action.THROTTLE: self.throttle, Action.CHALLENGE: self.challenge, Action.DENY: self.deny}[action]
+
+
+class Policy:
+    """Decide a client's action after each event; remembers what it needs in the ClientState.
+
+    >>> policy = Policy(PolicyConfig(min_events=1, min_events_deny=1, confirm_events=2))
+    >>> state = ClientState()
+    >>> state.events_seen = 50
+    >>> [policy.decide("k", state, r).value for r in (0.5, 0.99999, 0.99999, 0.5)]
+    ['allow', 'allow', 'deny', 'allow']
+    """
+
+    def __init__(self, config: PolicyConfig | None = None) -> None:
+        self.config = config or PolicyConfig()
+
+    def target(self, risk: float, events_seen: int) -> Action:
+        c = self.config
+        if events_seen < c.min_events:
+            return Action.ALLOW
+        if risk >= c.deny and events_seen >= c.min_events_deny:
+            return Action.DENY
+        if risk >= c.challenge:
+            return Action.CHALLENGE
+        if risk >= c.throttle:
+            return Action.THROTTLE
+        return Action.ALLOW
+
+    def decide(self, client_id: str, state: ClientState, risk: float, events_seen: int | None = None) -> Action:
+        """Update ``state.action`` for this event's risk and return it.
+
+        ``events_seen`` is the client's count at this event (default: the state's).
+        """
+        if client_id in self.config.allowlist:
+            state.action, state.pending_action, state.pending_count = Action.ALLOW.value, None, 0
+            return Action.ALLOW
+        current = Action(state.action)
+        target = self.target(risk, state.events_seen if events_seen is None else events_seen)
+        if target.severity > current.severity:
+            state.pending_count = state.pending_count + 1 if state.pending_action else 1
+            state.pending_action = target.value
+            if state.pending_count >= self.config.confirm_events:
+                state.action, state.pending_action, state.pending_count = target.value, None, 0
+        else:
+            state.pending_action, state.pending_count = None, 0
+            if target.severity < current.severity and risk < self.config.threshold(current) - self.config.hysteresis:
+                state.action = target.value
+        return Action(state.action)

@@ -1,0 +1,142 @@
+"""The benign envelope of one vector space, learned from reference traffic.
+
+Every geometric signal is measured relative to it: distances are in units of the
+reference's own spread, "near-duplicate" means closer than benign customers' queries
+usually come to their own earlier queries, and coverage is compared with what a benign
+client with the same number of queries reaches.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+
+
+class SpaceReference:
+    """Projection, scale, codebook and benign distance quantiles for one vector space.
+
+    Parameters
+    ----------
+    n_regions : codebook size (k-means clusters) used for coverage.
+    n_components : vectors are projected to at most this many principal components,
+        which keeps per-client state small.
+    near_dup_quantile : share of benign within-client nearest distances that count as
+        near-duplicates; the radius is that quantile of the reference.
+    ood_quantile : queries farther from every codebook region than this quantile of the
+        reference count as out-of-distribution.
+    standardize : scale each input dimension to unit variance first (numeric features).
+
+    >>> rng = np.random.default_rng(0)
+    >>> ref = SpaceReference(n_regions=8, n_components=4).fit(rng.normal(size=(400, 6)), [i % 20 for i in range(400)])
+    >>> ref.transform(rng.normal(size=(3, 6))).shape
+    (3, 4)
+    """
+
+    def __init__(
+        self,
+        n_regions: int = 64,
+        n_components: int = 64,
+        near_dup_quantile: float = 0.02,
+        ood_quantile: float = 0.99,
+        standardize: bool = False,
+        random_state: int = 0,
+    ) -> None:
+        self.n_regions = n_regions
+        self.n_components = n_components
+        self.near_dup_quantile = near_dup_quantile
+        self.ood_quantile = ood_quantile
+        self.standardize = standardize
+        self.random_state = random_state
+
+    def fit(self, vectors: np.ndarray, client_ids: Sequence[str]) -> SpaceReference:
+        """Learn the envelope from reference vectors, in arrival order, with their clients."""
+        x = np.asarray(vectors, dtype=np.float64)
+        if x.ndim != 2 or len(x) < 2:
+            raise ValueError(f"need a 2-d array of at least 2 reference vectors, got shape {x.shape}")
+        if len(client_ids) != len(x):
+            raise ValueError("client_ids must have one entry per vector")
+        self.input_dim_ = x.shape[1]
+        self.mean_ = x.mean(axis=0) if self.standardize else np.zeros(x.shape[1])
+        scale = x.std(axis=0) if self.standardize else np.ones(x.shape[1])
+        self.scale_ = np.where(scale > 1e-12, scale, 1.0)
+        z = (x - self.mean_) / self.scale_
+        n_components = min(self.n_components, z.shape[1], len(z))
+        self.pca_ = PCA(n_components=n_components, random_state=self.random_state).fit(z)
+        p = self.pca_.transform(z).astype(np.float32)
+
+        centered = p - p.mean(axis=0)
+        self.typical_sq_distance_ = float(2.0 * (centered**2).sum(axis=1).mean())
+        self.unit_ = float(np.sqrt(self.typical_sq_distance_)) or 1.0
+
+        k = max(2, min(self.n_regions, len(p) // 5))
+        self.codebook_ = KMeans(n_clusters=k, n_init=3, random_state=self.random_state).fit(p)
+        self.centroids_ = self.codebook_.cluster_centers_.astype(np.float32)
+        regions, centroid_dist = self._nearest_region(p)
+        self.ood_radius_ = float(np.quantile(centroid_dist, self.ood_quantile))
+
+        own_nearest, touched_curve = self._client_histories(p, regions, client_ids)
+        positive = own_nearest[own_nearest > self.exact_radius]
+        self.near_dup_radius_ = float(np.quantile(positive, self.near_dup_quantile)) if len(positive) else self.unit_ * 0.05
+        self.coverage_coef_ = self._fit_coverage_curve(touched_curve)
+        return self
+
+    @property
+    def n_regions_(self) -> int:
+        return len(self.centroids_)
+
+    @property
+    def dim_(self) -> int:
+        return self.pca_.n_components_
+
+    @property
+    def exact_radius(self) -> float:
+        """Distances below this are the same query sent again."""
+        return 1e-4 * getattr(self, "unit_", 1.0)
+
+    def transform(self, vectors: np.ndarray) -> np.ndarray:
+        """Standardise and project raw vectors into the reference space (float32)."""
+        x = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
+        return self.pca_.transform((x - self.mean_) / self.scale_).astype(np.float32)
+
+    def regions(self, projected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Codebook region of each projected vector and its distance to that region's centre."""
+        return self._nearest_region(projected)
+
+    def expected_regions(self, n: int | np.ndarray) -> np.ndarray:
+        """Regions a benign client with ``n`` queries is expected to touch (power-law fit)."""
+        a, b = self.coverage_coef_
+        return np.minimum(np.exp(a) * np.power(np.maximum(n, 1), b), self.n_regions_)
+
+    def _nearest_region(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d2 = (p**2).sum(axis=1)[:, None] - 2 * p @ self.centroids_.T + (self.centroids_**2).sum(axis=1)[None, :]
+        idx = d2.argmin(axis=1)
+        return idx.astype(np.int16), np.sqrt(np.maximum(d2[np.arange(len(p)), idx], 0.0))
+
+    def _client_histories(self, p, regions, client_ids, max_history: int = 200):
+        by_client: dict[str, list[int]] = defaultdict(list)
+        for i, client in enumerate(client_ids):
+            by_client[client].append(i)
+        nearest: list[np.ndarray] = []
+        curve: list[tuple[int, int]] = []
+        for rows in by_client.values():
+            vecs = p[rows]
+            for j in range(1, len(rows)):
+                earlier = vecs[max(0, j - max_history) : j]
+                nearest.append(np.sqrt(((earlier - vecs[j]) ** 2).sum(axis=1).min(keepdims=True)))
+            seen: set[int] = set()
+            for j, region in enumerate(regions[rows], start=1):
+                seen.add(int(region))
+                curve.append((j, len(seen)))
+        return (np.concatenate(nearest) if nearest else np.empty(0)), curve
+
+    @staticmethod
+    def _fit_coverage_curve(curve: list[tuple[int, int]]) -> tuple[float, float]:
+        if len(curve) < 2:
+            return 0.0, 0.5
+        n, touched = np.array(curve, dtype=np.float64).T
+        b, a = np.polyfit(np.log(n), np.log(touched), 1)
+        return float(a), float(max(b, 0.0))

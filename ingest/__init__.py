@@ -1,0 +1,1 @@
+"""Getting gateway records in: decoding, validation and dead letters."""

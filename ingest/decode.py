@@ -1,0 +1,74 @@
+"""Turn raw JSON lines into AccessEvents, or dead letters that say exactly what was wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+import re
+from dataclasses import dataclass
+
+import msgspec
+
+from schemas import AccessEvent, DeadLetter
+
+DEFAULT_MAX_PROMPT_CHARS = 32_000
+DEFAULT_MAX_FEATURES = 4_096
+_RAW_KEEP = 2_000
+_NON_JSON_NUMBER = re.compile(r"[\[,:]\s*-?(NaN|Infinity)\b")  # a dead letter keeps this much of the offending line
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
+    max_features: int = DEFAULT_MAX_FEATURES
+
+
+class EventDecoder:
+    """Decode canonical JSON lines; never raises on bad input.
+
+    >>> decoder = EventDecoder(source="example")
+    >>> decoder.decode(b'{"ts": 1795428000, "client_id": "k1", "prompt": "hi"}', 1).client_id
+    'k1'
+    >>> decoder.decode(b'{"ts": 1795428000}', 2).reason
+    'Object missing required field `client_id`'
+    """
+
+    def __init__(self, source: str, limits: DecodeLimits = DecodeLimits()) -> None:
+        self.source = source
+        self.limits = limits
+        self._decoder = msgspec.json.Decoder(AccessEvent)
+
+    def decode(self, line: bytes | str, line_no: int) -> AccessEvent | DeadLetter:
+        try:
+            event = self._decoder.decode(line)
+        except msgspec.ValidationError as exc:
+            return self._reject(line, line_no, str(exc))
+        except msgspec.DecodeError as exc:
+            return self._reject(line, line_no, self._explain_malformed(line, str(exc)))
+        problem = self._check_limits(event)
+        if problem:
+            return self._reject(line, line_no, problem)
+        return event
+
+    def decode_lines(self, lines: Iterable[bytes | str], first_line: int = 1) -> Iterator[AccessEvent | DeadLetter]:
+        """Decode each non-blank line, numbering lines from ``first_line``."""
+        for line_no, line in enumerate(lines, start=first_line):
+            if line.strip():
+                yield self.decode(line, line_no)
+
+    @staticmethod
+    def _explain_malformed(line: bytes | str, reason: str) -> str:
+        text = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
+        if _NON_JSON_NUMBER.search(text):
+            return f"{reason}: NaN and Infinity are not JSON numbers (features must be finite)"
+        return reason
+
+    def _check_limits(self, event: AccessEvent) -> str | None:
+        if event.prompt is not None and len(event.prompt) > self.limits.max_prompt_chars:
+            return f"prompt has {len(event.prompt)} characters, over the limit of {self.limits.max_prompt_chars}"
+        if event.features is not None and len(event.features) > self.limits.max_features:
+            return f"features has {len(event.features)} values, over the limit of {self.limits.max_features}"
+        return None
+
+    def _reject(self, line: bytes | str, line_no: int, reason: str) -> DeadLetter:
+        raw = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
+        return DeadLetter(source=self.source, line=line_no, reason=reason, raw=raw.rstrip("\n")[:_RAW_KEEP])

@@ -1,0 +1,69 @@
+"""The canonical gateway access record: one JSON object per line."""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from schemas.timefmt import to_epoch
+
+
+class Params(msgspec.Struct, omit_defaults=True):
+    """Sampling parameters of the request, as the client sent them."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    # OpenAI's completions API sends an int (how many), its chat API a bool.
+    logprobs: bool | int | None = None
+    top_logprobs: int | None = None
+    n: int | None = None
+
+    def wants_logprobs(self) -> bool:
+        return bool(self.logprobs) or bool(self.top_logprobs)
+
+
+class AccessEvent(msgspec.Struct, omit_defaults=True):
+    """One API request as the gateway logged it.
+
+    ``ts`` is accepted as an RFC 3339 string or epoch seconds and is always epoch
+    seconds (float) once the record exists. Unknown fields are ignored, so gateways may
+    log more than this.
+    """
+
+    ts: float | str
+    client_id: str
+    ip: str | None = None
+    method: str | None = None
+    path: str | None = None
+    status: int | None = None
+    latency_ms: float | None = None
+    model: str | None = None
+    prompt: str | None = None
+    features: list[float] | None = None
+    params: Params | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+    asn: int | None = None
+    key_created: str | None = None
+
+    def __post_init__(self) -> None:
+        self.ts = to_epoch(self.ts)
+        if not self.client_id.strip():
+            raise ValueError("client_id must not be empty")
+        if self.features is not None:
+            if not self.features:
+                raise ValueError("features must not be empty")
+            if not all(math.isfinite(x) for x in self.features):
+                raise ValueError("features must be finite numbers (no NaN or infinity)")
+
+    @property
+    def space(self) -> str | None:
+        """Which vector space the request lives in: ``"text"``, ``"numeric:<dim>"`` or None."""
+        if self.prompt:
+            return "text"
+        if self.features:
+            return f"numeric:{len(self.features)}"
+        return None

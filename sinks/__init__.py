@@ -1,0 +1,1 @@
+"""Where results go: ClickHouse tables and JSON-lines files."""

@@ -1,0 +1,48 @@
+import numpy as np
+
+from detectors.vectorize import Vectorizer
+from schemas import AccessEvent
+
+
+def test_real_embeddings_are_unit_vectors_that_capture_meaning(embedder):
+    v = embedder.embed([
+        "How do I bake sourdough bread at home?",
+        "What is the best way to make sourdough bread in my kitchen?",
+        "How do I file an amended federal tax return?",
+    ])  # fmt: skip
+    assert v.shape == (3, 384) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.3
+
+
+def test_cache_serves_repeated_prompts_by_hash(embedder):
+    before_hits, before_misses = embedder.cache_hits, embedder.cache_misses
+    first = embedder.embed(["a prompt seen once for the cache test", "another prompt for the cache test"])
+    again = embedder.embed(["another prompt for the cache test"])
+    assert embedder.cache_misses - before_misses == 2
+    assert embedder.cache_hits - before_hits == 1
+    assert np.array_equal(again[0], first[1])
+
+
+def test_vectorizer_embeds_prompts_and_passes_numeric_features(embedder):
+    events = [
+        AccessEvent(ts=1795428000, client_id="a", prompt="hello there"),
+        AccessEvent(ts=1795428001, client_id="b", features=[1.0, 2.0, 3.0]),
+        AccessEvent(ts=1795428002, client_id="c"),
+    ]
+    vectors = Vectorizer(embedder).vectors(events)
+    assert vectors[0].shape == (384,)
+    assert vectors[1].tolist() == [1.0, 2.0, 3.0]
+    assert vectors[2] is None
+
+
+def test_disk_cache_serves_a_new_embedder_without_loading_the_model(embedder, tmp_path):
+    from detectors.embedding import PromptEmbedder
+
+    first = PromptEmbedder(disk_cache=tmp_path / "emb.sqlite")
+    first._model = embedder.model  # share the loaded weights; the second embedder must not need them
+    vectors = first.embed(["disk cache prompt one", "disk cache prompt two"])
+    second = PromptEmbedder(disk_cache=tmp_path / "emb.sqlite")
+    again = second.embed(["disk cache prompt two", "disk cache prompt one"])
+    assert second._model is None
+    assert np.array_equal(again, vectors[::-1])

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+
+from detectors.client_state import ClientState
+from detectors.features import FEATURE_NAMES, extract_features
+from detectors.geometry_window import GeometryWindow
+from detectors.reference import SpaceReference
+from schemas import AccessEvent, Params
+
+
+def brute_mean_pairwise_sq(vectors: np.ndarray) -> float:
+    d = ((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(axis=2)
+    n = len(vectors)
+    return float(d.sum() / (n * (n - 1)))
+
+
+def test_incremental_spread_and_nearest_match_brute_force_after_the_window_wraps():
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(37, 5)).astype(np.float32)
+    w = GeometryWindow(dim=5, size=10)
+    for v in data:
+        w.learn_one(v, region=0)
+    held = data[-10:]
+    assert w.count == 10 and w.total == 37
+    assert w.mean_pairwise_sq_distance() == pytest.approx(brute_mean_pairwise_sq(held), rel=1e-4)
+    expected_last = np.sqrt(((data[-11:-1] - data[-1]) ** 2).sum(axis=1)).min()
+    assert w.nearest[-1] == pytest.approx(expected_last, rel=1e-5)
+    assert w.steps[-1] == pytest.approx(np.linalg.norm(data[-1] - data[-2]), rel=1e-5)
+
+
+CENTERS = np.random.default_rng(42).normal(size=(8, 6)) * 5
+
+
+def make_reference(rng) -> SpaceReference:
+    points = np.concatenate([c + rng.normal(size=(60, 6)) for c in CENTERS])
+    clients = [f"c{i // 20}" for i in range(len(points))]
+    return SpaceReference(n_regions=8, n_components=6, standardize=True).fit(points, clients)
+
+
+def test_state_survives_a_bytes_round_trip_with_identical_features():
+    rng = np.random.default_rng(2)
+    ref = make_reference(rng)
+    state = ClientState(window=16)
+    for i in range(40):
+        vec = ref.transform(rng.normal(size=6))[0]
+        region, dist = ref.regions(vec[None, :])
+        event = AccessEvent(ts=1795428000 + i * 1.5, client_id="k", features=[0.0] * 6, status=200, params=Params(temperature=0.0))
+        state.learn_one(event, "numeric:6", vec, int(region[0]), float(dist[0]))
+    restored = ClientState.from_bytes(state.to_bytes())
+    a = extract_features(state, {"numeric:6": ref})
+    b = extract_features(restored, {"numeric:6": ref})
+    assert np.array_equal(a, b, equal_nan=True)
+    assert restored.events_seen == 40
+
+
+def test_features_separate_a_prober_from_a_sweeper():
+    rng = np.random.default_rng(3)
+    ref = make_reference(rng)
+    values = {}
+    for name, points in {
+        "prober": ref.transform(CENTERS[0] + rng.normal(scale=0.01, size=(60, 6))),
+        "sweeper": ref.transform(rng.uniform(-15, 15, size=(60, 6))),
+    }.items():
+        state = ClientState()
+        regions, dist = ref.regions(points)
+        for i, vec in enumerate(points):
+            event = AccessEvent(ts=1795428000 + i * 2.0, client_id=name, features=[0.0] * 6)
+            state.learn_one(event, "numeric:6", vec, int(regions[i]), float(dist[i]))
+        values[name] = dict(zip(FEATURE_NAMES, extract_features(state, {"numeric:6": ref})))
+    prober, sweeper = values["prober"], values["sweeper"]
+    assert prober["near_dup_rate"] > 0.8 > sweeper["near_dup_rate"]
+    assert prober["diversity"] < 0.01 < sweeper["diversity"]
+    assert sweeper["coverage_ratio"] > prober["coverage_ratio"]
+    assert sweeper["ood_rate"] > prober["ood_rate"]
+    assert prober["gap_cv"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_timing_features_need_enough_events():
+    state = ClientState()
+    state.learn_one(AccessEvent(ts=1795428000, client_id="k"))
+    features = dict(zip(FEATURE_NAMES, extract_features(state, {})))
+    assert np.isnan(features["gap_cv"]) and np.isnan(features["rate_per_min"]) and np.isnan(features["diversity"])
