@@ -1,0 +1,203 @@
+"""Tests of the red-team traffic simulator: determinism, record validity, ground truth."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+from bisect import bisect_left
+from collections import Counter, defaultdict
+from datetime import datetime
+
+import pytest
+
+from clonewatch.simulate import SCENARIOS, SimulatedTraffic, simulate, write
+
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+FIELDS = {
+    "ts": str, "client_id": str, "ip": str, "method": str, "path": str, "status": int,
+    "latency_ms": float, "model": str, "prompt": str, "features": list, "params": dict,
+    "tokens_in": int, "tokens_out": int, "user_agent": str, "request_id": str, "asn": int,
+    "key_created": str,
+}
+PARAMS = {"temperature": (float,), "max_tokens": (int,), "logprobs": (bool, int),
+          "top_logprobs": (int,), "n": (int,)}
+
+
+@pytest.fixture(scope="module")
+def full() -> SimulatedTraffic:
+    return simulate("full", seed=3, scale=0.25)
+
+
+@pytest.fixture(scope="module")
+def campaigns() -> SimulatedTraffic:
+    return simulate("campaign", seed=1, scale=0.4)
+
+
+def _epoch(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def _by_client(traffic: SimulatedTraffic) -> dict[str, list[tuple[dict, dict]]]:
+    grouped: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
+    for event, note in zip(traffic.events, traffic.annotations, strict=True):
+        grouped[event["client_id"]].append((event, note))
+    return grouped
+
+
+def _kinds(traffic: SimulatedTraffic) -> dict[str, str]:
+    return {entry["client_id"]: entry["kind"] for entry in traffic.labels}
+
+
+def test_same_seed_same_bytes_and_different_seed_differs(tmp_path):
+    first = write(simulate("demo", seed=5, scale=0.3), tmp_path / "a")
+    again = write(simulate("demo", seed=5, scale=0.3), tmp_path / "b")
+    other = write(simulate("demo", seed=6, scale=0.3), tmp_path / "c")
+    assert first.events.read_bytes() == again.events.read_bytes()
+    assert first.labels.read_bytes() == again.labels.read_bytes()
+    assert first.events.read_bytes() != other.events.read_bytes()
+
+
+def test_every_record_is_canonical(full):
+    last = ""
+    for event in full.events:
+        assert set(event) <= set(FIELDS), set(event) - set(FIELDS)
+        for name, value in event.items():
+            assert isinstance(value, FIELDS[name]) and not isinstance(value, bool), (name, value)
+        assert RFC3339.match(event["ts"]) and event["ts"] >= last
+        last = event["ts"]
+        assert event["client_id"].strip() and event["method"] == "POST"
+        assert event["path"].startswith("/v1/") and 100 <= event["status"] < 600
+        assert event["latency_ms"] >= 0
+        assert ("prompt" in event) != ("features" in event)
+        if "features" in event:
+            assert event["features"] and all(isinstance(x, float) for x in event["features"])
+        for name, value in event.get("params", {}).items():
+            assert isinstance(value, PARAMS[name]), (name, value)
+        assert event.get("tokens_in", 0) >= 0 and event.get("tokens_out", 0) >= 0
+        if "key_created" in event:
+            assert RFC3339.match(event["key_created"]) and event["key_created"] < event["ts"]
+    assert len({event["request_id"] for event in full.events}) == len(full.events)
+
+
+def test_records_parse_with_the_canonical_schema(full):
+    access_event = pytest.importorskip("schemas.access_event")
+    msgspec = pytest.importorskip("msgspec")
+    for event in full.events[:3000]:
+        msgspec.convert(event, access_event.AccessEvent)
+
+
+def test_dimensions_are_consistent_per_api(full):
+    dims = {len(event["features"]) for event in full.events if "features" in event}
+    assert len(dims) == 1
+
+
+def test_labels_cover_every_client_exactly_once(full):
+    ids = [entry["client_id"] for entry in full.labels]
+    assert len(ids) == len(set(ids)) and set(ids) == {e["client_id"] for e in full.events}
+    for entry in full.labels:
+        assert set(entry) == {"client_id", "label", "kind", "campaign"}
+        assert entry["label"] in ("benign", "attack")
+        assert (entry["campaign"] is not None) == (entry["kind"] == "campaign")
+    assert {entry["kind"] for entry in full.labels if entry["label"] == "attack"} == {
+        "extraction", "boundary", "random", "synthetic", "boundary_search", "mixed", "campaign"
+    }
+
+
+def test_attackers_use_the_same_field_conventions_as_benign_clients(full):
+    labels = {entry["client_id"]: entry["label"] for entry in full.labels}
+    fields: dict[str, set[str]] = defaultdict(set)
+    agents: dict[str, set[str]] = defaultdict(set)
+    for event in full.events:
+        fields[labels[event["client_id"]]] |= set(event)
+        agents[labels[event["client_id"]]].add(event.get("user_agent"))
+    assert fields["attack"] <= fields["benign"]
+    # most attack user agents are also used by some benign client
+    assert len(agents["attack"] & agents["benign"]) >= 0.7 * len(agents["attack"])
+
+
+def test_campaign_keys_stay_small_and_under_100_requests_per_minute(campaigns):
+    members: dict[str, list[str]] = defaultdict(list)
+    for entry in campaigns.labels:
+        if entry["campaign"]:
+            members[entry["campaign"]].append(entry["client_id"])
+    assert len(members) == 3
+    grouped = _by_client(campaigns)
+    for keys in members.values():
+        assert 10 <= len(keys) <= 50
+        for key in keys:
+            times = [_epoch(event["ts"]) for event, _ in grouped[key]]
+            assert len(times) < 300
+            busiest = max(i - bisect_left(times, t - 60) + 1 for i, t in enumerate(times))
+            assert busiest < 100
+
+
+def test_campaign_keys_split_the_sweep_between_them(campaigns):
+    assert SCENARIOS["campaign"].campaigns[0][0] == "hosting"
+    grouped = _by_client(campaigns)
+    keys = [e["client_id"] for e in campaigns.labels if e["campaign"] == "campaign-1"]
+    per_key = [{note["topic"] for _, note in grouped[key]} for key in keys]
+    assert max(len(topics) for topics in per_key) <= 4  # each key looks focused
+    assert len(set().union(*per_key)) >= 30  # together they sweep nearly everything
+
+
+def test_scale_changes_sizes():
+    small, large = simulate("benign", scale=0.15), simulate("benign", scale=0.4)
+    assert len(large.labels) > 2 * len(small.labels)
+    assert len(large.events) > 2 * len(small.events)
+    assert all(entry["label"] == "benign" for entry in large.labels)
+
+
+def test_benign_users_are_focused_and_sweepers_are_broad():
+    traffic = simulate("text-extraction", seed=4, scale=0.4)
+    kinds = _kinds(traffic)
+    topics = {cid: {note["topic"] for _, note in rows}
+              for cid, rows in _by_client(traffic).items()}
+    chat = [len(topics[cid]) for cid, kind in kinds.items() if kind == "chat_user"]
+    sweeps = [len(topics[cid]) for cid, kind in kinds.items() if kind == "extraction"]
+    assert max(chat) <= 3 and statistics.median(chat) <= 2
+    assert len(sweeps) == 3 and min(sweeps) >= 25
+
+
+def test_mixed_attackers_hide_among_cover_traffic():
+    traffic = simulate("mixed", seed=0, scale=0.3)
+    kinds = _kinds(traffic)
+    for cid, rows in _by_client(traffic).items():
+        if kinds[cid] == "mixed":
+            roles = Counter(note["role"] for _, note in rows)
+            assert 0.2 <= roles["cover"] / len(rows) <= 0.6
+
+
+def test_every_scenario_builds_and_has_the_expected_cast():
+    for name, spec in SCENARIOS.items():
+        traffic = simulate(name, scale=0.1)
+        attackers = [entry for entry in traffic.labels if entry["label"] == "attack"]
+        assert traffic.events, name
+        assert bool(attackers) == bool(spec.attacks or spec.campaigns), name
+
+
+def test_start_moves_the_window():
+    traffic = simulate("demo", scale=0.1, start="2027-03-01T12:00:00Z")
+    assert traffic.events[0]["ts"] >= "2027-03-01T12:00:00.000Z"
+    assert traffic.events[-1]["ts"] < "2027-03-02T12:00:00.000Z"
+
+
+def test_cli_writes_files_and_summarises(tmp_path, capsys):
+    from clonewatch.commands import simulate as command
+
+    parser = argparse.ArgumentParser(prog="clonewatch")
+    command.register(parser.add_subparsers())
+    args = parser.parse_args(["simulate", "--scenario", "demo", "--out", str(tmp_path),
+                              "--seed", "2", "--scale", "0.2"])
+    assert args.func(args) == 0
+    summary = capsys.readouterr().out
+    assert "events" in summary and "extraction=1" in summary
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    labels = [json.loads(line) for line in (tmp_path / "labels.jsonl").read_text().splitlines()]
+    assert lines and all("label" not in json.loads(line) for line in lines[:200])
+    assert {entry["client_id"] for entry in labels} == {
+        json.loads(line)["client_id"] for line in lines
+    }
+    listing = parser.parse_args(["simulate", "--list"])
+    assert listing.func(listing) == 0 and "campaign" in capsys.readouterr().out
