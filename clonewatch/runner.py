@@ -16,7 +16,7 @@ from clonewatch.inputs import open_lines
 from detectors import ClientState, CloneDetector, CloneModel, Policy, PolicyConfig, fit_clone_model
 from detectors.vectorize import Vectorizer
 from ingest.decode import DecodeLimits, EventDecoder
-from schemas import AccessEvent, DeadLetter, RiskScore
+from schemas import AccessEvent, Action, DeadLetter, RiskScore
 from sinks.clickhouse import DEFAULT_DSN, ClickHouseStore
 from sinks.jsonlines import JsonLinesWriter
 
@@ -53,7 +53,9 @@ class RunSummary:
         return len(self.latest)
 
     def riskiest(self, n: int = 5) -> list[RiskScore]:
-        return sorted(self.latest.values(), key=lambda s: (-s.risk, s.client_id))[:n]
+        """Acted-on clients first (most severe action), then by risk."""
+        severity = {a.value: a.severity for a in Action}
+        return sorted(self.latest.values(), key=lambda s: (-severity[s.action], -s.risk, s.client_id))[:n]
 
     def action_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

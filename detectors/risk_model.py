@@ -51,8 +51,16 @@ class RiskModel:
         X: np.ndarray,
         feature_names: list[str] | tuple[str, ...],
         suspicious_side: dict[str, str] | None = None,
+        groups: np.ndarray | list | None = None,
     ) -> RiskModel:
+        """Fit on reference rows; ``groups`` names the client of each row.
+
+        Rows of one client are not independent, so the per-feature tails resolve no
+        finer than the number of distinct clients: a value beyond every reference client
+        is evidence in proportion to how many clients the reference has.
+        """
         X = self._validate(X, expected=len(feature_names))
+        self.n_clients_ = len(set(groups)) if groups is not None else len(X)
         self.feature_names_ = tuple(feature_names)
         sides = suspicious_side or {}
         unknown = set(sides.values()) - {"high", "low", "both"}
@@ -73,7 +81,7 @@ class RiskModel:
             n_estimators=self.n_estimators, max_samples=self.max_samples, random_state=self.random_state
         ).fit(Xf)
         self.forest_calibrator_ = TailCalibrator().fit(-self.forest_.score_samples(Xf))
-        self.tail_calibrator_ = TailCalibrator().fit(self._max_tail(Xf))
+        self.tail_calibrator_ = TailCalibrator().fit(self._tail_evidence(Xf))
         self.risk_calibrator_ = TailCalibrator().fit(self._combined(Xf))
         self.n_reference_ = len(Xf)
         return self
@@ -115,32 +123,44 @@ class RiskModel:
     def _tail_share(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Two-sided share of reference values at least as extreme as each value.
 
-        Beyond the reference range the share keeps shrinking exponentially with the
-        distance, in units of the feature's spread, so far-out values still rank.
+        Beyond the reference range the share keeps shrinking in proportion to the
+        distance, in units of the feature's spread, so far-out values still rank. The
+        decay is deliberately slow (harmonic, not exponential): the reference says
+        nothing about its own tail, and a small baseline must not turn one odd value
+        into overwhelming evidence.
         """
         n = len(self.sorted_)
+        m = self.n_clients_
         share = np.empty_like(X)
         high = np.empty(X.shape, dtype=bool)
         for j in range(X.shape[1]):
             col, ref = X[:, j], self.sorted_[:, j]
             below = np.searchsorted(ref, col, side="left")
             equal = np.searchsorted(ref, col, side="right") - below
-            lower = (below + 0.5 * equal + 0.5) / (n + 1)
-            upper = (n - below - 0.5 * equal + 0.5) / (n + 1)
+            lower = ((below + 0.5 * equal) / n * m + 0.5) / (m + 1)
+            upper = ((n - below - 0.5 * equal) / n * m + 0.5) / (m + 1)
             beyond_high = np.maximum(col - ref[-1], 0.0) / self.spread_[j]
             beyond_low = np.maximum(ref[0] - col, 0.0) / self.spread_[j]
-            upper = upper * np.exp(-beyond_high)
-            lower = lower * np.exp(-beyond_low)
+            upper = upper / (1.0 + beyond_high)
+            lower = lower / (1.0 + beyond_low)
             share[:, j] = np.minimum(lower, upper)
             high[:, j] = upper < lower
         return share, high
 
-    def _max_tail(self, X: np.ndarray) -> np.ndarray:
+    def _tail_evidence(self, X: np.ndarray) -> np.ndarray:
+        """Evidence from the two most extreme features together.
+
+        One odd habit (a rare parameter, say) moves a client into the tail of one
+        feature; extraction and probing move several at once, so the second-most
+        extreme feature counts as much as the first.
+        """
         share, _ = self._tail_share(X)
-        return -np.log(share.min(axis=1))
+        logs = -np.log(share)
+        top_two = np.sort(logs, axis=1)[:, -2:] if logs.shape[1] > 1 else logs
+        return top_two.sum(axis=1)
 
     def _combined(self, X: np.ndarray) -> np.ndarray:
         forest = self.forest_calibrator_.transform(-self.forest_.score_samples(X))
-        tail = self.tail_calibrator_.transform(self._max_tail(X))
+        tail = self.tail_calibrator_.transform(self._tail_evidence(X))
         # Ranked on -log(1 - percentile) so the calibrated tail keeps its resolution near 1.
         return -np.log1p(-np.minimum(np.maximum(forest, tail), 1 - 1e-12))

@@ -71,7 +71,9 @@ def fit_clone_model(
     final_index = {e.client_id: i for i, e in enumerate(events)}
     last[list(final_index.values())] = True
     keep = is_checkpoint(seen) | last
-    risk = RiskModel(n_estimators=n_estimators, random_state=random_state).fit(rows[keep], FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE)
+    risk = RiskModel(n_estimators=n_estimators, random_state=random_state).fit(
+        rows[keep], FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE, groups=[e.client_id for e, k in zip(events, keep) if k]
+    )
     data_hash = _data_hash(events)
     metadata = {
         "version": f"cw-{data_hash[:12]}",

@@ -28,8 +28,8 @@ def test_tail_calibrator_keeps_ranking_beyond_the_reference():
 def test_only_the_suspicious_side_counts_and_reasons_name_the_feature():
     rng = np.random.default_rng(2)
     model = RiskModel(n_estimators=100).fit(rng.normal(size=(2000, 3)), ["rate", "gap_cv", "other"], {"rate": "high", "gap_cv": "low"})
-    risk = model.risk(np.array([[6.0, 0.0, 0.0], [-6.0, 0.0, 0.0], [0.0, -6.0, 0.0], [0.0, 6.0, 0.0]]))
-    assert risk[0] > 0.999 and risk[2] > 0.999
+    risk = model.risk(np.array([[6.0, 0.0, 0.0], [-6.0, 0.0, 0.0], [0.0, -6.0, 0.0], [0.0, 6.0, 0.0], [10.0, 0.0, 0.0]]))
+    assert risk[0] > 0.998 and risk[2] > 0.998 and risk[4] > risk[0]
     assert risk[1] < 0.9 and risk[3] < 0.9
     reasons = model.explain(np.array([6.0, 0.0, 0.0]))
     assert reasons[0].feature == "rate" and reasons[0].direction == "high" and reasons[0].share_beyond < 0.001

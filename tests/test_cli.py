@@ -1,0 +1,75 @@
+"""The command line end to end, as a user runs it: each command in its own process."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def clonewatch(*args: str, cwd, stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "clonewatch", *args], cwd=cwd, input=stdin, capture_output=True, timeout=600
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"clonewatch {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr.decode()[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A small benign baseline and a small log with an obvious attacker and a prober among benign clients."""
+    d = tmp_path_factory.mktemp("cli")
+    clonewatch("simulate", "--scenario", "benign", "--seed", "5", "--scale", "0.3", "--out", "baseline", cwd=d)
+    clonewatch("simulate", "--scenario", "demo", "--seed", "6", "--scale", "0.35", "--out", "traffic", cwd=d)
+    events = (d / "traffic" / "events.jsonl").read_bytes()
+    bad = b'this is not json\n{"ts": 1795428000}\n{"ts": 1795428000, "client_id": "k", "features": [NaN]}\n'
+    (d / "mixed.jsonl").write_bytes(bad[:17] + events + bad[17:])
+    return d
+
+
+def test_train_then_run_flags_the_attackers_and_spares_benign_clients(workdir):
+    train = clonewatch("train", "--input", "baseline/events.jsonl", "--model", "model.cwm", "-q", cwd=workdir)
+    assert "saved to model.cwm" in train.stdout.decode()
+    out = clonewatch("run", "--input", "mixed.jsonl", "--model", "model.cwm", "--store", "chdb://./store", "-q", cwd=workdir)
+    summary = out.stdout.decode()
+    assert "rejected 3" in summary and "riskiest clients" in summary and "clonewatch sql" in summary
+
+    labels = [json.loads(line) for line in (workdir / "traffic" / "labels.jsonl").read_text().splitlines()]
+    attackers = {l["client_id"] for l in labels if l["label"] == "attack"}
+    benign = {l["client_id"] for l in labels if l["label"] == "benign"}
+    decisions = [json.loads(line) for line in (workdir / "clonewatch-out" / "decisions.jsonl").read_text().splitlines()]
+    assert decisions and all(set(d) == {"client_id", "ts", "risk", "action", "events_seen", "reasons"} for d in decisions)
+    flagged = {d["client_id"] for d in decisions if d["action"] != "allow"}
+    assert attackers <= flagged, f"missed attackers: {attackers - flagged}"
+    # A small baseline cannot know every benign habit; the benchmark measures false positives at size.
+    assert len(flagged & benign) <= len(benign) // 5, f"benign clients flagged: {flagged & benign}"
+    assert not {d["client_id"] for d in decisions if d["action"] == "deny"} & benign
+
+    dead = [json.loads(line) for line in (workdir / "clonewatch-out" / "dead-letters.jsonl").read_text().splitlines()]
+    assert [d["line"] for d in dead][:1] == [1] and len(dead) == 3
+    assert any("client_id" in d["reason"] for d in dead) and any("NaN" in d["reason"] for d in dead)
+
+    sql = clonewatch("sql", "SELECT count() AS n, countIf(action = 'deny') AS denies FROM clonewatch.decisions", "--store", "chdb://./store", cwd=workdir)
+    assert f"{len(decisions)}" in sql.stdout.decode().splitlines()[2]
+
+
+def test_run_reads_stdin_and_fits_on_its_own_warmup_without_a_model(workdir):
+    events = (workdir / "traffic" / "events.jsonl").read_bytes()
+    out = clonewatch("run", "--input", "-", "--warmup", "500", "--store", "chdb://./store-stdin", "--decisions", "d2.jsonl", "-q", cwd=workdir, stdin=events)
+    summary = out.stdout.decode()
+    assert "fitted on the first" in summary
+    lines = events.count(b"\n")
+    assert f"events accepted   {lines:,}" in summary
+
+
+def test_user_errors_are_clear_and_do_not_crash(workdir):
+    missing = clonewatch("run", "--input", "nope.jsonl", cwd=workdir, check=False)
+    assert missing.returncode == 2 and b"nope.jsonl does not exist" in missing.stderr
+    bad_model = clonewatch("run", "--input", "mixed.jsonl", "--model", "traffic/events.jsonl", cwd=workdir, check=False)
+    assert bad_model.returncode == 2 and b"not a clonewatch model" in bad_model.stderr
+    bad_sql = clonewatch("sql", "SELEC oops", "--store", "chdb://./store-sql", cwd=workdir, check=False)
+    assert bad_sql.returncode == 1 and b"query failed" in bad_sql.stdout
+    helped = clonewatch("--help", cwd=workdir)
+    for command in (b"run", b"train", b"sql", b"simulate", b"kafka"):
+        assert command in helped.stdout
