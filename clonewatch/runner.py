@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from clonewatch.inputs import open_lines
 from detectors import ClientState, CloneDetector, CloneModel, Policy, PolicyConfig, fit_clone_model
+from detectors.campaigns import CampaignTracker
 from detectors.vectorize import Vectorizer
 from ingest.decode import DecodeLimits, EventDecoder
 from schemas import AccessEvent, Action, DeadLetter, RiskScore
@@ -123,7 +124,7 @@ class EmbeddedRunner:
         return self.summary
 
     def _use_model(self, model: CloneModel, source: str) -> None:
-        self.detector = CloneDetector(model, Policy(self.config.policy))
+        self.detector = CloneDetector(model, Policy(self.config.policy), campaigns=CampaignTracker(window=model.window))
         self.summary.model_version = model.version
         self.summary.model_source = source
 

@@ -16,13 +16,17 @@ that share both when more clients share both than independence explains. One fac
 alone (a /24, /48 or key-creation bucket) ties its clients when it is far larger than
 the facets of its dimension usually are (so where corporate NATs are common, a big /24
 is not), or when its clients' coverage is complementary. Each test is a Poisson tail
-against ``alpha``.
+against ``alpha``. A tie that may hold clients by chance admits only the clients that a
+second tie covers too: a pair of facets that one client or more is expected to share by
+chance (a hosting ASN and a popular SDK, say), or a key-creation bucket (other customers
+sign up in the same hour). Only a network holds all its clients by being one.
 
 A campaign keeps a merged :class:`ClientState` that learns every member's events from
 the moment it joins, as if the campaign were one client, so the same features and risk
 model score it (:meth:`CampaignTracker.view`). Features that merging many people
-distorts by itself are left out of that score (see :data:`MERGE_ARTIFACTS` and
-:data:`BREADTH`).
+distorts by itself are left out of that score (:data:`MERGE_ARTIFACTS`), and so is the
+breadth of the union (:data:`BREADTH`) unless the group has evidence from at least two
+dimensions, coverage included: a crowd behind one carrier NAT covers a lot together too.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from dataclasses import dataclass, field, replace
 
 import msgspec
 import numpy as np
-from scipy.stats import poisson
+from scipy.special import pdtr, pdtrc  # Poisson lower tail P(X <= k) and upper tail P(X > k)
 
 from detectors.client_state import ClientState
 from detectors.features import FEATURE_NAMES, extract_features
@@ -44,17 +48,20 @@ from schemas import AccessEvent, to_epoch
 
 # Facet kinds and the dimension each belongs to; a tie of two facets needs two dimensions.
 DIMENSION = {"net": "network", "asn": "network", "ua": "user agent", "born": "key creation time"}
+COVERAGE = "complementary coverage"  # the fourth dimension, from queries rather than metadata
 SINGLE_KINDS = ("net", "born")  # fine enough that one facet alone may tie its clients
 MAX_FACETS_PER_KIND = 4  # addresses, agents... remembered per client
 MAX_TIES = 32  # signatures remembered per campaign (for explanation only)
+MAX_LINKS = 8  # ties remembered per client that cannot admit it alone
 COMPLEMENTARY_OVERLAP = 0.5  # complementary members overlap at most this share of strangers' overlap
+DISPERSION_SAMPLE = 48  # recently active clients whose pairwise overlaps calibrate the overlap test
 
 # Features of a merged state that measure how many people were merged rather than how
 # they behave: superposed request streams look fast and irregular; many people's queries
 # lie close to one another's and mix distances from several clients.
 MERGE_ARTIFACTS = frozenset({"rate_per_min", "gap_cv", "nearest_distance", "near_dup_rate", "exact_dup_rate", "prada_w"})
-# Breadth of the union: evidence only when members avoid each other's regions (coverage is
-# complementary); strangers' union is broad too.
+# Breadth of the union: evidence only for a group tied in two dimensions or more, since
+# strangers' union is broad too.
 BREADTH = frozenset({"coverage_ratio", "region_entropy", "diversity"})
 
 
@@ -64,8 +71,9 @@ class Coverage:
 
     ``overlap`` counts pairs of members touching the same region; ``expected_overlap`` is
     that count for strangers who touch as many regions each, drawn by region popularity.
-    ``p_value`` is the Poisson chance of an overlap this low among strangers. ``space`` and
-    ``events`` (the members' queries in it) are filled in by the tracker.
+    ``p_value`` is the chance of an overlap this low among strangers (Poisson, in units of
+    the population's overlap dispersion). ``space`` and ``events`` (the members' queries
+    in it) are filled in by the tracker.
     """
 
     members: int
@@ -98,8 +106,8 @@ class Campaign:
     def dimensions(self) -> list[str]:
         """The dimensions that tied the members, in a fixed order."""
         kinds = {part.split(":", 1)[0] for tie in self.ties for part in tie.split(" & ")}
-        names = {DIMENSION.get(kind, kind) for kind in kinds}
-        return [name for name in (*dict.fromkeys(DIMENSION.values()), "coverage") if name in names]
+        names = {DIMENSION.get(kind, COVERAGE) for kind in kinds}
+        return [name for name in (*dict.fromkeys(DIMENSION.values()), COVERAGE) if name in names]
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,7 @@ class CampaignView:
     campaign_id: str
     row: np.ndarray  # feature row of the merged state, merge artifacts set to NaN
     events_seen: int  # member events the merged state has learned
-    summary: str  # "14 keys sharing network, user agent; union coverage 5.2x benign, complementary"
+    summary: str  # "14 keys tied by network, user agent; union coverage 5.2x benign, overlap 0.31x strangers'"
 
 
 @dataclass
@@ -117,9 +125,10 @@ class _Client:
     facets: set[str] = field(default_factory=set)
     regions: dict[str, int] = field(default_factory=dict)  # space -> bit mask of codebook regions
     queries: dict[str, int] = field(default_factory=dict)  # space -> events with a region
+    links: set[str] = field(default_factory=set)  # ties that cover the client but may hold clients by chance
     last_ts: float = 0.0
     campaign: str | None = None
-    seen: tuple = ()  # (ip, asn, user agent, key_created) last turned into facets
+    seen: tuple[str | None, int | None, str | None, str | None] | None = None  # (ip, asn, agent, key_created) last read
 
 
 def network_of(ip: str | None) -> str | None:
@@ -158,14 +167,18 @@ def _kind(facet: str) -> str:
 
 
 def _bits(mask: int, width: int) -> np.ndarray:
-    return np.array([(mask >> j) & 1 for j in range(width)], dtype=bool)
+    """The first ``width`` bits of a bit mask as a boolean array."""
+    packed = np.frombuffer(mask.to_bytes((width + 7) // 8, "little"), dtype=np.uint8)
+    return np.unpackbits(packed, bitorder="little")[:width].astype(bool)
 
 
-def overlap_test(members: np.ndarray, population_counts: np.ndarray, population: int) -> Coverage:
+def overlap_test(members: np.ndarray, population_counts: np.ndarray, population: int, dispersion: float = 1.0) -> Coverage:
     """Compare a group's region overlap with that of strangers from the rest of the population.
 
     ``members`` is a boolean (member x region) matrix; ``population_counts`` how many of
-    the other ``population`` clients touched each region.
+    the other ``population`` clients touched each region. ``dispersion`` is how clumped
+    strangers' overlaps are (variance over mean of a pair's shared regions: people who
+    share a topic share several regions at once); the Poisson test counts in its units.
 
     >>> disjoint = np.eye(8, 16, dtype=bool) | np.eye(8, 16, k=8, dtype=bool)
     >>> cov = overlap_test(disjoint, np.full(16, 25), 100)
@@ -185,7 +198,7 @@ def overlap_test(members: np.ndarray, population_counts: np.ndarray, population:
         mean_member=float(sizes.mean()),
         overlap=observed,
         expected_overlap=expected,
-        p_value=float(poisson.cdf(observed, expected)),
+        p_value=float(pdtr(observed / dispersion, expected / dispersion)),
     )
 
 
@@ -200,17 +213,17 @@ def union_coverage(coverage: Coverage, references: Mapping[str, SpaceReference])
 
 
 def campaign_row(
-    state: ClientState, references: Mapping[str, SpaceReference], coverage: Coverage | None, alpha: float
+    state: ClientState, references: Mapping[str, SpaceReference], coverage: Coverage | None, breadth: bool
 ) -> np.ndarray:
     """The merged state's feature row, without what merging alone distorts.
 
-    Breadth counts only for complementary coverage, and then coverage is the union's.
+    With ``breadth`` the union's breadth counts, and coverage is the members' union's
+    (when known); without, breadth features are unknown.
     """
     row = extract_features(state, references)
-    complementary = coverage is not None and coverage.complementary(alpha)
-    masked = MERGE_ARTIFACTS if complementary else MERGE_ARTIFACTS | BREADTH
+    masked = MERGE_ARTIFACTS if breadth else MERGE_ARTIFACTS | BREADTH
     row[[FEATURE_NAMES.index(name) for name in masked]] = np.nan
-    if complementary:
+    if breadth and coverage is not None:
         row[FEATURE_NAMES.index("coverage_ratio")] = union_coverage(coverage, references)
     return row
 
@@ -236,8 +249,9 @@ class CampaignTracker:
     ...         for i in range(5)]
     >>> [tracker.learn_one(event) for event in crowd + ring][-5:]
     [None, None, None, 'camp-f2b198b9', 'camp-f2b198b9']
-    >>> sorted(tracker.campaigns["camp-f2b198b9"].members)
-    ['bot0', 'bot1', 'bot2', 'bot3']
+    >>> campaign = tracker.campaigns["camp-f2b198b9"]
+    >>> sorted(campaign.members), campaign.dimensions()
+    (['bot0', 'bot1', 'bot2', 'bot3', 'bot4'], ['network', 'user agent'])
     >>> CampaignTracker.from_bytes(tracker.to_bytes()).campaign_of("bot0")
     'camp-f2b198b9'
     """
@@ -297,6 +311,7 @@ class CampaignTracker:
         return campaign.campaign_id
 
     def campaign_of(self, client_id: str) -> str | None:
+        """The id of the client's campaign, or None."""
         client = self._clients.get(client_id)
         return client.campaign if client else None
 
@@ -373,7 +388,7 @@ class CampaignTracker:
             if _kind(facet) in SINGLE_KINDS and self.min_members <= len(self._index[facet]) <= self.max_group:
                 coverage = self.coverage(self._index[facet])
                 if coverage is not None and coverage.complementary(self.alpha):
-                    self._tie(self._index[facet], f"{facet} & coverage")
+                    self._tie(self._index[facet], f"{facet} & coverage", clean=_kind(facet) == "net")
 
     def _count_region(self, client: _Client, space: str, region: int) -> bool:
         """Record that the client touched a region; False if it had already."""
@@ -405,8 +420,8 @@ class CampaignTracker:
         if len(shared) < self.min_members:
             return
         expected = len(small) * len(large) / len(self._clients)
-        if poisson.sf(len(shared) - 1, expected) <= self.alpha:
-            self._tie(shared, f"{a} & {b}")
+        if pdtrc(len(shared) - 1, expected) <= self.alpha:
+            self._tie(shared, f"{a} & {b}", clean=expected < 1)
 
     def _check_single(self, facet: str) -> None:
         """A facet far larger than its kind's base rate of co-members explains."""
@@ -417,11 +432,30 @@ class CampaignTracker:
         # Mean co-members of a client outside this facet, smoothed by one pair seen.
         others = self._incidence[kind] - size + 2
         rate = (self._pairs[kind] - size * (size - 1) + 2) / others
-        if poisson.sf(size - 2, rate) <= self.alpha:
-            self._tie(self._index[facet], facet)
+        if pdtrc(size - 2, rate) <= self.alpha:
+            self._tie(self._index[facet], facet, clean=_kind(facet) == "net")
 
-    def _tie(self, members: Collection[str], signature: str) -> None:
-        """Put ``members`` in one campaign, merging the campaigns they already belong to."""
+    def _linked(self, shared: Collection[str], signature: str) -> set[str]:
+        """Remember the tie for each client; return those that a second such tie covers too."""
+        admitted = set()
+        for cid in shared:
+            client = self._clients[cid]
+            if len(client.links) < MAX_LINKS:
+                client.links.add(signature)
+            if len(client.links) >= 2:
+                admitted.add(cid)
+        return admitted
+
+    def _tie(self, members: Collection[str], signature: str, clean: bool) -> None:
+        """Put ``members`` in one campaign, merging the campaigns they already belong to.
+
+        A tie that is not ``clean`` (it may hold clients by chance) takes only the members
+        that another such tie covers too.
+        """
+        if not clean:
+            members = self._linked(members, signature)
+        if len(members) < self.min_members:
+            return
         owners = sorted(
             {self._clients[m].campaign for m in members} - {None},
             key=lambda cid: (-len(self.campaigns[cid].members), cid),
@@ -460,27 +494,51 @@ class CampaignTracker:
             return None
         width = len(self._region_clients[space])
         matrix = np.array([_bits(c.regions[space], width) for c in clients])
-        coverage = overlap_test(matrix, self._region_clients[space] - matrix.sum(axis=0), population)
+        dispersion = self._dispersion(space, members)
+        coverage = overlap_test(matrix, self._region_clients[space] - matrix.sum(axis=0), population, dispersion)
         return replace(coverage, space=space, events=sum(c.queries[space] for c in clients))
+
+    def _dispersion(self, space: str, exclude: Collection[str]) -> float:
+        """Variance over mean of the regions two recently active strangers share (at least 1)."""
+        masks = []
+        for cid in reversed(self._clients):
+            mask = self._clients[cid].regions.get(space, 0)
+            if mask and cid not in exclude:
+                masks.append(mask)
+                if len(masks) == DISPERSION_SAMPLE:
+                    break
+        width = len(self._region_clients[space])
+        matrix = np.array([_bits(mask, width) for mask in masks], dtype=np.float64).reshape(len(masks), width)
+        shared = (matrix @ matrix.T)[np.triu_indices(len(masks), k=1)]
+        if len(shared) < 2 or shared.mean() == 0:
+            return 1.0
+        return max(1.0, float(shared.var() / shared.mean()))
 
     def view(self, campaign_id: str, references: Mapping[str, SpaceReference]) -> CampaignView:
         """The campaign's merged state as one client: its feature row and a one-line summary."""
         campaign = self.campaigns[campaign_id]
         coverage = self.coverage(campaign.members)
-        row = campaign_row(campaign.state, references, coverage, self.alpha)
-        return CampaignView(campaign_id, row, campaign.state.events_seen, self._summary(campaign, references, coverage))
+        dimensions = campaign.dimensions()
+        if coverage is not None and coverage.complementary(self.alpha) and COVERAGE not in dimensions:
+            dimensions.append(COVERAGE)
+        row = campaign_row(campaign.state, references, coverage, breadth=len(dimensions) >= 2)
+        summary = self._summary(campaign, dimensions, references, coverage)
+        return CampaignView(campaign_id, row, campaign.state.events_seen, summary)
 
-    def _summary(self, campaign: Campaign, references: Mapping[str, SpaceReference], coverage: Coverage | None) -> str:
-        parts = [f"{len(campaign.members)} keys sharing {', '.join(campaign.dimensions())}"]
+    def _summary(
+        self, campaign: Campaign, dimensions: list[str], references: Mapping[str, SpaceReference], coverage: Coverage | None
+    ) -> str:
+        parts = [f"{len(campaign.members)} keys tied by {', '.join(dimensions)}"]
         if coverage is not None:
             ratio = union_coverage(coverage, references)
-            overlap = coverage.overlap / max(coverage.expected_overlap, 1e-9)
-            parts.append(f"union coverage {ratio:.1f}x benign, overlap {overlap:.2f}x strangers'")
+            overlap = f"overlap {coverage.overlap / max(coverage.expected_overlap, 1e-9):.2f}x strangers'"
+            parts.append(overlap if np.isnan(ratio) else f"union coverage {ratio:.1f}x benign, {overlap}")
         return "; ".join(parts)
 
     # ------------------------------------------------------------------ storage
 
     def to_bytes(self) -> bytes:
+        """Everything the tracker remembers, for a Faust table or any key-value store."""
         return msgspec.msgpack.encode({
             "config": {
                 "window": self.window, "min_members": self.min_members, "alpha": self.alpha,
@@ -489,7 +547,7 @@ class CampaignTracker:
             },
             "clients": [
                 [cid, sorted(c.facets), {s: m.to_bytes((m.bit_length() + 7) // 8, "little") for s, m in c.regions.items()},
-                 c.queries, c.last_ts, c.campaign]
+                 c.queries, sorted(c.links), c.last_ts, c.campaign]
                 for cid, c in self._clients.items()
             ],
             "campaigns": [[c.campaign_id, sorted(c.members), sorted(c.ties), c.state.to_bytes()] for c in self.campaigns.values()],
@@ -499,8 +557,8 @@ class CampaignTracker:
     def from_bytes(cls, data: bytes) -> CampaignTracker:
         raw = msgspec.msgpack.decode(data)
         tracker = cls(**raw["config"])
-        for cid, facets, regions, queries, last_ts, campaign in raw["clients"]:
-            client = tracker._clients[cid] = _Client(queries=queries, last_ts=last_ts, campaign=campaign)
+        for cid, facets, regions, queries, links, last_ts, campaign in raw["clients"]:
+            client = tracker._clients[cid] = _Client(queries=queries, links=set(links), last_ts=last_ts, campaign=campaign)
             for facet in facets:
                 client.facets.add(facet)
                 tracker._reindex(facet, cid)

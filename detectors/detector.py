@@ -91,7 +91,8 @@ class CloneDetector:
     candidate campaign is scored with the larger of its own risk and its campaign's (the
     campaign's merged state scored as one client), and the campaign is named in its reasons.
     When the campaign's risk is the larger, the policy's minimum-evidence rules count the
-    campaign's events, since that is the evidence behind the risk.
+    campaign's events, since that is the evidence behind the risk, and an action it leads
+    to reaches every member of the campaign at once (allowlisted clients excepted).
     """
 
     def __init__(self, model: CloneModel, policy: Policy | None = None, campaigns: CampaignTracker | None = None) -> None:
@@ -121,8 +122,10 @@ class CloneDetector:
             evidence = max(int(seen[i]), views[i].events_seen) if by_campaign else int(seen[i])
             action = self.policy.decide(event.client_id, state, float(risks[i]), evidence)
             if action.value != before:
-                reasons = self._reasons(rows[i], views[i], by_campaign) if action is not Action.ALLOW else ["risk back below thresholds"]
-                result.decisions.append(self._decision(event, float(risks[i]), action, int(seen[i]), reasons))
+                reasons = ["risk back below thresholds"] if action is Action.ALLOW else self._reasons(rows[i], views[i], by_campaign)
+                result.decisions.append(self._decision(event.client_id, event.ts, float(risks[i]), action, int(seen[i]), reasons))
+                if by_campaign and action is not Action.ALLOW:
+                    result.decisions += self._spread(views[i].campaign_id, event, float(risks[i]), action, reasons, states)
             latest[event.client_id] = i
         for cid, i in latest.items():
             by_campaign = bool(campaign_risks[i] > own[i])
@@ -157,10 +160,29 @@ class CloneDetector:
             return self.reasons(row)
         return [f"campaign {view.campaign_id}: {view.summary}", *self.reasons(view.row if by_campaign else row)]
 
-    def _decision(self, event: AccessEvent, risk: float, action: Action, seen: int, reasons: list[str]) -> Decision:
+    def _spread(
+        self,
+        campaign_id: str,
+        event: AccessEvent,
+        risk: float,
+        action: Action,
+        reasons: list[str],
+        states: MutableMapping[str, ClientState],
+    ) -> list[Decision]:
+        """Give the campaign's other members (those whose state is held here) the same action."""
+        decisions = []
+        for member in sorted(self.campaigns.campaigns[campaign_id].members - {event.client_id}):
+            state = states.get(member)
+            if state is None or member in self.policy.config.allowlist or Action(state.action).severity >= action.severity:
+                continue
+            state.action, state.pending_action, state.pending_count = action.value, None, 0
+            decisions.append(self._decision(member, event.ts, risk, action, state.events_seen, reasons))
+        return decisions
+
+    def _decision(self, client_id: str, ts: float, risk: float, action: Action, seen: int, reasons: list[str]) -> Decision:
         return Decision(
-            client_id=event.client_id,
-            ts=to_rfc3339(event.ts),
+            client_id=client_id,
+            ts=to_rfc3339(ts),
             risk=round(risk, 6),
             action=action,
             events_seen=seen,
