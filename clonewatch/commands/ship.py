@@ -1,0 +1,81 @@
+"""``clonewatch ship``: send a gateway's access log to the access topic."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from clonewatch.streaming.config import StreamingConfig, add_kafka_options
+from clonewatch.streaming.topics import TopicError, ensure_topics
+from ingest.formats import PARSERS
+
+log = logging.getLogger("clonewatch.ship")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "ship",
+        help="tail a gateway access log (or read stdin) into the Kafka access topic",
+        description=(
+            "Convert each line of a gateway access log to a canonical access event and produce it "
+            "to the access topic (acks=all, key = client id). A file is followed as it grows and "
+            "across rotation; the offset is checkpointed only after Kafka acknowledged everything "
+            "before it, so a restarted shipper resumes where it stopped and loses nothing. Lines "
+            "that cannot be read go to the dead-letter topic with the reason."
+        ),
+        epilog=(
+            "examples: clonewatch ship --file /var/log/nginx/clonewatch.log --format nginx; "
+            "zcat old.log.gz | clonewatch ship - --format envoy"
+        ),
+    )
+    parser.add_argument("source", nargs="?", choices=["-"], help="- to read standard input (until it ends)")
+    parser.add_argument("--file", type=Path, help="log file to follow")
+    parser.add_argument("--format", default="canonical", choices=sorted(PARSERS), help="log line format (default: %(default)s)")
+    add_kafka_options(parser, topics=("access", "dead_letter"))
+    parser.add_argument("--checkpoint", type=Path, help="offset checkpoint file (default: FILE.clonewatch-offset next to the log)")
+    parser.add_argument("--once", action="store_true", help="stop at the end of the file instead of following it")
+    parser.add_argument("--batch-lines", type=int, default=2000, help="lines per acknowledged batch, the most in flight (default: %(default)s)")
+    parser.add_argument("--partitions", type=int, help="partitions of topics created when missing (default: 4)")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ingest.shipper import Shipper, make_producer, ship_file, ship_stream
+
+    if (args.source is None) == (args.file is None):
+        raise ValueError("give either --file PATH or - (standard input)")
+    if args.batch_lines < 1:
+        raise ValueError("--batch-lines must be at least 1")
+    if args.file is not None and args.once and not args.file.is_file():
+        raise FileNotFoundError(f"log file {args.file} does not exist")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python logs every connection at INFO
+    config = StreamingConfig.from_args(args)
+    try:
+        ensure_topics(config)
+    except TopicError as exc:
+        print(f"clonewatch ship: error: {exc}", file=sys.stderr)
+        return 1
+
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True  # finish the batch in flight, checkpoint, exit
+
+    signal.signal(signal.SIGTERM, stop)
+    producer = make_producer(config.bootstrap)
+    shipper = Shipper(producer, args.format, config.access_topic, config.dead_letter_topic)
+    options = {"batch_lines": args.batch_lines, "should_stop": lambda: stopping}
+    try:
+        if args.file is not None:
+            stats = ship_file(shipper, args.file, args.checkpoint, once=args.once, **options)
+        else:
+            stats = ship_stream(shipper, sys.stdin.buffer, **options)
+    finally:
+        producer.close()
+    print(f"shipped {stats.lines} lines: {stats.records} records, {stats.dead_letters} dead letters", file=sys.stderr)
+    return 0

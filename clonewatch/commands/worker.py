@@ -1,0 +1,77 @@
+"""``clonewatch worker``: a Faust stream processor that scores the access topic."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from clonewatch.commands.options import add_policy_options, add_store_option, policy_from_args
+from clonewatch.streaming.config import ENV_VARS, StreamingConfig, add_kafka_options
+from clonewatch.streaming.topics import TopicError, ensure_topics
+
+# Faust logs every rebalance step at INFO; its warnings and errors are what an operator needs.
+_CHATTY_LOGGERS = ("faust", "mode", "aiokafka", "kafka")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="score the access topic as a Kafka stream processor (Faust)",
+        description=(
+            "Consume access events from Kafka, keep per-client state in a changelog-backed table, "
+            "score clients in batches, write risk scores to ClickHouse and push a decision to the "
+            "decisions topic whenever a client's action changes. Start more workers with the same "
+            "--app-id to share the partitions; a killed worker's partitions move to the others."
+        ),
+        epilog="example: clonewatch worker --bootstrap 127.0.0.1:9092 --model model.cwm --store chdb://./worker-store",
+    )
+    add_kafka_options(parser, topics=("access", "decisions", "dead_letter"))
+    parser.add_argument("--model", dest="model_path", type=Path, metavar="PATH", help=f"model file from `clonewatch train` (default: ${ENV_VARS['model_path']})")
+    add_store_option(parser)
+    parser.add_argument("--app-id", help="Faust app id = consumer group; workers with the same id share the work (default: clonewatch)")
+    parser.add_argument("--partitions", type=int, help="partitions of topics created when missing (default: 4)")
+    parser.add_argument("--replication-factor", type=int, help="replication of topics created when missing (default: 1)")
+    parser.add_argument("--data-dir", type=Path, help="the worker's local data directory (default: ./clonewatch-worker)")
+    parser.add_argument("--batch-size", type=int, help="events scored together (default: 256)")
+    parser.add_argument("--batch-within", type=float, metavar="SECONDS", help="longest wait to fill a batch (default: 1.0)")
+    parser.add_argument("--log-interval", type=float, metavar="SECONDS", help="seconds between progress lines (default: 5)")
+    parser.add_argument("--status-file", type=Path, help="rewrite this JSON file with the progress counters at every progress line (for health checks)")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="(default: %(default)s)")
+    add_policy_options(parser)
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    config = StreamingConfig.from_args(args, store_dsn=args.store, policy=policy_from_args(args))
+    if config.model_path is None:
+        raise ValueError(f"the worker needs a model: give --model PATH or set ${ENV_VARS['model_path']} (create one with `clonewatch train`)")
+    # Heavy imports after argument checks, so `--help` and usage errors stay fast.
+    import faust
+
+    from clonewatch.streaming.app import Blocking, create_app
+    from clonewatch.streaming.processing import BatchProcessor
+    from detectors import CloneDetector, CloneModel, Policy
+    from detectors.vectorize import Vectorizer
+
+    model = CloneModel.load(config.model_path)
+    blocking = Blocking(config.store_dsn)
+    blocking.open_store()
+    try:
+        partitions = ensure_topics(config)
+    except TopicError as exc:
+        print(f"clonewatch worker: error: {exc}", file=sys.stderr)
+        return 1
+    access_partitions = partitions[config.access_topic]
+    vectorizer = Vectorizer()
+    if "text" in model.references:
+        vectorizer.embedder.embed(["warm-up"])  # load the embedding model now, not on the first batch
+    processor = BatchProcessor(CloneDetector(model, Policy(config.policy)), vectorizer, config.recent_ids)
+    app = create_app(config, processor, blocking, access_partitions)
+    worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
+    if args.log_level != "debug":
+        for name in _CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+    worker.execute_from_commandline()  # runs until SIGTERM/SIGINT, then exits the process
+    return 0

@@ -1,0 +1,248 @@
+"""The Faust app of ``clonewatch worker``: topics, the client table and the agent, in one place.
+
+Data flow, one batch at a time (``noack_take``, acknowledged after the batch is done), key =
+client id everywhere::
+
+    access topic ──decode──> dead letters ──────────────────────────────> dead-letter topic
+         │                                                                 + ClickHouse
+         └─> drop re-deliveries (client table) ─> embed + detect (thread) ─> risk scores -> ClickHouse
+                                                        │
+                                                        └─> action changed ─> decisions topic + ClickHouse
+                                                        └─> client state ──> client table (changelog)
+
+Processing guarantee: at-least-once delivery made exact by the client table. For each batch
+the agent (1) writes risk scores, decisions and dead letters to ClickHouse, (2) publishes
+decisions and dead letters and waits for the broker's acknowledgement, (3) writes the
+touched clients to the table and waits until the changelog holds them; only then does the
+batch's offset become committable. A worker killed anywhere in between replays the batch;
+the replayed events that the recovered table already applied are dropped by position and
+request id, the others are applied once. So events_seen counts each event once and no
+decision is lost (one may be published twice; the topic is keyed and compacted). ClickHouse
+rows of a replayed batch may appear twice: deduplicate on (client_id, events_seen).
+
+Faust's ``exactly_once`` guarantee is not used. The replay guard is needed anyway, for the
+shipper's at-least-once re-sends, and it alone gives exact per-client counts across a
+SIGKILL (tests/test_streaming.py); ClickHouse is outside Kafka transactions either way; and
+exactly_once (one transactional producer per partition, commits through transactions) was
+not tested here with batched processing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
+
+import faust
+import mode
+from faust.types import TP, EventT, StreamT
+
+from clonewatch.streaming.config import StreamingConfig
+from clonewatch.streaming.processing import BatchProcessor, ClientRecord, Incoming, WorkerStats, decision_message, encode
+from clonewatch.streaming.topics import rewind_points
+from detectors import BatchResult
+from schemas import DeadLetter
+from sinks.clickhouse import ClickHouseStore
+
+log = logging.getLogger("clonewatch.worker")
+
+T = TypeVar("T")
+
+CLIENT_TABLE = "clients"
+RETRY_DELAYS_S = (1.0, 4.0, 16.0)  # waits between attempts at a failing batch
+EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: the process exits with this when a batch keeps failing
+IDLE_LOG_INTERVAL_S = 60.0
+
+
+class Blocking:
+    """Runs blocking work (embedding, detection, ClickHouse) on one thread off the event loop.
+
+    One thread keeps the embedder and the embedded ClickHouse engine single-threaded; the
+    event loop stays free for Kafka heartbeats while a batch is scored.
+    """
+
+    def __init__(self, store_dsn: str) -> None:
+        self.store_dsn = store_dsn
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clonewatch-blocking")
+        self._store: ClickHouseStore | None = None
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, partial(fn, *args))
+
+    def open_store(self) -> None:
+        """Open the store now, from the calling thread, so that a bad DSN fails at startup."""
+        self._pool.submit(self.store).result()
+
+    def store(self) -> ClickHouseStore:
+        """The ClickHouse store, opened on first use on the blocking thread."""
+        if self._store is None:
+            self._store = ClickHouseStore(self.store_dsn)
+        return self._store
+
+
+def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blocking, partitions: int) -> faust.App:
+    """The worker app; ``partitions`` is the access topic's actual partition count."""
+    app = faust.App(
+        config.app_id,
+        broker=config.broker_url,
+        store="memory://",
+        datadir=str(config.data_dir),
+        processing_guarantee="at_least_once",
+        topic_partitions=partitions,
+        topic_replication_factor=config.replication_factor,
+        broker_session_timeout=config.session_timeout,
+        broker_commit_interval=config.commit_interval,
+        broker_heartbeat_interval=min(3.0, config.session_timeout / 3),
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=False,
+    )
+
+    access = app.topic(config.access_topic, key_serializer="raw", value_serializer="raw", partitions=partitions)
+    decisions = app.topic(config.decisions_topic, key_serializer="raw", value_serializer="raw")
+    dead_letters = app.topic(config.dead_letter_topic, key_serializer="raw", value_serializer="raw")
+    # client id (bytes) -> ClientRecord.to_bytes(). The changelog partition is picked from
+    # the key by the same murmur2 partitioner the shipper uses for the access topic, so a
+    # client's state recovers on the worker that gets its events.
+    clients = app.Table(
+        CLIENT_TABLE,
+        partitions=partitions,
+        key_type=bytes,  # bytes keys and values make Faust use its "raw" codec, also in recovery
+        value_type=bytes,
+        use_partitioner=True,
+        help="per-client detector state and replay guard",
+    )
+
+    stats = WorkerStats()
+    last_line, last_misrouted = float("-inf"), 0
+
+    @app.agent(access, supervisor_strategy=mode.CrashingSupervisor)
+    async def score(stream: StreamT) -> None:
+        async for events in stream.noack_take(config.batch_size, within=config.batch_within):
+            await with_retries(process_batch, events)
+            for event in events:  # only now may the batch's offsets be committed
+                await stream.ack(event)
+
+    async def process_batch(events: Sequence[EventT]) -> None:
+        messages = [Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value) for e in events]
+        decoded = processor.decode(messages)
+        records: dict[str, ClientRecord] = {}
+        for _, item in decoded:
+            cid = getattr(item, "client_id", None)
+            if cid is not None and cid not in records and (stored := clients.get(cid.encode())) is not None:
+                records[cid] = processor.load_record(stored)
+        admitted = processor.admit(decoded, records, partitions)
+        result = await blocking.run(processor.score, admitted.events, records)
+        await blocking.run(write_store, blocking, result, admitted.dead_letters)
+        await publish(decisions, [decision_message(d) for d in result.decisions])
+        await publish(dead_letters, [(letter.source.encode(), encode(letter)) for letter in admitted.dead_letters])
+        for cid in admitted.client_ids:
+            clients[cid.encode()] = records[cid].to_bytes()
+        await drain(app)
+        stats.add(admitted, result)
+
+    @app.on_rebalance_complete.connect
+    async def rewind_uncommitted(sender: faust.App, **kwargs: Any) -> None:
+        """Start partitions without a committed offset at their beginning, every time.
+
+        After a rebalance Faust recovers the table while the consumer already fetches, then
+        seeks the access partitions back to their committed offsets, but aiokafka 0.14 skips
+        that seek for an offset of 0 or none, so what was fetched meanwhile would never be
+        processed (seen when a worker took over from one killed before its first commit).
+        """
+        assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == config.access_topic]
+        if assigned:
+            points = await asyncio.get_running_loop().run_in_executor(None, rewind_points, config, assigned)
+            for partition, offset in points.items():
+                await app.consumer.seek(TP(config.access_topic, partition), offset)
+
+    @app.task
+    async def announce() -> None:
+        log.info(
+            "model %s; consuming %s (%d partitions) at %s as group %s; store %s",
+            processor.detector.model.version, config.access_topic, partitions, config.bootstrap, config.app_id, config.store_dsn,
+        )  # fmt: skip
+
+    @app.timer(config.log_interval)
+    async def report_progress() -> None:
+        """A progress line when something happened (else once a minute) and the status file."""
+        nonlocal last_line, last_misrouted
+        snapshot = stats.snapshot()
+        snapshot["partitions"] = sum(1 for tp in app.assignor.assigned_actives() if tp.topic == config.access_topic)
+        now = time.monotonic()
+        if snapshot["events_per_s"] or now - last_line >= IDLE_LOG_INTERVAL_S:
+            last_line = now
+            log.info(
+                "%(events)d events (%(events_per_s).1f/s), %(clients)d clients, %(flagged)d flagged, "
+                "%(decisions)d decisions, %(dead_letters)d dead letters, %(duplicates)d duplicates dropped, "
+                "%(partitions)d partitions",
+                snapshot,
+            )
+        if stats.misrouted > last_misrouted:
+            last_misrouted = stats.misrouted
+            log.warning(
+                "%d events so far were not keyed by client id with Kafka's default partitioner; "
+                "their client state may not follow them when partitions move", stats.misrouted,
+            )  # fmt: skip
+        if config.status_file is not None:
+            scratch = config.status_file.with_name(config.status_file.name + ".tmp")
+            scratch.write_text(json.dumps(snapshot) + "\n")
+            scratch.replace(config.status_file)
+
+    return app
+
+
+async def with_retries(process: Callable[[Sequence[EventT]], Awaitable[None]], events: Sequence[EventT]) -> None:
+    """Process a batch, retrying transient failures (ClickHouse or Kafka away) with back-off.
+
+    A batch can be redone from the start: it reads client records from the table, which
+    is written last. When it keeps failing the process exits at once, without Faust's
+    graceful shutdown: that shutdown commits the offsets of an interrupted batch (seen with
+    faust-streaming 0.15), which would lose it. After a restart the batch is replayed.
+    """
+    for attempt, delay in enumerate(RETRY_DELAYS_S, start=1):
+        try:
+            await process(events)
+            return
+        except Exception:
+            log.exception("a batch of %d events failed (attempt %d of %d); retrying in %.0f s", len(events), attempt, len(RETRY_DELAYS_S) + 1, delay)
+            await asyncio.sleep(delay)
+    try:
+        await process(events)
+    except Exception:
+        log.critical("a batch of %d events failed %d times; exiting so that it is processed again after a restart", len(events), len(RETRY_DELAYS_S) + 1, exc_info=True)
+        logging.shutdown()
+        os._exit(EXIT_BATCH_FAILED)
+
+
+def write_store(blocking: Blocking, result: BatchResult, dead_letters: list[DeadLetter]) -> None:
+    """Risk scores, decisions and dead letters of one batch to ClickHouse (on the blocking thread)."""
+    store = blocking.store()
+    store.insert_risk_scores(result.scores)
+    store.insert_decisions(result.decisions)
+    store.insert_dead_letters(dead_letters)
+
+
+async def publish(topic: faust.types.TopicT, messages: Sequence[tuple[bytes, bytes]]) -> None:
+    """Send keyed messages and wait until the broker has acknowledged all of them."""
+    pending = [await topic.send(key=key, value=value) for key, value in messages]
+    if pending:
+        await asyncio.gather(*pending)
+
+
+async def drain(app: faust.App) -> None:
+    """Wait until everything the app produced so far (table changelog included) is acknowledged.
+
+    Table writes go through the producer's buffer first; ``Producer.flush`` gives up on the
+    buffer after 0.1 s without progress, so flush until the buffer is empty.
+    """
+    producer = app.producer
+    while producer.buffer.size:
+        await producer.buffer.flush()
+    await producer.flush()

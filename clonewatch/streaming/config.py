@@ -1,0 +1,150 @@
+"""Everything a streaming process needs to know, from command-line options and environment variables.
+
+Every field of :class:`StreamingConfig` can be set with an environment variable
+(:data:`ENV_VARS`, used by docker-compose.yml) and most with a command-line option;
+an option given on the command line wins over the environment, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from detectors.policy import PolicyConfig
+from sinks.clickhouse import DEFAULT_DSN
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+ACCESS_TOPIC = "clonewatch.access"
+DECISIONS_TOPIC = "clonewatch.decisions"
+DEAD_LETTER_TOPIC = "clonewatch.dead-letters"
+
+# Environment variable of each StreamingConfig field.
+ENV_VARS: dict[str, str] = {
+    "bootstrap": "CLONEWATCH_BOOTSTRAP",
+    "store_dsn": "CLONEWATCH_STORE",
+    "model_path": "CLONEWATCH_MODEL",
+    "app_id": "CLONEWATCH_APP_ID",
+    "access_topic": "CLONEWATCH_ACCESS_TOPIC",
+    "decisions_topic": "CLONEWATCH_DECISIONS_TOPIC",
+    "dead_letter_topic": "CLONEWATCH_DEAD_LETTER_TOPIC",
+    "partitions": "CLONEWATCH_PARTITIONS",
+    "replication_factor": "CLONEWATCH_REPLICATION_FACTOR",
+    "batch_size": "CLONEWATCH_BATCH_SIZE",
+    "batch_within": "CLONEWATCH_BATCH_WITHIN",
+    "recent_ids": "CLONEWATCH_RECENT_IDS",
+    "data_dir": "CLONEWATCH_DATA_DIR",
+    "session_timeout": "CLONEWATCH_SESSION_TIMEOUT",
+    "commit_interval": "CLONEWATCH_COMMIT_INTERVAL",
+    "log_interval": "CLONEWATCH_LOG_INTERVAL",
+    "status_file": "CLONEWATCH_STATUS_FILE",
+}
+
+
+@dataclass(frozen=True)
+class StreamingConfig:
+    """Topic names, Kafka and store addresses, batching, and the worker's knobs.
+
+    - ``app_id``: the Faust app id, which is also the consumer group of the workers and
+      the prefix of the table changelog topics. Workers with the same id share the work.
+    - ``partitions``: partitions of the topics created when missing; the most workers
+      that can share the work. An existing access topic keeps its partition count.
+    - ``batch_size``/``batch_within``: a worker scores up to ``batch_size`` events at a
+      time, waiting at most ``batch_within`` seconds to fill a batch.
+    - ``recent_ids``: request ids remembered per client to drop re-delivered events.
+    - ``session_timeout``: seconds before a dead worker's partitions move to another one.
+    - ``commit_interval``: seconds between offset commits; a restarted worker re-reads at
+      most this much (and drops what it had applied).
+    """
+
+    bootstrap: str = DEFAULT_BOOTSTRAP
+    store_dsn: str = DEFAULT_DSN
+    model_path: Path | None = None
+    app_id: str = "clonewatch"
+    access_topic: str = ACCESS_TOPIC
+    decisions_topic: str = DECISIONS_TOPIC
+    dead_letter_topic: str = DEAD_LETTER_TOPIC
+    partitions: int = 4
+    replication_factor: int = 1
+    batch_size: int = 256
+    batch_within: float = 1.0
+    recent_ids: int = 1024
+    data_dir: Path = Path("clonewatch-worker")
+    session_timeout: float = 10.0
+    commit_interval: float = 2.8
+    log_interval: float = 5.0
+    status_file: Path | None = None
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1 or self.replication_factor < 1:
+            raise ValueError("partitions and replication factor must be at least 1")
+        if self.batch_size < 1 or self.batch_within <= 0:
+            raise ValueError("batch size must be at least 1 and batch wait above 0 s")
+        if self.recent_ids < 0:
+            raise ValueError("recent ids must not be negative")
+        if min(self.session_timeout, self.commit_interval, self.log_interval) <= 0:
+            raise ValueError("session timeout, commit interval and log interval must be above 0 s")
+        if not self.bootstrap.strip():
+            raise ValueError("the Kafka bootstrap address must not be empty")
+
+    @property
+    def broker_url(self) -> str:
+        """The bootstrap servers in Faust's URL form: ``kafka://h1:9092;h2:9092``."""
+        return ";".join(f"kafka://{server.strip()}" for server in self.bootstrap.split(",") if server.strip())
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> StreamingConfig:
+        """Defaults, then environment variables, then ``overrides`` (None means not given)."""
+        environ = os.environ if environ is None else environ
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for name, var in ENV_VARS.items():
+            raw = environ.get(var, "").strip()
+            if raw:
+                values[name] = _convert(types[name], raw, var)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **extra: Any) -> StreamingConfig:
+        """Build from parsed options of :func:`add_kafka_options` (and any others that match fields)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        given = {k: v for k, v in vars(args).items() if k in names}
+        return cls.from_env(**given, **extra)
+
+
+def _convert(kind: str, raw: str, var: str) -> Any:
+    """Turn an environment variable into the field's type (annotations are strings here)."""
+    try:
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"${var} must be a number, got {raw!r}") from None
+    if kind.startswith("Path"):
+        return Path(raw)
+    return raw
+
+
+def add_kafka_options(parser: argparse.ArgumentParser, *, topics: tuple[str, ...] = ("access",)) -> None:
+    """Add --bootstrap and the topic options; defaults come from the environment (see ENV_VARS)."""
+    parser.add_argument(
+        "--bootstrap",
+        metavar="HOST:PORT[,...]",
+        help=f"Kafka bootstrap servers (default: ${ENV_VARS['bootstrap']} or {DEFAULT_BOOTSTRAP})",
+    )
+    names = {"access": ACCESS_TOPIC, "decisions": DECISIONS_TOPIC, "dead_letter": DEAD_LETTER_TOPIC}
+    for topic in topics:
+        dest = f"{topic}_topic"
+        parser.add_argument(
+            f"--{topic.replace('_', '-')}-topic",
+            dest=dest,
+            metavar="NAME",
+            help=f"{topic.replace('_', '-')} topic (default: ${ENV_VARS[dest]} or {names[topic]})",
+        )

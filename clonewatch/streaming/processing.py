@@ -1,0 +1,238 @@
+"""What a worker does with a batch of Kafka messages, as plain functions the Faust agent calls.
+
+decode -> drop re-deliveries -> embed + detect -> outputs. Nothing here knows Faust: the
+agent hands in :class:`Incoming` messages and the per-client :class:`ClientRecord` values
+it read from its table, and writes back the records this module touched.
+
+Re-deliveries are dropped in two ways, both remembered in the client's record so that
+they survive a worker restart through the table's changelog:
+
+- by position: a client's events arrive in offset order on one partition, so an event at
+  or before the last applied offset of its partition is a replay after a crash;
+- by ``request_id``: the last ``recent_ids`` ids of the client, so a line the shipper
+  sent twice (it is at-least-once) counts once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+from kafka.partitioner.default import murmur2
+
+from detectors import BatchResult, ClientState, CloneDetector
+from detectors.vectorize import Vectorizer
+from ingest.decode import DecodeLimits, EventDecoder
+from schemas import AccessEvent, DeadLetter, Decision
+
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message of the access topic, as the worker received it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+    @property
+    def source(self) -> str:
+        return f"{self.topic}[{self.partition}]"
+
+
+def expected_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as in the Java client) picks for ``key``."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class ClientRecord:
+    """A client's table value: the detector's :class:`ClientState` plus what was already applied.
+
+    >>> record = ClientRecord(ClientState(window=10), max_ids=2)
+    >>> event = AccessEvent(ts=1795428000, client_id="k", request_id="r1")
+    >>> record.is_replay(event, partition=0, offset=5)
+    False
+    >>> record.remember(event, partition=0, offset=5)
+    >>> record.is_replay(event, partition=0, offset=9), record.is_replay(AccessEvent(ts=1795428000, client_id="k"), 0, 5)
+    (True, True)
+    >>> ClientRecord.from_bytes(record.to_bytes(), max_ids=2).is_replay(event, 1, 0)
+    True
+    """
+
+    def __init__(
+        self,
+        state: ClientState,
+        recent_ids: Iterable[str] = (),
+        positions: Mapping[int, int] | None = None,
+        max_ids: int = 1024,
+    ) -> None:
+        self.state = state
+        self.recent_ids: deque[str] = deque(recent_ids, maxlen=max_ids)
+        self._id_set = set(self.recent_ids)
+        self.positions: dict[int, int] = dict(positions or {})  # partition -> last applied offset
+
+    def is_replay(self, event: AccessEvent, partition: int, offset: int) -> bool:
+        """True if this event, or one with its request_id, was applied already."""
+        last = self.positions.get(partition)
+        if last is not None and offset <= last:
+            return True
+        return event.request_id is not None and event.request_id in self._id_set
+
+    def remember(self, event: AccessEvent, partition: int, offset: int) -> None:
+        self.positions[partition] = max(offset, self.positions.get(partition, -1))
+        if event.request_id is not None and self.recent_ids.maxlen:
+            if len(self.recent_ids) == self.recent_ids.maxlen:
+                self._id_set.discard(self.recent_ids[0])
+            self.recent_ids.append(event.request_id)
+            self._id_set.add(event.request_id)
+
+    def to_bytes(self) -> bytes:
+        return msgspec.msgpack.encode({
+            "state": self.state.to_bytes(),
+            "ids": list(self.recent_ids),
+            "positions": self.positions,
+        })  # fmt: skip
+
+    @classmethod
+    def from_bytes(cls, data: bytes, max_ids: int = 1024) -> ClientRecord:
+        raw = msgspec.msgpack.decode(data)
+        return cls(ClientState.from_bytes(raw["state"]), raw["ids"], {int(p): o for p, o in raw["positions"].items()}, max_ids)
+
+
+@dataclass
+class Admitted:
+    """A decoded batch: fresh events in arrival order, and what was set aside."""
+
+    events: list[AccessEvent] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    duplicates: int = 0
+    misrouted: int = 0  # key missing, not the client id, or not on the partition Kafka would pick
+
+    @property
+    def client_ids(self) -> set[str]:
+        return {e.client_id for e in self.events}
+
+
+class BatchProcessor:
+    """Decodes, de-duplicates and scores batches; holds the detector and the embedder."""
+
+    def __init__(
+        self,
+        detector: CloneDetector,
+        vectorizer: Vectorizer,
+        recent_ids: int = 1024,
+        limits: DecodeLimits = DecodeLimits(),
+    ) -> None:
+        self.detector = detector
+        self.vectorizer = vectorizer
+        self.recent_ids = recent_ids
+        self.limits = limits
+        self._decoders: dict[str, EventDecoder] = {}
+
+    def decode(self, messages: Sequence[Incoming]) -> list[tuple[Incoming, AccessEvent | DeadLetter]]:
+        """Decode each message; a dead letter names the topic, partition and offset (as ``line``)."""
+        out = []
+        for message in messages:
+            decoder = self._decoders.get(message.source)
+            if decoder is None:
+                decoder = self._decoders[message.source] = EventDecoder(message.source, self.limits)
+            out.append((message, decoder.decode(message.value, message.offset)))
+        return out
+
+    def new_record(self) -> ClientRecord:
+        return ClientRecord(ClientState(window=self.detector.model.window), max_ids=self.recent_ids)
+
+    def load_record(self, data: bytes) -> ClientRecord:
+        return ClientRecord.from_bytes(data, max_ids=self.recent_ids)
+
+    def admit(
+        self,
+        decoded: Sequence[tuple[Incoming, AccessEvent | DeadLetter]],
+        records: MutableMapping[str, ClientRecord],
+        partitions: int,
+    ) -> Admitted:
+        """Keep the events not applied before, marking them applied in ``records`` (created as needed)."""
+        admitted = Admitted()
+        for message, item in decoded:
+            if isinstance(item, DeadLetter):
+                admitted.dead_letters.append(item)
+                continue
+            key = item.client_id.encode()
+            if message.key != key or message.partition != expected_partition(key, partitions):
+                admitted.misrouted += 1
+            record = records.get(item.client_id)
+            if record is None:
+                record = records[item.client_id] = self.new_record()
+            if record.is_replay(item, message.partition, message.offset):
+                admitted.duplicates += 1
+                continue
+            record.remember(item, message.partition, message.offset)
+            admitted.events.append(item)
+        return admitted
+
+    def score(self, events: Sequence[AccessEvent], records: Mapping[str, ClientRecord]) -> BatchResult:
+        """Embed and detect (blocking: run it off the event loop). Updates the records' states."""
+        states = {cid: records[cid].state for cid in {e.client_id for e in events}}
+        return self.detector.process(events, self.vectorizer.vectors(events), states)
+
+
+def encode(record: msgspec.Struct) -> bytes:
+    """The JSON wire form of a Decision or DeadLetter."""
+    return _encoder.encode(record)
+
+
+def decision_message(decision: Decision) -> tuple[bytes, bytes]:
+    """Key and value of a decision on the decisions topic (key = client id)."""
+    return decision.client_id.encode(), encode(decision)
+
+
+@dataclass
+class WorkerStats:
+    """Counters for the progress log and the status file."""
+
+    events: int = 0
+    dead_letters: int = 0
+    duplicates: int = 0
+    misrouted: int = 0
+    decisions: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+    actions: dict[str, str] = field(default_factory=dict)  # latest action of each client scored since start
+    _last_events: int = 0
+    _last_time: float = field(default_factory=time.monotonic)
+
+    def add(self, admitted: Admitted, result: BatchResult) -> None:
+        self.batches += 1
+        self.events += len(admitted.events)
+        self.dead_letters += len(admitted.dead_letters)
+        self.duplicates += admitted.duplicates
+        self.misrouted += admitted.misrouted
+        self.decisions += len(result.decisions)
+        self.actions.update((s.client_id, s.action) for s in result.scores)
+
+    @property
+    def flagged(self) -> int:
+        return sum(1 for action in self.actions.values() if action != "allow")
+
+    def snapshot(self) -> dict[str, float | int]:
+        """Totals plus the event rate since the previous snapshot."""
+        now = time.monotonic()
+        rate = (self.events - self._last_events) / max(now - self._last_time, 1e-9)
+        self._last_events, self._last_time = self.events, now
+        return {
+            "events": self.events,
+            "events_per_s": round(rate, 1),
+            "clients": len(self.actions),
+            "flagged": self.flagged,
+            "decisions": self.decisions,
+            "dead_letters": self.dead_letters,
+            "duplicates": self.duplicates,
+            "misrouted": self.misrouted,
+            "uptime_s": round(now - self.started, 1),
+        }

@@ -1,0 +1,243 @@
+"""Helpers for the tests that run clonewatch's streaming commands against the real broker.
+
+Generated traffic and a model fitted on it, the ``clonewatch`` CLI in subprocesses (as an
+operator runs it), and reads of topics and consumer groups with kafka-python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- traffic and model -----------------------------------------------------------------------
+
+
+def numeric_traffic(seed: int = 1, scale: float = 0.1, cap: int = 150) -> tuple[list[dict], dict[str, str]]:
+    """Predict-API traffic of the simulator's numeric scenario: canonical records in time
+    order (at most ``cap`` per client) and each client's label (``benign``/``attack``).
+
+    Numeric traffic needs no text embedder, which keeps worker start-up at a few seconds.
+    """
+    from clonewatch.simulate import simulate
+
+    traffic = simulate("numeric", seed=seed, scale=scale)
+    kept: Counter[str] = Counter()
+    events = []
+    for event in traffic.events:
+        if event.get("features") and kept[event["client_id"]] < cap:
+            kept[event["client_id"]] += 1
+            events.append(event)
+    labels = {row["client_id"]: row["label"] for row in traffic.labels if row["client_id"] in kept}
+    return events, labels
+
+
+def train_numeric_model(path: Path, seed: int = 11, scale: float = 0.5) -> Path:
+    """Fit and save a model on the benign clients of another numeric-scenario seed."""
+    from clonewatch.simulate import simulate
+    from detectors import fit_clone_model
+    from detectors.vectorize import Vectorizer
+    from schemas import AccessEvent
+
+    baseline = simulate("numeric", seed=seed, scale=scale)
+    benign = {row["client_id"] for row in baseline.labels if row["label"] == "benign"}
+    events = [msgspec.convert(e, AccessEvent) for e in baseline.events if e["client_id"] in benign and e.get("features")]
+    fit_clone_model(events, Vectorizer().vectors(events)).save(path)
+    return path
+
+
+def reference_decisions(model_path: Path, events: list[dict]) -> set[tuple[str, str, int]]:
+    """(client, action, events_seen) of every decision the embedded detector makes on ``events``."""
+    from detectors import CloneDetector, CloneModel
+    from detectors.vectorize import Vectorizer
+    from schemas import AccessEvent
+
+    records = [msgspec.convert(e, AccessEvent) for e in events]
+    result = CloneDetector(CloneModel.load(model_path)).process(records, Vectorizer().vectors(records), {})
+    return {(d.client_id, d.action.value, d.events_seen) for d in result.decisions}
+
+
+def write_log(path: Path, events: Iterable[dict], mode: str = "w") -> None:
+    with path.open(mode) as handle:
+        for event in events:
+            handle.write(json.dumps(event) + "\n")
+
+
+# --- topics and groups -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Names:
+    """Topic names and app id unique to one test, so tests sharing the broker do not meet."""
+
+    app_id: str
+    access: str
+    decisions: str
+    dead_letters: str
+
+    @classmethod
+    def fresh(cls, prefix: str = "t") -> Names:
+        tag = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        return cls(tag, f"{tag}.access", f"{tag}.decisions", f"{tag}.dead-letters")
+
+    def env(self, bootstrap: str) -> dict[str, str]:
+        """Environment for the clonewatch CLI (the variables docker-compose.yml sets too)."""
+        return {
+            **os.environ,
+            "CLONEWATCH_BOOTSTRAP": bootstrap,
+            "CLONEWATCH_APP_ID": self.app_id,
+            "CLONEWATCH_ACCESS_TOPIC": self.access,
+            "CLONEWATCH_DECISIONS_TOPIC": self.decisions,
+            "CLONEWATCH_DEAD_LETTER_TOPIC": self.dead_letters,
+            "CLONEWATCH_PARTITIONS": "4",
+        }
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 20.0) -> list[tuple[bytes | None, bytes]]:
+    """Every (key, value) the topic holds now, partition by partition."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = {tp: end for tp, end in consumer.end_offsets(partitions).items() if end > 0}
+        out: list[tuple[bytes | None, bytes]] = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+            for records in consumer.poll(timeout_ms=500).values():
+                out += [(r.key, r.value) for r in records]
+        return out
+    finally:
+        consumer.close()
+
+
+def committed_everything(bootstrap: str, group: str, topic: str) -> bool:
+    """True once the group's committed offsets reach the end of every partition of ``topic``
+    (False while the group has no coordinator yet)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        committed = admin.list_group_offsets(group).get(group, {})
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = consumer.end_offsets(partitions)
+        return all(end == 0 or (tp in committed and committed[tp].offset >= end) for tp, end in ends.items())
+    except KafkaError:
+        return False
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+# --- the CLI in subprocesses ----------------------------------------------------------------------
+
+
+def cli(*args: str, env: dict[str, str], stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    """Run ``python -m clonewatch ARGS`` to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "clonewatch", *args],
+        cwd=REPO_ROOT, env=env, input=stdin, capture_output=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+class Background:
+    """A ``clonewatch`` command running in the background, its output in a log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "clonewatch", *args],
+                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, nothing is flushed or committed."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f"process did not stop on SIGTERM; log:\n{self.log()[-3000:]}") from None
+
+
+class Worker(Background):
+    """``clonewatch worker`` with its own ClickHouse (chdb) path, data dir and status file."""
+
+    def __init__(self, directory: Path, model: Path, env: dict[str, str], *extra: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.status_path = directory / "status.json"
+        self.store = f"chdb://{directory / 'store'}"
+        super().__init__(
+            ["worker", "--model", str(model), "--store", self.store, "--data-dir", str(directory / "data"),
+             "--status-file", str(self.status_path), "--log-interval", "0.5", "--batch-size", "32", *extra],
+            env, directory / "worker.log",
+        )  # fmt: skip
+
+    def status(self) -> dict:
+        """The worker's latest progress counters (empty before the first report)."""
+        try:
+            return json.loads(self.status_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def wait_for(self, condition: Callable[[dict], bool], timeout: float, what: str) -> None:
+        def check() -> bool:
+            assert self.alive(), f"worker exited with {self.proc.returncode}; log:\n{self.log()[-3000:]}"
+            return condition(self.status())
+
+        wait_until(check, timeout, what)
+
+
+def store_query(dsn: str, sql: str) -> list[tuple]:
+    """Rows of a query on a worker's store, read in a subprocess once the worker has stopped
+    (chdb lets one process at a time open a path; the test process has its own)."""
+    code = (
+        "import json, sys\n"
+        "from sinks.clickhouse import ClickHouseStore\n"
+        "rows = ClickHouseStore(sys.argv[1]).query(sys.argv[2])[1]\n"
+        "print(json.dumps(rows, default=str))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, dsn, sql], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return [tuple(row) for row in json.loads(done.stdout)]
+
+
+def max_events_seen(dsn: str) -> dict[str, int]:
+    """Each client's highest events_seen in a store's risk scores."""
+    return {cid: int(n) for cid, n in store_query(dsn, "SELECT client_id, max(events_seen) FROM clonewatch.risk_scores GROUP BY client_id")}

@@ -1,0 +1,92 @@
+"""docker-compose.yml agrees with the code: images, ports, environment and commands."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from clonewatch.cli import build_parser
+from clonewatch.commands import ship, worker
+from clonewatch.kafka.broker import KAFKA_VERSION
+from clonewatch.streaming.config import ACCESS_TOPIC, DEAD_LETTER_TOPIC, DECISIONS_TOPIC, ENV_VARS, StreamingConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def services() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+
+
+def interpolate(value: str) -> str:
+    """Compose's ``${NAME:-default}`` with nothing set: the default."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+def env(service: dict) -> dict[str, str]:
+    return {k: str(v) for k, v in service.get("environment", {}).items()}
+
+
+def mounted(service: dict, path: str) -> bool:
+    return any(path.startswith(volume.split(":")[1].rstrip("/") + "/") for volume in service.get("volumes", []))
+
+
+def test_services_and_pinned_images(services: dict) -> None:
+    assert {"kafka", "clickhouse", "worker", "shipper"} <= set(services)
+    assert services["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"  # the version the tests run
+    for name, service in services.items():
+        image = service["image"]
+        assert ":" in image and not image.endswith(":latest"), f"{name} image {image} is not pinned"
+    for name in ("kafka", "clickhouse", "worker"):
+        assert services[name]["healthcheck"]["test"], f"{name} has no health check"
+    assert Path(ROOT / services["worker"]["build"], "Dockerfile").is_file()
+
+
+def test_clonewatch_environment_matches_the_config(services: dict) -> None:
+    for name in ("worker", "shipper"):
+        variables = env(services[name])
+        unknown = {k for k in variables if k.startswith("CLONEWATCH_")} - set(ENV_VARS.values())
+        assert not unknown, f"{name} sets variables the code does not read: {unknown}"
+        config = StreamingConfig.from_env(variables)  # every value parses
+        assert (config.access_topic, config.decisions_topic, config.dead_letter_topic) == (ACCESS_TOPIC, DECISIONS_TOPIC, DEAD_LETTER_TOPIC)
+
+
+def test_addresses_match_the_servers(services: dict) -> None:
+    kafka = env(services["kafka"])
+    advertised = dict(item.split("://") for item in kafka["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    listeners = dict(item.split("://") for item in kafka["KAFKA_LISTENERS"].split(","))
+    for name in ("worker", "shipper"):
+        config = StreamingConfig.from_env(env(services[name]))
+        assert config.bootstrap == advertised["PLAINTEXT"] == "kafka:" + listeners["PLAINTEXT"].lstrip(":")
+        assert "kafka" in services[name]["depends_on"]
+    host_port = next(p for p in services["kafka"]["ports"] if p.endswith(":29092"))
+    assert advertised["HOST"] == "localhost:" + host_port.rsplit(":", 1)[1]
+
+    store = urlsplit(StreamingConfig.from_env(env(services["worker"])).store_dsn)
+    clickhouse = env(services["clickhouse"])
+    assert (store.scheme, store.hostname, store.port) == ("http", "clickhouse", 8123)
+    assert (store.username, store.password) == (clickhouse["CLICKHOUSE_USER"], clickhouse["CLICKHOUSE_PASSWORD"])
+    assert services["worker"]["depends_on"]["clickhouse"]["condition"] == "service_healthy"
+
+
+def test_commands_parse_with_the_cli(services: dict) -> None:
+    parser = build_parser()
+    worker_args = parser.parse_args([interpolate(a) for a in services["worker"]["command"]])
+    assert worker_args.func is worker.main
+    ship_args = parser.parse_args([interpolate(a) for a in services["shipper"]["command"]])
+    assert ship_args.func is ship.main and not ship_args.once
+    assert mounted(services["shipper"], str(ship_args.file))
+    assert not services["shipper"]["volumes"][0].endswith(":ro")  # the checkpoint is written next to the log
+
+
+def test_worker_is_scalable_and_checked(services: dict) -> None:
+    service = services["worker"]
+    assert "container_name" not in service and "ports" not in service  # copies must not collide
+    variables = env(service)
+    assert mounted(service, variables["CLONEWATCH_MODEL"])
+    assert variables["CLONEWATCH_STATUS_FILE"] in " ".join(service["healthcheck"]["test"])
+    assert Path(variables["CLONEWATCH_STATUS_FILE"]).parent == Path(variables["CLONEWATCH_DATA_DIR"])

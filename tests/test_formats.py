@@ -1,0 +1,149 @@
+"""Gateway log formats -> canonical records that the worker's decoder accepts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import msgspec
+import pytest
+
+from ingest.decode import EventDecoder
+from ingest.formats import FormatError, client_id_for_key, client_id_for_key_hash, parse_line
+from schemas import AccessEvent, to_epoch
+
+
+def accepted(fmt: str, line: dict | str) -> list[AccessEvent]:
+    """Parse a line and decode every record the way the worker will."""
+    raw = line if isinstance(line, str) else json.dumps(line)
+    decoder = EventDecoder("test")
+    events = [decoder.decode(msgspec.json.encode(record), 1) for record in parse_line(fmt, raw)]
+    assert all(isinstance(e, AccessEvent) for e in events), events
+    return events
+
+
+def test_canonical_passes_through() -> None:
+    (event,) = accepted("canonical", {"ts": "2026-11-23T10:00:00Z", "client_id": "key_1", "prompt": "hi", "extra": 1})
+    assert (event.client_id, event.prompt, event.ts) == ("key_1", "hi", to_epoch("2026-11-23T10:00:00Z"))
+
+
+def test_nginx() -> None:
+    body = {"model": "aurora-70b-chat", "temperature": 0, "logprobs": True, "max_completion_tokens": 64,
+            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "What is a mortgage?"}]}]}  # fmt: skip
+    line = {
+        "time": "2026-11-23T10:00:00+00:00", "api_key": "sk-live-4f9a", "remote_addr": "10.0.0.2",
+        "x_forwarded_for": "203.0.113.7, 10.0.0.1", "method": "POST", "uri": "/v1/chat/completions",
+        "status": "200", "request_time": "0.812", "request_id": "6f1c9e0b", "user_agent": "OpenAI/Python 1.54.3",
+        "request_body": json.dumps(body), "tokens_in": "", "tokens_out": "",
+    }  # fmt: skip
+    (event,) = accepted("nginx", line)
+    assert event.client_id == client_id_for_key("sk-live-4f9a") != "sk-live-4f9a"
+    assert (event.ip, event.status, event.latency_ms, event.request_id) == ("203.0.113.7", 200, 812.0, "6f1c9e0b")
+    assert (event.prompt, event.model) == ("What is a mortgage?", "aurora-70b-chat")
+    assert (event.params.temperature, event.params.logprobs, event.params.max_tokens) == (0, True, 64)
+    assert event.tokens_in is None
+
+
+def test_nginx_bearer_token_and_missing_key() -> None:
+    line = {"time": "2026-11-23T10:00:00+00:00", "authorization": "Bearer sk-abc", "status": "429", "request_body": ""}
+    assert accepted("nginx", line)[0].client_id == client_id_for_key("sk-abc")
+    with pytest.raises(FormatError, match="no client id"):
+        parse_line("nginx", json.dumps({"time": "2026-11-23T10:00:00+00:00", "api_key": "", "status": "200"}))
+
+
+def test_envoy() -> None:
+    line = {
+        "start_time": "2026-11-23T10:00:00.125Z", "method": "POST", "path": "/v1/completions", "response_code": 200,
+        "duration": 431, "downstream_remote_address": "198.51.100.23", "x_forwarded_for": None,
+        "user_agent": "python-httpx/0.27.2", "request_id": "0d6c2f4e", "api_key": "sk-live-77aa",
+        "request_body": json.dumps({"model": "aurora-8b-instruct", "prompt": "Translate: good morning", "n": 3}),
+    }  # fmt: skip
+    (event,) = accepted("envoy", line)
+    assert event.client_id == client_id_for_key("sk-live-77aa")
+    assert (event.ts, event.ip, event.latency_ms) == (to_epoch("2026-11-23T10:00:00.125Z"), "198.51.100.23", 431.0)
+    assert (event.prompt, event.params.n, event.path) == ("Translate: good morning", 3, "/v1/completions")
+
+
+def test_envoy_dash_means_missing() -> None:
+    line = {"start_time": "2026-11-23T10:00:00.125Z", "api_key": "k", "response_code": "-", "request_body": "-", "x_forwarded_for": "-"}
+    (event,) = accepted("envoy", line)
+    assert (event.status, event.prompt, event.ip) == (None, None, None)
+
+
+def test_kong() -> None:
+    line = {
+        "started_at": 1795428000125, "client_ip": "203.0.113.50",
+        "request": {"method": "POST", "uri": "/v1/chat/completions", "id": "b3a8f4e0",
+                    "headers": {"User-Agent": "OpenAI/Python 1.54.3", "apikey": "sk-live-kong-1"}},
+        "response": {"status": 200, "size": 1843}, "latencies": {"request": 640, "kong": 4, "proxy": 630},
+        "consumer": {"id": "4a1e6f1c", "username": "acme-prod"},
+        "request_body": json.dumps({"messages": [{"role": "user", "content": "hello"}]}),
+        "ai": {"proxy": {"usage": {"prompt_tokens": 12, "completion_tokens": 210}, "meta": {"request_model": "aurora-70b-chat"}}},
+    }  # fmt: skip
+    (event,) = accepted("kong", line)
+    assert (event.client_id, event.ts, event.user_agent) == ("consumer_4a1e6f1c", 1795428000.125, "OpenAI/Python 1.54.3")
+    assert (event.prompt, event.model, event.tokens_in, event.tokens_out) == ("hello", "aurora-70b-chat", 12, 210)
+    assert (event.status, event.latency_ms, event.request_id) == (200, 640.0, "b3a8f4e0")
+    del line["consumer"]  # no consumer: the key identifies the client
+    assert accepted("kong", line)[0].client_id == client_id_for_key("sk-live-kong-1")
+
+
+def test_litellm_standard_logging_payload_and_spend_log_row() -> None:
+    key_hash = hashlib.sha256(b"sk-litellm-1").hexdigest()
+    payload = {
+        "id": "chatcmpl-9f2d6c", "call_type": "acompletion", "status": "success",
+        "startTime": 1795428000.2, "endTime": 1795428001.05, "model": "aurora-70b-chat",
+        "prompt_tokens": 18, "completion_tokens": 240,
+        "metadata": {"user_api_key_hash": key_hash, "requester_ip_address": "192.0.2.10"},
+        "model_parameters": {"temperature": 0, "max_tokens": 512, "logprobs": True},
+        "messages": [{"role": "user", "content": "List three uses of graphene."}],
+    }  # fmt: skip
+    (event,) = accepted("litellm", payload)
+    assert event.client_id == client_id_for_key("sk-litellm-1") == client_id_for_key_hash(key_hash)
+    assert (event.path, event.status, event.latency_ms) == ("/v1/chat/completions", 200, 850.0)
+    assert (event.prompt, event.params.max_tokens, event.tokens_out, event.request_id) == ("List three uses of graphene.", 512, 240, "chatcmpl-9f2d6c")
+
+    row = {"request_id": "r-1", "api_key": key_hash, "startTime": "2026-11-23T10:00:00Z", "endTime": "2026-11-23T10:00:02Z",
+           "model": "aurora-8b-chat", "messages": json.dumps([{"role": "user", "content": "hi"}]), "status": "failure"}  # fmt: skip
+    (event,) = accepted("litellm", row)
+    assert (event.client_id, event.prompt, event.status, event.latency_ms) == (client_id_for_key("sk-litellm-1"), "hi", 500, 2000.0)
+
+
+def test_kserve_v1_cloudevent_one_event_per_instance() -> None:
+    line = {"time": "2026-11-23T10:00:03.250Z", "id": "5c1d8e2a", "client_id": "acct-7781", "inferenceservicename": "fraud",
+            "data": {"instances": [[204.11, 9, 7], [12.5, 2, 1]]}}  # fmt: skip
+    events = accepted("kserve", line)
+    assert [e.features for e in events] == [[204.11, 9.0, 7.0], [12.5, 2.0, 1.0]]
+    assert [e.request_id for e in events] == ["5c1d8e2a#0", "5c1d8e2a#1"]
+    assert {(e.model, e.path, e.space) for e in events} == {("fraud", "/v1/models/fraud:predict", "numeric:3")}
+
+
+def test_kserve_v2_tensors_and_tf_serving_named_inputs() -> None:
+    v2 = {"ts": 1795428000, "headers": {"X-Api-Key": "k1"}, "path": "/v2/models/fraud/infer",
+          "body": {"inputs": [{"name": "a", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]},
+                              {"name": "b", "shape": [2, 1], "datatype": "FP32", "data": [[5], [6]]}]}}  # fmt: skip
+    assert [e.features for e in accepted("kserve", v2)] == [[1, 2, 5], [3, 4, 6]]
+    tf = {"ts": 1795428000, "api_key": "k2", "path": "/v1/models/fraud:predict", "inputs": {"b": [1, 2], "a": [[3, 4], [5, 6]]}}
+    events = accepted("kserve", tf)
+    assert [e.features for e in events] == [[3, 4, 1], [5, 6, 2]]  # named inputs in sorted name order
+    assert events[0].model == "fraud" and events[0].client_id == client_id_for_key("k2")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "line", "reason"),
+    [
+        ("canonical", "not json at all", "not JSON"),
+        ("canonical", "[1, 2]", "must be a JSON object"),
+        ("canonical", '{"ts": 1795428000}', "no client_id"),
+        ("nginx", '{"api_key": "k", "time": "yesterday"}', "time"),
+        ("nginx", '{"api_key": "k", "time": "2026-11-23T10:00:00Z", "request_time": "fast"}', "request_time"),
+        ("kong", '{"consumer": {"id": "c"}}', "no timestamp"),
+        ("kserve", '{"ts": 1795428000, "client_id": "c", "instances": [["a", 1]]}', "non-number"),
+        ("kserve", '{"ts": 1795428000, "client_id": "c", "inputs": [{"name": "x", "shape": [2, 2], "data": [1, 2, 3]}]}', "do not fill shape"),
+        ("kserve", '{"ts": 1795428000, "client_id": "c", "data": {"rows": []}}', "no instances or inputs"),
+    ],
+)
+def test_unreadable_lines_give_reasons(fmt: str, line: str, reason: str) -> None:
+    with pytest.raises(FormatError, match=reason):
+        parse_line(fmt, line)
+

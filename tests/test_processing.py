@@ -1,0 +1,85 @@
+"""The worker's batch logic without Kafka: replay guards, record storage, configuration."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from clonewatch.commands.decisions import describe
+from clonewatch.streaming.config import StreamingConfig
+from clonewatch.streaming.processing import BatchProcessor, ClientRecord, Incoming, expected_partition
+from schemas import AccessEvent, Action, Decision
+
+PARTITIONS = 4
+
+
+def message(client: str, offset: int, request_id: str | None = None, key: bytes | None = b"", raw: bytes | None = None) -> Incoming:
+    record = {"ts": 1795428000 + offset, "client_id": client, "features": [1.0, 2.0]}
+    if request_id:
+        record["request_id"] = request_id
+    partition = expected_partition(client.encode(), PARTITIONS)
+    return Incoming("access", partition, offset, client.encode() if key == b"" else key, raw or json.dumps(record).encode())
+
+
+@pytest.fixture
+def processor() -> BatchProcessor:
+    detector = SimpleNamespace(model=SimpleNamespace(window=10))  # admit only needs the window size
+    return BatchProcessor(detector, vectorizer=None, recent_ids=3)
+
+
+def test_admit_keeps_fresh_events_and_drops_repeats(processor: BatchProcessor) -> None:
+    records: dict[str, ClientRecord] = {}
+    batch = [message("a", 0, "r1"), message("a", 1, "r1"), message("b", 2), message("a", 3, "r2"), message("c", 4, raw=b"{")]
+    admitted = processor.admit(processor.decode(batch), records, PARTITIONS)
+    assert [(e.client_id, e.request_id) for e in admitted.events] == [("a", "r1"), ("b", None), ("a", "r2")]
+    assert admitted.duplicates == 1  # the shipper sent r1 twice
+    assert [(d.source, d.line) for d in admitted.dead_letters] == [(f"access[{batch[4].partition}]", 4)]
+    assert admitted.misrouted == 0
+
+    again = processor.admit(processor.decode(batch), records, PARTITIONS)  # a replay after a crash
+    assert again.events == [] and again.duplicates == 4
+
+
+def test_records_survive_storage_with_bounded_ids(processor: BatchProcessor) -> None:
+    records: dict[str, ClientRecord] = {}
+    processor.admit(processor.decode([message("a", i, f"r{i}") for i in range(5)]), records, PARTITIONS)
+    records["a"].state.events_seen = 5
+    restored = processor.load_record(records["a"].to_bytes())
+    assert restored.state.events_seen == 5 and list(restored.recent_ids) == ["r2", "r3", "r4"]
+    late = AccessEvent(ts=1795428000, client_id="a", request_id="r0")
+    assert not restored.is_replay(late, partition=9, offset=0)  # r0 fell out of the remembered ids
+    assert restored.is_replay(late, partition=message("a", 0).partition, offset=4)  # but its offset is behind
+
+
+def test_misrouted_messages_are_counted(processor: BatchProcessor) -> None:
+    admitted = processor.admit(processor.decode([message("a", 0, key=None), message("b", 1, key=b"other")]), {}, PARTITIONS)
+    assert admitted.misrouted == 2 and len(admitted.events) == 2
+
+
+def test_expected_partition_is_kafkas_default_partitioner() -> None:
+    from kafka.partitioner.default import DefaultPartitioner
+
+    cluster = SimpleNamespace(
+        topics=lambda: {"t"}, partitions_for_topic=lambda t: set(range(6)), available_partitions_for_topic=lambda t: set(range(6))
+    )
+    for key in (b"key_4c891e944b4f", b"consumer_4a1e6f1c", b"x"):
+        assert expected_partition(key, 6) == DefaultPartitioner().partition("t", key, key, None, None, cluster)
+
+
+def test_config_from_environment_and_overrides() -> None:
+    environ = {"CLONEWATCH_BOOTSTRAP": "k1:9092,k2:9092", "CLONEWATCH_PARTITIONS": "8", "CLONEWATCH_BATCH_WITHIN": "0.5", "CLONEWATCH_MODEL": "/m.cwm"}
+    config = StreamingConfig.from_env(environ, partitions=2, batch_size=None)
+    assert (config.partitions, config.batch_within, config.batch_size, str(config.model_path)) == (2, 0.5, 256, "/m.cwm")
+    assert config.broker_url == "kafka://k1:9092;kafka://k2:9092"
+    with pytest.raises(ValueError, match="CLONEWATCH_PARTITIONS"):
+        StreamingConfig.from_env({"CLONEWATCH_PARTITIONS": "many"})
+    with pytest.raises(ValueError, match="partitions"):
+        StreamingConfig.from_env({}, partitions=0)
+
+
+def test_decision_line_for_humans() -> None:
+    decision = Decision("key_1", "2026-11-23T10:00:00.000Z", 0.5, Action.ALLOW, 40, ["risk back below thresholds"])
+    assert describe(decision) == "2026-11-23T10:00:00.000Z  ALLOW      key_1  risk 0.50000 after 40 events: risk back below thresholds"
+

@@ -1,0 +1,222 @@
+"""The streaming pipeline through the real broker: shipper -> Kafka -> Faust workers -> ClickHouse + decisions.
+
+Workers run as `clonewatch worker` subprocesses, each with its own embedded ClickHouse
+path. The expected decisions are those of the embedded detector on the same log: the
+streaming path must give exactly those, however it is split, killed or restarted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from clonewatch.kafka.broker import LocalBroker
+from tests.streaming_support import (
+    REPO_ROOT,
+    Background,
+    Names,
+    Worker,
+    cli,
+    committed_everything,
+    max_events_seen,
+    numeric_traffic,
+    read_topic,
+    reference_decisions,
+    store_query,
+    train_numeric_model,
+    wait_until,
+    write_log,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture(scope="module")
+def traffic() -> tuple[list[dict], dict[str, str]]:
+    return numeric_traffic()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_numeric_model(tmp_path_factory.mktemp("model") / "numeric.cwm")
+
+
+@pytest.fixture(scope="module")
+def expected(model: Path, traffic) -> set[tuple[str, str, int]]:
+    return reference_decisions(model, traffic[0])
+
+
+def load_example(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def decisions_on_topic(bootstrap: str, names: Names) -> list[dict]:
+    return [json.loads(value) for _, value in read_topic(bootstrap, names.decisions)]
+
+
+def as_set(decisions: list[dict]) -> set[tuple[str, str, int]]:
+    return {(d["client_id"], d["action"], d["events_seen"]) for d in decisions}
+
+
+def caught_up(bootstrap: str, names: Names, worker: Worker) -> bool:
+    """The group has committed the end of the access topic (it commits only processed batches)."""
+    assert worker.alive(), f"worker exited with {worker.proc.returncode}; log:\n{worker.log()[-3000:]}"
+    return committed_everything(bootstrap, names.app_id, names.access)
+
+
+def ship(log: Path, names: Names, bootstrap: str) -> None:
+    done = cli("ship", "--file", str(log), "--once", env=names.env(bootstrap))
+    assert done.returncode == 0, done.stderr.decode()
+
+
+def test_attacker_denied_benign_not(kafka_bootstrap: str, tmp_path: Path, model: Path, traffic, expected) -> None:
+    events, labels = traffic
+    names = Names.fresh("e2e")
+    log = tmp_path / "access.log"
+    write_log(log, events)
+    with log.open("a") as handle:  # one line the shipper cannot read, one the worker rejects
+        handle.write("this is not json\n")
+        handle.write('{"client_id": "key_no_time", "prompt": "hello"}\n')
+    ship(log, names, kafka_bootstrap)
+
+    worker = Worker(tmp_path / "worker", model, names.env(kafka_bootstrap))
+    try:
+        wait_until(lambda: caught_up(kafka_bootstrap, names, worker), 120, "the worker to score every event")
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    decisions = decisions_on_topic(kafka_bootstrap, names)
+    assert as_set(decisions) == expected  # exactly the embedded detector's decisions
+    assert len(decisions) == len(expected)  # each once: nothing replayed in a clean run
+    final = {}
+    for decision in decisions:  # a client's decisions share its partition, in order
+        final[decision["client_id"]] = decision["action"]
+    denied = {cid for cid, action in final.items() if action == "deny"}
+    attackers = {cid for cid, label in labels.items() if label == "attack"}
+    assert len(denied & attackers) >= 3
+    assert not denied - attackers, "a benign client was denied"
+
+    # The gateway-side cache of examples/ sees every client's latest action.
+    cache = load_example("gateway_decision_cache").DecisionCache(kafka_bootstrap, names.decisions).start()
+    try:
+        assert cache.wait_until_loaded(timeout_s=30)
+        assert {cid: cache.action_for(cid) for cid in final} == final
+        assert cache.action_for("key_never_seen") == "allow"
+        cache.ttl_s, cache.clock = 3600.0, lambda: 4102444800.0  # in 2100, every decision has lapsed
+        assert {cache.action_for(cid) for cid in final} == {"allow"}
+    finally:
+        cache.stop()
+
+    # The readable form, as an operator sees it.
+    shown = cli("decisions", env=names.env(kafka_bootstrap))
+    assert shown.returncode == 0
+    assert len(shown.stdout.decode().splitlines()) == len(decisions)
+    assert any(" DENY " in line for line in shown.stdout.decode().splitlines())
+
+    counts = Counter(e["client_id"] for e in events)
+    assert max_events_seen(worker.store) == counts
+    stored = store_query(worker.store, "SELECT client_id, action, events_seen FROM clonewatch.decisions")
+    assert {(c, a, int(n)) for c, a, n in stored} == expected
+    letters = {letter["raw"]: letter for letter in (json.loads(v) for _, v in read_topic(kafka_bootstrap, names.dead_letters))}
+    assert len(letters) == 2
+    assert letters.pop("this is not json")["reason"].startswith("not JSON")  # from the shipper
+    (rejected,) = letters.values()  # from the worker, with the request id the shipper added
+    assert "missing required field `ts`" in rejected["reason"]
+    assert json.loads(rejected["raw"])["client_id"] == "key_no_time"
+    assert store_query(worker.store, "SELECT count() FROM clonewatch.dead_letters") == [(1,)]  # the worker's one
+
+
+def test_killed_worker_resumes_exactly(kafka_bootstrap: str, tmp_path: Path, model: Path, traffic, expected) -> None:
+    events, _ = traffic
+    names = Names.fresh("kill")
+    log = tmp_path / "access.log"
+    write_log(log, events)
+    ship(log, names, kafka_bootstrap)
+    env = names.env(kafka_bootstrap)
+
+    first = Worker(tmp_path / "first", model, {**env, "CLONEWATCH_COMMIT_INTERVAL": "3600"})  # never commits
+    first.wait_for(lambda s: s.get("events", 0) >= len(events) // 3, 120, "a third of the events scored")
+    first.kill()
+    applied = first.status()["events"]  # reported only once the batch's state was in the changelog
+    assert applied < len(events), "killed too late to be mid-stream"
+
+    second = Worker(tmp_path / "second", model, env)
+    try:
+        wait_until(lambda: caught_up(kafka_bootstrap, names, second), 120, "the second worker to catch up")
+    finally:
+        assert second.stop() == 0, second.log()[-3000:]
+
+    # It re-read everything from offset 0 and dropped what the first worker had applied.
+    assert second.status()["duplicates"] >= applied > 0
+    seen = max_events_seen(first.store)
+    seen.update({cid: n for cid, n in max_events_seen(second.store).items() if n > seen.get(cid, 0)})
+    counts = Counter(e["client_id"] for e in events)
+    assert seen == counts  # events_seen continued from the changelog: no event lost or counted twice
+    assert as_set(decisions_on_topic(kafka_bootstrap, names)) == expected  # no decision lost or changed
+
+
+def test_two_workers_split_the_partitions(kafka_bootstrap: str, tmp_path: Path, model: Path, traffic, expected) -> None:
+    events, _ = traffic
+    names = Names.fresh("pair")
+    env = names.env(kafka_bootstrap)
+    workers = [Worker(tmp_path / f"worker{i}", model, env) for i in (1, 2)]
+    try:
+        wait_until(
+            lambda: sum(w.status().get("partitions", 0) for w in workers) == 4 and all(w.status().get("partitions") for w in workers),
+            90, "both workers to hold partitions",
+        )  # fmt: skip
+        log = tmp_path / "access.log"
+        write_log(log, events)
+        ship(log, names, kafka_bootstrap)
+        wait_until(lambda: all(caught_up(kafka_bootstrap, names, w) for w in workers), 120, "every event scored")
+    finally:
+        for worker in workers:
+            assert worker.stop() == 0, worker.log()[-3000:]
+
+    assert all(w.status()["events"] > 0 for w in workers)
+    assert as_set(decisions_on_topic(kafka_bootstrap, names)) == expected
+    seen: dict[str, int] = {}
+    for worker in workers:
+        for cid, n in max_events_seen(worker.store).items():
+            seen[cid] = max(n, seen.get(cid, 0))
+    assert seen == Counter(e["client_id"] for e in events)
+
+
+def test_shipper_and_worker_ride_out_a_broker_outage(tmp_path: Path, model: Path, traffic, expected) -> None:
+    events, _ = traffic
+    half = len(events) // 2
+    broker = LocalBroker(tmp_path / "kafka")  # its own broker: the session's stays up
+    broker.start()
+    try:
+        names = Names.fresh("outage")
+        env = names.env(broker.bootstrap)
+        log = tmp_path / "access.log"
+        write_log(log, events[:half])
+        shipper = Background(["ship", "--file", str(log)], env, tmp_path / "ship.log")
+        worker = Worker(tmp_path / "worker", model, env)
+        try:
+            worker.wait_for(lambda s: s.get("events", 0) >= half, 120, "the first half scored")
+            broker.stop()
+            write_log(log, events[half:], mode="a")  # the gateway keeps logging meanwhile
+            time.sleep(3)
+            LocalBroker(broker.data_dir, broker.port, broker.controller_port).start()
+            wait_until(lambda: caught_up(broker.bootstrap, names, worker) and worker.status().get("events", 0) >= len(events), 180, "the second half scored")
+            assert shipper.alive(), shipper.log()[-3000:]
+        finally:
+            shipper.stop()
+            assert worker.stop() == 0, worker.log()[-3000:]
+        assert as_set(decisions_on_topic(broker.bootstrap, names)) == expected
+    finally:
+        restarted = LocalBroker.attach(broker.data_dir)
+        if restarted is not None:
+            restarted.stop()
+    assert max_events_seen(worker.store) == Counter(e["client_id"] for e in events)
