@@ -149,7 +149,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
 
     @app.on_rebalance_complete.connect
     async def rewind_uncommitted(sender: faust.App, **kwargs: Any) -> None:
-        """Start partitions without a committed offset at their beginning, every time.
+        """After every rebalance, move partitions with no committed offset above 0 to their start.
 
         After a rebalance Faust recovers the table while the consumer already fetches, then
         seeks the access partitions back to their committed offsets, but aiokafka 0.14 skips
