@@ -92,7 +92,6 @@ class EmbeddedRunner:
         cfg = self.config
         started = time.monotonic()
         store = ClickHouseStore(cfg.store_dsn)
-        self.store = store
         with (
             open_lines(cfg.input) as lines,
             JsonLinesWriter(cfg.decisions_path) as decisions,
