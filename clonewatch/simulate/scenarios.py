@@ -19,6 +19,9 @@ from clonewatch.simulate.personas import (
 )
 
 DEFAULT_START = datetime(2026, 11, 23, tzinfo=UTC)
+# The deployed fraud model and its input distribution belong to the API, not to a day of
+# traffic: every seed queries the same model, so a baseline from one seed fits another.
+DEPLOYED_MODEL_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ def simulate(
     if not scale > 0:
         raise ValueError("scale must be positive")
     spec = SCENARIOS[scenario]
-    world = World(seed, _start(start), DAY, _gateway(spec, scenario, seed), TabularModel(seed))
+    world = World(seed, _start(start), DAY, _gateway(spec, scenario, seed), TabularModel(DEPLOYED_MODEL_SEED))
     cast: list[tuple[Client, dict]] = []
     for persona, count in spec.benign.items():
         for i in range(max(1, round(count * scale))):
