@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -41,3 +43,31 @@ class TailCalibrator:
         ecdf = (below + 0.5 * equal) / len(self.reference_)
         tail = 1.0 - self.tail_mass_ * np.exp(-(x - self.threshold_) / self.tail_scale_)
         return np.clip(np.where(x > self.threshold_, tail, ecdf), 0.0, 1.0)
+
+
+def sustained_peaks(
+    scores: np.ndarray, clients: Sequence[str], events_seen: np.ndarray, min_events: int = 1, sustain: int = 1
+) -> dict[str, float]:
+    """Per client, the highest score it held for ``sustain`` successive events, counting from ``min_events``.
+
+    A client is scored after every event, so a threshold is tried many times over a
+    client's life; this is the statistic a threshold is really compared with, once a
+    policy waits for ``min_events`` and needs ``sustain`` confirming events. Rows are in
+    arrival order. Clients that never reach ``min_events + sustain - 1`` events are left out.
+
+    >>> peaks = sustained_peaks(np.array([5.0, 1, 2, 3, 9, 1]), ["a", "a", "a", "a", "a", "b"], np.array([1, 2, 3, 4, 5, 1]), 2, 2)
+    >>> peaks
+    {'a': 3.0}
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    by_client: dict[str, list[int]] = {}
+    for i, client in enumerate(clients):
+        by_client.setdefault(client, []).append(i)
+    peaks = {}
+    for client, rows in by_client.items():
+        rows = [i for i in rows if events_seen[i] >= min_events]
+        if len(rows) < sustain:
+            continue
+        held = np.lib.stride_tricks.sliding_window_view(scores[rows], sustain).min(axis=1)
+        peaks[client] = float(held.max())
+    return peaks

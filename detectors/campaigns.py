@@ -57,9 +57,13 @@ COMPLEMENTARY_OVERLAP = 0.5  # complementary members overlap at most this share 
 DISPERSION_SAMPLE = 48  # recently active clients whose pairwise overlaps calibrate the overlap test
 
 # Features of a merged state that measure how many people were merged rather than how
-# they behave: superposed request streams look fast and irregular; many people's queries
-# lie close to one another's and mix distances from several clients.
-MERGE_ARTIFACTS = frozenset({"rate_per_min", "gap_cv", "nearest_distance", "near_dup_rate", "exact_dup_rate", "prada_w"})
+# they behave: superposed request streams look fast, irregular and around the clock;
+# many people's queries lie close to one another's and mix distances and edits from
+# several clients.
+MERGE_ARTIFACTS = frozenset({
+    "rate_per_min", "gap_cv", "hour_spread", "nearest_distance", "nearest_cv", "near_dup_rate", "near_dup_count",
+    "exact_dup_rate", "edit_distance", "prada_w",
+})  # fmt: skip
 # Breadth of the union: evidence only for a group tied in two dimensions or more, since
 # strangers' union is broad too.
 BREADTH = frozenset({"coverage_ratio", "region_entropy", "diversity"})
@@ -294,7 +298,7 @@ class CampaignTracker:
         *,
         space: str | None = None,
         vector: np.ndarray | None = None,
-        centroid_distance: float = 0.0,
+        novelty: float = 0.0,
     ) -> str | None:
         """Learn one event (with its codebook region, if any); return the client's campaign id."""
         self._expire(event.ts)
@@ -307,7 +311,7 @@ class CampaignTracker:
         if client.campaign is None:
             return None
         campaign = self.campaigns[client.campaign]
-        campaign.state.learn_one(event, space, vector, 0 if region is None else int(region), centroid_distance)
+        campaign.state.learn_one(event, space, vector, 0 if region is None else int(region), novelty)
         return campaign.campaign_id
 
     def campaign_of(self, client_id: str) -> str | None:

@@ -7,11 +7,12 @@ import numpy as np
 
 from detectors.activity_window import ActivityWindow
 from detectors.geometry_window import GeometryWindow
+from detectors.prompt_window import PromptWindow
 from schemas import AccessEvent
 
 
 class ClientState:
-    """One client's windows, event count and current action.
+    """One client's windows (timing and shape, prompt words, query vectors), event count and current action.
 
     ``to_bytes``/``from_bytes`` make it storable in a Faust table or any key-value store.
 
@@ -29,6 +30,7 @@ class ClientState:
         self.pending_count = 0
         self.last_ts = 0.0
         self.activity = ActivityWindow(window)
+        self.prompts = PromptWindow(window)
         self.geometry: dict[str, GeometryWindow] = {}
 
     def learn_one(
@@ -37,15 +39,17 @@ class ClientState:
         space: str | None = None,
         vector: np.ndarray | None = None,
         region: int = 0,
-        centroid_distance: float = 0.0,
+        novelty: float = 0.0,
     ) -> None:
         self.events_seen += 1
         self.last_ts = max(self.last_ts, event.ts)
         self.activity.learn_one(event)
+        if event.prompt:
+            self.prompts.learn_one(event.prompt)
         if space is not None and vector is not None:
             if space not in self.geometry:
                 self.geometry[space] = GeometryWindow(dim=len(vector), size=self.window)
-            self.geometry[space].learn_one(vector, region, centroid_distance)
+            self.geometry[space].learn_one(vector, region, novelty)
 
     def main_space(self) -> str | None:
         """The space most of this client's recent queries live in."""
@@ -57,7 +61,7 @@ class ClientState:
         return msgspec.msgpack.encode({
             "window": self.window, "events_seen": self.events_seen, "action": self.action,
             "pending_action": self.pending_action, "pending_count": self.pending_count, "last_ts": self.last_ts,
-            "activity": self.activity.to_state(),
+            "activity": self.activity.to_state(), "prompts": self.prompts.to_state(),
             "geometry": {space: w.to_state() for space, w in self.geometry.items()},
         })  # fmt: skip
 
@@ -68,5 +72,6 @@ class ClientState:
         state.events_seen, state.action, state.last_ts = raw["events_seen"], raw["action"], raw["last_ts"]
         state.pending_action, state.pending_count = raw["pending_action"], raw["pending_count"]
         state.activity = ActivityWindow.from_state(raw["activity"])
+        state.prompts = PromptWindow.from_state(raw["prompts"])
         state.geometry = {space: GeometryWindow.from_state(w) for space, w in raw["geometry"].items()}
         return state

@@ -32,7 +32,7 @@ class BatchResult:
 def project(
     references: dict[str, SpaceReference], events: Sequence[AccessEvent], vectors: Sequence[np.ndarray | None]
 ) -> list[tuple[str | None, np.ndarray | None, int, float]]:
-    """Project each event's vector into its space's reference, batched per space."""
+    """Each event's space, projected vector, codebook region and novelty, batched per space."""
     out: list[tuple[str | None, np.ndarray | None, int, float]] = [(None, None, 0, 0.0)] * len(events)
     by_space: dict[str, list[int]] = defaultdict(list)
     for i, (event, vector) in enumerate(zip(events, vectors)):
@@ -42,9 +42,10 @@ def project(
     for space, rows in by_space.items():
         ref = references[space]
         projected = ref.transform(np.stack([vectors[i] for i in rows]))
-        regions, distances = ref.regions(projected)
+        regions, _ = ref.regions(projected)
+        novelty = ref.novelty(projected)
         for k, i in enumerate(rows):
-            out[i] = (space, projected[k], int(regions[k]), float(distances[k]))
+            out[i] = (space, projected[k], int(regions[k]), float(novelty[k]))
     return out
 
 
@@ -65,11 +66,11 @@ def learn_and_extract(
     seen = np.empty(len(events), dtype=np.int64)
     if projected is None:
         projected = project(references, events, vectors)
-    for i, (event, (space, vector, region, distance)) in enumerate(zip(events, projected)):
+    for i, (event, (space, vector, region, novelty)) in enumerate(zip(events, projected)):
         state = states.get(event.client_id)
         if state is None:
             state = states[event.client_id] = ClientState(window=window)
-        state.learn_one(event, space, vector, region, distance)
+        state.learn_one(event, space, vector, region, novelty)
         rows[i] = extract_features(state, references)
         seen[i] = state.events_seen
     return rows, seen
@@ -144,9 +145,9 @@ class CloneDetector:
         risks = np.zeros(len(events))
         if self.campaigns is None:
             return views, risks
-        for i, (event, (space, vector, region, distance)) in enumerate(zip(events, projected)):
+        for i, (event, (space, vector, region, novelty)) in enumerate(zip(events, projected)):
             cid = self.campaigns.learn_one(
-                event, region if space is not None else None, space=space, vector=vector, centroid_distance=distance
+                event, region if space is not None else None, space=space, vector=vector, novelty=novelty
             )
             views[i] = self.campaigns.view(cid, self.model.references) if cid is not None else None
         members = [i for i, view in enumerate(views) if view is not None]

@@ -19,11 +19,15 @@ from detectors.reference import SpaceReference
 FEATURE_NAMES: tuple[str, ...] = (
     "rate_per_min",
     "gap_cv",
+    "hour_spread",
     "diversity",
     "nearest_distance",
+    "nearest_cv",
     "near_dup_rate",
+    "near_dup_count",
     "exact_dup_rate",
     "chain_rate",
+    "edit_distance",
     "prada_w",
     "coverage_ratio",
     "region_entropy",
@@ -33,16 +37,22 @@ FEATURE_NAMES: tuple[str, ...] = (
     "multi_n_share",
     "error_rate",
     "prompt_len_cv",
+    "prefix_reuse",
+    "events_seen_log",
 )
 
 FEATURE_LABELS: dict[str, str] = {
     "rate_per_min": "requests per minute",
     "gap_cv": "inter-arrival variation (CV)",
+    "hour_spread": "activity spread over the hours of the last day",
     "diversity": "query spread",
     "nearest_distance": "distance to own nearest earlier query",
+    "nearest_cv": "variation of distance to own nearest query (CV)",
     "near_dup_rate": "near-duplicate rate",
+    "near_dup_count": "near-duplicates in window (log)",
     "exact_dup_rate": "exact repeat rate",
     "chain_rate": "small-step chain rate",
+    "edit_distance": "words changed from a recent prompt",
     "prada_w": "PRADA normality W",
     "coverage_ratio": "input-space coverage vs benign",
     "region_entropy": "region entropy",
@@ -52,20 +62,27 @@ FEATURE_LABELS: dict[str, str] = {
     "multi_n_share": "n>1 share",
     "error_rate": "error rate",
     "prompt_len_cv": "prompt length variation",
+    "prefix_reuse": "template (prompt opening) reuse",
+    "events_seen_log": "events seen (log)",
 }
 
 # Which side of the benign distribution is suspicious. Humans are bursty (high gap CV)
 # and repeat themselves now and then; machines are regular, broad and precise. Values
 # on the harmless side are clipped to the reference median before scoring, so an
-# unusually human client is never flagged for it.
+# unusually human client is never flagged for it. A client's age is context, never
+# evidence: it picks the benign clients of a similar age to compare with.
 FEATURE_SUSPICIOUS_SIDE: dict[str, str] = {
     "rate_per_min": "high",
     "gap_cv": "low",
+    "hour_spread": "high",
     "diversity": "both",
     "nearest_distance": "both",
+    "nearest_cv": "low",
     "near_dup_rate": "high",
+    "near_dup_count": "high",
     "exact_dup_rate": "high",
     "chain_rate": "high",
+    "edit_distance": "low",
     "prada_w": "low",
     "coverage_ratio": "high",
     "region_entropy": "high",
@@ -75,16 +92,22 @@ FEATURE_SUSPICIOUS_SIDE: dict[str, str] = {
     "multi_n_share": "high",
     "error_rate": "high",
     "prompt_len_cv": "both",
+    "prefix_reuse": "high",
+    "events_seen_log": "context",
 }
 
 PRADA_MIN_SAMPLES = 8
+DAY_SECONDS = 86_400.0
+MIN_EVENTS_FOR_HOURS = 8
 
 
 def extract_features(state: ClientState, references: Mapping[str, SpaceReference]) -> np.ndarray:
     """The feature vector of one client now, ordered as :data:`FEATURE_NAMES`."""
     values = dict.fromkeys(FEATURE_NAMES, np.nan)
+    values["events_seen_log"] = float(np.log(max(state.events_seen, 1)))
     values.update(_timing(state))
     values.update(_shape(state))
+    values.update(_words(state))
     space = state.main_space()
     if space is not None and space in references:
         values.update(_geometry(state, references[space]))
@@ -99,6 +122,13 @@ def _timing(state: ClientState) -> dict[str, float]:
     out = {"rate_per_min": float(np.log1p(60.0 * len(gaps) / span))}
     if len(gaps) >= 3 and gaps.mean() > 0:
         out["gap_cv"] = float(gaps.std() / gaps.mean())
+    times = state.activity.ordered_times()
+    last_day = times[times > times.max() - DAY_SECONDS]
+    if len(last_day) >= MIN_EVENTS_FOR_HOURS:
+        # People keep hours; scripts and slow-and-low keys run around the clock.
+        counts = np.bincount(((last_day % DAY_SECONDS) // 3600).astype(np.int64), minlength=24)
+        p = counts[counts > 0] / len(last_day)
+        out["hour_spread"] = float(-(p * np.log(p)).sum() / np.log(min(len(last_day), 24)))
     return out
 
 
@@ -120,6 +150,15 @@ def _shape(state: ClientState) -> dict[str, float]:
     }
 
 
+def _words(state: ClientState) -> dict[str, float]:
+    p = state.prompts
+    edits = p.edit_distances()
+    return {
+        "edit_distance": float(np.median(edits)) if len(edits) >= 3 else np.nan,
+        "prefix_reuse": p.prefix_reuse() if p.count >= 3 else np.nan,
+    }
+
+
 def _geometry(state: ClientState, ref: SpaceReference) -> dict[str, float]:
     w = state.geometry[state.main_space()]
     out = {"diversity": w.mean_pairwise_sq_distance() / ref.typical_sq_distance_}
@@ -129,19 +168,26 @@ def _geometry(state: ClientState, ref: SpaceReference) -> dict[str, float]:
     if w.count >= 2:
         p = counts[counts > 0] / w.count
         out["region_entropy"] = float(-(p * np.log(p)).sum() / np.log(min(w.count, ref.n_regions_)))
-    out["ood_rate"] = float((w.centroid_distances > ref.ood_radius_).mean())
+    out["ood_rate"] = float((w.novelties > ref.ood_radius_).mean())
 
     nearest = w.nearest
     nearest = nearest[~np.isnan(nearest)]
     if len(nearest):
         exact = nearest <= ref.exact_radius
         out["exact_dup_rate"] = float(exact.mean())
-        out["near_dup_rate"] = float((~exact & (nearest <= ref.near_dup_radius_)).mean())
+        near = ~exact & (nearest <= ref.near_dup_radius_)
+        out["near_dup_rate"] = float(near.mean())
+        # Probing needs volume: a developer's handful of edits and a prober's hundreds
+        # have similar rates but very different counts.
+        out["near_dup_count"] = float(np.log1p(near.sum()))
         out["nearest_distance"] = float(np.median(nearest) / ref.unit_)
         steps = w.steps
         steps = steps[~np.isnan(steps)]
         out["chain_rate"] = float(((steps > ref.exact_radius) & (steps <= ref.near_dup_radius_)).mean())
     fresh = nearest[nearest > ref.exact_radius]
+    if len(fresh) >= PRADA_MIN_SAMPLES:
+        # Machine-made queries step by a fixed amount (augmentation, sweeps); people do not.
+        out["nearest_cv"] = float(fresh.std() / fresh.mean())
     if len(fresh) >= PRADA_MIN_SAMPLES and np.ptp(fresh) > 0:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -26,14 +26,14 @@ class GeometryWindow:
         self.regions = np.zeros(size, dtype=np.int16)
         self.nearest_ring = np.full(size, np.nan, dtype=np.float32)
         self.step_ring = np.full(size, np.nan, dtype=np.float32)
-        self.centroid_ring = np.zeros(size, dtype=np.float32)
+        self.novelty_ring = np.zeros(size, dtype=np.float32)
         self.head = 0  # next slot to write
         self.count = 0  # vectors in the window
         self.total = 0  # vectors ever learned
         self.sum = np.zeros(dim, dtype=np.float64)
         self.sum_sq = 0.0
 
-    def learn_one(self, vector: np.ndarray, region: int, centroid_distance: float = 0.0) -> None:
+    def learn_one(self, vector: np.ndarray, region: int, novelty: float = 0.0) -> None:
         if self.count:
             held = self.vectors[: self.count]
             d = np.sqrt(np.maximum(((held - vector) ** 2).sum(axis=1), 0.0))
@@ -53,7 +53,7 @@ class GeometryWindow:
         self.sum_sq += float(v64 @ v64)
         self.vectors[self.head] = vector
         self.regions[self.head] = region
-        self.centroid_ring[self.head] = centroid_distance
+        self.novelty_ring[self.head] = novelty
         self.head = (self.head + 1) % self.size
         self.count = min(self.count + 1, self.size)
         self.total += 1
@@ -78,9 +78,9 @@ class GeometryWindow:
         return self.regions[: self.count]
 
     @property
-    def centroid_distances(self) -> np.ndarray:
-        """Distance of each windowed vector to the centre of its codebook region."""
-        return self.centroid_ring[: self.count]
+    def novelties(self) -> np.ndarray:
+        """Novelty of each windowed vector against the reference (see SpaceReference.novelty)."""
+        return self.novelty_ring[: self.count]
 
     def mean_pairwise_sq_distance(self) -> float:
         """Mean squared distance between two distinct vectors of the window."""
@@ -95,7 +95,7 @@ class GeometryWindow:
             "dim": self.dim, "size": self.size, "head": self.head, "count": self.count, "total": self.total,
             "vectors": self.vectors[: max(self.count, self.head)].tobytes(),
             "regions": self.regions.tobytes(), "nearest": self.nearest_ring.tobytes(),
-            "steps": self.step_ring.tobytes(), "centroid": self.centroid_ring.tobytes(), "sum": self.sum.tobytes(), "sum_sq": self.sum_sq,
+            "steps": self.step_ring.tobytes(), "novelty": self.novelty_ring.tobytes(), "sum": self.sum.tobytes(), "sum_sq": self.sum_sq,
         }  # fmt: skip
 
     @classmethod
@@ -106,7 +106,7 @@ class GeometryWindow:
         w.regions[:] = np.frombuffer(state["regions"], dtype=np.int16)
         w.nearest_ring[:] = np.frombuffer(state["nearest"], dtype=np.float32)
         w.step_ring[:] = np.frombuffer(state["steps"], dtype=np.float32)
-        w.centroid_ring[:] = np.frombuffer(state["centroid"], dtype=np.float32)
+        w.novelty_ring[:] = np.frombuffer(state["novelty"], dtype=np.float32)
         w.sum[:] = np.frombuffer(state["sum"], dtype=np.float64)
         w.head, w.count, w.total, w.sum_sq = state["head"], state["count"], state["total"], state["sum_sq"]
         return w

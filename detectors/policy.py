@@ -12,9 +12,13 @@ from schemas import Action
 class PolicyConfig:
     """Documented defaults; every field can be set from the command line or a config file.
 
-    - ``throttle``/``challenge``/``deny``: the risk (share of benign clients less
-      anomalous) at which each action starts.
+    - ``throttle``/``challenge``/``deny``: the risk at which each action starts. Risk is
+      calibrated on benign clients' peaks (see :func:`detectors.fit_clone_model`), so a
+      threshold of 0.99 acts on about 1% of benign clients like the baseline's at some
+      point of their life, 0.999 on 0.1%.
     - ``min_events``: no action but allow before a client has sent this many events.
+      Training calibrates with this default and ``confirm_events``; other values still
+      work, with a false-positive rate that no longer matches the thresholds exactly.
     - ``min_events_deny``: no deny before this many events.
     - ``confirm_events``: a stronger action must be indicated by this many successive
       events before it is taken, so one noisy event does not act.

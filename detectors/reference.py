@@ -26,8 +26,13 @@ class SpaceReference:
         which keeps per-client state small.
     near_dup_quantile : share of benign within-client nearest distances that count as
         near-duplicates; the radius is that quantile of the reference.
-    ood_quantile : queries farther from every codebook region than this quantile of the
-        reference count as out-of-distribution.
+    ood_quantile : a query's novelty is its distance to the ``n_neighbours``-th nearest
+        reference query after whitening (a local Mahalanobis distance, so queries that
+        break the correlations of real data stand out even inside its ranges); queries
+        more novel than this quantile of the reference's own (leave-one-out) count as
+        out-of-distribution.
+    n_neighbours, max_neighbours : the k of that distance, and how many reference queries
+        (a random sample) are kept to measure it.
     standardize : scale each input dimension to unit variance first (numeric features).
 
     >>> rng = np.random.default_rng(0)
@@ -42,6 +47,8 @@ class SpaceReference:
         n_components: int = 64,
         near_dup_quantile: float = 0.02,
         ood_quantile: float = 0.99,
+        n_neighbours: int = 5,
+        max_neighbours: int = 4096,
         standardize: bool = False,
         random_state: int = 0,
     ) -> None:
@@ -49,6 +56,8 @@ class SpaceReference:
         self.n_components = n_components
         self.near_dup_quantile = near_dup_quantile
         self.ood_quantile = ood_quantile
+        self.n_neighbours = n_neighbours
+        self.max_neighbours = max_neighbours
         self.standardize = standardize
         self.random_state = random_state
 
@@ -75,8 +84,14 @@ class SpaceReference:
         k = max(2, min(self.n_regions, len(p) // 5))
         self.codebook_ = KMeans(n_clusters=k, n_init=3, random_state=self.random_state).fit(p)
         self.centroids_ = self.codebook_.cluster_centers_.astype(np.float32)
-        regions, centroid_dist = self._nearest_region(p)
-        self.ood_radius_ = float(np.quantile(centroid_dist, self.ood_quantile))
+        regions, _ = self._nearest_region(p)
+
+        variance = self.pca_.explained_variance_
+        self.whiten_ = (1.0 / np.sqrt(np.maximum(variance, 1e-6 * variance.max()))).astype(np.float32)
+        rng = np.random.default_rng(self.random_state)
+        sample = rng.choice(len(p), size=min(len(p), self.max_neighbours), replace=False)
+        self.neighbours_ = p[np.sort(sample)] * self.whiten_
+        self.ood_radius_ = float(np.quantile(self._kth_distance(self.neighbours_, leave_one_out=True), self.ood_quantile))
 
         own_nearest, touched_curve = self._client_histories(p, regions, client_ids)
         positive = own_nearest[own_nearest > self.exact_radius]
@@ -106,6 +121,10 @@ class SpaceReference:
         """Codebook region of each projected vector and its distance to that region's centre."""
         return self._nearest_region(projected)
 
+    def novelty(self, projected: np.ndarray) -> np.ndarray:
+        """Whitened distance of each projected vector to its ``n_neighbours``-th nearest reference query."""
+        return self._kth_distance(np.atleast_2d(projected) * self.whiten_)
+
     def expected_regions(self, n: int | np.ndarray) -> np.ndarray:
         """Regions a benign client with ``n`` queries is expected to touch (power-law fit)."""
         a, b = self.coverage_coef_
@@ -115,6 +134,17 @@ class SpaceReference:
         d2 = (p**2).sum(axis=1)[:, None] - 2 * p @ self.centroids_.T + (self.centroids_**2).sum(axis=1)[None, :]
         idx = d2.argmin(axis=1)
         return idx.astype(np.int16), np.sqrt(np.maximum(d2[np.arange(len(p)), idx], 0.0))
+
+    def _kth_distance(self, whitened: np.ndarray, leave_one_out: bool = False, chunk: int = 1024) -> np.ndarray:
+        k = min(self.n_neighbours + int(leave_one_out), len(self.neighbours_))
+        ref = self.neighbours_
+        ref_sq = (ref**2).sum(axis=1)
+        out = np.empty(len(whitened), dtype=np.float32)
+        for start in range(0, len(whitened), chunk):
+            w = whitened[start : start + chunk]
+            d2 = (w**2).sum(axis=1)[:, None] - 2.0 * w @ ref.T + ref_sq[None, :]
+            out[start : start + chunk] = np.sqrt(np.maximum(np.partition(d2, k - 1, axis=1)[:, k - 1], 0.0))
+        return out
 
     def _client_histories(self, p, regions, client_ids, max_history: int = 200):
         by_client: dict[str, list[int]] = defaultdict(list)

@@ -6,9 +6,12 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import norm
 from sklearn.ensemble import IsolationForest
 
 from detectors.calibration import TailCalibrator
+
+SIDES = ("high", "low", "both", "context")
 
 
 @dataclass(frozen=True)
@@ -20,20 +23,31 @@ class Reason:
 
 
 class RiskModel:
-    """Isolation forest plus per-feature tail evidence, calibrated on benign clients.
+    """Three detectors over the per-client feature vector, calibrated on benign clients.
 
-    The anomaly score of a client is the larger of two percentiles against the
-    reference: the isolation forest's (unusual combinations of signals) and that of
-    the most extreme single feature (one signal far outside the benign range, which a
-    forest over many features dilutes). That score is calibrated again, so a risk of
-    0.99 means "more anomalous than 99% of reference clients".
+    - **Tail evidence**: how far the two most extreme features lie in the reference's
+      tails (one signal far outside the benign range, which a model over many features
+      dilutes).
+    - **Nearest benign clients**: the distance from the client to the ``n_neighbors``-th
+      nearest reference snapshot of another client, with every feature mapped to a
+      normal score of the reference. Benign clients come in kinds (a developer re-running
+      prompts is close to other developers); an attacker is far from every kind.
+    - **Isolation forest**: unusual combinations of raw feature values.
 
-    ``suspicious_side`` says per feature which side of the reference is suspicious
-    ("high", "low" or "both", the default); values on the harmless side are clipped
-    to the reference median, so they neither isolate a client nor count as evidence.
+    Each detector's score is calibrated to the share of reference rows below it. Tail and
+    neighbour evidence add up (both must agree for a very high risk, and either alone
+    can carry a clear case), the forest can only raise it, and the result is calibrated
+    again: a risk of 0.99 means "more anomalous than 99% of the reference".
+
+    ``suspicious_side`` says per feature which side of the reference is suspicious:
+    "high", "low", "both" (the default) or "context". Values on the harmless side are
+    clipped to the reference median, so they neither isolate a client nor count as
+    evidence. Context features (how many events a client has sent, say) are never
+    evidence; they only choose which benign clients a client is compared with.
 
     >>> rng = np.random.default_rng(0)
-    >>> model = RiskModel(n_estimators=50).fit(rng.normal(size=(500, 3)), ["a", "b", "c"], {"b": "high"})
+    >>> X, groups = rng.normal(size=(500, 3)), np.arange(500) // 5
+    >>> model = RiskModel(n_estimators=50).fit(X, ["a", "b", "c"], {"b": "high"}, groups)
     >>> risk = model.risk(np.array([[0.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, -9.0, 0.0]]))
     >>> bool(risk[0] < 0.9), bool(risk[1] > 0.999), bool(risk[2] < 0.9)
     (True, True, True)
@@ -41,9 +55,12 @@ class RiskModel:
     'b'
     """
 
-    def __init__(self, n_estimators: int = 200, max_samples: int | str = 256, random_state: int = 0) -> None:
+    def __init__(
+        self, n_estimators: int = 200, max_samples: int | str = 256, n_neighbors: int = 5, random_state: int = 0
+    ) -> None:
         self.n_estimators = n_estimators
         self.max_samples = max_samples
+        self.n_neighbors = n_neighbors
         self.random_state = random_state
 
     def fit(
@@ -53,21 +70,27 @@ class RiskModel:
         suspicious_side: dict[str, str] | None = None,
         groups: np.ndarray | list | None = None,
     ) -> RiskModel:
-        """Fit on reference rows; ``groups`` names the client of each row.
+        """Fit on reference rows; ``groups`` names the client of each row (default: one each).
 
         Rows of one client are not independent, so the per-feature tails resolve no
         finer than the number of distinct clients: a value beyond every reference client
-        is evidence in proportion to how many clients the reference has.
+        is evidence in proportion to how many clients the reference has. Neighbours are
+        always other clients' rows.
         """
         X = self._validate(X, expected=len(feature_names))
-        self.n_clients_ = len(set(groups)) if groups is not None else len(X)
+        groups = np.asarray(groups) if groups is not None else np.arange(len(X))
+        if len(groups) != len(X):
+            raise ValueError("groups must name the client of every row")
+        self.n_clients_ = len(np.unique(groups))
+        if self.n_clients_ < 2:
+            raise ValueError("the reference needs rows from at least 2 clients")
         self.feature_names_ = tuple(feature_names)
         sides = suspicious_side or {}
-        unknown = set(sides.values()) - {"high", "low", "both"}
+        unknown = set(sides.values()) - set(SIDES)
         if unknown:
-            raise ValueError(f"suspicious_side values must be high, low or both, not {sorted(unknown)}")
-        self.clip_high_ = np.array([sides.get(f, "both") == "low" for f in self.feature_names_])
-        self.clip_low_ = np.array([sides.get(f, "both") == "high" for f in self.feature_names_])
+            raise ValueError(f"suspicious_side values must be one of {', '.join(SIDES)}, not {sorted(unknown)}")
+        side = np.array([sides.get(f, "both") for f in self.feature_names_])
+        self.clip_high_, self.clip_low_, self.evidence_ = side == "low", side == "high", side != "context"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns get 0
             medians = np.nanmedian(X, axis=0)
@@ -77,13 +100,27 @@ class RiskModel:
         q25, q75 = np.percentile(Xf, [25, 75], axis=0)
         spread = np.maximum(q75 - q25, (self.sorted_[-1] - self.sorted_[0]) / 10)
         self.spread_ = np.where(spread > 1e-12, spread, 1.0)
+
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators, max_samples=self.max_samples, random_state=self.random_state
         ).fit(Xf)
         self.forest_calibrator_ = TailCalibrator().fit(-self.forest_.score_samples(Xf))
         self.tail_calibrator_ = TailCalibrator().fit(self._tail_evidence(Xf))
-        self.risk_calibrator_ = TailCalibrator().fit(self._combined(Xf))
+        self.neighbours_ = self._normal_scores(Xf).astype(np.float32)
+        self.neighbour_groups_ = groups
+        self.neighbour_calibrator_ = TailCalibrator().fit(self._neighbour_distance(self.neighbours_, groups))
+        self.risk_calibrator_ = TailCalibrator().fit(self._combined(Xf, groups))
         self.n_reference_ = len(Xf)
+        return self
+
+    def calibrate(self, scores: np.ndarray) -> RiskModel:
+        """Calibrate risk on other reference scores (of :meth:`score_samples`, negated).
+
+        ``fit`` calibrates on its own rows. Training recalibrates on each benign client's
+        sustained peak, scored by a model that did not see that client, so a risk of 0.99
+        means "beyond the peak of 99% of benign clients" for a new client.
+        """
+        self.risk_calibrator_ = TailCalibrator().fit(np.asarray(scores, dtype=np.float64))
         return self
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
@@ -91,18 +128,19 @@ class RiskModel:
         return -self._combined(self._impute(self._validate(X)))
 
     def risk(self, X: np.ndarray) -> np.ndarray:
-        """Share of reference clients less anomalous than each row, in 0..1."""
+        """Share of the calibration reference less anomalous than each row, in 0..1."""
         return self.risk_calibrator_.transform(-self.score_samples(X))
 
     def explain(self, x: np.ndarray, max_reasons: int = 3, max_share: float = 0.05) -> list[Reason]:
         """The features of one row that lie furthest out in the reference's tails."""
-        row = self._impute(self._validate(np.atleast_2d(x)))
-        share, high = self._tail_share(row)
-        order = np.argsort(share[0])
+        raw = np.atleast_2d(x)
+        share, high = self._tail_share(self._impute(self._validate(raw)))
+        share = np.where(self.evidence_, share[0], np.inf)
+        order = np.argsort(share)
         return [
-            Reason(self.feature_names_[j], float(np.atleast_2d(x)[0, j]), float(share[0, j]), "high" if high[0, j] else "low")
+            Reason(self.feature_names_[j], float(raw[0, j]), float(share[j]), "high" if high[0, j] else "low")
             for j in order[:max_reasons]
-            if share[0, j] <= max_share and not np.isnan(np.atleast_2d(x)[0, j])
+            if share[j] <= max_share and not np.isnan(raw[0, j])
         ]
 
     def _validate(self, X: np.ndarray, expected: int | None = None) -> np.ndarray:
@@ -120,8 +158,8 @@ class RiskModel:
         X = np.where(self.clip_low_ & (X < self.fill_), self.fill_, X)
         return np.where(self.clip_high_ & (X > self.fill_), self.fill_, X)
 
-    def _tail_share(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Two-sided share of reference values at least as extreme as each value.
+    def _tails(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Share of reference values below and above each value, on the client scale.
 
         Beyond the reference range the share keeps shrinking in proportion to the
         distance, in units of the feature's spread, so far-out values still rank. The
@@ -129,23 +167,27 @@ class RiskModel:
         nothing about its own tail, and a small baseline must not turn one odd value
         into overwhelming evidence.
         """
-        n = len(self.sorted_)
-        m = self.n_clients_
-        share = np.empty_like(X)
-        high = np.empty(X.shape, dtype=bool)
+        n, m = len(self.sorted_), self.n_clients_
+        lower, upper = np.empty_like(X), np.empty_like(X)
         for j in range(X.shape[1]):
             col, ref = X[:, j], self.sorted_[:, j]
             below = np.searchsorted(ref, col, side="left")
             equal = np.searchsorted(ref, col, side="right") - below
-            lower = ((below + 0.5 * equal) / n * m + 0.5) / (m + 1)
-            upper = ((n - below - 0.5 * equal) / n * m + 0.5) / (m + 1)
-            beyond_high = np.maximum(col - ref[-1], 0.0) / self.spread_[j]
-            beyond_low = np.maximum(ref[0] - col, 0.0) / self.spread_[j]
-            upper = upper / (1.0 + beyond_high)
-            lower = lower / (1.0 + beyond_low)
-            share[:, j] = np.minimum(lower, upper)
-            high[:, j] = upper < lower
-        return share, high
+            lower[:, j] = ((below + 0.5 * equal) / n * m + 0.5) / (m + 1)
+            upper[:, j] = ((n - below - 0.5 * equal) / n * m + 0.5) / (m + 1)
+            upper[:, j] /= 1.0 + np.maximum(col - ref[-1], 0.0) / self.spread_[j]
+            lower[:, j] /= 1.0 + np.maximum(ref[0] - col, 0.0) / self.spread_[j]
+        return lower, upper
+
+    def _tail_share(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Two-sided share of reference values at least as extreme as each value, and whether it is the high side."""
+        lower, upper = self._tails(X)
+        return np.minimum(lower, upper), upper < lower
+
+    def _normal_scores(self, X: np.ndarray) -> np.ndarray:
+        """Each value as the standard-normal quantile of its place in the reference."""
+        lower, upper = self._tails(X)
+        return np.where(upper < lower, -norm.ppf(upper), norm.ppf(lower))
 
     def _tail_evidence(self, X: np.ndarray) -> np.ndarray:
         """Evidence from the two most extreme features together.
@@ -154,13 +196,35 @@ class RiskModel:
         feature; extraction and probing move several at once, so the second-most
         extreme feature counts as much as the first.
         """
-        share, _ = self._tail_share(X)
+        share, _ = self._tail_share(X[:, self.evidence_])
         logs = -np.log(share)
         top_two = np.sort(logs, axis=1)[:, -2:] if logs.shape[1] > 1 else logs
         return top_two.sum(axis=1)
 
-    def _combined(self, X: np.ndarray) -> np.ndarray:
-        forest = self.forest_calibrator_.transform(-self.forest_.score_samples(X))
-        tail = self.tail_calibrator_.transform(self._tail_evidence(X))
-        # Ranked on -log(1 - percentile) so the calibrated tail keeps its resolution near 1.
-        return -np.log1p(-np.minimum(np.maximum(forest, tail), 1 - 1e-12))
+    def _neighbour_distance(self, Z: np.ndarray, groups: np.ndarray | None = None, chunk: int = 1024) -> np.ndarray:
+        """Distance from each normal-score row to its n_neighbors-th nearest reference row of another client."""
+        ref, ref_groups = self.neighbours_, self.neighbour_groups_
+        largest_group = np.unique(ref_groups, return_counts=True)[1].max()
+        k = max(1, min(self.n_neighbors, len(ref) - largest_group))
+        ref_sq = (ref.astype(np.float64) ** 2).sum(axis=1)
+        out = np.empty(len(Z))
+        for start in range(0, len(Z), chunk):
+            z = Z[start : start + chunk].astype(np.float64)
+            d2 = (z**2).sum(axis=1)[:, None] - 2.0 * z @ ref.T.astype(np.float64) + ref_sq[None, :]
+            if groups is not None:
+                d2[groups[start : start + chunk, None] == ref_groups[None, :]] = np.inf
+            out[start : start + chunk] = np.sqrt(np.maximum(np.partition(d2, k - 1, axis=1)[:, k - 1], 0.0))
+        return out
+
+    def _combined(self, X: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        """Combined evidence, on a -log(1 - percentile) scale that keeps resolution near 1.
+
+        ``groups`` is only given for the reference's own rows, whose neighbours must be other clients.
+        """
+        def evidence(calibrator: TailCalibrator, scores: np.ndarray) -> np.ndarray:
+            return -np.log1p(-np.minimum(calibrator.transform(scores), 1 - 1e-12))
+
+        forest = evidence(self.forest_calibrator_, -self.forest_.score_samples(X))
+        tail = evidence(self.tail_calibrator_, self._tail_evidence(X))
+        neighbours = evidence(self.neighbour_calibrator_, self._neighbour_distance(self._normal_scores(X), groups))
+        return np.maximum(forest, tail + neighbours)

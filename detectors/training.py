@@ -6,20 +6,25 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from functools import partial
 
 import msgspec
 import numpy as np
 
+from detectors.calibration import sustained_peaks
 from detectors.client_state import ClientState
 from detectors.detector import learn_and_extract
 from detectors.features import FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE
 from detectors.model import CloneModel, library_versions
+from detectors.policy import PolicyConfig
 from detectors.reference import SpaceReference
 from detectors.risk_model import RiskModel
 from schemas import AccessEvent
 
 DEFAULT_WINDOW = 200
 MIN_REFERENCE_VECTORS = 20
+CALIBRATION_FOLDS = 5
+_POLICY_DEFAULTS = PolicyConfig()
 
 
 def is_checkpoint(events_seen: np.ndarray) -> np.ndarray:
@@ -57,8 +62,17 @@ def fit_clone_model(
     n_regions: int = 64,
     n_estimators: int = 200,
     random_state: int = 0,
+    min_events: int = _POLICY_DEFAULTS.min_events,
+    sustain: int = _POLICY_DEFAULTS.confirm_events,
 ) -> CloneModel:
-    """Learn what benign traffic looks like from ``events`` (in arrival order)."""
+    """Learn what benign traffic looks like from ``events`` (in arrival order).
+
+    Risk is calibrated on clients, not on moments: each benign client's peak risk score,
+    held for ``sustain`` successive events from its ``min_events``-th on (the policy's
+    minimum evidence and confirmation), scored out of fold by a model that never saw the
+    client. A risk of 0.999 then means that 0.1% of benign clients like these would reach
+    it at some point of their life, which is what a threshold's false-positive rate is.
+    """
     if len(events) != len(vectors):
         raise ValueError("events and vectors must have the same length")
     clients = {e.client_id for e in events}
@@ -71,9 +85,12 @@ def fit_clone_model(
     final_index = {e.client_id: i for i, e in enumerate(events)}
     last[list(final_index.values())] = True
     keep = is_checkpoint(seen) | last
-    risk = RiskModel(n_estimators=n_estimators, random_state=random_state).fit(
-        rows[keep], FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE, groups=[e.client_id for e, k in zip(events, keep) if k]
-    )
+    client_of = np.array([e.client_id for e in events])
+    make_model = partial(RiskModel, n_estimators=n_estimators, random_state=random_state)
+    risk = make_model().fit(rows[keep], FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE, groups=client_of[keep])
+    peaks = _out_of_fold_peaks(make_model, rows, keep, client_of, seen, min_events, sustain, random_state)
+    if len(peaks) >= 2:
+        risk.calibrate(peaks)
     data_hash = _data_hash(events)
     metadata = {
         "version": f"cw-{data_hash[:12]}",
@@ -82,10 +99,30 @@ def fit_clone_model(
         "training_events": len(events),
         "training_clients": len(clients),
         "training_snapshots": int(keep.sum()),
+        "calibration": {
+            "clients": len(peaks) if len(peaks) >= 2 else 0,
+            "statistic": f"peak score held {sustain} events, from event {min_events}, out of {CALIBRATION_FOLDS} folds",
+        },
         "spaces": {space: {"vectors_dim": ref.input_dim_, "regions": ref.n_regions_} for space, ref in references.items()},
         "libraries": library_versions(),
     }
     return CloneModel(references=references, risk=risk, window=window, metadata=metadata)
+
+
+def _out_of_fold_peaks(make_model, rows, keep, client_of, seen, min_events, sustain, random_state) -> np.ndarray:
+    """Each client's sustained peak score from a risk model fitted without that client."""
+    clients = np.unique(client_of)
+    folds = min(CALIBRATION_FOLDS, len(clients))
+    if folds < 2:
+        return np.empty(0)
+    fold_of_client = dict(zip(np.random.default_rng(random_state).permutation(clients), np.arange(len(clients)) % folds))
+    fold = np.array([fold_of_client[c] for c in client_of])
+    scores = np.empty(len(rows))
+    for k in range(folds):
+        held_out = fold == k
+        model = make_model().fit(rows[keep & ~held_out], FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE, groups=client_of[keep & ~held_out])
+        scores[held_out] = -model.score_samples(rows[held_out])
+    return np.array(list(sustained_peaks(scores, client_of, seen, min_events, sustain).values()))
 
 
 def _data_hash(events: Sequence[AccessEvent]) -> str:

@@ -225,8 +225,8 @@ def test_tracker_round_trips_through_bytes_and_carries_on_identically(model, tra
 
     def learn(tracker: CampaignTracker, rows: range) -> None:
         for i in rows:
-            space, vector, region, distance = projected[i]
-            tracker.learn_one(events[i], region, space=space, vector=vector, centroid_distance=distance)
+            space, vector, region, novelty = projected[i]
+            tracker.learn_one(events[i], region, space=space, vector=vector, novelty=novelty)
 
     whole = CampaignTracker(window=model.window)
     learn(whole, range(half))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from detectors.calibration import TailCalibrator
+from detectors.calibration import TailCalibrator, sustained_peaks
 from detectors.client_state import ClientState
 from detectors.policy import Policy, PolicyConfig
 from detectors.risk_model import RiskModel
@@ -33,6 +33,32 @@ def test_only_the_suspicious_side_counts_and_reasons_name_the_feature():
     assert risk[1] < 0.9 and risk[3] < 0.9
     reasons = model.explain(np.array([6.0, 0.0, 0.0]))
     assert reasons[0].feature == "rate" and reasons[0].direction == "high" and reasons[0].share_beyond < 0.001
+
+
+def test_a_mix_of_two_benign_habits_is_anomalous_though_each_value_is_common():
+    # Benign clients come in two kinds: high on "a" or high on "b", never both.
+    rng = np.random.default_rng(5)
+    kind = rng.integers(0, 2, size=3000)
+    X = np.column_stack([np.where(kind == 0, 3.0, 0.0), np.where(kind == 1, 3.0, 0.0)]) + rng.normal(scale=0.3, size=(3000, 2))
+    model = RiskModel(n_estimators=100).fit(X, ["a", "b"], {"a": "high", "b": "high"}, groups=np.arange(3000) // 10)
+    kind_a, kind_b, both = model.risk(np.array([[3.0, 0.0], [0.0, 3.0], [3.0, 3.0]]))
+    assert kind_a < 0.9 and kind_b < 0.9 and both > 0.999
+
+
+def test_calibrating_on_client_peaks_sets_the_false_positive_rate():
+    rng = np.random.default_rng(6)
+    model = RiskModel(n_estimators=50).fit(rng.normal(size=(500, 2)), ["a", "b"])
+    peaks = -model.score_samples(rng.normal(size=(2000, 2)) + 1.0)  # clients' peaks run higher than rows
+    model.calibrate(peaks)
+    assert np.mean(model.risk_calibrator_.transform(peaks) >= 0.99) == pytest.approx(0.01, abs=0.005)
+    ordinary_row = model.risk(np.zeros((1, 2)))[0]
+    assert ordinary_row < 0.5  # a typical moment is far below a typical client's peak
+
+
+def test_sustained_peaks_follow_the_policy_rules():
+    scores = np.array([9.0, 1.0, 5.0, 6.0, 2.0, 7.0])
+    peaks = sustained_peaks(scores, ["k"] * 6, np.arange(1, 7), min_events=2, sustain=2)
+    assert peaks == {"k": 5.0}  # 9 comes before min_events; 7 is not held for 2 events
 
 
 def test_risk_model_validates_its_input():

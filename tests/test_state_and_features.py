@@ -43,14 +43,39 @@ def test_state_survives_a_bytes_round_trip_with_identical_features():
     state = ClientState(window=16)
     for i in range(40):
         vec = ref.transform(rng.normal(size=6))[0]
-        region, dist = ref.regions(vec[None, :])
-        event = AccessEvent(ts=1795428000 + i * 1.5, client_id="k", features=[0.0] * 6, status=200, params=Params(temperature=0.0))
-        state.learn_one(event, "numeric:6", vec, int(region[0]), float(dist[0]))
+        region, _ = ref.regions(vec[None, :])
+        prompt = f"is this spam: win a {'car' if i % 2 else 'cat'} now {i % 5}"
+        event = AccessEvent(ts=1795428000 + i * 1.5, client_id="k", prompt=prompt, status=200, params=Params(temperature=0.0))
+        state.learn_one(event, "numeric:6", vec, int(region[0]), float(ref.novelty(vec[None, :])[0]))
     restored = ClientState.from_bytes(state.to_bytes())
     a = extract_features(state, {"numeric:6": ref})
     b = extract_features(restored, {"numeric:6": ref})
     assert np.array_equal(a, b, equal_nan=True)
     assert restored.events_seen == 40
+    assert restored.prompts.recent == state.prompts.recent
+
+
+def test_novelty_catches_queries_that_break_the_correlations_of_real_data():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=3000)
+    points = np.column_stack([x, x + rng.normal(scale=0.1, size=3000)])  # y follows x
+    ref = SpaceReference(n_regions=8, standardize=True).fit(points, [f"c{i % 50}" for i in range(3000)])
+    on_data, off_data = ref.novelty(ref.transform([[1.5, 1.5], [1.5, -1.5]]))
+    # Both lie inside every column's range; only the second contradicts y ~ x.
+    assert on_data < ref.ood_radius_ < off_data
+
+
+def test_word_edits_tell_a_perturbation_chain_from_a_conversation():
+    def median_edit(prompts):
+        state = ClientState()
+        for i, prompt in enumerate(prompts):
+            state.learn_one(AccessEvent(ts=1795428000 + i, client_id="k", prompt=prompt))
+        return dict(zip(FEATURE_NAMES, extract_features(state, {})))["edit_distance"]
+
+    base = "the delivery was late and the box was damaged please refund me".split()
+    chain = [" ".join(base[:i] + ["badly"] + base[i + 1 :]) for i in range(12)]
+    talk = ["how do i reset my password", "it says the link expired", "ok that worked, thanks", "can i change my email too"]
+    assert median_edit(chain) < 0.3 < median_edit(talk)
 
 
 def test_features_separate_a_prober_from_a_sweeper():
@@ -62,10 +87,11 @@ def test_features_separate_a_prober_from_a_sweeper():
         "sweeper": ref.transform(rng.uniform(-15, 15, size=(60, 6))),
     }.items():
         state = ClientState()
-        regions, dist = ref.regions(points)
+        regions, _ = ref.regions(points)
+        novelty = ref.novelty(points)
         for i, vec in enumerate(points):
             event = AccessEvent(ts=1795428000 + i * 2.0, client_id=name, features=[0.0] * 6)
-            state.learn_one(event, "numeric:6", vec, int(regions[i]), float(dist[i]))
+            state.learn_one(event, "numeric:6", vec, int(regions[i]), float(novelty[i]))
         values[name] = dict(zip(FEATURE_NAMES, extract_features(state, {"numeric:6": ref})))
     prober, sweeper = values["prober"], values["sweeper"]
     assert prober["near_dup_rate"] > 0.8 > sweeper["near_dup_rate"]
