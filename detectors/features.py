@@ -126,10 +126,16 @@ def _timing(state: ClientState) -> dict[str, float]:
     last_day = times[times > times.max() - DAY_SECONDS]
     if len(last_day) >= MIN_EVENTS_FOR_HOURS:
         # People keep hours; scripts and slow-and-low keys run around the clock.
-        counts = np.bincount(((last_day % DAY_SECONDS) // 3600).astype(np.int64), minlength=24)
-        p = counts[counts > 0] / len(last_day)
-        out["hour_spread"] = float(-(p * np.log(p)).sum() / np.log(min(len(last_day), 24)))
+        hours = ((last_day % DAY_SECONDS) // 3600).astype(np.int64)
+        out["hour_spread"] = _normalised_entropy(np.bincount(hours, minlength=24))
     return out
+
+
+def _normalised_entropy(counts: np.ndarray) -> float:
+    """Entropy of a histogram, as a share of the most its items could reach over its bins."""
+    n = int(counts.sum())
+    p = counts[counts > 0] / n
+    return float(-(p * np.log(p)).sum() / np.log(min(n, len(counts))))
 
 
 def _share(column: np.ndarray) -> float:
@@ -166,8 +172,7 @@ def _geometry(state: ClientState, ref: SpaceReference) -> dict[str, float]:
     counts = np.bincount(regions, minlength=ref.n_regions_)
     out["coverage_ratio"] = float(np.count_nonzero(counts) / ref.expected_regions(w.count))
     if w.count >= 2:
-        p = counts[counts > 0] / w.count
-        out["region_entropy"] = float(-(p * np.log(p)).sum() / np.log(min(w.count, ref.n_regions_)))
+        out["region_entropy"] = _normalised_entropy(counts)
     out["ood_rate"] = float((w.novelties > ref.ood_radius_).mean())
 
     nearest = w.nearest
