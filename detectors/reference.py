@@ -15,6 +15,8 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
+from detectors.neighbors import kth_nearest_distance
+
 
 class SpaceReference:
     """Projection, scale, codebook and benign distance quantiles for one vector space.
@@ -26,12 +28,12 @@ class SpaceReference:
         which keeps per-client state small.
     near_dup_quantile : share of benign within-client nearest distances that count as
         near-duplicates; the radius is that quantile of the reference.
-    ood_quantile : a query's novelty is its distance to the ``n_neighbours``-th nearest
+    ood_quantile : a query's novelty is its distance to the ``n_neighbors``-th nearest
         reference query after whitening (a local Mahalanobis distance, so queries that
         break the correlations of real data stand out even inside its ranges); queries
         more novel than this quantile of the reference's own (leave-one-out) count as
         out-of-distribution.
-    n_neighbours, max_neighbours : the k of that distance, and how many reference queries
+    n_neighbors, max_neighbors : the k of that distance, and how many reference queries
         (a random sample) are kept to measure it.
     standardize : scale each input dimension to unit variance first (numeric features).
 
@@ -47,8 +49,8 @@ class SpaceReference:
         n_components: int = 64,
         near_dup_quantile: float = 0.02,
         ood_quantile: float = 0.99,
-        n_neighbours: int = 5,
-        max_neighbours: int = 4096,
+        n_neighbors: int = 5,
+        max_neighbors: int = 4096,
         standardize: bool = False,
         random_state: int = 0,
     ) -> None:
@@ -56,8 +58,8 @@ class SpaceReference:
         self.n_components = n_components
         self.near_dup_quantile = near_dup_quantile
         self.ood_quantile = ood_quantile
-        self.n_neighbours = n_neighbours
-        self.max_neighbours = max_neighbours
+        self.n_neighbors = n_neighbors
+        self.max_neighbors = max_neighbors
         self.standardize = standardize
         self.random_state = random_state
 
@@ -89,9 +91,11 @@ class SpaceReference:
         variance = self.pca_.explained_variance_
         self.whiten_ = (1.0 / np.sqrt(np.maximum(variance, 1e-6 * variance.max()))).astype(np.float32)
         rng = np.random.default_rng(self.random_state)
-        sample = rng.choice(len(p), size=min(len(p), self.max_neighbours), replace=False)
-        self.neighbours_ = p[np.sort(sample)] * self.whiten_
-        self.ood_radius_ = float(np.quantile(self._kth_distance(self.neighbours_, leave_one_out=True), self.ood_quantile))
+        sample = rng.choice(len(p), size=min(len(p), self.max_neighbors), replace=False)
+        self.neighbors_ = p[np.sort(sample)] * self.whiten_
+        itself = np.arange(len(self.neighbors_))
+        own = kth_nearest_distance(self.neighbors_, self.neighbors_, self.n_neighbors, itself, itself)
+        self.ood_radius_ = float(np.quantile(own, self.ood_quantile))
 
         own_nearest, touched_curve = self._client_histories(p, regions, client_ids)
         positive = own_nearest[own_nearest > self.exact_radius]
@@ -122,8 +126,8 @@ class SpaceReference:
         return self._nearest_region(projected)
 
     def novelty(self, projected: np.ndarray) -> np.ndarray:
-        """Whitened distance of each projected vector to its ``n_neighbours``-th nearest reference query."""
-        return self._kth_distance(np.atleast_2d(projected) * self.whiten_)
+        """Whitened distance of each projected vector to its ``n_neighbors``-th nearest reference query."""
+        return kth_nearest_distance(np.atleast_2d(projected) * self.whiten_, self.neighbors_, self.n_neighbors)
 
     def expected_regions(self, n: int | np.ndarray) -> np.ndarray:
         """Regions a benign client with ``n`` queries is expected to touch (power-law fit)."""
@@ -134,17 +138,6 @@ class SpaceReference:
         d2 = (p**2).sum(axis=1)[:, None] - 2 * p @ self.centroids_.T + (self.centroids_**2).sum(axis=1)[None, :]
         idx = d2.argmin(axis=1)
         return idx.astype(np.int16), np.sqrt(np.maximum(d2[np.arange(len(p)), idx], 0.0))
-
-    def _kth_distance(self, whitened: np.ndarray, leave_one_out: bool = False, chunk: int = 1024) -> np.ndarray:
-        k = min(self.n_neighbours + int(leave_one_out), len(self.neighbours_))
-        ref = self.neighbours_
-        ref_sq = (ref**2).sum(axis=1)
-        out = np.empty(len(whitened), dtype=np.float32)
-        for start in range(0, len(whitened), chunk):
-            w = whitened[start : start + chunk]
-            d2 = (w**2).sum(axis=1)[:, None] - 2.0 * w @ ref.T + ref_sq[None, :]
-            out[start : start + chunk] = np.sqrt(np.maximum(np.partition(d2, k - 1, axis=1)[:, k - 1], 0.0))
-        return out
 
     def _client_histories(self, p, regions, client_ids, max_history: int = 200):
         by_client: dict[str, list[int]] = defaultdict(list)

@@ -10,6 +10,7 @@ from scipy.stats import norm
 from sklearn.ensemble import IsolationForest
 
 from detectors.calibration import TailCalibrator
+from detectors.neighbors import kth_nearest_distance
 
 SIDES = ("high", "low", "both", "context")
 
@@ -35,7 +36,7 @@ class RiskModel:
     - **Isolation forest**: unusual combinations of raw feature values.
 
     Each detector's score is calibrated to the share of reference rows below it. Tail and
-    neighbour evidence add up (both must agree for a very high risk, and either alone
+    neighbor evidence add up (both must agree for a very high risk, and either alone
     can carry a clear case), the forest can only raise it, and the result is calibrated
     again: a risk of 0.99 means "more anomalous than 99% of the reference".
 
@@ -74,7 +75,7 @@ class RiskModel:
 
         Rows of one client are not independent, so the per-feature tails resolve no
         finer than the number of distinct clients: a value beyond every reference client
-        is evidence in proportion to how many clients the reference has. Neighbours are
+        is evidence in proportion to how many clients the reference has. Neighbors are
         always other clients' rows.
         """
         X = self._validate(X, expected=len(feature_names))
@@ -106,9 +107,11 @@ class RiskModel:
         ).fit(Xf)
         self.forest_calibrator_ = TailCalibrator().fit(-self.forest_.score_samples(Xf))
         self.tail_calibrator_ = TailCalibrator().fit(self._tail_evidence(Xf))
-        self.neighbours_ = self._normal_scores(Xf).astype(np.float32)
-        self.neighbour_groups_ = groups
-        self.neighbour_calibrator_ = TailCalibrator().fit(self._neighbour_distance(self.neighbours_, groups))
+        self.neighbors_ = self._normal_scores(Xf).astype(np.float32)
+        self.neighbor_groups_ = groups
+        largest_group = np.unique(groups, return_counts=True)[1].max()
+        self.neighbor_k_ = max(1, min(self.n_neighbors, len(Xf) - largest_group))
+        self.neighbor_calibrator_ = TailCalibrator().fit(self._neighbor_distance(self.neighbors_, groups))
         self.risk_calibrator_ = TailCalibrator().fit(self._combined(Xf, groups))
         self.n_reference_ = len(Xf)
         return self
@@ -201,30 +204,19 @@ class RiskModel:
         top_two = np.sort(logs, axis=1)[:, -2:] if logs.shape[1] > 1 else logs
         return top_two.sum(axis=1)
 
-    def _neighbour_distance(self, Z: np.ndarray, groups: np.ndarray | None = None, chunk: int = 1024) -> np.ndarray:
+    def _neighbor_distance(self, Z: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         """Distance from each normal-score row to its n_neighbors-th nearest reference row of another client."""
-        ref, ref_groups = self.neighbours_, self.neighbour_groups_
-        largest_group = np.unique(ref_groups, return_counts=True)[1].max()
-        k = max(1, min(self.n_neighbors, len(ref) - largest_group))
-        ref_sq = (ref.astype(np.float64) ** 2).sum(axis=1)
-        out = np.empty(len(Z))
-        for start in range(0, len(Z), chunk):
-            z = Z[start : start + chunk].astype(np.float64)
-            d2 = (z**2).sum(axis=1)[:, None] - 2.0 * z @ ref.T.astype(np.float64) + ref_sq[None, :]
-            if groups is not None:
-                d2[groups[start : start + chunk, None] == ref_groups[None, :]] = np.inf
-            out[start : start + chunk] = np.sqrt(np.maximum(np.partition(d2, k - 1, axis=1)[:, k - 1], 0.0))
-        return out
+        return kth_nearest_distance(Z, self.neighbors_, self.neighbor_k_, groups, self.neighbor_groups_)
 
     def _combined(self, X: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         """Combined evidence, on a -log(1 - percentile) scale that keeps resolution near 1.
 
-        ``groups`` is only given for the reference's own rows, whose neighbours must be other clients.
+        ``groups`` is only given for the reference's own rows, whose neighbors must be other clients.
         """
         def evidence(calibrator: TailCalibrator, scores: np.ndarray) -> np.ndarray:
             return -np.log1p(-np.minimum(calibrator.transform(scores), 1 - 1e-12))
 
         forest = evidence(self.forest_calibrator_, -self.forest_.score_samples(X))
         tail = evidence(self.tail_calibrator_, self._tail_evidence(X))
-        neighbours = evidence(self.neighbour_calibrator_, self._neighbour_distance(self._normal_scores(X), groups))
-        return np.maximum(forest, tail + neighbours)
+        neighbors = evidence(self.neighbor_calibrator_, self._neighbor_distance(self._normal_scores(X), groups))
+        return np.maximum(forest, tail + neighbors)

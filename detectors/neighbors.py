@@ -1,0 +1,38 @@
+"""k-nearest-neighbor distances, the one brute-force search the detectors share."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def kth_nearest_distance(
+    queries: np.ndarray,
+    reference: np.ndarray,
+    k: int,
+    query_groups: np.ndarray | None = None,
+    reference_groups: np.ndarray | None = None,
+    chunk: int = 512,
+) -> np.ndarray:
+    """Euclidean distance from each query row to its ``k``-th nearest reference row.
+
+    With groups, reference rows of the query's own group are left out (a client is not
+    its own neighbor; with ``np.arange`` as groups, a row is not its own). Exact and
+    brute force, in chunks: references here hold a few thousand rows.
+
+    >>> ref = np.array([[0.0], [1.0], [3.0]])
+    >>> kth_nearest_distance(np.array([[0.0]]), ref, 2).tolist()
+    [1.0]
+    >>> kth_nearest_distance(ref, ref, 1, np.arange(3), np.arange(3)).tolist()
+    [1.0, 1.0, 2.0]
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    k = max(1, min(k, len(reference)))
+    reference_sq = (reference**2).sum(axis=1)
+    out = np.empty(len(queries))
+    for start in range(0, len(queries), chunk):
+        q = np.asarray(queries[start : start + chunk], dtype=np.float64)
+        d2 = (q**2).sum(axis=1)[:, None] - 2.0 * q @ reference.T + reference_sq[None, :]
+        if query_groups is not None:
+            d2[query_groups[start : start + chunk, None] == reference_groups[None, :]] = np.inf
+        out[start : start + chunk] = np.sqrt(np.maximum(np.partition(d2, k - 1, axis=1)[:, k - 1], 0.0))
+    return out
