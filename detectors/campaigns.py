@@ -57,11 +57,11 @@ COMPLEMENTARY_OVERLAP = 0.5  # complementary members overlap at most this share 
 DISPERSION_SAMPLE = 48  # recently active clients whose pairwise overlaps calibrate the overlap test
 
 # Features of a merged state that measure how many people were merged rather than how
-# they behave: superposed request streams look fast, irregular and around the clock;
+# they behave: superposed request streams look fast and irregular;
 # many people's queries lie close to one another's and mix distances and edits from
 # several clients.
 MERGE_ARTIFACTS = frozenset({
-    "rate_per_min", "gap_cv", "hour_spread", "nearest_distance", "nearest_cv", "near_dup_rate", "near_dup_count",
+    "rate_per_min", "gap_cv", "nearest_distance", "nearest_cv", "near_dup_rate", "near_dup_count",
     "exact_dup_rate", "edit_distance", "prada_w",
 })  # fmt: skip
 # Breadth of the union: evidence only for a group tied in two dimensions or more, since

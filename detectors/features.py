@@ -19,7 +19,6 @@ from detectors.reference import SpaceReference
 FEATURE_NAMES: tuple[str, ...] = (
     "rate_per_min",
     "gap_cv",
-    "hour_spread",
     "diversity",
     "nearest_distance",
     "nearest_cv",
@@ -44,7 +43,6 @@ FEATURE_NAMES: tuple[str, ...] = (
 FEATURE_LABELS: dict[str, str] = {
     "rate_per_min": "requests per minute",
     "gap_cv": "inter-arrival variation (CV)",
-    "hour_spread": "activity spread over the hours of the last day",
     "diversity": "query spread",
     "nearest_distance": "distance to own nearest earlier query",
     "nearest_cv": "variation of distance to own nearest query (CV)",
@@ -74,7 +72,6 @@ FEATURE_LABELS: dict[str, str] = {
 FEATURE_SUSPICIOUS_SIDE: dict[str, str] = {
     "rate_per_min": "high",
     "gap_cv": "low",
-    "hour_spread": "high",
     "diversity": "both",
     "nearest_distance": "both",
     "nearest_cv": "low",
@@ -97,8 +94,6 @@ FEATURE_SUSPICIOUS_SIDE: dict[str, str] = {
 }
 
 PRADA_MIN_SAMPLES = 8
-DAY_SECONDS = 86_400.0
-MIN_EVENTS_FOR_HOURS = 8
 
 
 def extract_features(state: ClientState, references: Mapping[str, SpaceReference]) -> np.ndarray:
@@ -122,12 +117,6 @@ def _timing(state: ClientState) -> dict[str, float]:
     out = {"rate_per_min": float(np.log1p(60.0 * len(gaps) / span))}
     if len(gaps) >= 3 and gaps.mean() > 0:
         out["gap_cv"] = float(gaps.std() / gaps.mean())
-    times = state.activity.ordered_times()
-    last_day = times[times > times.max() - DAY_SECONDS]
-    if len(last_day) >= MIN_EVENTS_FOR_HOURS:
-        # People keep hours; scripts and slow-and-low keys run around the clock.
-        hours = ((last_day % DAY_SECONDS) // 3600).astype(np.int64)
-        out["hour_spread"] = _normalised_entropy(np.bincount(hours, minlength=24))
     return out
 
 
