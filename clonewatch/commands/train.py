@@ -23,8 +23,11 @@ def register(subparsers) -> None:
         help="fit the detection model on baseline traffic",
         description=(
             "Fit the benign envelope (codebook, distance scales, coverage curve per vector space) "
-            "and the isolation forest with its risk calibration on baseline traffic, and save them "
-            "as one versioned model file for `clonewatch run --model` and the workers."
+            "and the risk model (tail test, nearest benign clients, isolation forest) on baseline "
+            "traffic, calibrate risk on the baseline clients' peaks (a risk of 0.99 is reached by "
+            "about 1% of clients like these), and save it all as one versioned model file for "
+            "`clonewatch run --model` and the workers. Use a day or more of mostly benign traffic "
+            "from as many clients as you have: the more clients, the finer the calibration."
         ),
         epilog="example: clonewatch simulate --scenario benign --out base && clonewatch train --input base/events.jsonl --model model.cwm",
     )
@@ -55,10 +58,15 @@ def main(args: argparse.Namespace) -> int:
     model = fit_clone_model(events, vectors, window=args.window, n_regions=args.regions)
     model.save(args.model)
     meta = model.metadata
+    calibrated = meta["calibration"]["clients"]
     print(
         f"trained {model.version} on {meta['training_events']:,} events from {meta['training_clients']:,} clients "
-        f"({meta['training_snapshots']:,} snapshots; {rejected} lines rejected) in {time.monotonic() - started:.1f} s\n"
-        f"spaces: " + ", ".join(f"{s} ({d['regions']} regions)" for s, d in meta["spaces"].items()) + "\n"
-        f"saved to {args.model}"
+        f"({meta['training_snapshots']:,} snapshots; {rejected} lines rejected) in {time.monotonic() - started:.1f} s"
     )
+    if calibrated:
+        print(f"risk calibrated on the peaks of {calibrated:,} clients")
+    else:
+        print("risk calibrated on snapshots only: too few clients are long enough to calibrate on; add baseline traffic")
+    print("spaces: " + ", ".join(f"{s} ({d['regions']} regions)" for s, d in meta["spaces"].items()))
+    print(f"saved to {args.model}")
     return 0
