@@ -29,9 +29,10 @@ def render_summary(summary: RunSummary, config: RunConfig, top: int = 5) -> str:
     ]
     if summary.dead_letter_reasons:
         lines.append("rejected because  " + "; ".join(f"{n}× {r}" for r, n in sorted(summary.dead_letter_reasons.items(), key=lambda kv: -kv[1])[:3]))
-    riskiest = summary.riskiest(top)
+    min_events = config.policy.min_events
+    riskiest = summary.riskiest(top, min_events)
     if riskiest:
-        lines += ["", f"riskiest clients (risk = more anomalous than that share of baseline clients)"]
+        lines += ["", f"riskiest clients with {min_events}+ events (risk 0.99 = beyond the peak of 99% of baseline clients)"]
         for score in riskiest:
             lines.append(f"  {score.client_id:<24} {risk_bar(score.risk)} {score.risk:.4f}  {score.action:<9} after {score.events_seen} events")
             for reason in score.reasons[:3]:

@@ -53,10 +53,11 @@ class RunSummary:
     def clients(self) -> int:
         return len(self.latest)
 
-    def riskiest(self, n: int = 5) -> list[RiskScore]:
-        """Acted-on clients first (most severe action), then by risk."""
+    def riskiest(self, n: int = 5, min_events: int = 1) -> list[RiskScore]:
+        """Acted-on clients first (most severe action), then by risk; clients with fewer than ``min_events`` left out."""
         severity = {a.value: a.severity for a in Action}
-        return sorted(self.latest.values(), key=lambda s: (-severity[s.action], -s.risk, s.client_id))[:n]
+        ranked = [s for s in self.latest.values() if s.events_seen >= min_events]
+        return sorted(ranked, key=lambda s: (-severity[s.action], -s.risk, s.client_id))[:n]
 
     def action_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
