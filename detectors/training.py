@@ -112,9 +112,9 @@ def fit_clone_model(
 def _out_of_fold_peaks(make_model, rows, keep, client_of, seen, min_events, sustain, random_state) -> np.ndarray:
     """Each client's sustained peak score from a risk model fitted without that client."""
     clients = np.unique(client_of)
-    folds = min(CALIBRATION_FOLDS, len(clients))
-    if folds < 2:
+    if len(clients) < 3:  # each fold's model needs two clients of its own
         return np.empty(0)
+    folds = min(CALIBRATION_FOLDS, len(clients))
     fold_of_client = dict(zip(np.random.default_rng(random_state).permutation(clients), np.arange(len(clients)) % folds))
     fold = np.array([fold_of_client[c] for c in client_of])
     scores = np.empty(len(rows))
