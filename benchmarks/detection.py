@@ -97,8 +97,8 @@ def replay_clonewatch(detector: CloneDetector, events, vectors) -> tuple[dict[st
     return first, peaks
 
 
-def operating_points(peaks: dict[str, float], labels, thresholds=(0.99, 0.999, 0.9999)) -> list[dict]:
-    """What other throttle thresholds would give: benign clients and attackers (per kind) whose peak reaches each."""
+def operating_points(peaks: dict[str, float], labels, thresholds=(0.95, 0.98, 0.99, 0.999, 0.9999)) -> list[dict]:
+    """What other throttle thresholds would give (the default is 0.99): benign clients and attackers (per kind) whose peak reaches each."""
     kind_of = {l["client_id"]: ("campaign (per key)" if l["campaign"] else l["kind"]) for l in labels if l["label"] == "attack"}
     benign = [l["client_id"] for l in labels if l["label"] == "benign"]
     points = []
