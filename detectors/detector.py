@@ -43,7 +43,7 @@ def project(
         ref = references[space]
         projected = ref.transform(np.stack([vectors[i] for i in rows]))
         regions, _ = ref.regions(projected)
-        novelty = ref.novelty(projected, [events[i].client_id for i in rows])
+        novelty = ref.novelty(projected)
         for k, i in enumerate(rows):
             out[i] = (space, projected[k], int(regions[k]), float(novelty[k]))
     return out

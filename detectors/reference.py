@@ -8,7 +8,6 @@ client with the same number of queries reaches.
 
 from __future__ import annotations
 
-import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -17,11 +16,6 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
 from detectors.neighbors import kth_nearest_distance
-
-
-def client_keys(client_ids: Sequence[str]) -> np.ndarray:
-    """Client ids as integers, to compare in bulk (a rare collision only drops a neighbor)."""
-    return np.array([zlib.crc32(str(c).encode()) for c in client_ids], dtype=np.int64)
 
 
 class SpaceReference:
@@ -35,11 +29,10 @@ class SpaceReference:
     near_dup_quantile : share of benign within-client nearest distances that count as
         near-duplicates; the radius is that quantile of the reference.
     ood_quantile : a query's novelty is its distance to the ``n_neighbors``-th nearest
-        reference query of another client, after whitening (a local Mahalanobis distance,
-        so queries that break the correlations of real data stand out even inside its
-        ranges); queries more novel than this quantile of the reference's own count as
-        out-of-distribution. Other clients only: a baseline client's features must not be
-        measured against its own queries, or every new client would look novel beside it.
+        reference query after whitening (a local Mahalanobis distance, so queries that
+        break the correlations of real data stand out even inside its ranges); queries
+        more novel than this quantile of the reference's own (leave-one-out) count as
+        out-of-distribution.
     n_neighbors, max_neighbors : the k of that distance, and how many reference queries
         (a random sample) are kept to measure it.
     standardize : scale each input dimension to unit variance first (numeric features).
@@ -98,10 +91,11 @@ class SpaceReference:
         variance = self.pca_.explained_variance_
         self.whiten_ = (1.0 / np.sqrt(np.maximum(variance, 1e-6 * variance.max()))).astype(np.float32)
         rng = np.random.default_rng(self.random_state)
-        sample = np.sort(rng.choice(len(p), size=min(len(p), self.max_neighbors), replace=False))
-        self.neighbors_ = p[sample] * self.whiten_
-        self.neighbor_clients_ = client_keys([client_ids[i] for i in sample])
-        self.ood_radius_ = float(np.quantile(self.novelty(p[sample], [client_ids[i] for i in sample]), self.ood_quantile))
+        sample = rng.choice(len(p), size=min(len(p), self.max_neighbors), replace=False)
+        self.neighbors_ = p[np.sort(sample)] * self.whiten_
+        itself = np.arange(len(self.neighbors_))
+        own = kth_nearest_distance(self.neighbors_, self.neighbors_, self.n_neighbors, itself, itself)
+        self.ood_radius_ = float(np.quantile(own, self.ood_quantile))
 
         own_nearest, touched_curve = self._client_histories(p, regions, client_ids)
         positive = own_nearest[own_nearest > self.exact_radius]
@@ -131,12 +125,9 @@ class SpaceReference:
         """Codebook region of each projected vector and its distance to that region's centre."""
         return self._nearest_region(projected)
 
-    def novelty(self, projected: np.ndarray, client_ids: Sequence[str]) -> np.ndarray:
-        """Whitened distance of each projected vector to its ``n_neighbors``-th nearest reference query of another client."""
-        return kth_nearest_distance(
-            np.atleast_2d(projected) * self.whiten_, self.neighbors_, self.n_neighbors,
-            client_keys(client_ids), self.neighbor_clients_,
-        )  # fmt: skip
+    def novelty(self, projected: np.ndarray) -> np.ndarray:
+        """Whitened distance of each projected vector to its ``n_neighbors``-th nearest reference query."""
+        return kth_nearest_distance(np.atleast_2d(projected) * self.whiten_, self.neighbors_, self.n_neighbors)
 
     def expected_regions(self, n: int | np.ndarray) -> np.ndarray:
         """Regions a benign client with ``n`` queries is expected to touch (power-law fit)."""

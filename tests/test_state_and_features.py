@@ -46,7 +46,7 @@ def test_state_survives_a_bytes_round_trip_with_identical_features():
         region, _ = ref.regions(vec[None, :])
         prompt = f"is this spam: win a {'car' if i % 2 else 'cat'} now {i % 5}"
         event = AccessEvent(ts=1795428000 + i * 1.5, client_id="k", prompt=prompt, status=200, params=Params(temperature=0.0))
-        state.learn_one(event, "numeric:6", vec, int(region[0]), float(ref.novelty(vec[None, :], ["k"])[0]))
+        state.learn_one(event, "numeric:6", vec, int(region[0]), float(ref.novelty(vec[None, :])[0]))
     restored = ClientState.from_bytes(state.to_bytes())
     a = extract_features(state, {"numeric:6": ref})
     b = extract_features(restored, {"numeric:6": ref})
@@ -60,7 +60,7 @@ def test_novelty_catches_queries_that_break_the_correlations_of_real_data():
     x = rng.normal(size=3000)
     points = np.column_stack([x, x + rng.normal(scale=0.1, size=3000)])  # y follows x
     ref = SpaceReference(n_regions=8, standardize=True).fit(points, [f"c{i % 50}" for i in range(3000)])
-    on_data, off_data = ref.novelty(ref.transform([[1.5, 1.5], [1.5, -1.5]]), ["new", "new"])
+    on_data, off_data = ref.novelty(ref.transform([[1.5, 1.5], [1.5, -1.5]]))
     # Both lie inside every column's range; only the second contradicts y ~ x.
     assert on_data < ref.ood_radius_ < off_data
 
@@ -88,7 +88,7 @@ def test_features_separate_a_prober_from_a_sweeper():
     }.items():
         state = ClientState()
         regions, _ = ref.regions(points)
-        novelty = ref.novelty(points, [name] * len(points))
+        novelty = ref.novelty(points)
         for i, vec in enumerate(points):
             event = AccessEvent(ts=1795428000 + i * 2.0, client_id=name, features=[0.0] * 6)
             state.learn_one(event, "numeric:6", vec, int(regions[i]), float(novelty[i]))
