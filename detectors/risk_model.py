@@ -199,8 +199,8 @@ class RiskModel:
         feature; extraction and probing move several at once, so the second-most
         extreme feature counts as much as the first.
         """
-        share, _ = self._tail_share(X[:, self.evidence_])
-        logs = -np.log(share)
+        share, _ = self._tail_share(X)
+        logs = -np.log(share[:, self.evidence_])
         top_two = np.sort(logs, axis=1)[:, -2:] if logs.shape[1] > 1 else logs
         return top_two.sum(axis=1)
 
