@@ -143,6 +143,21 @@ def replay_rate_limit(events) -> dict[str, dict]:
     return first
 
 
+def column_scales(events, vectors) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per numeric space, the baseline's column mean and spread: PRADA measures L2 distances
+    between standardised inputs."""
+    by_space: dict[str, list[np.ndarray]] = defaultdict(list)
+    for e, v in zip(events, vectors):
+        if v is not None and e.space != "text":
+            by_space[e.space].append(v)
+    out = {}
+    for space, rows in by_space.items():
+        x = np.stack(rows).astype(np.float64)
+        std = x.std(axis=0)
+        out[space] = (x.mean(axis=0), np.where(std > 1e-12, std, 1.0))
+    return out
+
+
 def prada_statistics(events, vectors, scale: dict[str, tuple[np.ndarray, np.ndarray]]):
     """Per client, the PRADA W after each query (from PRADA_MIN_QUERIES on)."""
     history: dict[str, list[np.ndarray]] = defaultdict(list)
@@ -330,7 +345,7 @@ def main() -> int:
     started = time.monotonic()
     model = fit_clone_model(base_events, base_vectors)
     fit_s = time.monotonic() - started
-    scale = {s: (r.mean_, r.scale_) for s, r in model.references.items() if s != "text"}
+    scale = column_scales(base_events, base_vectors)
     delta = prada_threshold(prada_statistics(base_events, base_vectors, scale))
 
     report = {"train_seed": args.train_seed, "scale": args.scale, "baseline_scale": baseline_scale, "fit_seconds": fit_s, "prada_delta": delta, "targets": TARGETS, "runs": []}

@@ -13,7 +13,7 @@ from detectors.features import FEATURE_NAMES
 from detectors.reference import SpaceReference
 from detectors.risk_model import RiskModel
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: numeric references map columns to normal scores
 _RECORDED_LIBRARIES = ("numpy", "scipy", "scikit-learn", "sentence-transformers", "torch")
 
 

@@ -28,6 +28,9 @@ def kth_nearest_distance(
     reference = np.asarray(reference, dtype=np.float64)
     k = max(1, min(k, len(reference)))
     reference_sq = (reference**2).sum(axis=1)
+    if query_groups is not None:  # compare small integer codes, not (say) client id strings
+        _, codes = np.unique(np.concatenate([np.asarray(query_groups), np.asarray(reference_groups)]), return_inverse=True)
+        query_groups, reference_groups = codes[: len(queries)], codes[len(queries) :]
     out = np.empty(len(queries))
     for start in range(0, len(queries), chunk):
         q = np.asarray(queries[start : start + chunk], dtype=np.float64)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
+from sklearn.preprocessing import QuantileTransformer
 
 from detectors.neighbors import kth_nearest_distance
 
@@ -35,7 +36,10 @@ class SpaceReference:
         out-of-distribution.
     n_neighbors, max_neighbors : the k of that distance, and how many reference queries
         (a random sample) are kept to measure it.
-    standardize : scale each input dimension to unit variance first (numeric features).
+    normal_scores : first map each input dimension to normal scores through its quantiles in
+        the reference (numeric features). Real tabular columns are skewed, bounded and
+        discrete; on this scale a value that real data rarely takes is far out whatever its
+        units, so random and synthetic queries stand out even inside each column's range.
 
     >>> rng = np.random.default_rng(0)
     >>> ref = SpaceReference(n_regions=8, n_components=4).fit(rng.normal(size=(400, 6)), [i % 20 for i in range(400)])
@@ -51,7 +55,7 @@ class SpaceReference:
         ood_quantile: float = 0.99,
         n_neighbors: int = 5,
         max_neighbors: int = 4096,
-        standardize: bool = False,
+        normal_scores: bool = False,
         random_state: int = 0,
     ) -> None:
         self.n_regions = n_regions
@@ -60,7 +64,7 @@ class SpaceReference:
         self.ood_quantile = ood_quantile
         self.n_neighbors = n_neighbors
         self.max_neighbors = max_neighbors
-        self.standardize = standardize
+        self.normal_scores = normal_scores
         self.random_state = random_state
 
     def fit(self, vectors: np.ndarray, client_ids: Sequence[str]) -> SpaceReference:
@@ -71,10 +75,16 @@ class SpaceReference:
         if len(client_ids) != len(x):
             raise ValueError("client_ids must have one entry per vector")
         self.input_dim_ = x.shape[1]
-        self.mean_ = x.mean(axis=0) if self.standardize else np.zeros(x.shape[1])
-        scale = x.std(axis=0) if self.standardize else np.ones(x.shape[1])
-        self.scale_ = np.where(scale > 1e-12, scale, 1.0)
-        z = (x - self.mean_) / self.scale_
+        self.marginals_ = None
+        if self.normal_scores:
+            self.marginals_ = QuantileTransformer(
+                n_quantiles=min(1000, len(x)), output_distribution="normal", random_state=self.random_state
+            ).fit(x)
+            self.low_, self.high_ = x.min(axis=0), x.max(axis=0)
+            q25, q75 = np.percentile(x, [25, 75], axis=0)
+            spread = np.maximum(q75 - q25, (self.high_ - self.low_) / 10)
+            self.spread_ = np.where(spread > 1e-12, spread, 1.0)
+        z = self._marginal_scores(x)
         n_components = min(self.n_components, z.shape[1], len(z))
         self.pca_ = PCA(n_components=n_components, random_state=self.random_state).fit(z)
         p = self.pca_.transform(z).astype(np.float32)
@@ -117,9 +127,17 @@ class SpaceReference:
         return 1e-4 * getattr(self, "unit_", 1.0)
 
     def transform(self, vectors: np.ndarray) -> np.ndarray:
-        """Standardise and project raw vectors into the reference space (float32)."""
+        """Map and project raw vectors into the reference space (float32)."""
         x = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
-        return self.pca_.transform((x - self.mean_) / self.scale_).astype(np.float32)
+        return self.pca_.transform(self._marginal_scores(x)).astype(np.float32)
+
+    def _marginal_scores(self, x: np.ndarray) -> np.ndarray:
+        """Normal scores; beyond the reference's range (where they stop) the distance past
+        its edge, in units of the column's spread, keeps counting."""
+        if self.marginals_ is None:
+            return x
+        beyond = np.maximum(x - self.high_, 0.0) - np.maximum(self.low_ - x, 0.0)
+        return self.marginals_.transform(x) + beyond / self.spread_
 
     def regions(self, projected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Codebook region of each projected vector and its distance to that region's centre."""

@@ -12,7 +12,6 @@ import msgspec
 import numpy as np
 
 from detectors.calibration import sustained_peaks
-from detectors.client_state import ClientState
 from detectors.detector import learn_and_extract
 from detectors.features import FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE
 from detectors.model import CloneModel, library_versions
@@ -23,7 +22,7 @@ from schemas import AccessEvent
 
 DEFAULT_WINDOW = 200
 MIN_REFERENCE_VECTORS = 20
-CALIBRATION_FOLDS = 5
+CALIBRATION_FOLDS = 10
 _POLICY_DEFAULTS = PolicyConfig()
 
 
@@ -49,7 +48,7 @@ def fit_references(
     for space, rows in by_space.items():
         if len(rows) < MIN_REFERENCE_VECTORS:
             continue
-        ref = SpaceReference(n_regions=n_regions, standardize=space != "text", random_state=random_state)
+        ref = SpaceReference(n_regions=n_regions, normal_scores=space != "text", random_state=random_state)
         references[space] = ref.fit(np.stack([vectors[i] for i in rows]), [events[i].client_id for i in rows])
     return references
 
@@ -78,17 +77,18 @@ def fit_clone_model(
     clients = {e.client_id for e in events}
     if len(clients) < 2:
         raise ValueError(f"training needs traffic from several clients, got {len(clients)}")
-    references = fit_references(events, vectors, n_regions=n_regions, random_state=random_state)
-    states: dict[str, ClientState] = {}
-    rows, seen = learn_and_extract(references, events, vectors, states, window)
+    fit_refs = partial(fit_references, n_regions=n_regions, random_state=random_state)
+    references = fit_refs(events, vectors)
+    client_of = np.array([e.client_id for e in events])
+    fold = _client_folds(client_of, random_state)
+    rows, seen = _cross_fitted_features(fit_refs, events, vectors, fold, window)
     last = np.zeros(len(events), dtype=bool)
     final_index = {e.client_id: i for i, e in enumerate(events)}
     last[list(final_index.values())] = True
     keep = is_checkpoint(seen) | last
-    client_of = np.array([e.client_id for e in events])
     make_model = partial(RiskModel, n_estimators=n_estimators, random_state=random_state)
     risk = make_model().fit(rows[keep], FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE, groups=client_of[keep])
-    peaks = _out_of_fold_peaks(make_model, rows, keep, client_of, seen, min_events, sustain, random_state)
+    peaks = _out_of_fold_peaks(make_model, rows, keep, client_of, fold, seen, min_events, sustain)
     if len(peaks) >= 2:
         risk.calibrate(peaks)
     data_hash = _data_hash(events)
@@ -109,16 +109,44 @@ def fit_clone_model(
     return CloneModel(references=references, risk=risk, window=window, metadata=metadata)
 
 
-def _out_of_fold_peaks(make_model, rows, keep, client_of, seen, min_events, sustain, random_state) -> np.ndarray:
-    """Each client's sustained peak score from a risk model fitted without that client."""
+def _client_folds(client_of: np.ndarray, random_state: int) -> np.ndarray | None:
+    """The calibration fold of each event's client, or None when there are too few clients
+    (each fold's model needs two clients of its own)."""
     clients = np.unique(client_of)
-    if len(clients) < 3:  # each fold's model needs two clients of its own
-        return np.empty(0)
+    if len(clients) < 3:
+        return None
     folds = min(CALIBRATION_FOLDS, len(clients))
     fold_of_client = dict(zip(np.random.default_rng(random_state).permutation(clients), np.arange(len(clients)) % folds))
-    fold = np.array([fold_of_client[c] for c in client_of])
+    return np.array([fold_of_client[c] for c in client_of])
+
+
+def _cross_fitted_features(fit_refs, events, vectors, fold, window) -> tuple[np.ndarray, np.ndarray]:
+    """Every event's feature row, measured against references fitted without its client's fold.
+
+    A new client's queries are never part of the reference; a baseline client's would be,
+    and would look more familiar (closer to the reference, fewer of them novel) than any
+    new benign client's. Measured out of fold, the baseline looks like the clients the
+    model will score.
+    """
+    if fold is None:
+        return learn_and_extract(fit_refs(events, vectors), events, vectors, {}, window)
+    rows = np.empty((len(events), len(FEATURE_NAMES)))
+    seen = np.empty(len(events), dtype=np.int64)
+    for k in np.unique(fold):
+        inside, outside = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
+        references = fit_refs([events[i] for i in outside], [vectors[i] for i in outside])
+        rows[inside], seen[inside] = learn_and_extract(
+            references, [events[i] for i in inside], [vectors[i] for i in inside], {}, window
+        )
+    return rows, seen
+
+
+def _out_of_fold_peaks(make_model, rows, keep, client_of, fold, seen, min_events, sustain) -> np.ndarray:
+    """Each client's sustained peak score from a risk model fitted without that client."""
+    if fold is None:
+        return np.empty(0)
     scores = np.empty(len(rows))
-    for k in range(folds):
+    for k in np.unique(fold):
         held_out = fold == k
         model = make_model().fit(rows[keep & ~held_out], FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE, groups=client_of[keep & ~held_out])
         scores[held_out] = -model.score_samples(rows[held_out])

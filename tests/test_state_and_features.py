@@ -34,7 +34,7 @@ CENTERS = np.random.default_rng(42).normal(size=(8, 6)) * 5
 def make_reference(rng) -> SpaceReference:
     points = np.concatenate([c + rng.normal(size=(60, 6)) for c in CENTERS])
     clients = [f"c{i // 20}" for i in range(len(points))]
-    return SpaceReference(n_regions=8, n_components=6, standardize=True).fit(points, clients)
+    return SpaceReference(n_regions=8, n_components=6, normal_scores=True).fit(points, clients)
 
 
 def test_state_survives_a_bytes_round_trip_with_identical_features():
@@ -59,10 +59,38 @@ def test_novelty_catches_queries_that_break_the_correlations_of_real_data():
     rng = np.random.default_rng(4)
     x = rng.normal(size=3000)
     points = np.column_stack([x, x + rng.normal(scale=0.1, size=3000)])  # y follows x
-    ref = SpaceReference(n_regions=8, standardize=True).fit(points, [f"c{i % 50}" for i in range(3000)])
+    ref = SpaceReference(n_regions=8, normal_scores=True).fit(points, [f"c{i % 50}" for i in range(3000)])
     on_data, off_data = ref.novelty(ref.transform([[1.5, 1.5], [1.5, -1.5]]))
     # Both lie inside every column's range; only the second contradicts y ~ x.
     assert on_data < ref.ood_radius_ < off_data
+
+
+def skewed_table(rng, n):
+    """Amount-like and count-like columns: skewed, bounded at zero, correlated."""
+    z = rng.normal(size=n)
+    amount = np.exp(3.5 + 1.1 * z + 0.3 * rng.normal(size=n))
+    count = np.round(np.exp(0.5 + 0.8 * z + 0.5 * rng.normal(size=n)))
+    age = np.exp(5.5 + rng.normal(size=n))
+    return np.column_stack([amount, count, age])
+
+
+def test_normal_scores_expose_random_queries_with_the_public_mean_and_spread():
+    rng = np.random.default_rng(3)
+    real = skewed_table(rng, 4000)
+    ref = SpaceReference(n_regions=8, normal_scores=True).fit(real, [f"c{i % 40}" for i in range(4000)])
+    # What an attacker who knows each column's mean and spread sends: independent
+    # Gaussians, clipped at zero like the API's validation would.
+    random = np.maximum(rng.normal(real.mean(axis=0), real.std(axis=0), (500, 3)), 0.0)
+    novel = lambda rows: np.mean(ref.novelty(ref.transform(rows)) > ref.ood_radius_)
+    assert novel(skewed_table(rng, 500)) < 0.05
+    assert novel(random) > 0.5
+
+
+def test_normal_scores_keep_counting_beyond_the_reference_range():
+    rng = np.random.default_rng(4)
+    ref = SpaceReference(n_regions=8, normal_scores=True).fit(skewed_table(rng, 2000), [f"c{i % 20}" for i in range(2000)])
+    top = ref._marginal_scores(np.array([[1e4, 5, 300], [1e6, 5, 300]]))[:, 0]
+    assert top[0] < top[1]
 
 
 def test_word_edits_tell_a_perturbation_chain_from_a_conversation():

@@ -33,3 +33,25 @@ def test_a_tiny_baseline_still_fits_and_says_it_calibrated_on_snapshots():
     model = fit_clone_model(events, vectors, n_estimators=20)
     assert model.metadata["calibration"]["clients"] == 0
     assert 0.0 <= model.risk.risk(np.zeros((1, len(model.feature_names))))[0] <= 1.0
+
+
+def own_corner_events(n_clients, per_client, seed, prefix):
+    """Each client queries its own small corner of the space, as customers with their own data do."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=3.0, size=(n_clients, 4))
+    events, vectors = [], []
+    for i in range(per_client):
+        for c in range(n_clients):
+            x = (centers[c] + rng.normal(scale=0.3, size=4)).astype(np.float32)
+            events.append(AccessEvent(ts=1795428000 + 60.0 * i + c, client_id=f"{prefix}{c}", features=x.tolist(), status=200))
+            vectors.append(x)
+    return events, vectors
+
+
+def test_a_new_client_with_a_corner_of_its_own_looks_like_the_baseline_clients_did():
+    events, vectors = own_corner_events(80, 25, seed=0, prefix="base")
+    model = fit_clone_model(events, vectors, n_estimators=50)
+    fresh, fresh_vectors = own_corner_events(40, 25, seed=1, prefix="new")
+    result = CloneDetector(model).process(fresh, fresh_vectors, {})
+    flagged = {d.client_id for d in result.decisions if d.action.value != "allow"}
+    assert len(flagged) <= 2
