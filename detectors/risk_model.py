@@ -13,6 +13,8 @@ from detectors.calibration import TailCalibrator
 from detectors.neighbors import kth_nearest_distance
 
 SIDES = ("high", "low", "both", "context")
+CONTEXT_BAND = float(np.log(2.0))  # tails come from reference rows whose context is this close (age within a factor of 2)
+MIN_PEERS = 20  # fewest reference clients a context band holds; it widens until it does
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,12 @@ class RiskModel:
     ``suspicious_side`` says per feature which side of the reference is suspicious:
     "high", "low", "both" (the default) or "context". Values on the harmless side are
     clipped to the reference median, so they neither isolate a client nor count as
-    evidence. Context features (how many events a client has sent, say) are never
-    evidence; they only choose which benign clients a client is compared with.
+    evidence. A context feature (how many events a client has sent, say) is never
+    evidence; it chooses which benign clients a client is compared with: the nearest
+    neighbors are found with it, and the tails are those of reference rows whose context
+    lies within ``CONTEXT_BAND`` of the client's. A rate measured over ten events spreads
+    far wider than one over two hundred, so an old client's 90% must not be compared with
+    a young client's 3 out of 3.
 
     >>> rng = np.random.default_rng(0)
     >>> X, groups = rng.normal(size=(500, 3)), np.arange(500) // 5
@@ -97,10 +103,10 @@ class RiskModel:
             medians = np.nanmedian(X, axis=0)
         self.fill_ = np.where(np.isnan(medians), 0.0, medians)
         Xf = self._impute(X)
-        self.sorted_ = np.sort(Xf, axis=0)
         q25, q75 = np.percentile(Xf, [25, 75], axis=0)
-        spread = np.maximum(q75 - q25, (self.sorted_[-1] - self.sorted_[0]) / 10)
+        spread = np.maximum(q75 - q25, (Xf.max(axis=0) - Xf.min(axis=0)) / 10)
         self.spread_ = np.where(spread > 1e-12, spread, 1.0)
+        self._fit_peer_bands(Xf, groups, side == "context")
 
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators, max_samples=self.max_samples, random_state=self.random_state
@@ -161,25 +167,61 @@ class RiskModel:
         X = np.where(self.clip_low_ & (X < self.fill_), self.fill_, X)
         return np.where(self.clip_high_ & (X > self.fill_), self.fill_, X)
 
-    def _tails(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Share of reference values below and above each value, on the client scale.
+    def _fit_peer_bands(self, Xf: np.ndarray, groups: np.ndarray, is_context: np.ndarray) -> None:
+        """Sorted reference values per band of the context feature (one band without one)."""
+        context = np.flatnonzero(is_context)
+        self.context_column_ = int(context[0]) if len(context) else None
+        if self.context_column_ is None:
+            self.band_centers_ = np.zeros(1)
+            self.band_sorted_, self.band_clients_ = [np.sort(Xf, axis=0)], [self.n_clients_]
+            return
+        c = Xf[:, self.context_column_]
+        self.context_sorted_ = np.sort(c)
+        step = CONTEXT_BAND / 2
+        self.band_centers_ = np.arange(c.min(), c.max() + step, step)
+        self.band_sorted_, self.band_clients_ = [], []
+        peers_needed = min(MIN_PEERS, self.n_clients_)
+        for center in self.band_centers_:
+            width = CONTEXT_BAND
+            while True:
+                peers = np.abs(c - center) <= width
+                clients = len(np.unique(groups[peers]))
+                if clients >= peers_needed:
+                    break
+                width *= 1.5
+            self.band_sorted_.append(np.sort(Xf[peers], axis=0))
+            self.band_clients_.append(clients)
 
-        Beyond the reference range the share keeps shrinking in proportion to the
-        distance, in units of the feature's spread, so far-out values still rank. The
-        decay is deliberately slow (harmonic, not exponential): the reference says
-        nothing about its own tail, and a small baseline must not turn one odd value
-        into overwhelming evidence.
+    def _band_of(self, X: np.ndarray) -> np.ndarray:
+        if self.context_column_ is None:
+            return np.zeros(len(X), dtype=np.int64)
+        centers = self.band_centers_
+        step = centers[1] - centers[0] if len(centers) > 1 else 1.0
+        return np.clip(np.rint((X[:, self.context_column_] - centers[0]) / step), 0, len(centers) - 1).astype(np.int64)
+
+    def _tails(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Share of peer reference values below and above each value, on the client scale.
+
+        Peers are the reference rows of the row's context band. Beyond their range the
+        share keeps shrinking in proportion to the distance, in units of the feature's
+        spread, so far-out values still rank. The decay is deliberately slow (harmonic,
+        not exponential): the reference says nothing about its own tail, and a small
+        baseline must not turn one odd value into overwhelming evidence.
         """
-        n, m = len(self.sorted_), self.n_clients_
         lower, upper = np.empty_like(X), np.empty_like(X)
-        for j in range(X.shape[1]):
-            col, ref = X[:, j], self.sorted_[:, j]
-            below = np.searchsorted(ref, col, side="left")
-            equal = np.searchsorted(ref, col, side="right") - below
-            lower[:, j] = ((below + 0.5 * equal) / n * m + 0.5) / (m + 1)
-            upper[:, j] = ((n - below - 0.5 * equal) / n * m + 0.5) / (m + 1)
-            upper[:, j] /= 1.0 + np.maximum(col - ref[-1], 0.0) / self.spread_[j]
-            lower[:, j] /= 1.0 + np.maximum(ref[0] - col, 0.0) / self.spread_[j]
+        bands = self._band_of(X)
+        for band in np.unique(bands):
+            rows = np.flatnonzero(bands == band)
+            reference, m = self.band_sorted_[band], self.band_clients_[band]
+            n = len(reference)
+            for j in range(X.shape[1]):
+                col, ref = X[rows, j], reference[:, j]
+                below = np.searchsorted(ref, col, side="left")
+                equal = np.searchsorted(ref, col, side="right") - below
+                lower[rows, j] = ((below + 0.5 * equal) / n * m + 0.5) / (m + 1)
+                upper[rows, j] = ((n - below - 0.5 * equal) / n * m + 0.5) / (m + 1)
+                upper[rows, j] /= 1.0 + np.maximum(col - ref[-1], 0.0) / self.spread_[j]
+                lower[rows, j] /= 1.0 + np.maximum(ref[0] - col, 0.0) / self.spread_[j]
         return lower, upper
 
     def _tail_share(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -188,9 +230,16 @@ class RiskModel:
         return np.minimum(lower, upper), upper < lower
 
     def _normal_scores(self, X: np.ndarray) -> np.ndarray:
-        """Each value as the standard-normal quantile of its place in the reference."""
+        """Each value as the standard-normal quantile of its place among its peers; the
+        context itself by its place in the whole reference, so that neighbors are peers."""
         lower, upper = self._tails(X)
-        return np.where(upper < lower, -norm.ppf(upper), norm.ppf(lower))
+        Z = np.where(upper < lower, -norm.ppf(upper), norm.ppf(lower))
+        if self.context_column_ is not None:
+            everyone = self.context_sorted_
+            c = X[:, self.context_column_]
+            place = (np.searchsorted(everyone, c, side="left") + np.searchsorted(everyone, c, side="right")) / 2
+            Z[:, self.context_column_] = norm.ppf((place + 0.5) / (len(everyone) + 1))
+        return Z
 
     def _tail_evidence(self, X: np.ndarray) -> np.ndarray:
         """Evidence from the two most extreme features together.

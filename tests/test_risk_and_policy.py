@@ -88,3 +88,15 @@ def test_policy_hysteresis_prevents_flapping_and_allowlist_wins():
     assert Action.DENY.severity > Action.THROTTLE.severity
     with pytest.raises(ValueError):
         PolicyConfig(throttle=0.99, challenge=0.9)
+
+
+def test_tails_compare_a_client_with_benign_clients_of_its_age():
+    rng = np.random.default_rng(0)
+    ages = np.round(np.exp(rng.uniform(np.log(3), np.log(400), size=3000))).astype(int)
+    rate = rng.binomial(ages, 0.1) / ages  # a share of events: noisy young, steady old
+    other = rng.normal(size=3000)
+    X = np.column_stack([rate, other, np.log(ages)])
+    model = RiskModel(n_estimators=50).fit(X, ["rate", "other", "age"], {"rate": "high", "age": "context"}, np.arange(3000) // 3)
+    old, young = model.risk(np.array([[0.2, 0.0, np.log(300)], [0.5, 0.0, np.log(4)]]))
+    # Twice the usual share is unheard of over 300 events; half of 4 happens all the time.
+    assert old > 0.99 > young
