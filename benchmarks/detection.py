@@ -1,7 +1,8 @@
 """Detection benchmark: how well, and how early, clonewatch flags each kind of attack.
 
-Fits the model on a benign-only simulated baseline (one seed, twice the evaluation's
-size by default: a real baseline is a day of all customers, larger than any test day),
+Fits the model on a benign-only simulated baseline (one seed, four times the evaluation's
+size by default: a real baseline is a day of all customers, larger than any test day, and
+the risk model's tails resolve no finer than its number of baseline clients),
 then replays held-out traffic with every attack kind (other seeds) through the detector
 and its campaign tracker, event by event,
 and compares with (a) a per-key rate limit of 100 requests/min and (b) PRADA alone
@@ -9,7 +10,7 @@ and compares with (a) a per-key rate limit of 100 requests/min and (b) PRADA alo
 baseline for a 1% client false-positive rate).
 
     python benchmarks/detection.py                   # half size, seeds 1, 2 and 3
-    python benchmarks/detection.py --scale 1 --baseline-scale 2 --eval-seeds 1   # full size
+    python benchmarks/detection.py --scale 1 --eval-seeds 1   # full size
     python benchmarks/detection.py --scale 0.3 --eval-seeds 1   # quick look
 
 Prints a table and writes JSON (default benchmarks/results/detection.json). Embeddings
@@ -332,11 +333,11 @@ def main() -> int:
     parser.add_argument("--train-seed", type=int, default=101)
     parser.add_argument("--eval-seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--scale", type=float, default=0.5, help="evaluation traffic size (1 = ~60k events, 320 benign clients)")
-    parser.add_argument("--baseline-scale", type=float, help="baseline size (default: twice --scale)")
+    parser.add_argument("--baseline-scale", type=float, help="baseline size (default: four times --scale)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "detection.json")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "clonewatch" / "embeddings.sqlite")
     args = parser.parse_args()
-    baseline_scale = args.baseline_scale or 2 * args.scale
+    baseline_scale = args.baseline_scale or 4 * args.scale
 
     vectorizer = Vectorizer(PromptEmbedder(disk_cache=args.cache))
     print(f"baseline: simulate('benign', seed={args.train_seed}, scale={baseline_scale})", file=sys.stderr)

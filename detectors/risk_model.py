@@ -103,9 +103,7 @@ class RiskModel:
             medians = np.nanmedian(X, axis=0)
         self.fill_ = np.where(np.isnan(medians), 0.0, medians)
         Xf = self._impute(X)
-        q25, q75 = np.percentile(Xf, [25, 75], axis=0)
-        spread = np.maximum(q75 - q25, (Xf.max(axis=0) - Xf.min(axis=0)) / 10)
-        self.spread_ = np.where(spread > 1e-12, spread, 1.0)
+        self.spread_ = _spread(Xf)
         self._fit_peer_bands(Xf, groups, side == "context")
 
         self.forest_ = IsolationForest(
@@ -174,12 +172,13 @@ class RiskModel:
         if self.context_column_ is None:
             self.band_centers_ = np.zeros(1)
             self.band_sorted_, self.band_clients_ = [np.sort(Xf, axis=0)], [self.n_clients_]
+            self.band_spread_ = [self.spread_]
             return
         c = Xf[:, self.context_column_]
         self.context_sorted_ = np.sort(c)
         step = CONTEXT_BAND / 2
         self.band_centers_ = np.arange(c.min(), c.max() + step, step)
-        self.band_sorted_, self.band_clients_ = [], []
+        self.band_sorted_, self.band_clients_, self.band_spread_ = [], [], []
         peers_needed = min(MIN_PEERS, self.n_clients_)
         for center in self.band_centers_:
             width = CONTEXT_BAND
@@ -191,6 +190,7 @@ class RiskModel:
                 width *= 1.5
             self.band_sorted_.append(np.sort(Xf[peers], axis=0))
             self.band_clients_.append(clients)
+            self.band_spread_.append(_spread(Xf[peers], fallback=self.spread_))
 
     def _band_of(self, X: np.ndarray) -> np.ndarray:
         if self.context_column_ is None:
@@ -203,7 +203,7 @@ class RiskModel:
         """Share of peer reference values below and above each value, on the client scale.
 
         Peers are the reference rows of the row's context band. Beyond their range the
-        share keeps shrinking in proportion to the distance, in units of the feature's
+        share keeps shrinking in proportion to the distance, in units of the peers'
         spread, so far-out values still rank. The decay is deliberately slow (harmonic,
         not exponential): the reference says nothing about its own tail, and a small
         baseline must not turn one odd value into overwhelming evidence.
@@ -212,7 +212,7 @@ class RiskModel:
         bands = self._band_of(X)
         for band in np.unique(bands):
             rows = np.flatnonzero(bands == band)
-            reference, m = self.band_sorted_[band], self.band_clients_[band]
+            reference, m, spread = self.band_sorted_[band], self.band_clients_[band], self.band_spread_[band]
             n = len(reference)
             for j in range(X.shape[1]):
                 col, ref = X[rows, j], reference[:, j]
@@ -220,8 +220,8 @@ class RiskModel:
                 equal = np.searchsorted(ref, col, side="right") - below
                 lower[rows, j] = ((below + 0.5 * equal) / n * m + 0.5) / (m + 1)
                 upper[rows, j] = ((n - below - 0.5 * equal) / n * m + 0.5) / (m + 1)
-                upper[rows, j] /= 1.0 + np.maximum(col - ref[-1], 0.0) / self.spread_[j]
-                lower[rows, j] /= 1.0 + np.maximum(ref[0] - col, 0.0) / self.spread_[j]
+                upper[rows, j] /= 1.0 + np.maximum(col - ref[-1], 0.0) / spread[j]
+                lower[rows, j] /= 1.0 + np.maximum(ref[0] - col, 0.0) / spread[j]
         return lower, upper
 
     def _tail_share(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -269,3 +269,11 @@ class RiskModel:
         tail = evidence(self.tail_calibrator_, self._tail_evidence(X))
         neighbors = evidence(self.neighbor_calibrator_, self._neighbor_distance(self._normal_scores(X), groups))
         return np.maximum(forest, tail + neighbors)
+
+
+def _spread(X: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray:
+    """Per column, the interquartile range, or a tenth of the range where that is wider
+    (columns that are mostly one value); ``fallback`` (or 1) where both are nil."""
+    q25, q75 = np.percentile(X, [25, 75], axis=0)
+    spread = np.maximum(q75 - q25, (X.max(axis=0) - X.min(axis=0)) / 10)
+    return np.where(spread > 1e-12, spread, 1.0 if fallback is None else fallback)
