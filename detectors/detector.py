@@ -77,12 +77,12 @@ def learn_and_extract(
 
 
 def describe(reason: Reason) -> str:
-    """A reason an analyst can read: 'near-duplicate rate 0.83, higher than 99.9% of baseline clients'."""
+    """A reason an analyst can read: 'near-duplicate rate 0.83, higher than 99.9% of baseline clients of its age'."""
     label = FEATURE_LABELS.get(reason.feature, reason.feature)
     percent = 100.0 * (1.0 - reason.share_beyond)
     shown = f"{percent:.2f}".rstrip("0").rstrip(".") if percent < 99.99 else ">99.99"
     side = "higher" if reason.direction == "high" else "lower"
-    return f"{label} {reason.value:.3g}, {side} than {shown}% of baseline clients"
+    return f"{label} {reason.value:.3g}, {side} than {shown}% of baseline clients of its age"
 
 
 class CloneDetector:
