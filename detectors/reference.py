@@ -17,6 +17,7 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import QuantileTransformer
 
 from detectors.neighbors import kth_nearest_distance
+from detectors.spread import robust_spread
 
 
 class SpaceReference:
@@ -81,9 +82,7 @@ class SpaceReference:
                 n_quantiles=min(1000, len(x)), output_distribution="normal", random_state=self.random_state
             ).fit(x)
             self.low_, self.high_ = x.min(axis=0), x.max(axis=0)
-            q25, q75 = np.percentile(x, [25, 75], axis=0)
-            spread = np.maximum(q75 - q25, (self.high_ - self.low_) / 10)
-            self.spread_ = np.where(spread > 1e-12, spread, 1.0)
+            self.spread_ = robust_spread(x)
         z = self._marginal_scores(x)
         n_components = min(self.n_components, z.shape[1], len(z))
         self.pca_ = PCA(n_components=n_components, random_state=self.random_state).fit(z)

@@ -11,6 +11,7 @@ from sklearn.ensemble import IsolationForest
 
 from detectors.calibration import TailCalibrator
 from detectors.neighbors import kth_nearest_distance
+from detectors.spread import robust_spread
 
 SIDES = ("high", "low", "both", "context")
 CONTEXT_BAND = float(np.log(2.0))  # tails come from reference rows whose context is this close (age within a factor of 2)
@@ -103,7 +104,7 @@ class RiskModel:
             medians = np.nanmedian(X, axis=0)
         self.fill_ = np.where(np.isnan(medians), 0.0, medians)
         Xf = self._impute(X)
-        self.spread_ = _spread(Xf)
+        self.spread_ = robust_spread(Xf)
         self._fit_peer_bands(Xf, groups, side == "context")
 
         self.forest_ = IsolationForest(
@@ -190,7 +191,7 @@ class RiskModel:
                 width *= 1.5
             self.band_sorted_.append(np.sort(Xf[peers], axis=0))
             self.band_clients_.append(clients)
-            self.band_spread_.append(_spread(Xf[peers], fallback=self.spread_))
+            self.band_spread_.append(robust_spread(Xf[peers], fallback=self.spread_))
 
     def _band_of(self, X: np.ndarray) -> np.ndarray:
         if self.context_column_ is None:
@@ -270,10 +271,3 @@ class RiskModel:
         neighbors = evidence(self.neighbor_calibrator_, self._neighbor_distance(self._normal_scores(X), groups))
         return np.maximum(forest, tail + neighbors)
 
-
-def _spread(X: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray:
-    """Per column, the interquartile range, or a tenth of the range where that is wider
-    (columns that are mostly one value); ``fallback`` (or 1) where both are nil."""
-    q25, q75 = np.percentile(X, [25, 75], axis=0)
-    spread = np.maximum(q75 - q25, (X.max(axis=0) - X.min(axis=0)) / 10)
-    return np.where(spread > 1e-12, spread, 1.0 if fallback is None else fallback)

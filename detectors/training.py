@@ -81,7 +81,7 @@ def fit_clone_model(
     references = fit_refs(events, vectors)
     client_of = np.array([e.client_id for e in events])
     fold = _client_folds(client_of, random_state)
-    rows, seen = _cross_fitted_features(fit_refs, events, vectors, fold, window)
+    rows, seen = _cross_fitted_features(fit_refs, references, events, vectors, fold, window)
     last = np.zeros(len(events), dtype=bool)
     final_index = {e.client_id: i for i, e in enumerate(events)}
     last[list(final_index.values())] = True
@@ -120,7 +120,7 @@ def _client_folds(client_of: np.ndarray, random_state: int) -> np.ndarray | None
     return np.array([fold_of_client[c] for c in client_of])
 
 
-def _cross_fitted_features(fit_refs, events, vectors, fold, window) -> tuple[np.ndarray, np.ndarray]:
+def _cross_fitted_features(fit_refs, references, events, vectors, fold, window) -> tuple[np.ndarray, np.ndarray]:
     """Every event's feature row, measured against references fitted without its client's fold.
 
     A new client's queries are never part of the reference; a baseline client's would be,
@@ -128,15 +128,15 @@ def _cross_fitted_features(fit_refs, events, vectors, fold, window) -> tuple[np.
     new benign client's. Measured out of fold, the baseline looks like the clients the
     model will score.
     """
-    if fold is None:
-        return learn_and_extract(fit_refs(events, vectors), events, vectors, {}, window)
+    if fold is None:  # too few clients to leave any out: measured against ``references``
+        return learn_and_extract(references, events, vectors, {}, window)
     rows = np.empty((len(events), len(FEATURE_NAMES)))
     seen = np.empty(len(events), dtype=np.int64)
     for k in np.unique(fold):
         inside, outside = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
-        references = fit_refs([events[i] for i in outside], [vectors[i] for i in outside])
+        without_fold = fit_refs([events[i] for i in outside], [vectors[i] for i in outside])
         rows[inside], seen[inside] = learn_and_extract(
-            references, [events[i] for i in inside], [vectors[i] for i in inside], {}, window
+            without_fold, [events[i] for i in inside], [vectors[i] for i in inside], {}, window
         )
     return rows, seen
 
