@@ -16,7 +16,8 @@ from clonewatch.inputs import open_lines
 from detectors import ClientState, CloneDetector, CloneModel, Policy, PolicyConfig, fit_clone_model
 from detectors.campaigns import CampaignTracker
 from detectors.vectorize import Vectorizer
-from ingest.decode import DecodeLimits, EventDecoder
+from ingest.decode import DecodeLimits
+from ingest.reader import EventReader
 from schemas import AccessEvent, Action, DeadLetter, RiskScore
 from sinks.clickhouse import DEFAULT_DSN, ClickHouseStore
 from sinks.jsonlines import JsonLinesWriter
@@ -27,6 +28,7 @@ DEFAULT_OUT_DIR = Path("clonewatch-out")
 @dataclass
 class RunConfig:
     input: str
+    format: str = "auto"
     model_path: Path | None = None
     store_dsn: str = DEFAULT_DSN
     decisions_path: Path = DEFAULT_OUT_DIR / "decisions.jsonl"
@@ -42,6 +44,7 @@ class RunConfig:
 class RunSummary:
     accepted: int = 0
     rejected: int = 0
+    format: str | None = None  # the input's format (--format auto: the one its lines showed)
     decisions: int = 0
     elapsed_s: float = 0.0
     model_version: str = ""
@@ -95,13 +98,13 @@ class EmbeddedRunner:
         store = ClickHouseStore(cfg.store_dsn)
         with (
             open_lines(cfg.input) as lines,
-            JsonLinesWriter(cfg.decisions_path) as decisions,
+            JsonLinesWriter(cfg.decisions_path, create=True) as decisions,
             JsonLinesWriter(cfg.dead_letters_path) as dead_letters,
             tqdm(desc="events", unit=" ev", disable=not cfg.progress, mininterval=0.5) as bar,
         ):
-            decoder = EventDecoder(source=cfg.input, limits=cfg.limits)
             pending: list[tuple[AccessEvent, object]] = []  # warm-up buffer: (event, vector)
-            for batch in batched(decoder.decode_lines(lines), cfg.batch_size):
+            reader = EventReader(cfg.input, cfg.format, cfg.limits)
+            for batch in batched(reader.read(lines), cfg.batch_size):
                 events = [r for r in batch if isinstance(r, AccessEvent)]
                 self._reject([r for r in batch if isinstance(r, DeadLetter)], dead_letters, store)
                 vectors = self.vectorizer.vectors(events)
@@ -121,6 +124,7 @@ class EmbeddedRunner:
                 self._detect([e for e, _ in pending], [v for _, v in pending], decisions, store)
                 bar.update(len(pending))
         self.summary.elapsed_s = time.monotonic() - started
+        self.summary.format = reader.format
         return self.summary
 
     def _use_model(self, model: CloneModel, source: str) -> None:
@@ -130,8 +134,9 @@ class EmbeddedRunner:
 
     def _fit_on(self, pending: list[tuple[AccessEvent, object]]) -> None:
         events = [e for e, _ in pending]
-        model = fit_clone_model(events, [v for _, v in pending])
-        self._use_model(model, f"fitted on the first {len(events)} events of the input (no --model given)")
+        model = fit_clone_model(events, [v for _, v in pending], contaminated=True)
+        clients = len({e.client_id for e in events})
+        self._use_model(model, f"fitted on the first {len(events):,} events ({clients} clients) of the input itself, no --model given")
 
     def _detect(self, events, vectors, decisions: JsonLinesWriter, store: ClickHouseStore) -> None:
         result = self.detector.process(events, vectors, self.states)

@@ -106,6 +106,16 @@ class Campaign:
     state: ClientState
     members: set[str] = field(default_factory=set)
     ties: set[str] = field(default_factory=set)  # e.g. "net:203.0.113.0/24 & ua:scraper/1.0"
+    evidence: dict[str, float] = field(default_factory=dict)  # member -> log of its own accumulated e-value
+
+    def log_evidence(self) -> float:
+        """The campaign's evidence: the product of its members' e-values.
+
+        Different customers behind one NAT are independent under the null, and a product of
+        independent e-values is an e-value: benign members, whose evidence decays, keep it
+        small, while keys that are each only mildly unusual multiply into certainty.
+        """
+        return float(sum(self.evidence.values()))
 
     def dimensions(self) -> list[str]:
         """The dimensions that tied the members, in a fixed order."""
@@ -482,6 +492,7 @@ class CampaignTracker:
         for member in other.members:
             self._clients[member].campaign = campaign.campaign_id
         campaign.members |= other.members
+        campaign.evidence.update(other.evidence)
         campaign.ties |= set(sorted(other.ties)[: max(0, MAX_TIES - len(campaign.ties))])
 
     # ------------------------------------------------------------------ scoring
@@ -554,7 +565,7 @@ class CampaignTracker:
                  c.queries, sorted(c.links), c.last_ts, c.campaign]
                 for cid, c in self._clients.items()
             ],
-            "campaigns": [[c.campaign_id, sorted(c.members), sorted(c.ties), c.state.to_bytes()] for c in self.campaigns.values()],
+            "campaigns": [[c.campaign_id, sorted(c.members), sorted(c.ties), c.state.to_bytes(), c.evidence] for c in self.campaigns.values()],
         })  # fmt: skip
 
     @classmethod
@@ -569,6 +580,6 @@ class CampaignTracker:
             for space, packed in regions.items():
                 for region in np.flatnonzero(_bits(int.from_bytes(packed, "little"), 8 * len(packed))):
                     tracker._count_region(client, space, int(region))
-        for cid, members, ties, state in raw["campaigns"]:
-            tracker.campaigns[cid] = Campaign(cid, ClientState.from_bytes(state), set(members), set(ties))
+        for cid, members, ties, state, *evidence in raw["campaigns"]:
+            tracker.campaigns[cid] = Campaign(cid, ClientState.from_bytes(state), set(members), set(ties), dict(*evidence))
         return tracker

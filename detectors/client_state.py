@@ -12,7 +12,8 @@ from schemas import AccessEvent
 
 
 class ClientState:
-    """One client's windows (timing and shape, prompt words, query vectors), event count and current action.
+    """One client's windows (timing and shape, prompt words, query vectors), event count, current action
+    and accumulated evidence (the log e-values of :class:`detectors.evidence.SequentialTest`, empty until scored).
 
     ``to_bytes``/``from_bytes`` make it storable in a Faust table or any key-value store.
 
@@ -29,6 +30,7 @@ class ClientState:
         self.pending_action: str | None = None
         self.pending_count = 0
         self.last_ts = 0.0
+        self.evidence: list[float] = []
         self.activity = ActivityWindow(window)
         self.prompts = PromptWindow(window)
         self.geometry: dict[str, GeometryWindow] = {}
@@ -61,7 +63,7 @@ class ClientState:
         return msgspec.msgpack.encode({
             "window": self.window, "events_seen": self.events_seen, "action": self.action,
             "pending_action": self.pending_action, "pending_count": self.pending_count, "last_ts": self.last_ts,
-            "activity": self.activity.to_state(), "prompts": self.prompts.to_state(),
+            "evidence": list(self.evidence), "activity": self.activity.to_state(), "prompts": self.prompts.to_state(),
             "geometry": {space: w.to_state() for space, w in self.geometry.items()},
         })  # fmt: skip
 
@@ -71,6 +73,7 @@ class ClientState:
         state = cls(window=raw["window"])
         state.events_seen, state.action, state.last_ts = raw["events_seen"], raw["action"], raw["last_ts"]
         state.pending_action, state.pending_count = raw["pending_action"], raw["pending_count"]
+        state.evidence = list(raw.get("evidence", []))
         state.activity = ActivityWindow.from_state(raw["activity"])
         state.prompts = PromptWindow.from_state(raw["prompts"])
         state.geometry = {space: GeometryWindow.from_state(w) for space, w in raw["geometry"].items()}

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors.campaigns import CampaignTracker, CampaignView
+from detectors.campaigns import Campaign, CampaignTracker, CampaignView
 from detectors.client_state import ClientState
+from detectors.evidence import SequentialTest
 from detectors.features import FEATURE_LABELS, FEATURE_NAMES, extract_features
 from detectors.model import CloneModel
 from detectors.policy import Policy
@@ -27,6 +28,48 @@ class BatchResult:
     scores: list[RiskScore] = field(default_factory=list)  # the latest score of each client in the batch
     decisions: list[Decision] = field(default_factory=list)  # one per change of a client's action
     risks: np.ndarray = field(default_factory=lambda: np.empty(0))  # one per event, in batch order
+
+
+@dataclass
+class Assessment:
+    """One client (or campaign) after one event: its snapshot risk, the p-value of its score
+    among the events of its nearest benign clients, and, once accumulated, its evidence and risk."""
+
+    snapshot: float
+    p_value: float
+    events_seen: int
+    evidence: float = 1.0
+    risk: float = 0.0
+
+    def accumulate(self, test: SequentialTest | None, state: ClientState) -> Assessment:
+        """Add this event's evidence to the state's; risk is the larger of the snapshot and
+        1 - 1/evidence (a benign client ever reaches evidence E with probability at most 1/E)."""
+        if test is None:
+            self.risk = self.snapshot
+            return self
+        log_m = test.update(np.asarray(state.evidence) if state.evidence else test.initial(), self.p_value)
+        state.evidence = log_m.tolist()
+        self.evidence = test.evidence(log_m)
+        self.risk = max(self.snapshot, 1.0 - 1.0 / max(self.evidence, 1.0))
+        return self
+
+    def join(self, campaign: Campaign, member: str, own: Assessment) -> Assessment:
+        """A campaign's assessment after one member event: its merged snapshot, and the
+        product of its members' accumulated evidence (each member's, as ``own`` just left it)."""
+        campaign.evidence[member] = float(np.log(max(own.evidence, 1e-300)))
+        self.evidence = float(np.exp(min(campaign.log_evidence(), 700.0)))
+        self.risk = max(self.snapshot, 1.0 - 1.0 / max(self.evidence, 1.0))
+        return self
+
+    @property
+    def sustained(self) -> bool:
+        return 1.0 - 1.0 / max(self.evidence, 1.0) > self.snapshot
+
+    def evidence_reason(self) -> str:
+        return (
+            f"evidence accumulated over {self.events_seen} events {self.evidence:,.3g} to 1"
+            f" (a benign client ever gets this far with probability at most {1.0 / self.evidence:.2g})"
+        )
 
 
 def project(
@@ -111,40 +154,53 @@ class CloneDetector:
             return BatchResult()
         projected = project(self.model.references, events, vectors)
         rows, seen = learn_and_extract(self.model.references, events, vectors, states, self.model.window, projected)
-        own = self.model.risk.risk(rows)
-        views, campaign_risks = self._campaign_risks(events, projected)
-        risks = np.maximum(own, campaign_risks)
-        result = BatchResult(risks=risks)
-        latest: dict[str, int] = {}
+        own = self._assess(rows, seen, [e.client_id for e in events])
+        views, campaign = self._campaign_assessments(events, projected)
+        result = BatchResult(risks=np.empty(len(events)))
+        latest: dict[str, tuple[int, Assessment, Assessment | None]] = {}
         for i, event in enumerate(events):
             state = states[event.client_id]
+            mine = own[i].accumulate(self.model.sequential, state)
+            group = None
+            if views[i] is not None and views[i].campaign_id in self.campaigns.campaigns:
+                group = campaign[i].join(self.campaigns.campaigns[views[i].campaign_id], event.client_id, mine)
+            by_campaign = group is not None and group.risk > mine.risk
+            risk = group.risk if by_campaign else mine.risk
+            result.risks[i] = risk
             before = state.action
-            by_campaign = bool(campaign_risks[i] > own[i])
             evidence = max(int(seen[i]), views[i].events_seen) if by_campaign else int(seen[i])
-            action = self.policy.decide(event.client_id, state, float(risks[i]), evidence)
+            action = self.policy.decide(event.client_id, state, risk, evidence)
             if action.value != before:
-                reasons = ["risk back below thresholds"] if action is Action.ALLOW else self._reasons(rows[i], views[i], by_campaign)
-                result.decisions.append(self._decision(event.client_id, event.ts, float(risks[i]), action, int(seen[i]), reasons))
+                reasons = ["risk back below thresholds"] if action is Action.ALLOW else self._reasons(rows[i], views[i], mine, group)
+                result.decisions.append(self._decision(event.client_id, event.ts, risk, action, int(seen[i]), reasons))
                 if by_campaign and action is not Action.ALLOW:
-                    result.decisions += self._spread(views[i].campaign_id, event, float(risks[i]), action, reasons, states)
-            latest[event.client_id] = i
-        for cid, i in latest.items():
-            by_campaign = bool(campaign_risks[i] > own[i])
-            reasons = self._reasons(rows[i], views[i], by_campaign)
-            result.scores.append(self._score(events[i], rows[i], float(risks[i]), states[cid], int(seen[i]), reasons, views[i]))
+                    result.decisions += self._spread(views[i].campaign_id, event, risk, action, reasons, states)
+            latest[event.client_id] = (i, mine, group)
+        for cid, (i, mine, group) in latest.items():
+            reasons = self._reasons(rows[i], views[i], mine, group)
+            result.scores.append(self._score(events[i], rows[i], float(result.risks[i]), states[cid], int(seen[i]), reasons, views[i]))
         return result
 
     def reasons(self, row: np.ndarray) -> list[str]:
         return [describe(r) for r in self.model.risk.explain(row)]
 
-    def _campaign_risks(
+    def _assess(self, rows: np.ndarray, seen: np.ndarray, clients: list[str]) -> list[Assessment]:
+        """Each row's snapshot risk and the p-value of its score among the events of its nearest benign clients."""
+        own = np.asarray(clients) if self.model.exclude_own_history else None
+        scores, profiles = self.model.risk.scores_and_profiles(rows, own)
+        snapshot = self.model.risk.calibrated(scores)
+        sequential = self.model.sequential
+        p_values = sequential.p_values(scores, profiles, own) if sequential is not None else np.ones(len(rows))
+        return [Assessment(float(r), float(p), int(n)) for r, p, n in zip(snapshot, p_values, seen)]
+
+    def _campaign_assessments(
         self, events: Sequence[AccessEvent], projected: list[tuple[str | None, np.ndarray | None, int, float]]
-    ) -> tuple[list[CampaignView | None], np.ndarray]:
-        """Feed the tracker; each event's campaign (None outside one) and its campaign's risk (0 outside one)."""
+    ) -> tuple[list[CampaignView | None], list[Assessment | None]]:
+        """Feed the tracker; each event's campaign and the campaign's snapshot (None outside one)."""
         views: list[CampaignView | None] = [None] * len(events)
-        risks = np.zeros(len(events))
+        assessed: list[Assessment | None] = [None] * len(events)
         if self.campaigns is None:
-            return views, risks
+            return views, assessed
         for i, (event, (space, vector, region, novelty)) in enumerate(zip(events, projected)):
             cid = self.campaigns.learn_one(
                 event, region if space is not None else None, space=space, vector=vector, novelty=novelty
@@ -152,14 +208,21 @@ class CloneDetector:
             views[i] = self.campaigns.view(cid, self.model.references) if cid is not None else None
         members = [i for i, view in enumerate(views) if view is not None]
         if members:
-            risks[members] = self.model.risk.risk(np.stack([views[i].row for i in members]))
-        return views, risks
+            snapshots = self.model.risk.risk(np.stack([views[i].row for i in members]))
+            for i, snapshot in zip(members, snapshots):
+                assessed[i] = Assessment(float(snapshot), 1.0, views[i].events_seen)
+        return views, assessed
 
-    def _reasons(self, row: np.ndarray, view: CampaignView | None, by_campaign: bool) -> list[str]:
-        """The client's own reasons, or its campaign's when that drives the risk, after the campaign's name."""
+    def _reasons(self, row: np.ndarray, view: CampaignView | None, mine: Assessment, group: Assessment | None) -> list[str]:
+        """What drives the risk (accumulated evidence, then the features furthest out), its
+        own or its campaign's, after the campaign's name."""
+        by_campaign = group is not None and group.risk > mine.risk
+        driver = group if by_campaign else mine
+        reasons = [driver.evidence_reason()] if driver.sustained else []
+        reasons += self.reasons(view.row if by_campaign else row)
         if view is None:
-            return self.reasons(row)
-        return [f"campaign {view.campaign_id}: {view.summary}", *self.reasons(view.row if by_campaign else row)]
+            return reasons
+        return [f"campaign {view.campaign_id}: {view.summary}", *reasons]
 
     def _spread(
         self,

@@ -10,10 +10,11 @@ from pathlib import Path
 import joblib
 
 from detectors.features import FEATURE_NAMES
+from detectors.evidence import SequentialTest
 from detectors.reference import SpaceReference
 from detectors.risk_model import RiskModel
 
-FORMAT_VERSION = 2  # 2: numeric references map columns to normal scores
+FORMAT_VERSION = 3  # 2: numeric references map columns to normal scores; 3: sequential evidence
 _RECORDED_LIBRARIES = ("numpy", "scipy", "scikit-learn", "sentence-transformers", "torch")
 
 
@@ -28,6 +29,10 @@ class CloneModel:
     references: dict[str, SpaceReference]
     risk: RiskModel
     window: int
+    sequential: SequentialTest | None = None
+    # Fitted on the very traffic it scores (a warm-up): a client is compared with the
+    # reference's other clients, never with its own history in it.
+    exclude_own_history: bool = False
     feature_names: tuple[str, ...] = FEATURE_NAMES
     metadata: dict = field(default_factory=dict)
 

@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from detectors.client_state import ClientState
 from schemas import Action
+
+
+DEFAULT_TARGET_FPR = 0.001
+
+
+def thresholds_for(target_fpr: float) -> tuple[float, float, float]:
+    """Throttle, challenge and deny thresholds for a share of benign clients ever throttled.
+
+    Risk has two routes, each calibrated so that a benign client ever reaches ``1 - a``
+    with probability at most ``a``: the snapshot (beyond the sustained peak of a share of
+    benign clients) and the accumulated evidence (Ville's inequality). Each gets half of
+    the target. Challenges are ten times rarer, denies a hundred times.
+
+    >>> [round(t, 6) for t in thresholds_for(0.001)]
+    [0.9995, 0.99995, 0.999995]
+    """
+    if not 0.0 < target_fpr < 1.0:
+        raise ValueError(f"the target false-positive rate must lie in (0, 1), got {target_fpr}")
+    return 1.0 - target_fpr / 2, 1.0 - target_fpr / 20, 1.0 - target_fpr / 200
+
+
+_THROTTLE, _CHALLENGE, _DENY = thresholds_for(DEFAULT_TARGET_FPR)
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
     """Documented defaults; every field can be set from the command line or a config file.
 
-    - ``throttle``/``challenge``/``deny``: the risk at which each action starts. Risk is
-      calibrated on benign clients' peaks (see :func:`detectors.fit_clone_model`), so a
-      threshold of 0.99 acts on about 1% of benign clients like the baseline's at some
-      point of their life, 0.999 on 0.1%.
+    - ``throttle``/``challenge``/``deny``: the risk at which each action starts; by default
+      those of :func:`thresholds_for` at a target of 0.1% of benign clients ever throttled
+      (:meth:`for_target_fpr` sets another). A benign client ever reaches a risk of
+      ``1 - a`` with probability at most ``a`` on each of the two routes to risk.
     - ``min_events``: no action but allow before a client has sent this many events.
       Training calibrates with this default and ``confirm_events``; other values still
       work, with a false-positive rate that no longer matches the thresholds exactly.
@@ -27,9 +49,9 @@ class PolicyConfig:
     - ``allowlist``: client ids that are always allowed.
     """
 
-    throttle: float = 0.99
-    challenge: float = 0.999
-    deny: float = 0.9999
+    throttle: float = _THROTTLE
+    challenge: float = _CHALLENGE
+    deny: float = _DENY
     min_events: int = 10
     min_events_deny: int = 30
     confirm_events: int = 3
@@ -42,6 +64,15 @@ class PolicyConfig:
         if self.min_events < 1 or self.min_events_deny < self.min_events or self.confirm_events < 1:
             raise ValueError("need 1 <= min_events <= min_events_deny and confirm_events >= 1")
 
+    @classmethod
+    def for_target_fpr(cls, target_fpr: float, **fields) -> PolicyConfig:
+        throttle, challenge, deny = thresholds_for(target_fpr)
+        return cls(throttle=throttle, challenge=challenge, deny=deny, **fields)
+
+    def with_target_fpr(self, target_fpr: float) -> PolicyConfig:
+        throttle, challenge, deny = thresholds_for(target_fpr)
+        return replace(self, throttle=throttle, challenge=challenge, deny=deny)
+
     def threshold(self, action: Action) -> float:
         return {Action.ALLOW: 0.0, Action.THROTTLE: self.throttle, Action.CHALLENGE: self.challenge, Action.DENY: self.deny}[action]
 
@@ -52,7 +83,7 @@ class Policy:
     >>> policy = Policy(PolicyConfig(min_events=1, min_events_deny=1, confirm_events=2))
     >>> state = ClientState()
     >>> state.events_seen = 50
-    >>> [policy.decide("k", state, r).value for r in (0.5, 0.99999, 0.99999, 0.5)]
+    >>> [policy.decide("k", state, r).value for r in (0.5, 0.999999, 0.999999, 0.5)]
     ['allow', 'allow', 'deny', 'allow']
     """
 

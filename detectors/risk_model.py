@@ -137,7 +137,19 @@ class RiskModel:
 
     def risk(self, X: np.ndarray) -> np.ndarray:
         """Share of the calibration reference less anomalous than each row, in 0..1."""
-        return self.risk_calibrator_.transform(-self.score_samples(X))
+        return self.calibrated(-self.score_samples(X))
+
+    def scores_and_profiles(self, X: np.ndarray, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Raw scores (:meth:`score_samples`, negated) and where each row puts its client among
+        the benign clients: the normal scores the neighbor detector compares. With ``groups``
+        (the rows' clients), a client's own reference rows are never its neighbors."""
+        Xf = self._impute(self._validate(X))
+        Z = self._normal_scores(Xf)
+        return self._combined(Xf, groups, Z), Z
+
+    def calibrated(self, scores: np.ndarray) -> np.ndarray:
+        """Risk of raw scores (of :meth:`score_samples`, negated)."""
+        return self.risk_calibrator_.transform(scores)
 
     def explain(self, x: np.ndarray, max_reasons: int = 3, max_share: float = 0.05) -> list[Reason]:
         """The features of one row that lie furthest out in the reference's tails."""
@@ -258,7 +270,7 @@ class RiskModel:
         """Distance from each normal-score row to its n_neighbors-th nearest reference row of another client."""
         return kth_nearest_distance(Z, self.neighbors_, self.neighbor_k_, groups, self.neighbor_groups_)
 
-    def _combined(self, X: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    def _combined(self, X: np.ndarray, groups: np.ndarray | None = None, Z: np.ndarray | None = None) -> np.ndarray:
         """Combined evidence, on a -log(1 - percentile) scale that keeps resolution near 1.
 
         ``groups`` is only given for the reference's own rows, whose neighbors must be other clients.
@@ -268,6 +280,7 @@ class RiskModel:
 
         forest = evidence(self.forest_calibrator_, -self.forest_.score_samples(X))
         tail = evidence(self.tail_calibrator_, self._tail_evidence(X))
-        neighbors = evidence(self.neighbor_calibrator_, self._neighbor_distance(self._normal_scores(X), groups))
+        Z = self._normal_scores(X) if Z is None else Z
+        neighbors = evidence(self.neighbor_calibrator_, self._neighbor_distance(Z, groups))
         return np.maximum(forest, tail + neighbors)
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from detectors.calibration import sustained_peaks
 from detectors.detector import learn_and_extract
+from detectors.evidence import SequentialTest
 from detectors.features import FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE
 from detectors.model import CloneModel, library_versions
 from detectors.policy import PolicyConfig
@@ -63,8 +64,17 @@ def fit_clone_model(
     random_state: int = 0,
     min_events: int = _POLICY_DEFAULTS.min_events,
     sustain: int = _POLICY_DEFAULTS.confirm_events,
+    contaminated: bool = False,
 ) -> CloneModel:
     """Learn what benign traffic looks like from ``events`` (in arrival order).
+
+    ``contaminated``: the events are the traffic about to be scored, attackers perhaps
+    included (``clonewatch run`` without a model). The model then compares each client it
+    scores with the reference's other clients, never with its own history in it, as the
+    baseline clients were measured in training (out of fold): an attacker in the warm-up
+    is not taken for its own kind of benign client. (Leaving out the clients that stand
+    out and fitting again was tried: on a small warm-up it drops benign customers of rare
+    kinds too, which are then flagged.)
 
     Risk is calibrated on clients, not on moments: each benign client's peak risk score,
     held for ``sustain`` successive events from its ``min_events``-th on (the policy's
@@ -88,9 +98,12 @@ def fit_clone_model(
     keep = is_checkpoint(seen) | last
     make_model = partial(RiskModel, n_estimators=n_estimators, random_state=random_state)
     risk = make_model().fit(rows[keep], FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE, groups=client_of[keep])
-    peaks = _out_of_fold_peaks(make_model, rows, keep, client_of, fold, seen, min_events, sustain)
+    in_fold_scores, profiles = risk.scores_and_profiles(rows)
+    scores = _out_of_fold_scores(make_model, rows, keep, client_of, fold) if fold is not None else in_fold_scores
+    peaks = np.array(list(sustained_peaks(scores, client_of, seen, min_events, sustain).values())) if fold is not None else np.empty(0)
     if len(peaks) >= 2:
         risk.calibrate(peaks)
+    sequential = SequentialTest().fit(scores, profiles, client_of, fold)
     data_hash = _data_hash(events)
     metadata = {
         "version": f"cw-{data_hash[:12]}",
@@ -103,10 +116,17 @@ def fit_clone_model(
             "clients": len(peaks) if len(peaks) >= 2 else 0,
             "statistic": f"peak score held {sustain} events, from event {min_events}, out of {CALIBRATION_FOLDS} folds",
         },
+        "sequential": {
+            "reference_events": len(rows),
+            "statistic": "risk score, p-values among the events of the 5 nearest baseline clients, out of fold",
+            "autocorrelation_time": sequential.tau_,
+        },
         "spaces": {space: {"vectors_dim": ref.input_dim_, "regions": ref.n_regions_} for space, ref in references.items()},
         "libraries": library_versions(),
     }
-    return CloneModel(references=references, risk=risk, window=window, metadata=metadata)
+    return CloneModel(
+        references=references, risk=risk, window=window, sequential=sequential, metadata=metadata, exclude_own_history=contaminated
+    )
 
 
 def _client_folds(client_of: np.ndarray, random_state: int) -> np.ndarray | None:
@@ -141,16 +161,14 @@ def _cross_fitted_features(fit_refs, references, events, vectors, fold, window) 
     return rows, seen
 
 
-def _out_of_fold_peaks(make_model, rows, keep, client_of, fold, seen, min_events, sustain) -> np.ndarray:
-    """Each client's sustained peak score from a risk model fitted without that client."""
-    if fold is None:
-        return np.empty(0)
+def _out_of_fold_scores(make_model, rows, keep, client_of, fold) -> np.ndarray:
+    """Every event's raw risk score from a risk model fitted without that event's client."""
     scores = np.empty(len(rows))
     for k in np.unique(fold):
         held_out = fold == k
         model = make_model().fit(rows[keep & ~held_out], FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE, groups=client_of[keep & ~held_out])
         scores[held_out] = -model.score_samples(rows[held_out])
-    return np.array(list(sustained_peaks(scores, client_of, seen, min_events, sustain).values()))
+    return scores
 
 
 def _data_hash(events: Sequence[AccessEvent]) -> str:

@@ -9,9 +9,12 @@ from dataclasses import dataclass
 import msgspec
 
 from schemas import AccessEvent, DeadLetter
+from ingest.formats import client_id_for_key, looks_like_key, mask_secrets
+from schemas.text import printable
 
 DEFAULT_MAX_PROMPT_CHARS = 32_000
 DEFAULT_MAX_FEATURES = 4_096
+DEFAULT_MAX_CLIENT_ID_CHARS = 256
 _RAW_KEEP = 2_000
 _NON_JSON_NUMBER = re.compile(r"[\[,:]\s*-?(NaN|Infinity)\b")  # a dead letter keeps this much of the offending line
 
@@ -20,6 +23,7 @@ _NON_JSON_NUMBER = re.compile(r"[\[,:]\s*-?(NaN|Infinity)\b")  # a dead letter k
 class DecodeLimits:
     max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
     max_features: int = DEFAULT_MAX_FEATURES
+    max_client_id_chars: int = DEFAULT_MAX_CLIENT_ID_CHARS
 
 
 class EventDecoder:
@@ -38,16 +42,33 @@ class EventDecoder:
         self._decoder = msgspec.json.Decoder(AccessEvent)
 
     def decode(self, line: bytes | str, line_no: int) -> AccessEvent | DeadLetter:
+        """The event of one line, or a dead letter with the reason; raises on nothing.
+
+        Bytes that are not UTF-8 (nginx logs request bytes as they came) are read with
+        U+FFFD in their place, so one odd byte in a prompt does not lose the request.
+        """
         try:
-            event = self._decoder.decode(line)
+            event = self._decode(line)
         except msgspec.ValidationError as exc:
-            return self._reject(line, line_no, str(exc))
+            return self._reject(line, line_no, printable(str(exc)))
         except msgspec.DecodeError as exc:
-            return self._reject(line, line_no, self._explain_malformed(line, str(exc)))
+            return self._reject(line, line_no, self._explain_malformed(line, printable(str(exc))))
+        except RecursionError:
+            return self._reject(line, line_no, "JSON nested too deeply")
+        except Exception as exc:  # noqa: BLE001 - whatever the bytes, a dead letter, never a crash
+            return self._reject(line, line_no, printable(f"undecodable line ({type(exc).__name__}: {exc})"))
         problem = self._check_limits(event)
         if problem:
             return self._reject(line, line_no, problem)
+        if looks_like_key(event.client_id):
+            event.client_id = client_id_for_key(event.client_id)
         return event
+
+    def _decode(self, line: bytes | str) -> AccessEvent:
+        try:
+            return self._decoder.decode(line)
+        except UnicodeDecodeError:
+            return self._decoder.decode(line.decode("utf-8", errors="replace"))
 
     def decode_lines(self, lines: Iterable[bytes | str], first_line: int = 1) -> Iterator[AccessEvent | DeadLetter]:
         """Decode each non-blank line, numbering lines from ``first_line``."""
@@ -63,6 +84,8 @@ class EventDecoder:
         return reason
 
     def _check_limits(self, event: AccessEvent) -> str | None:
+        if len(event.client_id) > self.limits.max_client_id_chars:
+            return f"client_id has {len(event.client_id)} characters, over the limit of {self.limits.max_client_id_chars}"
         if event.prompt is not None and len(event.prompt) > self.limits.max_prompt_chars:
             return f"prompt has {len(event.prompt)} characters, over the limit of {self.limits.max_prompt_chars}"
         if event.features is not None and len(event.features) > self.limits.max_features:
@@ -71,4 +94,4 @@ class EventDecoder:
 
     def _reject(self, line: bytes | str, line_no: int, reason: str) -> DeadLetter:
         raw = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
-        return DeadLetter(source=self.source, line=line_no, reason=reason, raw=raw.rstrip("\n")[:_RAW_KEEP])
+        return DeadLetter(source=self.source, line=line_no, reason=reason, raw=mask_secrets(raw.rstrip("\n")[:_RAW_KEEP]))

@@ -25,9 +25,15 @@ Formats (``--format`` of ``clonewatch ship``):
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
+import ipaddress
 import math
+import os
+import re
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -41,18 +47,86 @@ class FormatError(ValueError):
     """A line that cannot be turned into canonical records; the message is the reason."""
 
 
-def client_id_for_key(api_key: str) -> str:
-    """The client id of an API key: ``key_`` + 16 hex digits of its SHA-256.
+KEY_SECRET_ENV = "CLONEWATCH_KEY_SECRET"
+TRUSTED_PROXIES_ENV = "CLONEWATCH_TRUSTED_PROXIES"
+_DEFAULT_TRUSTED = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
 
-    >>> client_id_for_key("sk-test-123")
-    'key_e0dbaa0c6455768b'
+
+def _key_secret() -> bytes:
+    return os.environ.get(KEY_SECRET_ENV, "").encode()
+
+
+def client_id_for_key(api_key: str) -> str:
+    """The client id of an API key: ``key_`` + 16 hex digits of an HMAC of its SHA-256.
+
+    The HMAC's secret is ``$CLONEWATCH_KEY_SECRET`` (set it in production: without it the
+    id is a plain hash, which anyone holding a candidate key can recompute). The key itself
+    goes no further than this function.
+
+    >>> client_id_for_key("sk-test-123") == client_id_for_key("sk-test-123") != client_id_for_key("sk-test-124")
+    True
     """
     return client_id_for_key_hash(hashlib.sha256(api_key.encode()).hexdigest())
 
 
 def client_id_for_key_hash(sha256_hex: str) -> str:
     """The client id of a key whose SHA-256 (hex) is already known, as LiteLLM logs it."""
-    return "key_" + sha256_hex.lower()[:16]
+    digest = sha256_hex.lower().encode()
+    secret = _key_secret()
+    if secret:
+        return "key_" + hmac.new(secret, digest, hashlib.sha256).hexdigest()[:16]
+    return "key_" + digest.decode()[:16]
+
+
+def client_id_for_ip(ip: str) -> str:
+    """The client id of a log line that names no key (nginx's combined format): its address, hashed."""
+    return "ip_" + hmac.new(_key_secret(), ip.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+@functools.cache
+def _trusted_networks(spec: str) -> tuple:
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip())
+
+
+def _is_trusted(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in _trusted_networks(os.environ.get(TRUSTED_PROXIES_ENV, _DEFAULT_TRUSTED)))
+
+
+def client_ip(remote: Any, forwarded: Any) -> str | None:
+    """The client's address: the peer, unless it is a trusted proxy; then the nearest untrusted
+    address in ``X-Forwarded-For``, read from the right (entries left of it are the client's
+    own word). Trusted proxies: ``$CLONEWATCH_TRUSTED_PROXIES`` (CIDRs, comma-separated;
+    default loopback and private networks).
+
+    >>> client_ip("10.0.0.2", "198.51.100.9, 203.0.113.7, 10.0.0.1")
+    '203.0.113.7'
+    >>> client_ip("203.0.113.50", "1.2.3.4")
+    '203.0.113.50'
+    """
+    peer = _strip_port(remote) if isinstance(remote, str) and not _missing(remote) else None
+    if peer is not None and not _is_trusted(peer):
+        return peer
+    if isinstance(forwarded, str) and not _missing(forwarded):
+        hops = [_strip_port(h.strip()) for h in forwarded.split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not _is_trusted(hop):
+                return hop
+        if hops:
+            return hops[0]
+    return peer
+
+
+def _strip_port(address: str) -> str:
+    """'203.0.113.7:52431' -> '203.0.113.7'; '[2001:db8::1]:443' -> '2001:db8::1'."""
+    if address.startswith("["):
+        return address[1 : address.find("]")] if "]" in address else address
+    if address.count(":") == 1:
+        return address.split(":")[0]
+    return address
 
 
 # --- helpers shared by the parsers -------------------------------------------------------
@@ -68,6 +142,25 @@ def _first(*values: Any) -> Any:
         if not _missing(value):
             return value
     return None
+
+
+def _normalized(data: Mapping) -> dict[str, Any]:
+    """Keys as operators spell them, made comparable: 'X-API-Key', ':method', 'http_x_api_key' -> 'x_api_key', 'method'."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            continue
+        name = key.lower().replace("-", "_").lstrip(":")
+        for prefix in ("http_", "req_", "request_header_"):
+            if name.startswith(prefix) and len(name) > len(prefix):
+                out.setdefault(name[len(prefix) :], value)
+        out.setdefault(name, value)
+    return out
+
+
+def _pick(data: Mapping, *names: str) -> Any:
+    """The first present value among ``names`` in a :func:`_normalized` dict."""
+    return _first(*(data.get(name) for name in names))
 
 
 def _dig(data: Any, *path: str) -> Any:
@@ -231,7 +324,14 @@ access_log /var/log/nginx/clonewatch.log clonewatch;
 
 
 def parse_nginx(data: Mapping) -> list[Record]:
-    """nginx JSON access log written with :data:`NGINX_LOG_FORMAT`.
+    """nginx JSON access log (``log_format ... escape=json``), keys named as the operator likes.
+
+    Keys are matched after the nginx variable they hold (``msec``, ``time_iso8601``,
+    ``time_local``, ``remote_addr``, ``http_x_forwarded_for``, ``http_x_api_key``,
+    ``http_authorization``, ``request_method``, ``request_uri``, ``status``,
+    ``request_time``, ``http_user_agent``, ``request_id``, ``request_body``) or the short
+    names of :data:`NGINX_LOG_FORMAT` (``time``, ``api_key``, ``uri``, ...). Time is taken
+    from ``msec`` (milliseconds) when the line has it.
 
     Sample line::
 
@@ -242,23 +342,92 @@ def parse_nginx(data: Mapping) -> list[Record]:
          \\"messages\\":[{\\"role\\":\\"user\\",\\"content\\":\\"What is a mortgage?\\"}]}",
          "tokens_in":"","tokens_out":""}
     """
-    api_key = _first(data.get("api_key"), _bearer(data.get("authorization")))
-    forwarded = data.get("x_forwarded_for")
-    ip = forwarded.split(",")[0].strip() if isinstance(forwarded, str) and not _missing(forwarded) else None
-    seconds = _number(data.get("request_time"), "request_time")
-    return [_finish({
-        "ts": _ts(_first(data.get("time"), data.get("time_iso8601"), data.get("msec")), "time"),
-        "client_id": _first(data.get("client_id"), _key_client(api_key)),
-        "ip": _first(ip, data.get("remote_addr")),
-        "method": data.get("method"),
-        "path": _first(data.get("uri"), data.get("request_uri")),
-        "status": _int(data.get("status"), "status"),
+    d = _normalized(data)
+    msec = _number(d.get("msec"), "msec")
+    when = msec if msec is not None else _pick(d, "time_iso8601", "time", "timestamp", "ts", "time_local")
+    seconds = _number(_pick(d, "request_time", "duration"), "request_time")
+    return _gateway_records(d, {
+        "ts": _nginx_time(when),
+        "ip": client_ip(_pick(d, "remote_addr", "client_ip", "realip_remote_addr"), _pick(d, "x_forwarded_for", "forwarded_for")),
+        "method": _pick(d, "method", "request_method"),
+        "path": _pick(d, "uri", "request_uri", "path"),
+        "status": _int(d.get("status"), "status"),
         "latency_ms": None if seconds is None else round(seconds * 1000.0, 3),
-        "user_agent": data.get("user_agent"),
-        "request_id": data.get("request_id"),
-        "tokens_in": _int(data.get("tokens_in"), "tokens_in"),
-        "tokens_out": _int(data.get("tokens_out"), "tokens_out"),
-        **from_openai_body(_json_body(data.get("request_body"))),
+        "user_agent": _pick(d, "user_agent"),
+        "request_id": _pick(d, "request_id", "x_request_id"),
+        "tokens_in": _int(_pick(d, "tokens_in", "upstream_http_x_tokens_in"), "tokens_in"),
+        "tokens_out": _int(_pick(d, "tokens_out", "upstream_http_x_tokens_out"), "tokens_out"),
+    })  # fmt: skip
+
+
+_NGINX_LOCAL_TIME = "%d/%b/%Y:%H:%M:%S %z"
+
+
+def _nginx_time(value: Any) -> float | None:
+    """Epoch seconds of ``msec`` (a number), an ISO 8601 time or nginx's ``time_local``."""
+    if isinstance(value, str) and re.match(r"\d{2}/\w{3}/\d{4}:", value):
+        try:
+            return _ts(datetime.strptime(value, _NGINX_LOCAL_TIME).timestamp(), "time_local")
+        except ValueError:
+            raise FormatError(f"time_local {value!r} is not nginx's dd/Mon/yyyy:hh:mm:ss +zzzz") from None
+    return _ts(value, "time")
+
+
+_API_KEY_NAMES = ("api_key", "x_api_key", "apikey", "x_goog_api_key", "api_key_header")
+
+
+def _gateway_records(d: Mapping, record: Record) -> list[Record]:
+    """The records of one proxy log line (nginx, Envoy) whose normalized keys are ``d``: the
+    client from an explicit id or the API key, and the request body, an OpenAI-style call
+    (one record) or a model-server predict request (one record per instance)."""
+    api_key = _first(_pick(d, *_API_KEY_NAMES), _bearer(_pick(d, "authorization")))
+    record["client_id"] = _first(_pick(d, "client_id", "consumer"), _key_client(api_key))
+    body = _json_body(_pick(d, "request_body", "body", "req_body"))
+    if body is not None and ("instances" in body or "inputs" in body):
+        rows = _predict_rows(body)
+        rid = record.get("request_id")
+        return [
+            _finish({**record, "features": row, "request_id": rid if rid is None or len(rows) == 1 else f"{rid}#{i}"})
+            for i, row in enumerate(rows)
+        ]
+    return [_finish({**record, **from_openai_body(body)})]
+
+
+_COMBINED = re.compile(
+    r'^(?P<remote_addr>\S+) \S+ (?P<remote_user>\S+) \[(?P<time_local>[^\]]+)\] '
+    r'"(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) (?P<body_bytes_sent>\d+|-)'
+    r'(?: "(?P<http_referer>(?:[^"\\]|\\.)*)" "(?P<http_user_agent>(?:[^"\\]|\\.)*)")?'
+    r'(?P<extra>(?: "(?:[^"\\]|\\.)*")*)\s*$'
+)
+
+
+def parse_nginx_text(line: str) -> list[Record]:
+    """nginx's default ``combined`` text format (or ``common``): no key, no body, no request id.
+
+    The client is its address (hashed: ``ip_...``), so only rate and request shape count.
+    A ``"$http_x_api_key"`` or ``"$http_x_forwarded_for"`` field appended after the user
+    agent is read when it looks like one (a key, or addresses).
+
+    >>> r = parse_nginx_text('203.0.113.7 - - [23/Nov/2026:10:00:00 +0000] "POST /v1/chat/completions HTTP/1.1" 200 512 "-" "curl/8.5.0"')[0]
+    >>> (r["ts"], r["method"], r["path"], r["status"], r["user_agent"])
+    (1795428000.0, 'POST', '/v1/chat/completions', 200, 'curl/8.5.0')
+    """
+    match = _COMBINED.match(line)
+    if match is None:
+        raise FormatError("not nginx combined/common text format (nor JSON)")
+    request = match["request"].split(" ")
+    extras = [x.replace('\\"', '"') for x in re.findall(r'"((?:[^"\\]|\\.)*)"', match["extra"] or "")]
+    forwarded = next((x for x in extras if re.fullmatch(r"[0-9a-fA-F:.\[\]]+(?:\s*,\s*[0-9a-fA-F:.\[\]]+)*", x)), None)
+    key = next((x for x in extras if x not in ("", "-") and x is not forwarded), None)
+    ip = client_ip(match["remote_addr"], forwarded)
+    return [_finish({
+        "ts": _nginx_time(match["time_local"]),
+        "client_id": _key_client(_first(key, _bearer(key))) if key else (client_id_for_ip(ip) if ip else None),
+        "ip": ip,
+        "method": request[0] if len(request) >= 2 else None,
+        "path": request[1] if len(request) >= 2 else None,
+        "status": int(match["status"]),
+        "user_agent": match["http_user_agent"],
     })]  # fmt: skip
 
 
@@ -287,32 +456,36 @@ access_log:
 
 
 def parse_envoy(data: Mapping) -> list[Record]:
-    """Envoy JSON access log written with :data:`ENVOY_JSON_FORMAT`.
+    """Envoy JSON access log (``json_format``), keys named as the operator likes.
+
+    Keys are matched after the command they hold or the names of :data:`ENVOY_JSON_FORMAT`:
+    ``start_time``, ``method``/``:method``, ``path``, ``response_code``, ``duration``,
+    ``downstream_remote_address`` (a port is dropped), ``x_forwarded_for``,
+    ``user_agent``, ``request_id``/``x_request_id``, ``api_key``/``x_api_key``,
+    ``authorization``, ``request_body``. Missing values are ``null`` or ``-``.
 
     Sample line::
 
         {"start_time":"2026-11-23T10:00:00.125Z","method":"POST","path":"/v1/completions",
-         "response_code":200,"duration":431,"downstream_remote_address":"198.51.100.23",
+         "response_code":200,"duration":431,"downstream_remote_address":"198.51.100.23:52044",
          "x_forwarded_for":null,"user_agent":"python-httpx/0.27.2",
          "request_id":"0d6c2f4e-8d7b-4b8e-9a51-3c1f0e2d9b77","api_key":"sk-live-77aa",
          "request_body":"{\\"model\\":\\"aurora-8b-instruct\\",\\"prompt\\":\\"Translate: good morning\\"}"}
     """
-    forwarded = data.get("x_forwarded_for")
-    ip = forwarded.split(",")[0].strip() if isinstance(forwarded, str) and not _missing(forwarded) else None
-    body = from_openai_body(_json_body(data.get("request_body")))
-    return [_finish({
-        "ts": _ts(data.get("start_time"), "start_time"),
-        "client_id": _first(data.get("client_id"), _key_client(_first(data.get("api_key"), _bearer(data.get("authorization"))))),
-        "ip": _first(ip, data.get("downstream_remote_address")),
-        "method": data.get("method"),
-        "path": data.get("path"),
-        "status": _int(data.get("response_code"), "response_code"),
-        "latency_ms": _number(data.get("duration"), "duration"),
-        "user_agent": data.get("user_agent"),
-        "request_id": data.get("request_id"),
-        **body,
-        "prompt": _first(body.get("prompt"), data.get("prompt")),
-    })]  # fmt: skip
+    d = _normalized(data)
+    records = _gateway_records(d, {
+        "ts": _ts(_pick(d, "start_time", "timestamp", "time", "ts"), "start_time"),
+        "ip": client_ip(_pick(d, "downstream_remote_address", "downstream_remote_address_without_port", "remote_addr", "client_ip"), _pick(d, "x_forwarded_for")),
+        "method": _pick(d, "method"),
+        "path": _pick(d, "path", "x_envoy_original_path", "uri"),
+        "status": _int(_pick(d, "response_code", "status"), "response_code"),
+        "latency_ms": _number(_pick(d, "duration"), "duration"),
+        "user_agent": _pick(d, "user_agent"),
+        "request_id": _pick(d, "request_id", "x_request_id"),
+    })  # fmt: skip
+    if "prompt" not in records[0] and isinstance(d.get("prompt"), str) and len(records) == 1:
+        records[0]["prompt"] = d["prompt"]
+    return records
 
 
 def parse_kong(data: Mapping) -> list[Record]:
@@ -430,7 +603,7 @@ def parse_kserve(data: Mapping) -> list[Record]:
          "path":"/v1/models/fraud:predict","inferenceservicename":"fraud",
          "data":{"instances":[[204.11,9,7,1,0,1430,3,85.8],[12.5,2,1,0,0,80,1,20.1]]}}
     """
-    body = data.get("data") if isinstance(data.get("data"), Mapping) else data.get("body", data)
+    body = _first(_json_body(data.get("data")), _json_body(data.get("body")), _json_body(data.get("request_body")), data)
     if not isinstance(body, Mapping):
         raise FormatError("no predict request body (data/body) in the line")
     rows = _predict_rows(body)
@@ -508,6 +681,38 @@ def _v2_rows(tensors: list[Mapping]) -> list[list[float]]:
     return [[x for column in columns for x in column[i]] for i in range(len(columns[0]))]
 
 
+def parse_aws_apigateway(data: Mapping) -> list[Record]:
+    """AWS API Gateway access logs in JSON (``$context`` variables): no body, so rate and shape only.
+
+    The client is the API key (``$context.identity.apiKey``, hashed) or its id
+    (``apiKeyId``), else the authorizer's principal or the caller.
+
+    Sample line::
+
+        {"requestId":"c6af9ac6-7b61-11e6-9a41-93e8deadbeef","ip":"203.0.113.7",
+         "requestTime":"23/Nov/2026:10:00:00 +0000","requestTimeEpoch":1795428000125,
+         "httpMethod":"POST","resourcePath":"/v1/chat/completions","status":"200",
+         "responseLength":"1843","responseLatency":"812","apiKeyId":"k8x1abc2de",
+         "userAgent":"OpenAI/Python 1.54.3"}
+    """
+    d = {k.lower().replace(".", "_"): v for k, v in data.items() if isinstance(k, str)}
+    epoch_ms = _number(_pick(d, "requesttimeepoch", "context_requesttimeepoch"), "requestTimeEpoch")
+    key = _pick(d, "apikey", "identity_apikey", "context_identity_apikey")
+    key_id = _pick(d, "apikeyid", "identity_apikeyid", "context_identity_apikeyid")
+    principal = _pick(d, "principalid", "authorizer_principalid", "caller", "user", "cognitoidentityid")
+    return [_finish({
+        "ts": _ts(epoch_ms / 1000.0, "requestTimeEpoch") if epoch_ms is not None else _nginx_time(_pick(d, "requesttime")),
+        "client_id": _first(_key_client(key), _key_client(key_id), None if principal is None else client_id_for_ip(f"principal:{principal}").replace("ip_", "principal_")),
+        "ip": _pick(d, "ip", "sourceip", "identity_sourceip"),
+        "method": _pick(d, "httpmethod", "method"),
+        "path": _pick(d, "resourcepath", "path", "routekey"),
+        "status": _int(_pick(d, "status"), "status"),
+        "latency_ms": _number(_pick(d, "responselatency", "integrationlatency"), "responseLatency"),
+        "user_agent": _pick(d, "useragent", "identity_useragent"),
+        "request_id": _pick(d, "requestid"),
+    })]  # fmt: skip
+
+
 PARSERS: dict[str, Callable[[Mapping], list[Record]]] = {
     "canonical": parse_canonical,
     "nginx": parse_nginx,
@@ -515,19 +720,158 @@ PARSERS: dict[str, Callable[[Mapping], list[Record]]] = {
     "kong": parse_kong,
     "litellm": parse_litellm,
     "kserve": parse_kserve,
+    "aws": parse_aws_apigateway,
 }
+FORMATS = ("auto", *PARSERS)
+
+# Keys that give a format away, for ``--format auto``: the more of them a line has, the likelier.
+_SIGNATURES: dict[str, frozenset[str]] = {
+    "canonical": frozenset({"ts", "client_id", "prompt", "features", "params"}),
+    "nginx": frozenset({"msec", "time_iso8601", "time_local", "remote_addr", "request_uri", "request_time", "http_x_api_key",
+                        "http_user_agent", "http_x_forwarded_for", "request_body", "body_bytes_sent", "uri", "api_key", "time"}),
+    "envoy": frozenset({"start_time", "response_code", "duration", "downstream_remote_address", ":method", "x-request-id",
+                        "upstream_host", "response_flags", "bytes_received", "bytes_sent", "protocol"}),
+    "kong": frozenset({"started_at", "latencies", "consumer", "upstream_uri", "service", "route", "client_ip", "request", "response"}),
+    "litellm": frozenset({"call_type", "startTime", "endTime", "model_parameters", "hidden_params", "response_cost", "api_key",
+                          "spend", "metadata", "model_group", "messages"}),
+    "kserve": frozenset({"instances", "inputs", "inferenceservicename", "specversion", "data", "signature_name"}),
+    "aws": frozenset({"requestId", "requestTime", "requestTimeEpoch", "httpMethod", "resourcePath", "apiKeyId", "responseLength",
+                      "integrationLatency", "responseLatency", "extendedRequestId"}),
+}  # fmt: skip
+
+
+def guess_format(line: bytes | str) -> str | None:
+    """The format one log line most likely has (None when it has none of them).
+
+    >>> guess_format('{"msec":"1795428000.125","remote_addr":"203.0.113.7","http_x_api_key":"k"}')
+    'nginx'
+    >>> guess_format('203.0.113.7 - - [23/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8"')
+    'nginx'
+    """
+    try:
+        data = _decode_json(line)
+    except FormatError:
+        text = _text_of(line)
+        return "nginx" if _COMBINED.match(text.rstrip("\r\n")) else None
+    if not isinstance(data, dict):
+        return None
+    keys = set(data)
+    best = max(_SIGNATURES, key=lambda fmt: (len(keys & _SIGNATURES[fmt]), fmt == "canonical"))
+    return best if keys & _SIGNATURES[best] else None
+
+
+_SECRET_FIELD = re.compile(
+    r'("(?:[\w-]*(?:api[_-]?key|apikey|authorization|token|secret|password)[\w-]*)"\s*:\s*")((?:[^"\\]|\\.)*)(")',
+    re.IGNORECASE,
+)
+_CLIENT_ID_FIELD = re.compile(r'("client_id"\s*:\s*")((?:[^"\\]|\\.)*)(")')
+_BEARER = re.compile(r"(Bearer\s+)[^\s\"\\]+", re.IGNORECASE)
+_KEY_SHAPED = re.compile(r"^(?:sk|pk|rk|api|key|tok)[-_][A-Za-z0-9_-]{8,}$|^[A-Za-z0-9_-]{32,}$")
+
+
+def mask_secrets(raw: str) -> str:
+    """A raw line fit to keep in a dead letter: values of key, token and authorization fields masked.
+
+    >>> mask_secrets('{"http_x_api_key":"sk-live-4f9a","authorization":"Bearer abc","status":"200"}')
+    '{"http_x_api_key":"***","authorization":"***","status":"200"}'
+    """
+    masked = _BEARER.sub(r"\1***", _SECRET_FIELD.sub(r"\1***\3", raw))
+    return _CLIENT_ID_FIELD.sub(lambda m: m.group(1) + ("***" if looks_like_key(m.group(2)) else m.group(2)) + m.group(3), masked)
+
+
+def looks_like_key(client_id: str) -> bool:
+    """Whether a client id given as such is an API key (``sk-...``, or a long random token),
+    which must be hashed like any key, not stored as it came.
+
+    >>> looks_like_key("sk-live-4f9a8b7c6d"), looks_like_key("key_e0dbaa0c6455768b"), looks_like_key("acme-prod")
+    (True, False, False)
+    """
+    return bool(_KEY_SHAPED.match(client_id)) and not client_id.startswith(("key_", "ip_", "consumer_", "principal_"))
+
+
+class LineParser:
+    """Parses lines of one source in one format, or in the format its first lines show (``auto``).
+
+    With ``auto`` the format is guessed per line until ``decide_after`` lines have been
+    seen, each line parsed in the format most lines showed so far; then it is fixed.
+
+    >>> parser = LineParser("auto")
+    >>> parser.parse('{"start_time":"2026-11-23T10:00:00.125Z","response_code":200,"api_key":"k"}')[0]["status"]
+    200
+    >>> parser.format
+    'envoy'
+    """
+
+    def __init__(self, fmt: str = "auto", decide_after: int = 50) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown log format {fmt!r}; choose from {', '.join(FORMATS)}")
+        self.requested = fmt
+        self.decide_after = decide_after
+        self._votes: dict[str, int] = {}
+        self._seen = 0
+
+    @property
+    def format(self) -> str | None:
+        """The format in use: the requested one, or the one most lines showed so far."""
+        if self.requested != "auto":
+            return self.requested
+        return max(self._votes, key=self._votes.get) if self._votes else None
+
+    def parse(self, line: bytes | str) -> list[Record]:
+        """Canonical records of one line; raises FormatError with the reason."""
+        if self.requested == "auto" and self._seen < self.decide_after:
+            self._seen += 1
+            guess = guess_format(line)
+            if guess is not None:
+                self._votes[guess] = self._votes.get(guess, 0) + 1
+        fmt = self.format
+        if fmt is None:
+            raise FormatError("no known log format in the line (--format auto); name one with --format")
+        return parse_line(fmt, line)
+
+
+def _text_of(line: bytes | str) -> str:
+    """Text of a line; bytes that are not UTF-8 (nginx logs request bytes as they came) become U+FFFD."""
+    return line.decode("utf-8", errors="replace") if isinstance(line, (bytes, bytearray)) else line
+
+
+def _decode_json(line: bytes | str) -> Any:
+    try:
+        return msgspec.json.decode(line)
+    except UnicodeDecodeError:
+        return _decode_json(_text_of(line))
+    except RecursionError:
+        raise FormatError("JSON nested too deeply") from None
+    except msgspec.DecodeError as exc:
+        raise FormatError(f"not JSON: {exc}") from None
 
 
 def parse_line(fmt: str, line: bytes | str) -> list[Record]:
-    """Canonical records of one log line in format ``fmt``; raises FormatError with the reason."""
+    """Canonical records of one log line in format ``fmt``; raises FormatError with the reason,
+    and nothing else, whatever the bytes."""
     try:
         parser = PARSERS[fmt]
     except KeyError:
         raise ValueError(f"unknown log format {fmt!r}; choose from {', '.join(PARSERS)}") from None
     try:
-        data = msgspec.json.decode(line)
-    except msgspec.DecodeError as exc:
-        raise FormatError(f"not JSON: {exc}") from None
+        data = _decode_json(line)
+    except FormatError:
+        if fmt == "nginx":
+            return parse_nginx_text(_text_of(line).rstrip("\r\n"))
+        raise
+    if isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
+        return [record for item in data for record in _parse_one(parser, fmt, item)]  # a batch (Kong http-log queue)
     if not isinstance(data, dict):
-        raise FormatError(f"a log line must be a JSON object, not {type(data).__name__}")
-    return parser(data)
+        raise FormatError(f"a log line must be a JSON object (or an array of them), not {type(data).__name__}")
+    return _parse_one(parser, fmt, data)
+
+
+def _parse_one(parser: Callable[[Mapping], list[Record]], fmt: str, data: dict) -> list[Record]:
+    try:
+        return parser(data)
+    except FormatError:
+        raise
+    except RecursionError:
+        raise FormatError("JSON nested too deeply") from None
+    except Exception as exc:  # noqa: BLE001 - a parser's blind spot must cost one line, not the pipeline
+        raise FormatError(f"unreadable {fmt} line ({type(exc).__name__}: {exc})") from None

@@ -33,7 +33,8 @@ import msgspec
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from ingest.formats import FormatError, parse_line
+from ingest.formats import FormatError, LineParser, mask_secrets
+from schemas.text import printable
 from schemas import DeadLetter
 
 log = logging.getLogger("clonewatch.ship")
@@ -242,6 +243,7 @@ class Shipper:
     ) -> None:
         self.producer = producer
         self.fmt = fmt
+        self._parsers: dict[str, LineParser] = {}  # per source: --format auto decides per file
         self.access_topic = access_topic
         self.dead_letter_topic = dead_letter_topic
         self.flush_timeout_s = flush_timeout_s
@@ -253,7 +255,7 @@ class Shipper:
         if not line.data.strip():
             return
         try:
-            records = parse_line(self.fmt, line.data)
+            records = self._parsers.setdefault(source.name, LineParser(self.fmt)).parse(line.data)
         except FormatError as exc:
             yield self._dead_letter(source, line, str(exc))
             return
@@ -297,8 +299,8 @@ class Shipper:
                 self.stats.dead_letters += 1
 
     def _dead_letter(self, source: LineSource, line: Line, reason: str) -> tuple[str, bytes, bytes]:
-        raw = line.data.decode("utf-8", errors="replace").rstrip("\n")[:_RAW_KEEP]
-        letter = DeadLetter(source=source.name, line=line.number, reason=reason, raw=raw)
+        raw = mask_secrets(line.data.decode("utf-8", errors="replace").rstrip("\n")[:_RAW_KEEP])
+        letter = DeadLetter(source=source.name, line=line.number, reason=printable(reason), raw=raw)
         return self.dead_letter_topic, source.name.encode(), _encoder.encode(letter)
 
 

@@ -17,21 +17,30 @@ def to_epoch(value: str | int | float) -> float:
     1795428000.0
     >>> to_epoch(1795428000)
     1795428000.0
+    >>> to_epoch("0999-01-01T00:00:00Z")
+    Traceback (most recent call last):
+    ...
+    ValueError: ts '0999-01-01T00:00:00Z' is outside 1970-2100
     """
-    if isinstance(value, bool):
-        raise ValueError("ts must be an RFC 3339 string or epoch seconds, not a boolean")
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ValueError(f"ts must be an RFC 3339 string or epoch seconds, not {type(value).__name__}")
     if isinstance(value, (int, float)):
         seconds = float(value)
         if not math.isfinite(seconds) or not _MIN_EPOCH <= seconds <= _MAX_EPOCH:
             raise ValueError(f"ts {value!r} is not plausible epoch seconds")
         return seconds
+    if len(value) > 64:
+        raise ValueError(f"ts {value[:64]!r}... is not an RFC 3339 timestamp")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise ValueError(f"ts {value!r} is not an RFC 3339 timestamp") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
+    seconds = parsed.timestamp()
+    if not _MIN_EPOCH <= seconds <= _MAX_EPOCH:
+        raise ValueError(f"ts {value!r} is outside 1970-2100")
+    return seconds
 
 
 def to_rfc3339(epoch: float) -> str:

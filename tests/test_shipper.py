@@ -104,4 +104,4 @@ def test_stdin_in_nginx_format(kafka_bootstrap: str) -> None:
     assert all(m["latency_ms"] == 250.0 and m["request_id"].startswith("stdin-") for m in messages)
     assert len({m["request_id"] for m in messages}) == 5
     (letter,) = [json.loads(v) for _, v in read_topic(kafka_bootstrap, names.dead_letters)]
-    assert letter["source"] == "-" and letter["line"] == 6 and letter["reason"].startswith("not JSON")
+    assert letter["source"] == "-" and letter["line"] == 6 and letter["reason"].startswith("not nginx combined")

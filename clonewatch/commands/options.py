@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from detectors.policy import PolicyConfig
+from detectors.policy import DEFAULT_TARGET_FPR, PolicyConfig, thresholds_for
 from sinks.clickhouse import DEFAULT_DSN
 
 _DEFAULTS = PolicyConfig()
@@ -23,7 +23,12 @@ def add_store_option(parser: argparse.ArgumentParser) -> None:
 
 def add_policy_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("policy", "when a client is throttled, challenged or denied")
-    group.add_argument("--throttle-at", type=float, default=_DEFAULTS.throttle, metavar="RISK", help="risk that starts throttling (default: %(default)s)")
+    group.add_argument(
+        "--target-fpr", type=float, metavar="SHARE",
+        help="share of benign clients that may ever be throttled over their life; sets the three "
+        f"thresholds below (default: {DEFAULT_TARGET_FPR}, i.e. 0.1%%; challenge 10x and deny 100x rarer)",
+    )
+    group.add_argument("--throttle-at", type=float, default=_DEFAULTS.throttle, metavar="RISK", help="risk that starts throttling (default: %(default)s; overrides --target-fpr)")
     group.add_argument("--challenge-at", type=float, default=_DEFAULTS.challenge, metavar="RISK", help="risk that starts challenges (default: %(default)s)")
     group.add_argument("--deny-at", type=float, default=_DEFAULTS.deny, metavar="RISK", help="risk that denies (default: %(default)s)")
     group.add_argument("--min-events", type=int, default=_DEFAULTS.min_events, help="events before any action but allow (default: %(default)s)")
@@ -32,10 +37,19 @@ def add_policy_options(parser: argparse.ArgumentParser) -> None:
 
 
 def policy_from_args(args: argparse.Namespace) -> PolicyConfig:
+    """The policy the options ask for; explicit thresholds win over --target-fpr's."""
+    throttle, challenge, deny = args.throttle_at, args.challenge_at, args.deny_at
+    if args.target_fpr is not None:
+        try:
+            derived = thresholds_for(args.target_fpr)
+        except ValueError as exc:
+            raise SystemExit(f"clonewatch: error: --target-fpr: {exc}") from None
+        defaults = (_DEFAULTS.throttle, _DEFAULTS.challenge, _DEFAULTS.deny)
+        throttle, challenge, deny = (d if given == default else given for given, default, d in zip((throttle, challenge, deny), defaults, derived))
     return PolicyConfig(
-        throttle=args.throttle_at,
-        challenge=args.challenge_at,
-        deny=args.deny_at,
+        throttle=throttle,
+        challenge=challenge,
+        deny=deny,
         min_events=args.min_events,
         min_events_deny=args.min_events_deny,
         allowlist=frozenset(args.allow),

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from clonewatch.commands.options import add_policy_options, add_store_option, policy_from_args
+from clonewatch.commands.ship import mostly_rejected_exit
+from ingest.formats import FORMATS
 from clonewatch.report import render_summary
 from clonewatch.runner import DEFAULT_OUT_DIR, EmbeddedRunner, RunConfig
 
@@ -16,14 +18,17 @@ def register(subparsers) -> None:
         "run",
         help="score a JSON-lines access log end to end (embedded, no servers needed)",
         description=(
-            "Read canonical access events (one JSON object per line), embed prompts, keep "
+            "Read access events (canonical JSON lines, or nginx, Envoy, Kong, LiteLLM, KServe or AWS API "
+            "Gateway logs: --format), embed prompts, keep "
             "per-client state, score every client and decide allow/throttle/challenge/deny. "
             "Risk scores go to ClickHouse (embedded chdb by default), decisions to a JSON-lines "
             "file and the store, unreadable lines to a dead-letter file with the reason."
         ),
         epilog="example: clonewatch simulate --scenario demo --out demo && clonewatch run --input demo/events.jsonl",
     )
-    parser.add_argument("--input", "-i", required=True, metavar="FILE|-", help="JSON-lines access log, or - for standard input")
+    parser.add_argument("--input", "-i", required=True, metavar="FILE|-", help="access log (canonical JSON lines or a gateway's log), or - for standard input")
+    parser.add_argument("--format", default="auto", choices=FORMATS, help="log line format; auto guesses it from the first lines (default: %(default)s)")
+    parser.add_argument("--strict", action="store_true", help="exit 3 when more than half of the lines were rejected")
     parser.add_argument("--model", type=Path, help="model file from `clonewatch train`; without it the model is fitted on the first --warmup events of the input")
     add_store_option(parser)
     parser.add_argument("--decisions", type=Path, default=DEFAULT_OUT_DIR / "decisions.jsonl", help="decisions JSON-lines file, appended to (default: %(default)s)")
@@ -39,6 +44,7 @@ def register(subparsers) -> None:
 def main(args: argparse.Namespace) -> int:
     config = RunConfig(
         input=args.input,
+        format=args.format,
         model_path=args.model,
         store_dsn=args.store,
         decisions_path=args.decisions,
@@ -50,4 +56,4 @@ def main(args: argparse.Namespace) -> int:
     )
     summary = EmbeddedRunner(config).run()
     print(render_summary(summary, config, top=args.top))
-    return 0
+    return mostly_rejected_exit(summary.accepted + summary.rejected, summary.rejected, summary.format or args.format, args.strict, "run")

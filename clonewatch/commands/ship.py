@@ -10,7 +10,7 @@ from pathlib import Path
 
 from clonewatch.streaming.config import StreamingConfig, add_kafka_options
 from clonewatch.streaming.topics import TopicError, ensure_topics
-from ingest.formats import PARSERS
+from ingest.formats import FORMATS
 
 log = logging.getLogger("clonewatch.ship")
 
@@ -33,7 +33,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("source", nargs="?", choices=["-"], help="- to read standard input (until it ends)")
     parser.add_argument("--file", type=Path, help="log file to follow")
-    parser.add_argument("--format", default="canonical", choices=sorted(PARSERS), help="log line format (default: %(default)s)")
+    parser.add_argument("--format", default="auto", choices=FORMATS, help="log line format; auto guesses it from the first lines of each source (default: %(default)s)")
+    parser.add_argument("--strict", action="store_true", help="exit 3 when more than half of the lines were rejected")
     add_kafka_options(parser, topics=("access", "dead_letter"))
     parser.add_argument("--checkpoint", type=Path, help="offset checkpoint file (default: FILE.clonewatch-offset next to the log)")
     parser.add_argument("--once", action="store_true", help="stop at the end of the file instead of following it")
@@ -78,4 +79,16 @@ def main(args: argparse.Namespace) -> int:
     finally:
         producer.close()
     print(f"shipped {stats.lines} lines: {stats.records} records, {stats.dead_letters} dead letters", file=sys.stderr)
+    return mostly_rejected_exit(stats.lines, stats.dead_letters, args.format, args.strict, "ship")
+
+
+def mostly_rejected_exit(lines: int, rejected: int, fmt: str, strict: bool, command: str) -> int:
+    """Warn on stderr when most lines were rejected (a wrong --format reads nothing); 3 with --strict."""
+    if lines and rejected > lines / 2:
+        print(
+            f"clonewatch {command}: warning: {rejected:,} of {lines:,} lines were rejected (--format {fmt}); "
+            "see the dead letters for the reasons, and check --format",
+            file=sys.stderr,
+        )
+        return 3 if strict else 0
     return 0

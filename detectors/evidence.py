@@ -1,0 +1,249 @@
+"""Evidence that accumulates: a per-client e-process over per-event p-values.
+
+A snapshot score ("this client is beyond 99% of benign clients now") cannot become more
+certain with time, and with a baseline of a hundred clients it cannot even resolve 99.9%.
+Here each event's risk score becomes a conformal p-value among the baseline's *events* of
+the benign clients nearest to the client now (its kind: a day of a hundred customers holds
+tens of thousands of events, so the p-values resolve far below 1/100), each p-value becomes
+a betting factor, and the factors multiply:
+
+    log M_n = log M_{n-1} + w * log e(p_n),  e(p) = kappa * p ** (kappa - 1)
+
+For p-values that are uniform and independent under the null, ``e(p)`` has mean 1, so
+does ``e(p) ** w`` at most (Jensen, ``w <= 1``), and M is a test supermartingale: by
+Ville's inequality a benign client's M *ever* reaches ``1 / alpha`` with probability at
+most ``alpha``, however often it is looked at. The threshold means the same for any
+baseline size; it needs no counting of rare baseline clients.
+
+Three things adapt this to clients, whose scores are not independent from event to event
+(they are measured over a sliding window):
+
+- a mixture over several ``kappa`` (bold bets for tiny p-values, cautious ones for mild);
+- the step weight ``w = 1 / tau``, where ``tau`` is the integrated autocorrelation time of
+  log p-values within benign clients, measured on the baseline out of fold: ``tau``
+  successive events carry about as much information as one independent event;
+- a floor: evidence never falls below ``1 / restart`` of its start, so a long benign past
+  does not hide a client that turns. Each rise from the floor is a fresh test at a
+  ``restart`` times higher bar, so over ``n`` events the false-alarm bound is
+  ``alpha * (1 + n / restart)``.
+
+Beyond the largest score of its kind, a p-value keeps shrinking along an exponential fit
+of the benign scores' upper tail (peaks over threshold), so a client far beyond every
+benign event gathers evidence quickly instead of at the reference's resolution.
+
+>>> rng = np.random.default_rng(0)
+>>> test = SequentialTest(weight=0.5)
+>>> benign, attacker = test.initial(), test.initial()
+>>> for p in rng.uniform(size=300):
+...     benign = test.update(benign, p)
+>>> for _ in range(30):
+...     attacker = test.update(attacker, 1e-3)
+>>> bool(test.evidence(benign) < 1.0), bool(test.evidence(attacker) > 1000.0)
+(True, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+DEFAULT_KAPPAS = (0.1, 0.3, 0.6)
+DEFAULT_RESTART = 1000.0
+MAX_LAG = 500  # longest lag over which the autocorrelation of a client's p-values is summed
+
+
+def _log_mean_exp(log_values: np.ndarray) -> float:
+    top = float(log_values.max())
+    return min(top + float(np.log(np.mean(np.exp(log_values - top)))), 700.0)
+
+
+def _mean_excess(sorted_scores: np.ndarray, tail_fraction: float) -> float:
+    threshold = np.quantile(sorted_scores, 1.0 - tail_fraction)
+    excess = sorted_scores[sorted_scores > threshold] - threshold
+    if len(excess) and excess.mean() > 0:
+        return float(excess.mean())
+    return float(np.ptp(sorted_scores)) or 1.0
+
+
+class SequentialTest:
+    """A mixture of floored power e-processes; the per-client state is a small array of logs.
+
+    Parameters in ``__init__``; the state of one client (``initial()``, then ``update``)
+    is ``len(kappas)`` floats, stored with the client. :meth:`fit` learns the p-value
+    reference and the step weight from benign clients' scores.
+    """
+
+    def __init__(
+        self, kappas: Sequence[float] = DEFAULT_KAPPAS, weight: float = 1.0, restart: float = DEFAULT_RESTART
+    ) -> None:
+        if not all(0.0 < k < 1.0 for k in kappas) or not 0.0 < weight <= 1.0 or restart < 1.0:
+            raise ValueError("need 0 < kappa < 1, 0 < weight <= 1 and restart >= 1")
+        self.kappas = tuple(kappas)
+        self.weight = weight
+        self.restart = restart
+
+    def initial(self) -> np.ndarray:
+        return np.zeros(len(self.kappas))
+
+    def steps(self, p_values: np.ndarray, weight: float | None = None) -> np.ndarray:
+        """log e(p) of each p-value (rows) under each kappa (columns), times the weight."""
+        k = np.asarray(self.kappas)[None, :]
+        p = np.clip(np.asarray(p_values, dtype=np.float64), 1e-300, 1.0)[:, None]
+        return (self.weight if weight is None else weight) * (np.log(k) + (k - 1.0) * np.log(p))
+
+    def update(self, log_m: np.ndarray, p_value: float) -> np.ndarray:
+        return np.maximum(log_m + self.steps(np.array([p_value]))[0], -np.log(self.restart))
+
+    def evidence(self, log_m: np.ndarray) -> float:
+        """The mixture's e-value: the mean of the components' e-values."""
+        return float(np.exp(_log_mean_exp(np.asarray(log_m))))
+
+    def paths(self, p_values: np.ndarray, weight: float | None = None) -> np.ndarray:
+        """The mixture's e-value after each p-value of one client's sequence."""
+        log_m = self.initial()
+        floor = -np.log(self.restart)
+        out = np.empty(len(p_values))
+        for i, step in enumerate(self.steps(p_values, weight)):
+            log_m = np.maximum(log_m + step, floor)
+            out[i] = np.exp(_log_mean_exp(log_m))
+        return out
+
+    def fit(
+        self,
+        scores: np.ndarray,
+        profiles: np.ndarray,
+        clients: Sequence[str] | np.ndarray,
+        folds: np.ndarray | None = None,
+    ) -> SequentialTest:
+        """Learn the p-value reference and the step weight from benign events in arrival order.
+
+        ``scores`` are the risk model's raw scores of the baseline's events, each measured by
+        a model that did not see its client, ``profiles`` where each event puts its client
+        (the risk model's normal scores). ``folds`` (one per event) keep each client's own
+        fold out of the kinds its sequence is tested against. The deployed reference holds
+        every baseline event.
+        """
+        scores, profiles, clients = np.asarray(scores, np.float64), np.asarray(profiles, np.float32), np.asarray(clients)
+        self.reference_ = KindPValues().fit(scores, profiles, clients)
+        p = np.empty(len(scores))
+        if folds is None:
+            p[:] = self.reference_.p_values(scores, profiles)
+        else:
+            fold_of_client = np.array([folds[clients == c][0] for c in self.reference_.clients_])
+            for k in np.unique(folds):
+                inside = np.flatnonzero(folds == k)
+                for chunk in np.array_split(inside, max(1, len(inside) // 2048)):
+                    excluded = np.broadcast_to(fold_of_client == k, (len(chunk), len(fold_of_client)))
+                    p[chunk] = self.reference_.p_values(scores[chunk], profiles[chunk], excluded)
+        order = np.argsort(clients, kind="stable")
+        cuts = np.flatnonzero(clients[order][1:] != clients[order][:-1]) + 1
+        self._fit_weight([p[rows] for rows in np.split(order, cuts)])
+        return self
+
+    def p_values(self, scores: np.ndarray, profiles: np.ndarray, clients: Sequence[str] | None = None) -> np.ndarray:
+        """P-values among each row's nearest baseline clients; with ``clients``, a row's own
+        client is never among them (for a model fitted on the traffic it scores)."""
+        excluded = None
+        if clients is not None:
+            excluded = np.asarray(clients)[:, None] == self.reference_.clients_[None, :]
+        return self.reference_.p_values(scores, profiles, excluded)
+
+    def _fit_weight(self, p_values_by_client: Sequence[np.ndarray]) -> None:
+        """weight = 1 / the integrated autocorrelation time of log p within clients.
+
+        Each client's sequence is centred on its own mean, so that what is measured is how
+        long one moment's evidence echoes in the next ones, not how clients differ. The sum
+        over lags stops where the autocorrelation falls below 0.05 (or at :data:`MAX_LAG`).
+        """
+        sequences = [np.log(np.asarray(s, dtype=np.float64)) for s in p_values_by_client if len(s) >= 2]
+        if not sequences:
+            self.tau_, self.weight = 1.0, 1.0
+            return
+        products = np.zeros(MAX_LAG + 1)
+        pairs = np.zeros(MAX_LAG + 1)
+        for x in sequences:
+            x = x - x.mean()
+            for lag in range(min(MAX_LAG, len(x) - 1) + 1):
+                products[lag] += x[: len(x) - lag] @ x[lag:]
+                pairs[lag] += len(x) - lag
+        covariance = products / np.maximum(pairs, 1.0)
+        if covariance[0] <= 0:
+            self.tau_, self.weight = 1.0, 1.0
+            return
+        rho = covariance / covariance[0]
+        tau = 1.0
+        for lag in range(1, MAX_LAG + 1):
+            if pairs[lag] == 0 or rho[lag] < 0.05:
+                break
+            tau += 2.0 * rho[lag]
+        self.tau_ = float(tau)
+        self.weight = 1.0 / self.tau_
+
+
+class KindPValues:
+    """Conformal p-values of a score among the events of the nearest benign clients (Mondrian by kind).
+
+    Benign clients come in kinds that are persistently unusual in their own way (an
+    evaluation harness repeats templates at temperature 0, a batch job resends its
+    documents): pooled with everyone, such a client's every event looks extreme, and
+    evidence would pile up against a customer. Here each score is compared with the events
+    of the ``n_clients`` baseline clients whose snapshots lie nearest to the client's
+    profile now, so a customer is compared with its own kind, and an attacker, far from
+    every kind, still stands out among its nearest ones.
+
+    >>> rng = np.random.default_rng(0)
+    >>> kinds = np.repeat([0.0, 5.0], 500)  # two kinds of client; the second scores high
+    >>> clients = np.repeat(np.arange(10), 100)
+    >>> pv = KindPValues(n_clients=3).fit(kinds + rng.normal(size=1000), kinds[:, None], clients)
+    >>> [f"{p:.2g}" for p in pv.p_values(np.array([5.0, 5.0, 12.0]), np.array([[0.0], [5.0], [5.0]]))]
+    ['9.5e-05', '0.49', '8.1e-07']
+    """
+
+    def __init__(self, n_clients: int = 5, max_profiles_per_client: int = 64, tail_fraction: float = 0.1) -> None:
+        self.n_clients = n_clients
+        self.max_profiles_per_client = max_profiles_per_client
+        self.tail_fraction = tail_fraction
+
+    def fit(self, scores: np.ndarray, profiles: np.ndarray, clients: np.ndarray) -> KindPValues:
+        scores, profiles, clients = np.asarray(scores, np.float64), np.asarray(profiles, np.float32), np.asarray(clients)
+        self.clients_, codes = np.unique(clients, return_inverse=True)
+        if len(self.clients_) < 2:
+            raise ValueError("need the events of at least 2 clients")
+        self.sorted_ = [np.sort(scores[codes == c]) for c in range(len(self.clients_))]
+        keep = []
+        for c in range(len(self.clients_)):
+            rows = np.flatnonzero(codes == c)
+            step = max(1, int(np.ceil(len(rows) / self.max_profiles_per_client)))
+            keep.append(rows[::step])
+        keep = np.concatenate(keep)
+        self.profiles_, self.profile_client_ = profiles[keep], codes[keep]
+        self.starts_ = np.flatnonzero(np.r_[True, self.profile_client_[1:] != self.profile_client_[:-1]])
+        self.tail_scale_ = _mean_excess(np.sort(scores), self.tail_fraction)
+        return self
+
+    def kinds(self, profiles: np.ndarray, excluded: np.ndarray | None = None) -> np.ndarray:
+        """The codes of each profile's ``n_clients`` nearest clients; ``excluded`` (queries x clients) masks some out."""
+        q = np.asarray(profiles, np.float32)
+        ref = self.profiles_
+        d2 = (q**2).sum(1)[:, None] - 2.0 * q @ ref.T + (ref**2).sum(1)[None, :]
+        per_client = np.minimum.reduceat(d2, self.starts_, axis=1)
+        if excluded is not None:
+            per_client = np.where(excluded, np.inf, per_client)
+        m = min(self.n_clients, per_client.shape[1])
+        return np.argpartition(per_client, m - 1, axis=1)[:, :m]
+
+    def p_values(self, scores: np.ndarray, profiles: np.ndarray, excluded: np.ndarray | None = None) -> np.ndarray:
+        scores = np.asarray(scores, np.float64)
+        kinds = self.kinds(profiles, excluded)
+        at_least = np.zeros(len(scores))
+        total = np.zeros(len(scores))
+        top = np.full(len(scores), -np.inf)
+        for c in np.unique(kinds):
+            rows = np.flatnonzero((kinds == c).any(axis=1))
+            ref = self.sorted_[c]
+            at_least[rows] += len(ref) - np.searchsorted(ref, scores[rows], side="left")
+            total[rows] += len(ref)
+            top[rows] = np.maximum(top[rows], ref[-1])
+        beyond = np.maximum(scores - top, 0.0) / self.tail_scale_
+        return (1.0 + at_least) / (total + 1.0) * np.exp(-beyond)

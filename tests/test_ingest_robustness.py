@@ -1,0 +1,207 @@
+"""Real gateway logs in, and no line, however malformed, stops anything.
+
+``tests/data/nginx-*.log`` were written by a real nginx (Debian's 1.22, ``escape=json``
+with keys named after the variables, and the default ``combined`` format),
+``tests/data/envoy-json.log`` by a real Envoy (1.40, ``json_format``, the body put in
+dynamic metadata by a Lua filter; configuration in docs/gateways.md), for requests sent
+through them: a chat call with an API key and X-Forwarded-For, a KServe-style predict
+batch with a bearer token, a body with invalid UTF-8 bytes, and a GET without a body.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tracemalloc
+from pathlib import Path
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.decode import EventDecoder
+from ingest.formats import PARSERS, FormatError, LineParser, client_id_for_key, guess_format, mask_secrets, parse_line
+from ingest.reader import EventReader
+from schemas import AccessEvent, DeadLetter
+
+DATA = Path(__file__).parent / "data"
+
+
+def read(path: Path, fmt: str = "auto") -> tuple[list[AccessEvent], list[DeadLetter], EventReader]:
+    reader = EventReader(path.name, fmt)
+    out = list(reader.read(path.read_bytes().splitlines()))
+    return [r for r in out if isinstance(r, AccessEvent)], [r for r in out if isinstance(r, DeadLetter)], reader
+
+
+def test_a_real_nginx_json_log_is_read_whole():
+    events, dead, reader = read(DATA / "nginx-json.log")
+    assert reader.format == "nginx" and not dead
+    chat, batch_a, batch_b, bad_bytes, deep, get = events
+    key = client_id_for_key("sk-live-abcdef123456")
+    assert chat.client_id == key and "sk-live" not in chat.client_id
+    assert (chat.ip, chat.prompt, chat.params.temperature, chat.params.logprobs) == ("198.51.100.7", 'What is "a" mortgage?\nTwo lines', 0.0, True)
+    assert chat.ts == pytest.approx(1796050065.237, abs=1e-6)  # msec, not the one-second time_iso8601
+    assert batch_a.client_id == batch_b.client_id == client_id_for_key("sk-bearer-999999999")
+    assert (batch_a.features, batch_b.features) == ([1.5, 2.0, 3.0], [4.0, 5.0, 6.25])
+    assert batch_a.request_id != batch_b.request_id
+    assert bad_bytes.prompt.startswith("bad ") and bad_bytes.client_id == key
+    assert deep.prompt.startswith("[[[") and get.method == "GET" and get.prompt is None
+
+
+def test_a_real_nginx_combined_log_is_read_as_rate_and_shape():
+    events, dead, reader = read(DATA / "nginx-combined.log")
+    assert reader.format == "nginx" and not dead and len(events) == 5
+    assert len({e.client_id for e in events}) == 1 and events[0].client_id.startswith("ip_")
+    assert (events[0].method, events[0].path, events[0].status) == ("POST", "/v1/chat/completions", 200)
+
+
+def test_a_real_envoy_json_log_with_a_lua_captured_body_is_read_whole():
+    events, dead, reader = read(DATA / "envoy-json.log")
+    assert reader.format == "envoy" and not dead and len(events) == 5
+    chat, row_a, row_b, bad_bytes, get = events
+    assert chat.client_id == client_id_for_key("sk-live-abcdef123456") and chat.ip == "198.51.100.7"
+    assert chat.prompt == 'What is "a" mortgage?\nTwo lines' and chat.params.logprobs is True
+    assert row_a.client_id == client_id_for_key("sk-bearer-999999999") and row_b.features == [4.0, 5.0, 6.25]
+    assert bad_bytes.prompt.startswith("bad ") and get.prompt is None and get.ip == "127.0.0.1"
+    assert chat.ts == pytest.approx(1796050145.170, abs=1e-6)
+
+
+def test_format_auto_tells_the_gateways_apart():
+    samples = {
+        "envoy": {"start_time": "2026-11-23T10:00:00.125Z", "method": "POST", "response_code": 200, "duration": 431,
+                  "downstream_remote_address": "198.51.100.23:52044", "x-api-key": "sk-live-77aa77aa"},
+        "kong": {"started_at": 1795428000125, "client_ip": "203.0.113.50", "consumer": {"id": "c1"},
+                 "request": {"method": "POST", "uri": "/v1/chat/completions"}, "response": {"status": 200}, "latencies": {"request": 5}},
+        "litellm": {"call_type": "acompletion", "startTime": 1795428000.2, "endTime": 1795428001.0, "model": "m",
+                    "metadata": {"user_api_key_hash": "ab" * 32}, "messages": [{"role": "user", "content": "hi"}]},
+        "aws": {"requestId": "r1", "requestTimeEpoch": 1795428000125, "httpMethod": "POST", "resourcePath": "/v1/chat",
+                "status": "200", "apiKeyId": "k8x1abc2de", "ip": "203.0.113.7"},
+        "canonical": {"ts": 1795428000, "client_id": "acme", "prompt": "hi"},
+    }  # fmt: skip
+    for fmt, line in samples.items():
+        parser = LineParser("auto")
+        (record,) = parser.parse(json.dumps(line))
+        assert parser.format == fmt, (fmt, parser.format)
+        assert record["ts"] == pytest.approx(1795428000, abs=1.5)
+    envoy = parse_line("envoy", json.dumps(samples["envoy"]))[0]
+    assert envoy["ip"] == "198.51.100.23" and envoy["client_id"] == client_id_for_key("sk-live-77aa77aa")
+    aws = parse_line("aws", json.dumps(samples["aws"]))[0]
+    assert aws["ts"] == pytest.approx(1795428000.125) and aws["client_id"].startswith("key_") and "k8x1" not in aws["client_id"]
+
+
+def test_kong_http_log_batches_and_kserve_bodies_inside_proxy_logs():
+    one = {"started_at": 1795428000125, "consumer": {"id": "c1"}, "request": {"method": "POST"}, "response": {"status": 200}}
+    assert len(parse_line("kong", json.dumps([one, {**one, "started_at": 1795428001125}]))) == 2
+    envoy = {"start_time": "2026-11-23T10:00:00.125Z", "api_key": "sk-live-77aa77aa",
+             "request_body": json.dumps({"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]}]})}  # fmt: skip
+    assert [r["features"] for r in parse_line("envoy", json.dumps(envoy))] == [[1.0, 2.0], [3.0, 4.0]]
+    kserve = {"time": "2026-11-23T10:00:00Z", "client_id": "acct-1", "body": json.dumps({"instances": [[1, 2]]})}
+    assert parse_line("kserve", json.dumps(kserve))[0]["features"] == [1.0, 2.0]
+
+
+def test_keys_are_never_kept_in_clear():
+    line = '{"msec":"1795428000.1","http_x_api_key":"sk-live-secret99","status":"oops"}'
+    (letter,) = EventReader("x", "nginx").read([line.encode()])
+    assert isinstance(letter, DeadLetter) and "sk-live-secret99" not in letter.raw and "***" in letter.raw
+    event = EventDecoder("x").decode(b'{"ts": 1795428000, "client_id": "sk-live-secret99"}', 1)
+    assert event.client_id == client_id_for_key("sk-live-secret99")
+    assert "abc" not in mask_secrets('{"Authorization": "Bearer abc"}')
+
+
+def test_poison_lines_become_dead_letters_with_reasons():
+    poison = [
+        b'{"ts": "0999-01-01T00:00:00Z", "client_id": "k"}',
+        b'{"ts": 1795428000, "client_id": "k", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"ts": 1795428000, "client_id": "' + b"k" * 1000 + b'"}',
+        b"\xff\xfe\x00\x01",
+        b'{"ts": 1e300, "client_id": "k"}',
+        b'{"ts": 1795428000, "client_id": "k", "features": [1e999]}',
+        b'{"ts": "' + b"9" * 10_000 + b'", "client_id": "k"}',
+    ]
+    results = list(EventReader("poison").read(poison))
+    assert len(results) == len(poison) and all(isinstance(r, DeadLetter) and r.reason for r in results)
+    assert "1970-2100" in results[0].reason and "deeply" in results[1].reason and "client_id" in results[2].reason
+
+
+# --- property-based and fuzz ------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    max_leaves=20,
+)
+KEYS = ["ts", "client_id", "prompt", "features", "msec", "time", "start_time", "api_key", "http_x_api_key", "request_body",
+        "instances", "inputs", "started_at", "request", "consumer", "startTime", "metadata", "requestTimeEpoch", "status", "data"]  # fmt: skip
+records = st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), json_values, max_size=8)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fmt=st.sampled_from(sorted(PARSERS)), record=records)
+def test_every_parser_gives_records_or_a_reason_for_any_json(fmt, record):
+    line = json.dumps(record, allow_nan=True)
+    try:
+        out = parse_line(fmt, line)
+    except FormatError as exc:
+        assert str(exc)
+        return
+    decoder = EventDecoder("fuzz")
+    for rec in out:
+        assert isinstance(decoder.decode(msgspec.json.encode(rec), 1), AccessEvent | DeadLetter)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fmt=st.sampled_from(["auto", *sorted(PARSERS)]), data=st.binary(max_size=300))
+def test_any_bytes_give_events_or_dead_letters(fmt, data):
+    for line in data.split(b"\n"):
+        if line.strip():
+            out = list(EventReader("fuzz", fmt).read([line]))
+            assert out and all(isinstance(r, AccessEvent | DeadLetter) for r in out)
+    assert guess_format(data) in (None, *PARSERS)
+
+
+def mutated_lines(n: int, seed: int = 0):
+    """Valid lines of every format, then cut, spliced, byte-flipped, deepened or emptied."""
+    rng = random.Random(seed)
+    valid = [line for path in DATA.glob("nginx-*.log") for line in path.read_bytes().splitlines()]
+    valid += [json.dumps(x).encode() for x in (
+        {"ts": 1795428000, "client_id": "acme", "prompt": "hi", "params": {"temperature": 0}},
+        {"start_time": "2026-11-23T10:00:00.125Z", "response_code": 200, "api_key": "sk-live-77aa77aa"},
+        {"requestId": "r", "requestTimeEpoch": 1795428000125, "apiKeyId": "k8x1abc2de"},
+    )]  # fmt: skip
+    for _ in range(n):
+        line = bytearray(rng.choice(valid))
+        for _ in range(rng.randint(0, 3)):
+            op = rng.randrange(6)
+            if op == 0 and line:
+                del line[rng.randrange(len(line)) :]
+            elif op == 1 and line:
+                line[rng.randrange(len(line))] = rng.randrange(256)
+            elif op == 2:
+                line[rng.randrange(len(line) + 1) : 0] = rng.choice([b"[" * 3000, b'"\\ud800"', b"NaN", b"-1e999", b"\x00", b'"0001-01-01T00:00:00Z"'])
+            elif op == 3:
+                line += rng.choice(valid)
+            elif op == 4:
+                line = bytearray(line.replace(b"1795", b"9999").replace(b"2026", b"0999"))
+            else:
+                line = bytearray(rng.randbytes(rng.randint(1, 40)))
+        yield bytes(line).replace(b"\n", b" ")
+
+
+def test_a_hundred_thousand_fuzzed_lines_each_give_events_or_a_dead_letter():
+    tracemalloc.start()
+    lines = events = letters = 0
+    for fmt in ("auto", "nginx", "envoy", "canonical"):
+        reader = EventReader("fuzz", fmt)
+        for i, line in enumerate(mutated_lines(25_000, seed=hash(fmt) % 1000), start=1):
+            if not line.strip():
+                continue
+            lines += 1
+            out = list(reader.read_line(line, i))
+            assert out, line
+            events += sum(isinstance(r, AccessEvent) for r in out)
+            letters += sum(isinstance(r, DeadLetter) for r in out)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert lines >= 99_000 and events + letters >= lines and letters > 0 and events > 0
+    assert peak < 64 * 2**20, f"peak memory {peak / 2**20:.0f} MiB"
