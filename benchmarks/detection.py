@@ -32,10 +32,9 @@ from scipy.stats import shapiro
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clonewatch.simulate import simulate  # noqa: E402
-from detectors import CloneDetector, Policy, fit_clone_model  # noqa: E402
+from detectors import CloneDetector, fit_clone_model  # noqa: E402
 from detectors.calibration import sustained_peaks  # noqa: E402
 from clonewatch.simulate.scenarios import SCENARIOS  # noqa: E402
-from detectors.campaigns import CampaignTracker  # noqa: E402
 from detectors.policy import thresholds_for  # noqa: E402
 from detectors.embedding import PromptEmbedder  # noqa: E402
 from detectors.vectorize import Vectorizer  # noqa: E402
@@ -382,7 +381,7 @@ def evaluate_seed(model, seed: int, events, labels, vectors, scale, delta) -> di
     for e in events:
         totals[e.client_id] += 1
     started = time.monotonic()
-    detector = CloneDetector(model, Policy(), campaigns=CampaignTracker(window=model.window))
+    detector = CloneDetector.from_model(model)
     first, peaks = replay_clonewatch(detector, events, vectors)
     detect_s = time.monotonic() - started
     firsts = {"clonewatch": first, "rate limit 100/min": replay_rate_limit(events)}

@@ -13,8 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from clonewatch.inputs import open_lines
-from detectors import ClientState, CloneDetector, CloneModel, Policy, PolicyConfig, fit_clone_model
-from detectors.campaigns import CampaignTracker
+from detectors import ClientState, CloneDetector, CloneModel, PolicyConfig, fit_clone_model
 from detectors.vectorize import Vectorizer
 from ingest.decode import DecodeLimits
 from ingest.reader import EventReader
@@ -128,7 +127,7 @@ class EmbeddedRunner:
         return self.summary
 
     def _use_model(self, model: CloneModel, source: str) -> None:
-        self.detector = CloneDetector(model, Policy(self.config.policy), campaigns=CampaignTracker(window=model.window))
+        self.detector = CloneDetector.from_model(model, self.config.policy)
         self.summary.model_version = model.version
         self.summary.model_source = source
 

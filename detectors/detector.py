@@ -17,7 +17,7 @@ from detectors.client_state import ClientState
 from detectors.evidence import SequentialTest
 from detectors.features import FEATURE_LABELS, FEATURE_NAMES, extract_features
 from detectors.model import CloneModel
-from detectors.policy import Policy
+from detectors.policy import Policy, PolicyConfig
 from detectors.reference import SpaceReference
 from detectors.risk_model import Reason
 from schemas import AccessEvent, Action, Decision, RiskScore, to_rfc3339
@@ -143,6 +143,15 @@ class CloneDetector:
         self.model = model
         self.policy = policy or Policy()
         self.campaigns = campaigns
+
+    @classmethod
+    def from_model(cls, model: CloneModel, policy: Policy | PolicyConfig | None = None) -> CloneDetector:
+        """The detector every path uses (``run``, the worker, the benchmark): the model, the
+        policy and a campaign tracker with the model's window. Build it here, so the paths
+        cannot drift apart."""
+        if isinstance(policy, PolicyConfig):
+            policy = Policy(policy)
+        return cls(model, policy, campaigns=CampaignTracker(window=model.window))
 
     def process(
         self,

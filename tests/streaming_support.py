@@ -72,7 +72,7 @@ def reference_decisions(model_path: Path, events: list[dict]) -> set[tuple[str, 
     from schemas import AccessEvent
 
     records = [msgspec.convert(e, AccessEvent) for e in events]
-    result = CloneDetector(CloneModel.load(model_path)).process(records, Vectorizer().vectors(records), {})
+    result = CloneDetector.from_model(CloneModel.load(model_path)).process(records, Vectorizer().vectors(records), {})
     return {(d.client_id, d.action.value, d.events_seen) for d in result.decisions}
 
 

@@ -52,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
 
     from clonewatch.streaming.app import Blocking, create_app
     from clonewatch.streaming.processing import BatchProcessor
-    from detectors import CloneDetector, CloneModel, Policy
+    from detectors import CloneDetector, CloneModel
     from detectors.vectorize import Vectorizer
 
     model = CloneModel.load(config.model_path)
@@ -67,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
     vectorizer = Vectorizer()
     if "text" in model.references:
         vectorizer.embedder.embed(["warm-up"])  # load the embedding model now, not on the first batch
-    processor = BatchProcessor(CloneDetector(model, Policy(config.policy)), vectorizer, config.recent_ids)
+    processor = BatchProcessor(CloneDetector.from_model(model, config.policy), vectorizer, config.recent_ids)
     app = create_app(config, processor, blocking, access_partitions)
     worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
     if args.log_level != "debug":

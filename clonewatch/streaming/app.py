@@ -10,6 +10,11 @@ client id everywhere::
                                                         └─> action changed ─> decisions topic + ClickHouse
                                                         └─> client state ──> client table (changelog)
 
+Poison and outages (:func:`with_retries`): a batch that keeps failing is tried event by
+event; an event that fails on its own while the store answers is dead-lettered with the
+reason and skipped, and while the store does not answer the batch waits and is tried again,
+uncommitted, until it goes through.
+
 Processing guarantee: at-least-once delivery made exact by the client table. For each batch
 the agent (1) writes risk scores, decisions and dead letters to ClickHouse, (2) publishes
 decisions and dead letters and waits for the broker's acknowledgement, (3) writes the
@@ -47,7 +52,9 @@ from clonewatch.streaming.config import StreamingConfig
 from clonewatch.streaming.processing import BatchProcessor, ClientRecord, Incoming, WorkerStats, decision_message, encode
 from clonewatch.streaming.topics import rewind_points
 from detectors import BatchResult
+from ingest.formats import mask_secrets
 from schemas import DeadLetter
+from schemas.text import printable
 from sinks.clickhouse import ClickHouseStore
 
 log = logging.getLogger("clonewatch.worker")
@@ -56,7 +63,7 @@ T = TypeVar("T")
 
 CLIENT_TABLE = "clients"
 RETRY_DELAYS_S = (1.0, 4.0, 16.0)  # waits between attempts at a failing batch
-EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: the process exits with this when a batch keeps failing
+OUTAGE_RETRY_S = 30.0  # then, while ClickHouse or Kafka is away, a try every this long
 IDLE_LOG_INTERVAL_S = 60.0
 
 
@@ -78,6 +85,10 @@ class Blocking:
     def open_store(self) -> None:
         """Open the store now, from the calling thread, so that a bad DSN fails at startup."""
         self._pool.submit(self.store).result()
+
+    def ping(self) -> None:
+        """Raise unless the store answers a trivial query (call on the blocking thread)."""
+        self.store().client.command("SELECT 1")
 
     def store(self) -> ClickHouseStore:
         """The ClickHouse store, opened on first use on the blocking thread."""
@@ -125,7 +136,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     @app.agent(access, supervisor_strategy=mode.CrashingSupervisor)
     async def score(stream: StreamT) -> None:
         async for events in stream.noack_take(config.batch_size, within=config.batch_within):
-            await with_retries(process_batch, events)
+            await with_retries(process_batch, events, quarantine, healthy)
             for event in events:  # only now may the batch's offsets be committed
                 await stream.ack(event)
 
@@ -146,6 +157,26 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
             clients[cid.encode()] = records[cid].to_bytes()
         await drain(app)
         stats.add(admitted, result)
+
+    async def quarantine(failed: Sequence[tuple[EventT, BaseException]]) -> None:
+        """Dead-letter events that fail on their own while the rest of their batch goes through."""
+        letters = [poison_letter(e.message.topic, e.message.partition, e.message.offset, e.message.value, exc) for e, exc in failed]
+        await publish(dead_letters, [(letter.source.encode(), encode(letter)) for letter in letters])
+        try:
+            await blocking.run(lambda: blocking.store().insert_dead_letters(letters))
+        except Exception:
+            log.warning("could not store %d dead letters in ClickHouse; they are on the dead-letter topic", len(letters))
+        stats.poisoned += len(letters)
+        for letter in letters:
+            log.error("dead-lettered a poison event (%s offset %d): %s", letter.source, letter.line, letter.reason)
+
+    async def healthy() -> bool:
+        """Whether the store answers: when it does and an event still fails, the event is the problem."""
+        try:
+            await blocking.run(blocking.ping)
+            return True
+        except Exception:
+            return False
 
     @app.on_rebalance_complete.connect
     async def rewind_uncommitted(sender: faust.App, **kwargs: Any) -> None:
@@ -198,27 +229,59 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     return app
 
 
-async def with_retries(process: Callable[[Sequence[EventT]], Awaitable[None]], events: Sequence[EventT]) -> None:
-    """Process a batch, retrying transient failures (ClickHouse or Kafka away) with back-off.
+async def with_retries(
+    process: Callable[[Sequence[EventT]], Awaitable[None]],
+    events: Sequence[EventT],
+    quarantine: Callable[[Sequence[tuple[EventT, BaseException]]], Awaitable[None]],
+    healthy: Callable[[], Awaitable[bool]],
+) -> None:
+    """Process a batch, retrying transient failures with back-off; never loop on poison.
 
-    A batch can be redone from the start: it reads client records from the table, which
-    is written last. When it keeps failing the process exits at once, without Faust's
-    graceful shutdown: that shutdown commits the offsets of an interrupted batch (seen with
-    faust-streaming 0.15), which would lose it. After a restart the batch is replayed.
+    A batch can be redone from the start: it reads client records from the table, which is
+    written last. When it keeps failing, each event is tried on its own: events that still
+    fail alone, tried once more while the store answers, are poison and go to the dead
+    letters with the reason; the batch then counts as done. When everything fails and the
+    store does not answer, it is an outage: the batch is tried again every
+    :data:`OUTAGE_RETRY_S` until it goes through, and nothing is committed meanwhile.
     """
     for attempt, delay in enumerate(RETRY_DELAYS_S, start=1):
         try:
             await process(events)
             return
         except Exception:
-            log.exception("a batch of %d events failed (attempt %d of %d); retrying in %.0f s", len(events), attempt, len(RETRY_DELAYS_S) + 1, delay)
+            log.exception("a batch of %d events failed (attempt %d); retrying in %.0f s", len(events), attempt, delay)
             await asyncio.sleep(delay)
-    try:
-        await process(events)
-    except Exception:
-        log.critical("a batch of %d events failed %d times; exiting so that it is processed again after a restart", len(events), len(RETRY_DELAYS_S) + 1, exc_info=True)
-        logging.shutdown()
-        os._exit(EXIT_BATCH_FAILED)
+    while True:
+        failed = await _each_alone(process, events)
+        if not failed:
+            return
+        if await healthy():
+            poison = await _each_alone(process, [event for event, _ in failed])  # the store answers: try them once more
+            if poison:
+                await quarantine(poison)
+            return
+        events = [event for event, _ in failed]
+        log.error("%d events fail and the store does not answer: waiting %.0f s for it to come back", len(events), OUTAGE_RETRY_S)
+        await asyncio.sleep(OUTAGE_RETRY_S)
+
+
+async def _each_alone(
+    process: Callable[[Sequence[EventT]], Awaitable[None]], events: Sequence[EventT]
+) -> list[tuple[EventT, BaseException]]:
+    """Process each event on its own; the ones that failed, with their errors."""
+    failed = []
+    for event in events:
+        try:
+            await process([event])
+        except Exception as exc:  # noqa: BLE001 - sorted into poison or outage by the caller
+            failed.append((event, exc))
+    return failed
+
+
+def poison_letter(topic: str, partition: int, offset: int, value: bytes | None, exc: BaseException) -> DeadLetter:
+    raw = (value or b"").decode("utf-8", errors="replace")[:2000]
+    reason = printable(f"failed after decoding ({type(exc).__name__}: {exc})")[:1000]
+    return DeadLetter(source=f"{topic}/{partition}", line=offset, reason=reason, raw=mask_secrets(raw))
 
 
 def write_store(blocking: Blocking, result: BatchResult, dead_letters: list[DeadLetter]) -> None:

@@ -200,6 +200,7 @@ class WorkerStats:
     dead_letters: int = 0
     duplicates: int = 0
     misrouted: int = 0
+    poisoned: int = 0  # events that failed after decoding and were dead-lettered
     decisions: int = 0
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -234,5 +235,6 @@ class WorkerStats:
             "dead_letters": self.dead_letters,
             "duplicates": self.duplicates,
             "misrouted": self.misrouted,
+            "poisoned": self.poisoned,
             "uptime_s": round(now - self.started, 1),
         }
