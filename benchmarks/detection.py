@@ -41,8 +41,8 @@ from detectors.vectorize import Vectorizer  # noqa: E402
 from ingest.decode import EventDecoder  # noqa: E402
 from schemas import AccessEvent  # noqa: E402
 
-TARGETS = {"tpr_single": 0.99, "tpr_campaign": 0.95, "fpr": 0.001, "median_extraction": 100, "median_boundary": 20, "campaign_served": 0.10}
-SINGLE_KEY_KINDS = ("extraction", "boundary", "random", "synthetic", "boundary_search", "mixed")
+TARGETS = {"tpr_single": 0.99, "tpr_campaign": 0.95, "tpr_adaptive": 0.90, "fpr": 0.001, "median_extraction": 100, "median_boundary": 20, "campaign_served": 0.10}
+SINGLE_KEY_KINDS = ("extraction", "boundary", "random", "synthetic", "boundary_search", "mixed", "natural", "distill", "adaptive")
 RATE_LIMIT_PER_MIN = 100
 PRADA_MIN_QUERIES = 20
 PRADA_HISTORY = 300
@@ -299,7 +299,8 @@ def print_targets(runs: list[dict]) -> None:
     cw = [r["results"]["clonewatch"] for r in runs]
     served = max((v for r in cw for v in r["campaign_served"].values()), default=None)
     rows = [
-        ("TPR single-key extraction and probing", f">= {TARGETS['tpr_single']:.0%}", worst(SINGLE_KEY_KINDS, "tpr", min), True, lambda v: v >= TARGETS["tpr_single"]),
+        ("TPR single-key extraction and probing", f">= {TARGETS['tpr_single']:.0%}", worst([k for k in SINGLE_KEY_KINDS if k != "adaptive"], "tpr", min), True, lambda v: v >= TARGETS["tpr_single"]),
+        ("TPR adaptive attackers", f">= {TARGETS['tpr_adaptive']:.0%}", worst(["adaptive"], "tpr", min), True, lambda v: v >= TARGETS["tpr_adaptive"]),
         ("TPR distributed campaigns (keys)", f">= {TARGETS['tpr_campaign']:.0%}", worst(["campaign (per key)"], "tpr", min), True, lambda v: v >= TARGETS["tpr_campaign"]),
         ("benign FPR", f"<= {TARGETS['fpr']:.1%}", max(r["fpr"] for r in cw), True, lambda v: v <= TARGETS["fpr"]),
         ("benign denies", "0", max(r["benign_denied"] for r in cw), False, lambda v: v == 0),

@@ -101,7 +101,7 @@ def test_labels_cover_every_client_exactly_once(full):
         assert entry["label"] in ("benign", "attack")
         assert (entry["campaign"] is not None) == (entry["kind"] == "campaign")
     assert {entry["kind"] for entry in full.labels if entry["label"] == "attack"} == {
-        "extraction", "boundary", "random", "synthetic", "boundary_search", "mixed", "campaign"
+        "extraction", "boundary", "random", "synthetic", "boundary_search", "mixed", "natural", "distill", "adaptive", "campaign"
     }
 
 
@@ -201,3 +201,16 @@ def test_cli_writes_files_and_summarises(tmp_path, capsys):
     }
     listing = parser.parse_args(["simulate", "--list"])
     assert listing.func(listing) == 0 and "campaign" in capsys.readouterr().out
+
+
+def test_natural_input_attackers_send_ordinary_queries_evenly_over_the_domain(full):
+    """Knockoff-style attackers: each query is an in-domain input like a customer's, but the
+    chat attacker's questions spread over many more topics than any one customer's."""
+    natural = {e["client_id"] for e in full.labels if e["kind"] == "natural"}
+    topics: dict[str, set] = defaultdict(set)
+    for event, note in zip(full.events, full.annotations):
+        if note["topic"] is not None:
+            topics[event["client_id"]].add(note["topic"])
+    chat_users = [len(topics[e["client_id"]]) for e in full.labels if e["kind"] == "chat_user" and topics[e["client_id"]]]
+    broadest = max(len(topics[c]) for c in natural if topics[c])
+    assert broadest > 3 * max(chat_users)

@@ -417,6 +417,115 @@ def _sessions(client: Client, steps: list[tuple[Step, str]], tz: float) -> None:
             t = active_time(rng, client.world, tz)
 
 
+# ------------------------------------------------------ attackers that look natural
+
+
+def natural(world: World, rng: random.Random, variant: str, size: int) -> Client:
+    """Queries that are each an ordinary in-domain input, drawn from a public data set.
+
+    Knockoff Nets (Orekondy et al., CVPR 2019) and Copycat CNN (Correia-Silva et al., 2018)
+    query the victim with natural samples of the problem domain, not synthetic ones: no
+    single query is unusual. What accumulates is how the set is drawn: evenly over the
+    whole domain (the "random" strategy), one question each (no conversation), at volume.
+
+    ``knockoff``: chat questions sampled uniformly over all topics, default parameters.
+    ``copycat``: natural reviews and tickets for a text classifier, scripted.
+    ``numeric``: real rows of the tabular domain from every customer segment.
+    """
+    client = _attacker(world, rng, human=False)
+    start = rng.uniform(0, world.duration * 0.4)
+    if variant == "knockoff":
+        model = _target(rng, CHAT_MODELS)
+        params = rng.choice(({}, {"temperature": 0.7}, {"max_tokens": 1024}))
+        steps = ((Request(CHAT, model, text.question(rng, t, generic_share=0.35).text, None, params), t)
+                 for t in (rng.choice(text.TOPIC_IDS) for _ in range(size)))
+        run_machine(client, start, steps, rng.uniform(3.0, 12.0), 0.4, concurrent=False)
+    elif variant == "copycat":
+        model = rng.choice((SENTIMENT_MODEL, INTENT_MODEL))
+        steps = (((item := _classifier_input(rng, model)) and (Request(CLASSIFY, model, item.text, None, None), item.topic))
+                 for _ in range(size))
+        run_machine(client, start, steps, rng.uniform(1.0, 5.0), 0.3, concurrent=rng.random() < 0.5)
+    else:
+        nrng = np.random.default_rng(rng.getrandbits(64))
+        segments = [Subpopulation(world.tabular, nrng) for _ in range(12)]
+        rows = np.concatenate([segments[i % len(segments)].sample(nrng, 1) for i in range(size)])
+        run_machine(client, start, _numeric_steps(world.tabular.render(rows, _style(rng))),
+                    rng.uniform(2.0, 8.0), 0.3, concurrent=False)
+    return client
+
+
+_SELF_INSTRUCT_VERBS = (
+    "Write", "Explain", "Summarize", "List", "Classify", "Rewrite", "Generate", "Translate",
+    "Describe", "Compare", "Give an example of", "Create a short quiz about", "Outline",
+)
+
+
+def instruction(rng: random.Random, topic_id: str) -> text.Prompt:
+    """One machine-written instruction in the Self-Instruct manner: a task verb, an object
+    drawn from a seed question or task, sometimes an input to work on."""
+    seed = text.question(rng, topic_id, generic_share=0.5) if rng.random() < 0.6 else text.dev_task(rng, topic_id)
+    body = seed.text.rstrip("?.").lower()
+    prompt = f"{rng.choice(_SELF_INSTRUCT_VERBS)} {body}."
+    if rng.random() < 0.4:
+        prompt += f"\nInput: {text.passage(rng, topic_id, rng.randint(1, 3))}"
+    return text.Prompt(prompt, topic_id, seed.focus)
+
+
+def distill(world: World, rng: random.Random, variant: str, size: int) -> Client:
+    """Instruction distillation: an LLM writes diverse instructions, the victim answers them.
+
+    Self-Instruct (Wang et al., ACL 2023) and Alpaca (Taori et al., 2023) generate tens of
+    thousands of instructions from a few seed tasks and keep the teacher's answers. Each
+    prompt is a plausible request; the set is diverse by construction (near-duplicates are
+    filtered out), spans every topic, and arrives from a pipeline.
+
+    ``selfinstruct``: batches of instructions sent in bursts, temperature 0.7-1.
+    ``alpaca``: a steady stream with long outputs at temperature 1.
+    """
+    client = _attacker(world, rng, human=False)
+    model = _target(rng, CHAT_MODELS)
+    start = rng.uniform(0, world.duration * 0.4)
+    topics = sweep_topics(rng, size)
+    if variant == "selfinstruct":
+        params = {"temperature": rng.choice((0.7, 1.0)), "max_tokens": rng.choice((512, 1024))}
+        steps = ((Request(CHAT, model, instruction(rng, t).text, None, params), t) for t in topics)
+        run_machine(client, start, steps, rng.uniform(0.5, 2.0), 0.3, concurrent=True)
+    else:
+        params = {"temperature": 1.0, "max_tokens": rng.choice((1024, 2048))}
+        steps = ((Request(CHAT, model, instruction(rng, t).text, None, params), t) for t in topics)
+        run_machine(client, start, steps, rng.uniform(4.0, 10.0), 0.2, concurrent=False)
+    return client
+
+
+def adaptive(world: World, rng: random.Random, variant: str, size: int) -> Client:
+    """An attacker that knows about stateful defences (OARS, CCS '23) and tries to stay under them.
+
+    ``slow``: a distillation sweep at human pace in short daytime sessions, long pauses
+    between them, half of the queries a focused benign-looking conversation.
+    ``shaped``: a sweep whose requests copy an ordinary customer's shape (default
+    temperature, no logprobs, modest max_tokens) and interleave a third of cover chat.
+    """
+    client = _attacker(world, rng, human=True)
+    model = _target(rng, CHAT_MODELS)
+    share = 0.5 if variant == "slow" else 0.33
+    attack_size = int(size * (1 - share))
+    params = {} if variant == "shaped" else rng.choice(({"temperature": 0.7}, {}))
+    attack = _text_steps(rng, sweep_topics(rng, attack_size), CHAT, model, params)
+    cover = _chat_cover(rng, text.popular_topics(rng, 2), model, params)
+    steps = list(_interleave(rng, attack, cover, share))
+    tz = rng.choice(TIMEZONES)
+    if variant == "slow":
+        t = active_time(rng, world, tz)
+        for (request, topic), role in steps:
+            reply = client.send(t, request, topic, role)
+            t = reply.done + think_time(rng, 40)
+            if rng.random() < 1 / 15:
+                t += rng.uniform(1800, 5400)  # a long pause, as if waiting out a throttle
+    else:
+        _sessions(client, steps, tz)
+    return client
+
+
 # --------------------------------------------------------------------------- campaigns
 
 
@@ -429,7 +538,12 @@ def campaign(world: World, rng: random.Random, variant: str, size: int, keys: in
     ``proxy``: aged keys, residential proxy addresses across many ASNs, varied user agents,
     human-paced; the sweep is dealt round-robin across keys.
     ``numeric``: random feature-space queries split over hosting keys.
+    ``rotate``: an adaptive operator (OARS): one key at a time, each from a fresh residential
+    address and user agent, dropped after a small budget (as if after a throttle) for the
+    next; the sweep continues where the last key stopped.
     """
+    if variant == "rotate":
+        return _rotating_keys(world, rng, size, keys)
     if variant == "proxy":
         clients = [_proxy_key(world, rng) for _ in range(keys)]
     else:
@@ -462,6 +576,20 @@ def campaign(world: World, rng: random.Random, variant: str, size: int, keys: in
         for i, client in enumerate(clients):
             steps = _text_steps(rng, topics[i::keys], CHAT, model, params)
             run_human(client, steps, rng.choice(TIMEZONES), rng.uniform(15, 40), (10, 50))
+    return clients
+
+
+def _rotating_keys(world: World, rng: random.Random, size: int, keys: int) -> list[Client]:
+    clients = [_proxy_key(world, rng) for _ in range(keys)]
+    model = _target(rng, CHAT_MODELS)
+    params = rng.choice(({"temperature": 0.7}, {}, {"temperature": 0.0, "max_tokens": 1024}))
+    per_key = max(10, size // keys)
+    topics = sweep_topics(rng, per_key * keys)
+    t = rng.uniform(0, world.duration * 0.2)
+    for i, client in enumerate(clients):
+        steps = _text_steps(rng, topics[i * per_key : (i + 1) * per_key], CHAT, model, params)
+        t = run_machine(client, t, steps, rng.uniform(6.0, 20.0), 0.5, concurrent=False)
+        t += rng.uniform(300, 3600)  # a pause before the next key
     return clients
 
 
@@ -501,4 +629,7 @@ ATTACKS: dict[str, tuple[Attack, tuple[str, ...]]] = {
     "synthetic": (synthetic, ("jacobian", "reservoir")),
     "boundary_search": (boundary_search, ("bisect", "line")),
     "mixed": (mixed, ("extraction", "boundary", "numeric")),
+    "natural": (natural, ("knockoff", "copycat", "numeric")),
+    "distill": (distill, ("selfinstruct", "alpaca")),
+    "adaptive": (adaptive, ("slow", "shaped")),
 }

@@ -60,6 +60,7 @@ _ALL_ATTACKS = tuple(
         ("extraction", (1500, 500, 1000)), ("boundary", (800, 500, 600)),
         ("random", (1200, 1000)), ("synthetic", (1000, 900)), ("boundary_search", (1000, 800)),
         ("mixed", (800, 700, 700)),
+        ("natural", (1200, 1000, 1000)), ("distill", (1500, 1000)), ("adaptive", (800, 800)),
     )
     for variant, size in zip(ATTACKS[kind][1], sizes, strict=True)
 )
@@ -120,7 +121,7 @@ SCENARIOS: dict[str, Scenario] = {
          "eval_harness": 10, "ticket_classifier": 25, "labelling_team": 8,
          "numeric_customer": 70},
         attacks=_ALL_ATTACKS,
-        campaigns=(("hosting", 30, 3000), ("proxy", 20, 2000), ("numeric", 15, 1500)),
+        campaigns=(("hosting", 30, 3000), ("proxy", 20, 2000), ("numeric", 15, 1500), ("rotate", 10, 1000)),
     ),
 }
 
