@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from clonewatch.runner import RunConfig, RunSummary
-from sinks.clickhouse import EXAMPLE_QUERY
+from sinks.clickhouse import EXAMPLE_QUERY, redact
 
 _BAR_WIDTH = 20
 
@@ -32,20 +32,24 @@ def render_summary(summary: RunSummary, config: RunConfig, top: int = 5) -> str:
     min_events = config.policy.min_events
     riskiest = summary.riskiest(top, min_events)
     if riskiest:
-        lines += ["", f"riskiest clients with {min_events}+ events (risk 0.99 = beyond the peak of 99% of baseline clients)"]
+        lines += [
+            "",
+            f"riskiest clients with {min_events}+ events (a benign client reaches risk 1 - a with probability at most a;"
+            f" throttle at {config.policy.throttle:g})",
+        ]
         for score in riskiest:
-            lines.append(f"  {score.client_id:<24} {risk_bar(score.risk)} {score.risk:.4f}  {score.action:<9} after {score.events_seen} events")
+            lines.append(f"  {score.client_id:<24} {risk_bar(score.risk)} {score.risk:.6f}  {score.action:<9} after {score.events_seen} events")
             for reason in score.reasons[:3]:
                 lines.append(f"  {'':<24} · {reason}")
     lines += [
         "",
         "where the data went",
-        f"  risk scores, decisions, dead letters  {config.store_dsn} (database clonewatch)",
+        f"  risk scores, decisions, dead letters  {redact(config.store_dsn)} (database clonewatch)",
         f"  decisions (JSON lines)                {config.decisions_path}",
         f"  dead letters (JSON lines)             {config.dead_letters_path}" + ("" if summary.rejected else " (none)"),
         "",
         "try:",
-        f'  clonewatch sql "{EXAMPLE_QUERY}"' + ("" if config.store_dsn == "chdb://./clonewatch-data" else f" --store {config.store_dsn}"),
+        f'  clonewatch sql "{EXAMPLE_QUERY}"' + ("" if config.store_dsn == "chdb://./clonewatch-data" else f" --store {redact(config.store_dsn)}"),
         "",
     ]
     return "\n".join(lines)

@@ -7,6 +7,7 @@ SQL and the client code are the same for both.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,21 +59,56 @@ EXAMPLE_QUERY = (
 )
 
 
+_CREDENTIALS = re.compile(r"(\w+://[^/\s:@]*:)[^@\s]*@")
+
+
 class StoreError(RuntimeError):
     """The store could not be reached or used; the message says why."""
 
 
 def normalize_dsn(dsn: str) -> str:
-    """Make a ``chdb://`` path absolute (``chdb://./data`` means ./data, not /data)."""
+    """Make a ``chdb://`` path absolute (``chdb://./data`` means ./data, not /data); reject
+    what is malformed, with a message that names no password.
+
+    >>> normalize_dsn("chdb:/demo-data/store")
+    Traceback (most recent call last):
+    ...
+    sinks.clickhouse.StoreError: malformed store DSN 'chdb:/demo-data/store': write chdb://PATH (two slashes), e.g. chdb://./demo-data/store
+    """
     parts = urlsplit(dsn)
     if parts.scheme == "chdb":
+        if not dsn.startswith("chdb://"):
+            raise StoreError(f"malformed store DSN {redact(dsn)!r}: write chdb://PATH (two slashes), e.g. chdb://./{dsn.split(':', 1)[1].lstrip('/')}")
         raw = dsn[len("chdb://") :]
         if not raw:
             raise StoreError("a chdb DSN needs a path, e.g. chdb://./clonewatch-data")
         return "chdb://" + str(Path(raw).expanduser().resolve())
     if parts.scheme in ("http", "https"):
+        if not dsn.startswith(f"{parts.scheme}://") or not parts.hostname:
+            raise StoreError(f"malformed store DSN {redact(dsn)!r}: write {parts.scheme}://user:password@host:port")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise StoreError(f"malformed store DSN {redact(dsn)!r}: the port is not a number") from None
         return dsn
-    raise StoreError(f"unsupported store DSN {dsn!r}: use chdb://PATH or http(s)://host:port")
+    raise StoreError(f"unsupported store DSN {redact(dsn)!r}: use chdb://PATH or http(s)://host:port")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of any ``scheme://user:password@`` in it replaced by ***.
+
+    >>> redact("cannot reach http://cw:s3cret@ch:8123: timed out")
+    'cannot reach http://cw:***@ch:8123: timed out'
+    """
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
+def _engine_hint(exc: Exception) -> str:
+    """The engine's message, with what to do when the embedded store is held by another process."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+    if "lock" in message.lower() or "already" in message.lower():
+        message += " (another process, a running worker or run, holds this embedded store: stop it, or use a ClickHouse server)"
+    return message
 
 
 def _utc(ts: str) -> datetime:
@@ -88,12 +124,13 @@ class ClickHouseStore:
         try:
             self.client = clickhouse_connect.get_client(dsn=self.dsn)
         except Exception as exc:
-            raise StoreError(f"cannot open the store at {self.dsn}: {exc}") from exc
+            raise StoreError(redact(f"cannot open the store at {self.dsn}: {_engine_hint(exc)}")) from exc
         self.ensure_tables()
 
     @property
     def location(self) -> str:
-        return self.dsn
+        """The DSN, fit to print (no password)."""
+        return redact(self.dsn)
 
     def ensure_tables(self) -> None:
         self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")

@@ -29,7 +29,6 @@ from tests.streaming_support import (
     read_topic,
     reference_decisions,
     store_query,
-    train_numeric_model,
     wait_until,
     write_log,
 )
@@ -43,8 +42,8 @@ def traffic() -> tuple[list[dict], dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_numeric_model(tmp_path_factory.mktemp("model") / "numeric.cwm")
+def model(numeric_model: Path) -> Path:
+    return numeric_model
 
 
 @pytest.fixture(scope="module")

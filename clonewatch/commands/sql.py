@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from clonewatch.commands.options import add_store_option
-from sinks.clickhouse import EXAMPLE_QUERY, ClickHouseStore
+from sinks.clickhouse import EXAMPLE_QUERY, ClickHouseStore, redact
 
 _MAX_CELL = 60
 
@@ -41,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         columns, rows = store.query(args.query)
     except Exception as exc:  # the engine's own message is the useful part
-        print(f"clonewatch sql: query failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}")
+        print(redact(f"clonewatch sql: query failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"))
         return 1
     print(format_table(columns, rows))
     return 0

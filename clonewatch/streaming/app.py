@@ -55,7 +55,7 @@ from detectors import BatchResult
 from ingest.formats import mask_secrets
 from schemas import DeadLetter
 from schemas.text import printable
-from sinks.clickhouse import ClickHouseStore
+from sinks.clickhouse import ClickHouseStore, redact
 
 log = logging.getLogger("clonewatch.worker")
 
@@ -197,7 +197,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     async def announce() -> None:
         log.info(
             "model %s; consuming %s (%d partitions) at %s as group %s; store %s",
-            processor.detector.model.version, config.access_topic, partitions, config.bootstrap, config.app_id, config.store_dsn,
+            processor.detector.model.version, config.access_topic, partitions, config.bootstrap, config.app_id, redact(config.store_dsn),
         )  # fmt: skip
 
     @app.timer(config.log_interval)
