@@ -31,6 +31,8 @@ class ClientState:
         self.pending_count = 0
         self.last_ts = 0.0
         self.evidence: list[float] = []
+        self.screened = False  # its snapshot has put it among the top tenth of benign clients (see detectors.detector)
+        self.screen_streak = 0
         self.activity = ActivityWindow(window)
         self.prompts = PromptWindow(window)
         self.geometry: dict[str, GeometryWindow] = {}
@@ -63,7 +65,7 @@ class ClientState:
         return msgspec.msgpack.encode({
             "window": self.window, "events_seen": self.events_seen, "action": self.action,
             "pending_action": self.pending_action, "pending_count": self.pending_count, "last_ts": self.last_ts,
-            "evidence": list(self.evidence), "activity": self.activity.to_state(), "prompts": self.prompts.to_state(),
+            "evidence": list(self.evidence), "screened": self.screened, "screen_streak": self.screen_streak, "activity": self.activity.to_state(), "prompts": self.prompts.to_state(),
             "geometry": {space: w.to_state() for space, w in self.geometry.items()},
         })  # fmt: skip
 
@@ -74,6 +76,8 @@ class ClientState:
         state.events_seen, state.action, state.last_ts = raw["events_seen"], raw["action"], raw["last_ts"]
         state.pending_action, state.pending_count = raw["pending_action"], raw["pending_count"]
         state.evidence = list(raw.get("evidence", []))
+        state.screened = bool(raw.get("screened", False))
+        state.screen_streak = int(raw.get("screen_streak", 0))
         state.activity = ActivityWindow.from_state(raw["activity"])
         state.prompts = PromptWindow.from_state(raw["prompts"])
         state.geometry = {space: GeometryWindow.from_state(w) for space, w in raw["geometry"].items()}

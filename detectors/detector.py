@@ -30,6 +30,15 @@ class BatchResult:
     risks: np.ndarray = field(default_factory=lambda: np.empty(0))  # one per event, in batch order
 
 
+# Accumulated evidence acts on a client once its snapshot has put it among the top tenth of
+# benign clients (beyond the sustained peak of 90% of them), the finest share a baseline of
+# a hundred clients resolves by counting. Benign customers of a kind that is rare in the
+# baseline can sit persistently a little beyond their nearest benign clients, and evidence
+# against them grows without bound; most of them are unremarkable among all clients.
+# Screening by rank, confirming by evidence: a benign client must pass both.
+SCREEN_LEVEL = 0.9
+
+
 @dataclass
 class Assessment:
     """One client (or campaign) after one event: its snapshot risk, the p-value of its score
@@ -41,29 +50,45 @@ class Assessment:
     evidence: float = 1.0
     risk: float = 0.0
 
-    def accumulate(self, test: SequentialTest | None, state: ClientState) -> Assessment:
-        """Add this event's evidence to the state's; risk is the larger of the snapshot and
-        1 - 1/evidence (a benign client ever reaches evidence E with probability at most 1/E)."""
+    def accumulate(self, test: SequentialTest | None, state: ClientState, policy: PolicyConfig) -> Assessment:
+        """Add this event's evidence to the state's; risk is the larger of the snapshot and,
+        once the client has been screened, 1 - 1/evidence (a benign client ever reaches
+        evidence E with probability at most 1/E)."""
+        self._screen(state, policy)
         if test is None:
             self.risk = self.snapshot
             return self
         log_m = test.update(np.asarray(state.evidence) if state.evidence else test.initial(), self.p_value)
         state.evidence = log_m.tolist()
         self.evidence = test.evidence(log_m)
-        self.risk = max(self.snapshot, 1.0 - 1.0 / max(self.evidence, 1.0))
+        self._combine(state.screened)
         return self
 
-    def join(self, campaign: Campaign, member: str, own: Assessment) -> Assessment:
+    def _combine(self, screened: bool) -> None:
+        sequential = 1.0 - 1.0 / max(self.evidence, 1.0) if screened else 0.0
+        self.risk = max(self.snapshot, sequential)
+
+    def _screen(self, state: ClientState, policy: PolicyConfig) -> None:
+        """Screened once the snapshot held SCREEN_LEVEL for the policy's confirmation count of
+        events from its minimum events on: the statistic the snapshot is calibrated on."""
+        if state.screened:
+            return
+        above = self.snapshot >= SCREEN_LEVEL and self.events_seen >= policy.min_events
+        state.screen_streak = state.screen_streak + 1 if above else 0
+        state.screened = state.screen_streak >= policy.confirm_events
+
+    def join(self, campaign: Campaign, member: str, own: Assessment, policy: PolicyConfig) -> Assessment:
         """A campaign's assessment after one member event: its merged snapshot, and the
         product of its members' accumulated evidence (each member's, as ``own`` just left it)."""
         campaign.evidence[member] = float(np.log(max(own.evidence, 1e-300)))
+        self._screen(campaign.state, policy)
         self.evidence = float(np.exp(min(campaign.log_evidence(), 700.0)))
-        self.risk = max(self.snapshot, 1.0 - 1.0 / max(self.evidence, 1.0))
+        self._combine(campaign.state.screened)
         return self
 
     @property
     def sustained(self) -> bool:
-        return 1.0 - 1.0 / max(self.evidence, 1.0) > self.snapshot
+        return self.risk > self.snapshot
 
     def evidence_reason(self) -> str:
         return (
@@ -169,10 +194,10 @@ class CloneDetector:
         latest: dict[str, tuple[int, Assessment, Assessment | None]] = {}
         for i, event in enumerate(events):
             state = states[event.client_id]
-            mine = own[i].accumulate(self.model.sequential, state)
+            mine = own[i].accumulate(self.model.sequential, state, self.policy.config)
             group = None
             if views[i] is not None and views[i].campaign_id in self.campaigns.campaigns:
-                group = campaign[i].join(self.campaigns.campaigns[views[i].campaign_id], event.client_id, mine)
+                group = campaign[i].join(self.campaigns.campaigns[views[i].campaign_id], event.client_id, mine, self.policy.config)
             by_campaign = group is not None and group.risk > mine.risk
             risk = group.risk if by_campaign else mine.risk
             result.risks[i] = risk

@@ -184,15 +184,22 @@ class SequentialTest:
         long one moment's evidence echoes in the next ones, not how clients differ. Its
         autocorrelation is summed over lags until it falls below 0.05 (or to
         :data:`MAX_LAG`). Clients differ: the :data:`TAU_QUANTILE` quantile over clients with
-        at least :data:`MIN_EVENTS_FOR_TAU` events is used, since a client whose evidence
-        echoes longer than assumed is a false alarm waiting to happen (with the median, 2 of
-        180 held-out benign numeric customers were throttled). A pooled estimate is no
+        at least :data:`MIN_EVENTS_FOR_TAU` events (in a baseline without such clients, its
+        longest) is used, since a client whose evidence echoes longer than assumed is a false
+        alarm waiting to happen (with the median, 2 of 180 held-out benign numeric customers
+        were throttled). A pooled estimate is no
         better: it follows the one or two clients whose scores swing the most (64 and 168
         on two baselines of a hundred clients).
         """
-        taus = [_autocorrelation_time(np.log(np.asarray(s, dtype=np.float64))) for s in p_values_by_client if len(s) >= MIN_EVENTS_FOR_TAU]
-        self.tau_ = float(np.quantile(taus, TAU_QUANTILE)) if taus else 1.0
+        sequences = [np.log(np.asarray(s, dtype=np.float64)) for s in p_values_by_client if len(s) >= 2]
+        if not sequences:
+            self.tau_, self.weight = 1.0, 1.0
+            return
+        long_enough = min(MIN_EVENTS_FOR_TAU, max(len(x) for x in sequences))  # a small baseline: its longest clients
+        taus = [_autocorrelation_time(x) for x in sequences if len(x) >= long_enough]
+        self.tau_ = float(np.quantile(taus, TAU_QUANTILE))
         self.weight = 1.0 / self.tau_
+
 
 class KindPValues:
     """Conformal p-values of a score among the events of the nearest benign clients (Mondrian by kind).
