@@ -28,7 +28,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 benchmark: $(STAMP)
-	$(BIN)/python benchmarks/detection.py
+	$(BIN)/python benchmarks/detection.py --scale 0.3 --baseline-clients 100 300 1000
+	$(BIN)/python benchmarks/markdown.py
 
 clean:
 	rm -rf demo-data clonewatch-data clonewatch-out kafka-data

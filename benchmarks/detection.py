@@ -8,7 +8,7 @@ and compares with (a) a per-key rate limit of 100 requests/min and (b) PRADA alo
 (Shapiro-Wilk on each client's nearest-distance distribution, threshold set on the
 baseline for a 1% client false-positive rate).
 
-    python benchmarks/detection.py                   # half size, seeds 1-3, baselines of 100, 300, 1000
+    python benchmarks/detection.py --scale 0.3       # as `make benchmark`: seeds 1-3, baselines of 100, 300, 1000
     python benchmarks/detection.py --scale 1 --eval-seeds 1   # full size
     python benchmarks/detection.py --scale 0.3 --eval-seeds 1 --baseline-clients 100   # quick look
 
@@ -371,9 +371,9 @@ def main() -> int:
             baseline["runs"].append(evaluate_seed(model, seed, events, labels, vectors, scale, delta))
         print_targets(baseline["runs"])
         report["baselines"].append(baseline)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {args.out}")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2))  # after each baseline: a long run keeps what it measured
+        print(f"\nwrote {args.out} (README tables: python benchmarks/markdown.py {args.out})")
     return 0
 
 

@@ -18,10 +18,11 @@ def clonewatch(*args: str, cwd, stdin: bytes | None = None, check: bool = True) 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """A small benign baseline and a small log with an obvious attacker and a prober among benign clients."""
+    """A small benign baseline (~48 clients) and a log with a distillation sweep and a prober, each
+    sending a few hundred queries, among ~30 benign clients."""
     d = tmp_path_factory.mktemp("cli")
     clonewatch("simulate", "--scenario", "benign", "--seed", "5", "--scale", "0.3", "--out", "baseline", cwd=d)
-    clonewatch("simulate", "--scenario", "demo", "--seed", "6", "--scale", "0.35", "--out", "traffic", cwd=d)
+    clonewatch("simulate", "--scenario", "demo", "--seed", "6", "--scale", "0.7", "--out", "traffic", cwd=d)
     events = (d / "traffic" / "events.jsonl").read_bytes()
     bad = b'this is not json\n{"ts": 1795428000}\n{"ts": 1795428000, "client_id": "k", "features": [NaN]}\n'
     (d / "mixed.jsonl").write_bytes(bad[:17] + events + bad[17:])
