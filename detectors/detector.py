@@ -61,11 +61,13 @@ class Assessment:
         log_m = test.update(np.asarray(state.evidence) if state.evidence else test.initial(), self.p_value)
         state.evidence = log_m.tolist()
         self.evidence = test.evidence(log_m)
-        self._combine(state.screened)
+        self._combine(state.screened, policy)
         return self
 
-    def _combine(self, screened: bool) -> None:
-        sequential = 1.0 - 1.0 / max(self.evidence, 1.0) if screened else 0.0
+    def _combine(self, screened: bool, policy: PolicyConfig) -> None:
+        """Evidence alone can throttle and challenge; a deny also needs the snapshot, which
+        says the client is far beyond every benign one now, not only unlike its own kind."""
+        sequential = min(1.0 - 1.0 / max(self.evidence, 1.0), policy.challenge) if screened else 0.0
         self.risk = max(self.snapshot, sequential)
 
     def _screen(self, state: ClientState, policy: PolicyConfig) -> None:
@@ -83,7 +85,7 @@ class Assessment:
         campaign.evidence[member] = float(np.log(max(own.evidence, 1e-300)))
         self._screen(campaign.state, policy)
         self.evidence = float(np.exp(min(campaign.log_evidence(), 700.0)))
-        self._combine(campaign.state.screened)
+        self._combine(campaign.state.screened, policy)
         return self
 
     @property
