@@ -1,4 +1,4 @@
-"""The docstring examples of the detectors run, and say what they show."""
+"""The docstring examples of the detectors, ingest, schemas and sinks run, and say what they show."""
 
 import doctest
 import importlib
@@ -7,8 +7,13 @@ import pkgutil
 import pytest
 
 import detectors
+import ingest
+import schemas
+import sinks
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(detectors.__path__, "detectors."))
+MODULES = sorted(
+    m.name for package in (detectors, ingest, schemas, sinks) for m in pkgutil.iter_modules(package.__path__, package.__name__ + ".")
+)
 
 
 @pytest.mark.parametrize("name", MODULES)
