@@ -9,13 +9,12 @@ from dataclasses import dataclass
 import msgspec
 
 from schemas import AccessEvent, DeadLetter
-from ingest.formats import client_id_for_key, looks_like_key, mask_secrets
+from ingest.formats import client_id_for_key, dead_letter_raw, looks_like_key
 from schemas.text import printable
 
 DEFAULT_MAX_PROMPT_CHARS = 32_000
 DEFAULT_MAX_FEATURES = 4_096
 DEFAULT_MAX_CLIENT_ID_CHARS = 256
-_RAW_KEEP = 2_000
 _NON_JSON_NUMBER = re.compile(r"[\[,:]\s*-?(NaN|Infinity)\b")  # a dead letter keeps this much of the offending line
 
 
@@ -93,5 +92,4 @@ class EventDecoder:
         return None
 
     def _reject(self, line: bytes | str, line_no: int, reason: str) -> DeadLetter:
-        raw = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
-        return DeadLetter(source=self.source, line=line_no, reason=reason, raw=mask_secrets(raw.rstrip("\n")[:_RAW_KEEP]))
+        return DeadLetter(source=self.source, line=line_no, reason=reason, raw=dead_letter_raw(line))

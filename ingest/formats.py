@@ -769,6 +769,19 @@ _BEARER = re.compile(r"(Bearer\s+)[^\s\"\\]+", re.IGNORECASE)
 _KEY_SHAPED = re.compile(r"^(?:sk|pk|rk|api|key|tok)[-_][A-Za-z0-9_-]{8,}$|^[A-Za-z0-9_-]{32,}$")
 
 
+DEAD_LETTER_RAW_CHARS = 2_000  # a dead letter keeps this much of the offending line
+
+
+def dead_letter_raw(line: bytes | str) -> str:
+    """What a dead letter keeps of its line: the first 2,000 characters, secrets masked.
+
+    >>> dead_letter_raw(b'{"api_key": "sk-1", "status": "200"}\\n')
+    '{"api_key": "***", "status": "200"}'
+    """
+    text = line.decode("utf-8", errors="replace") if isinstance(line, (bytes, bytearray)) else line
+    return mask_secrets(text.rstrip("\n")[:DEAD_LETTER_RAW_CHARS])
+
+
 def mask_secrets(raw: str) -> str:
     """A raw line fit to keep in a dead letter: values of key, token and authorization fields masked.
 

@@ -8,12 +8,11 @@ from collections.abc import Iterable, Iterator
 import msgspec
 
 from ingest.decode import DecodeLimits, EventDecoder
-from ingest.formats import FormatError, LineParser, mask_secrets
+from ingest.formats import FormatError, LineParser, dead_letter_raw
 from schemas import AccessEvent, DeadLetter
 from schemas.text import printable
 
 _encoder = msgspec.json.Encoder()
-_RAW_KEEP = 2_000
 
 
 class EventReader:
@@ -54,8 +53,7 @@ class EventReader:
             if self._parser.format in (None, "canonical"):  # the decoder's reasons are the more precise
                 yield self._decoder.decode(line, number)
                 return
-            raw = line.decode("utf-8", errors="replace") if isinstance(line, bytes) else line
-            yield DeadLetter(source=self.source, line=number, reason=printable(str(exc)), raw=mask_secrets(raw.rstrip("\n")[:_RAW_KEEP]))
+            yield DeadLetter(source=self.source, line=number, reason=printable(str(exc)), raw=dead_letter_raw(line))
             return
         if self._parser.format == "canonical":  # validated by the decoder itself, with its own reasons
             yield self._decoder.decode(line, number)

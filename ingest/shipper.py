@@ -33,14 +33,13 @@ import msgspec
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from ingest.formats import FormatError, LineParser, mask_secrets
+from ingest.formats import FormatError, LineParser, dead_letter_raw
 from schemas.text import printable
 from schemas import DeadLetter
 
 log = logging.getLogger("clonewatch.ship")
 
 _FINGERPRINT_BYTES = 1024
-_RAW_KEEP = 2_000  # a dead letter keeps this much of the offending line
 _encoder = msgspec.json.Encoder()
 
 
@@ -299,8 +298,7 @@ class Shipper:
                 self.stats.dead_letters += 1
 
     def _dead_letter(self, source: LineSource, line: Line, reason: str) -> tuple[str, bytes, bytes]:
-        raw = mask_secrets(line.data.decode("utf-8", errors="replace").rstrip("\n")[:_RAW_KEEP])
-        letter = DeadLetter(source=source.name, line=line.number, reason=printable(reason), raw=raw)
+        letter = DeadLetter(source=source.name, line=line.number, reason=printable(reason), raw=dead_letter_raw(line.data))
         return self.dead_letter_topic, source.name.encode(), _encoder.encode(letter)
 
 

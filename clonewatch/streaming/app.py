@@ -52,7 +52,7 @@ from clonewatch.streaming.config import StreamingConfig
 from clonewatch.streaming.processing import BatchProcessor, ClientRecord, Incoming, WorkerStats, decision_message, encode
 from clonewatch.streaming.topics import rewind_points
 from detectors import BatchResult
-from ingest.formats import mask_secrets
+from ingest.formats import dead_letter_raw
 from schemas import DeadLetter
 from schemas.text import printable
 from sinks.clickhouse import ClickHouseStore, redact
@@ -279,9 +279,8 @@ async def _each_alone(
 
 
 def poison_letter(topic: str, partition: int, offset: int, value: bytes | None, exc: BaseException) -> DeadLetter:
-    raw = (value or b"").decode("utf-8", errors="replace")[:2000]
     reason = printable(f"failed after decoding ({type(exc).__name__}: {exc})")[:1000]
-    return DeadLetter(source=f"{topic}/{partition}", line=offset, reason=reason, raw=mask_secrets(raw))
+    return DeadLetter(source=f"{topic}/{partition}", line=offset, reason=reason, raw=dead_letter_raw(value or b""))
 
 
 def write_store(blocking: Blocking, result: BatchResult, dead_letters: list[DeadLetter]) -> None:
