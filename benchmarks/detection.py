@@ -47,6 +47,8 @@ RATE_LIMIT_PER_MIN = 100
 PRADA_MIN_QUERIES = 20
 PRADA_HISTORY = 300
 PRADA_TARGET_FPR = 0.01
+MMD_WINDOW = 100  # the published window test: a client's last 100 embedded queries
+MMD_MIN_QUERIES = 50
 
 
 def load(scenario: str, seed: int, scale: float):
@@ -176,6 +178,49 @@ def prada_threshold(stats: dict[str, list[tuple[int, float]]]) -> float:
         return 0.9
     k = int(np.floor(PRADA_TARGET_FPR * len(minima)))
     return float(minima[k])
+
+
+def mmd_statistics(events, vectors, references) -> dict[str, list[tuple[int, float]]]:
+    """Per client, the MMD between its last MMD_WINDOW embedded queries and benign traffic
+    (the baseline's mean embedding), with the client's event count, from MMD_MIN_QUERIES on."""
+    windows: dict[tuple[str, str], deque] = defaultdict(lambda: deque(maxlen=MMD_WINDOW))
+    counts: dict[str, int] = defaultdict(int)
+    out: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for start in range(0, len(events), 1024):
+        chunk = list(zip(events[start : start + 1024], vectors[start : start + 1024]))
+        projected: list[np.ndarray | None] = [None] * len(chunk)
+        by_space: dict[str, list[int]] = defaultdict(list)
+        for i, (e, v) in enumerate(chunk):
+            if v is not None and e.space in references:
+                by_space[e.space].append(i)
+        for space, rows in by_space.items():
+            for i, p in zip(rows, references[space].transform(np.stack([chunk[i][1] for i in rows]))):
+                projected[i] = p
+        for (e, _), p in zip(chunk, projected):
+            counts[e.client_id] += 1
+            if p is None:
+                continue
+            w = windows[e.client_id, e.space]
+            w.append(p)
+            if len(w) >= MMD_MIN_QUERIES:
+                out[e.client_id].append((counts[e.client_id], references[e.space].mmd(np.stack(w))))
+    return out
+
+
+def mmd_threshold(stats: dict[str, list[tuple[int, float]]]) -> float:
+    """Benign-vs-benign windows: the MMD above which PRADA_TARGET_FPR of baseline clients would ever be flagged."""
+    maxima = sorted(max(m for _, m in series) for series in stats.values() if series)
+    return float(np.quantile(maxima, 1.0 - PRADA_TARGET_FPR)) if maxima else np.inf
+
+
+def replay_mmd(stats, threshold: float) -> dict[str, dict]:
+    first: dict[str, dict] = defaultdict(dict)
+    for client, series in stats.items():
+        for n, m in series:
+            if m > threshold:
+                first[client]["flag"] = n
+                break
+    return first
 
 
 def replay_prada(stats, delta: float) -> dict[str, dict]:
@@ -362,13 +407,14 @@ def main() -> int:
         fit_s = time.monotonic() - started
         scale = column_scales(base_events, base_vectors)
         delta = prada_threshold(prada_statistics(base_events, base_vectors, scale))
+        mmd_level = mmd_threshold(mmd_statistics(base_events, base_vectors, model.references))
         baseline = {
             "benign_clients": model.metadata["training_clients"], "events": len(base_events), "baseline_scale": baseline_scale,
-            "fit_seconds": fit_s, "prada_delta": delta, "sequential": model.metadata.get("sequential"), "runs": [],
+            "fit_seconds": fit_s, "prada_delta": delta, "mmd_threshold": mmd_level, "sequential": model.metadata.get("sequential"), "runs": [],
         }  # fmt: skip
         print(f"\n######## baseline: {baseline['benign_clients']} benign clients, {len(base_events):,} events, fitted in {fit_s:.0f} s")
         for seed, (events, labels, vectors) in evaluation.items():
-            baseline["runs"].append(evaluate_seed(model, seed, events, labels, vectors, scale, delta))
+            baseline["runs"].append(evaluate_seed(model, seed, events, labels, vectors, scale, delta, mmd_level))
         print_targets(baseline["runs"])
         report["baselines"].append(baseline)
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -377,7 +423,7 @@ def main() -> int:
     return 0
 
 
-def evaluate_seed(model, seed: int, events, labels, vectors, scale, delta) -> dict:
+def evaluate_seed(model, seed: int, events, labels, vectors, scale, delta, mmd_level) -> dict:
     totals: dict[str, int] = defaultdict(int)
     for e in events:
         totals[e.client_id] += 1
@@ -387,6 +433,7 @@ def evaluate_seed(model, seed: int, events, labels, vectors, scale, delta) -> di
     detect_s = time.monotonic() - started
     firsts = {"clonewatch": first, "rate limit 100/min": replay_rate_limit(events)}
     firsts["PRADA alone"] = replay_prada(prada_statistics(events, vectors, scale), delta)
+    firsts["MMD window"] = replay_mmd(mmd_statistics(events, vectors, model.references), mmd_level)
     results = {}
     for method, first in firsts.items():
         results[method] = evaluate(first, labels, totals)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-METHODS = ("clonewatch", "rate limit 100/min", "PRADA alone")
+BASELINE_METHODS = ("rate limit 100/min", "PRADA alone", "MMD window")
 
 
 def pooled(runs: list[dict], method: str, kind: str) -> tuple[int, int, float | None]:
@@ -26,28 +26,29 @@ def pooled(runs: list[dict], method: str, kind: str) -> tuple[int, int, float | 
 def table(baseline: dict) -> str:
     runs = baseline["runs"]
     kinds = list(runs[0]["results"]["clonewatch"]["attacks"])
+    others = [m for m in BASELINE_METHODS if m in runs[0]["results"]]  # older results lack the MMD window
     lines = [
         f"**Baseline of {baseline['benign_clients']} benign clients** ({baseline['events']:,} events, fitted in "
         f"{baseline['fit_seconds']:.0f} s; evidence weight 1/{baseline['sequential']['autocorrelation_time']:.0f}), "
         f"eval seeds {', '.join(str(r['seed']) for r in runs)} pooled:",
         "",
-        "| | clonewatch | median events to first action | rate limit 100/min | PRADA alone |",
-        "|---|---|---|---|---|",
+        "| | clonewatch | median events to first action | " + " | ".join(others) + " |",
+        "|---|---|---|" + "---|" * len(others),
     ]
     for kind in kinds:
         cw = pooled(runs, "clonewatch", kind)
-        rate, prada = pooled(runs, METHODS[1], kind), pooled(runs, METHODS[2], kind)
         median = "—" if cw[2] is None else f"{cw[2]:.0f}"
-        lines.append(f"| {kind} | {cw[0]}/{cw[1]} | {median} | {rate[0]}/{rate[1]} | {prada[0]}/{prada[1]} |")
+        cells = [f"{flagged}/{clients}" for flagged, clients, _ in (pooled(runs, m, kind) for m in others)]
+        lines.append(f"| {kind} | {cw[0]}/{cw[1]} | {median} | " + " | ".join(cells) + " |")
     served = [v for r in runs for v in r["results"]["clonewatch"]["campaign_served"].values()]
-    lines.append(f"| campaign queries served before the first action | {', '.join(f'{100 * v:.0f}%' for v in served)} | | | |")
+    lines.append(f"| campaign queries served before the first action | {', '.join(f'{100 * v:.0f}%' for v in served)} | |" + " |" * len(others))
     benign = []
-    for method in METHODS:
+    for method in ("clonewatch", *others):
         flagged = sum(r["results"][method]["benign_flagged"] for r in runs)
         total = sum(r["results"][method]["benign_clients"] for r in runs)
         benign.append(f"{flagged}/{total}")
     denied = sum(r["results"]["clonewatch"]["benign_denied"] for r in runs)
-    lines.append(f"| **benign clients acted on** | **{benign[0]}** ({denied} denied) | | {benign[1]} | {benign[2]} |")
+    lines.append(f"| **benign clients acted on** | **{benign[0]}** ({denied} denied) | | " + " | ".join(benign[1:]) + " |")
     calibration = []
     for target_index in range(len(runs[0]["calibration"])):
         rows = [r["calibration"][target_index] for r in runs]

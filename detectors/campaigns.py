@@ -132,6 +132,7 @@ class CampaignView:
     row: np.ndarray  # feature row of the merged state, merge artifacts set to NaN
     events_seen: int  # member events the merged state has learned
     summary: str  # "14 keys tied by network, user agent; union coverage 5.2x benign, overlap 0.31x strangers'"
+    complementary: bool = False  # the keys split the input space between them (overlap test at alpha)
 
 
 @dataclass
@@ -538,7 +539,7 @@ class CampaignTracker:
             dimensions.append(COVERAGE)
         row = campaign_row(campaign.state, references, coverage, breadth=len(dimensions) >= 2)
         summary = self._summary(campaign, dimensions, references, coverage)
-        return CampaignView(campaign_id, row, campaign.state.events_seen, summary)
+        return CampaignView(campaign_id, row, campaign.state.events_seen, summary, COVERAGE in dimensions)
 
     def _summary(
         self, campaign: Campaign, dimensions: list[str], references: Mapping[str, SpaceReference], coverage: Coverage | None

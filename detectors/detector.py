@@ -79,12 +79,33 @@ class Assessment:
         state.screen_streak = state.screen_streak + 1 if above else 0
         state.screened = state.screen_streak >= policy.confirm_events
 
-    def join(self, campaign: Campaign, member: str, own: Assessment, policy: PolicyConfig) -> Assessment:
-        """A campaign's assessment after one member event: its merged snapshot, and the
-        product of its members' accumulated evidence (each member's, as ``own`` just left it)."""
+    def join(
+        self, test: SequentialTest | None, campaign: Campaign, member: str, own: Assessment, policy: PolicyConfig, split: bool
+    ) -> Assessment:
+        """A campaign's assessment after one member event: its merged snapshot, and evidence
+        from two tests, averaged (a mean of e-values is an e-value):
+
+        - the product of its members' accumulated evidence (each member's, as ``own`` just
+          left it): keys that are each mildly unusual multiply into certainty;
+        - when the keys split the input space between them (``split``: one sweep divided
+          among keys), the campaign's own e-process over its merged stream, whose p-values
+          place the merged state among the nearest benign clients as one client's are
+          placed. Customers behind one NAT overlap like strangers: their merged stream is
+          many customers at once, unlike any one benign client, so it is not tested as one
+          (its e-process runs from the campaign's first event, and counts, as 1 until
+          then, from the moment the split shows: a stopping time, which Ville's inequality
+          allows).
+        """
         campaign.evidence[member] = float(np.log(max(own.evidence, 1e-300)))
         self._screen(campaign.state, policy)
-        self.evidence = float(np.exp(min(campaign.log_evidence(), 700.0)))
+        if test is None:
+            self.risk = self.snapshot
+            return self
+        log_m = test.update(np.asarray(campaign.state.evidence) if campaign.state.evidence else test.initial(), self.p_value)
+        campaign.state.evidence = log_m.tolist()
+        merged = np.log(test.evidence(log_m)) if split else 0.0
+        product = min(campaign.log_evidence(), 700.0)
+        self.evidence = float(np.exp(np.logaddexp(merged, product) - np.log(2.0)))
         self._combine(campaign.state.screened, policy)
         return self
 
@@ -199,7 +220,14 @@ class CloneDetector:
             mine = own[i].accumulate(self.model.sequential, state, self.policy.config)
             group = None
             if views[i] is not None and views[i].campaign_id in self.campaigns.campaigns:
-                group = campaign[i].join(self.campaigns.campaigns[views[i].campaign_id], event.client_id, mine, self.policy.config)
+                group = campaign[i].join(
+                    self.model.sequential,
+                    self.campaigns.campaigns[views[i].campaign_id],
+                    event.client_id,
+                    mine,
+                    self.policy.config,
+                    split=views[i].complementary,
+                )
             by_campaign = group is not None and group.risk > mine.risk
             risk = group.risk if by_campaign else mine.risk
             result.risks[i] = risk
@@ -244,9 +272,12 @@ class CloneDetector:
             views[i] = self.campaigns.view(cid, self.model.references) if cid is not None else None
         members = [i for i, view in enumerate(views) if view is not None]
         if members:
-            snapshots = self.model.risk.risk(np.stack([views[i].row for i in members]))
-            for i, snapshot in zip(members, snapshots):
-                assessed[i] = Assessment(float(snapshot), 1.0, views[i].events_seen)
+            scores, profiles = self.model.risk.scores_and_profiles(np.stack([views[i].row for i in members]))
+            snapshots = self.model.risk.calibrated(scores)
+            sequential = self.model.sequential
+            p_values = sequential.p_values(scores, profiles) if sequential is not None else np.ones(len(members))
+            for i, snapshot, p in zip(members, snapshots, p_values):
+                assessed[i] = Assessment(float(snapshot), float(p), views[i].events_seen)
         return views, assessed
 
     def _reasons(self, row: np.ndarray, view: CampaignView | None, mine: Assessment, group: Assessment | None) -> list[str]:

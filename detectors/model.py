@@ -14,7 +14,7 @@ from detectors.evidence import SequentialTest
 from detectors.reference import SpaceReference
 from detectors.risk_model import RiskModel
 
-FORMAT_VERSION = 3  # 2: numeric references map columns to normal scores; 3: sequential evidence
+FORMAT_VERSION = 4  # 2: numeric references map columns to normal scores; 3: sequential evidence; 4: kernel mean embedding (MMD)
 _RECORDED_LIBRARIES = ("numpy", "scipy", "scikit-learn", "sentence-transformers", "torch")
 
 

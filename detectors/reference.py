@@ -37,6 +37,9 @@ class SpaceReference:
         out-of-distribution.
     n_neighbors, max_neighbors : the k of that distance, and how many reference queries
         (a random sample) are kept to measure it.
+    n_kernel_features : random Fourier features of the Gaussian kernel (bandwidth: the
+        reference's typical distance) in which a client's window is compared with benign
+        traffic as a whole (:meth:`mmd`).
     normal_scores : first map each input dimension to normal scores through its quantiles in
         the reference (numeric features). Real tabular columns are skewed, bounded and
         discrete; on this scale a value that real data rarely takes is far out whatever its
@@ -56,6 +59,7 @@ class SpaceReference:
         ood_quantile: float = 0.99,
         n_neighbors: int = 5,
         max_neighbors: int = 4096,
+        n_kernel_features: int = 128,
         normal_scores: bool = False,
         random_state: int = 0,
     ) -> None:
@@ -65,6 +69,7 @@ class SpaceReference:
         self.ood_quantile = ood_quantile
         self.n_neighbors = n_neighbors
         self.max_neighbors = max_neighbors
+        self.n_kernel_features = n_kernel_features
         self.normal_scores = normal_scores
         self.random_state = random_state
 
@@ -91,6 +96,8 @@ class SpaceReference:
         centered = p - p.mean(axis=0)
         self.typical_sq_distance_ = float(2.0 * (centered**2).sum(axis=1).mean())
         self.unit_ = float(np.sqrt(self.typical_sq_distance_)) or 1.0
+
+        self._fit_kernel_features(p)
 
         k = max(2, min(self.n_regions, len(p) // 5))
         self.codebook_ = KMeans(n_clusters=k, n_init=3, random_state=self.random_state).fit(p)
@@ -145,6 +152,42 @@ class SpaceReference:
     def novelty(self, projected: np.ndarray) -> np.ndarray:
         """Whitened distance of each projected vector to its ``n_neighbors``-th nearest reference query."""
         return kth_nearest_distance(np.atleast_2d(projected) * self.whiten_, self.neighbors_, self.n_neighbors)
+
+    def mmd(self, window: np.ndarray) -> float:
+        """Squared maximum mean discrepancy between a client's projected vectors and benign traffic.
+
+        The distribution-level test of a window (arXiv 2606.05725): a Gaussian kernel in
+        random Fourier features, the client's vectors against the mean embedding of every
+        reference query, unbiased in the window (its pairs i != j), so a short window is not
+        pushed up by its own size. A customer keeps to its own topics (large); a client
+        sending inputs from elsewhere is large too; a client whose queries look like all of
+        benign traffic at once, a public data set of the domain, is small.
+
+        >>> rng = np.random.default_rng(0)
+        >>> ref = SpaceReference(n_regions=8, n_components=4).fit(rng.normal(size=(2000, 4)), [i % 50 for i in range(2000)])
+        >>> everyone = ref.transform(rng.normal(size=(200, 4)))
+        >>> one_topic = ref.transform(rng.normal(loc=1.5, scale=0.3, size=(200, 4)))
+        >>> abs(ref.mmd(everyone)) < 0.01 < ref.mmd(one_topic)
+        True
+        """
+        x = np.atleast_2d(np.asarray(window, dtype=np.float32))
+        n = len(x)
+        if n < 2:
+            return float("nan")
+        phi = self._kernel_features(x)
+        total = phi.sum(axis=0)
+        within = (float(total @ total) - float((phi * phi).sum())) / (n * (n - 1))
+        return within - 2.0 * float(total @ self.kernel_mean_) / n + float(self.kernel_mean_ @ self.kernel_mean_)
+
+    def _fit_kernel_features(self, p: np.ndarray) -> None:
+        rng = np.random.default_rng(self.random_state)
+        bandwidth = np.sqrt(self.typical_sq_distance_ / 2.0) or 1.0
+        self.kernel_weights_ = (rng.normal(size=(p.shape[1], self.n_kernel_features)) / bandwidth).astype(np.float32)
+        self.kernel_phases_ = rng.uniform(0.0, 2.0 * np.pi, self.n_kernel_features).astype(np.float32)
+        self.kernel_mean_ = self._kernel_features(p).mean(axis=0)
+
+    def _kernel_features(self, x: np.ndarray) -> np.ndarray:
+        return np.sqrt(2.0 / self.n_kernel_features) * np.cos(x @ self.kernel_weights_ + self.kernel_phases_)
 
     def expected_regions(self, n: int | np.ndarray) -> np.ndarray:
         """Regions a benign client with ``n`` queries is expected to touch (power-law fit)."""

@@ -11,11 +11,12 @@ import re
 import numpy as np
 import pytest
 
-from detectors.campaigns import CampaignTracker, campaign_row, overlap_test
+from detectors.campaigns import Campaign, CampaignTracker, campaign_row, overlap_test
 from detectors.client_state import ClientState
-from detectors.detector import CloneDetector, project
+from detectors.detector import Assessment, CloneDetector, project
+from detectors.evidence import SequentialTest
 from detectors.model import CloneModel
-from detectors.policy import Policy
+from detectors.policy import Policy, PolicyConfig
 from detectors.training import fit_clone_model
 from schemas import AccessEvent, to_rfc3339
 
@@ -252,3 +253,18 @@ def test_memory_is_bounded_by_client_cap_and_idle_expiry():
     tracker.learn_one(AccessEvent(ts=START + 1000 + 2 * 3600, client_id="late", ip="192.0.2.1"))
     assert len(tracker) == 1 and not tracker.campaigns  # the idle ones are gone, their campaigns too
     assert len(tracker.to_bytes()) < size / 10
+
+
+def test_merged_stream_evidence_counts_only_once_the_keys_split_the_space():
+    """A NAT's customers merged are many people at once, unlike any one client: their merged
+    stream's evidence must not count. Once the keys are seen to split the input space, all
+    the evidence gathered since the campaign's first event counts (a stopping time)."""
+    test, policy = SequentialTest(weight=0.5), PolicyConfig()
+    campaign = Campaign("camp-1", ClientState())
+    unremarkable_member = Assessment(0.5, 0.5, 20)  # its own evidence stays at 1
+    for n in range(40):
+        shared = Assessment(0.95, 1e-4, 20 + n).join(test, campaign, "key-1", unremarkable_member, policy, split=False)
+        assert shared.evidence == pytest.approx(1.0)
+    split = Assessment(0.95, 1e-4, 60).join(test, campaign, "key-1", unremarkable_member, policy, split=True)
+    assert split.evidence > 1e6
+    assert split.risk == policy.challenge  # screened by its snapshot; evidence alone never denies
