@@ -16,6 +16,7 @@ from clonewatch.inputs import open_lines
 from detectors import ClientState, CloneDetector, CloneModel, PolicyConfig, fit_clone_model
 from detectors.vectorize import Vectorizer
 from ingest.decode import DecodeLimits
+from ingest.formats import CustomFormat
 from ingest.reader import EventReader
 from schemas import AccessEvent, Action, DeadLetter, RiskScore
 from sinks.clickhouse import DEFAULT_DSN, ClickHouseStore
@@ -27,7 +28,7 @@ DEFAULT_OUT_DIR = Path("clonewatch-out")
 @dataclass
 class RunConfig:
     input: str
-    format: str = "auto"
+    format: str | CustomFormat = "auto"  # a format name, or a --mapping file's format
     model_path: Path | None = None
     store_dsn: str = DEFAULT_DSN
     decisions_path: Path = DEFAULT_OUT_DIR / "decisions.jsonl"

@@ -34,7 +34,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -802,6 +802,14 @@ def looks_like_key(client_id: str) -> bool:
     return bool(_KEY_SHAPED.match(client_id)) and not client_id.startswith(("key_", "ip_", "consumer_", "principal_"))
 
 
+class CustomFormat(Protocol):
+    """A format defined by the operator (see :class:`ingest.mapping.FieldMapping`)."""
+
+    name: str
+
+    def parse(self, data: Mapping) -> list[Record]: ...
+
+
 class LineParser:
     """Parses lines of one source in one format, or in the format its first lines show (``auto``).
 
@@ -815,8 +823,11 @@ class LineParser:
     'envoy'
     """
 
-    def __init__(self, fmt: str = "auto", decide_after: int = 50) -> None:
-        if fmt not in FORMATS:
+    def __init__(self, fmt: str | CustomFormat = "auto", decide_after: int = 50) -> None:
+        self.custom = None if isinstance(fmt, str) else fmt
+        if self.custom is not None:
+            fmt = self.custom.name
+        elif fmt not in FORMATS:
             raise ValueError(f"unknown log format {fmt!r}; choose from {', '.join(FORMATS)}")
         self.requested = fmt
         self.decide_after = decide_after
@@ -840,7 +851,7 @@ class LineParser:
         fmt = self.format
         if fmt is None:
             raise FormatError("no known log format in the line (--format auto); name one with --format")
-        return parse_line(fmt, line)
+        return parse_line(fmt, line, self.custom.parse if self.custom is not None else None)
 
 
 def _text_of(line: bytes | str) -> str:
@@ -859,13 +870,14 @@ def _decode_json(line: bytes | str) -> Any:
         raise FormatError(f"not JSON: {exc}") from None
 
 
-def parse_line(fmt: str, line: bytes | str) -> list[Record]:
-    """Canonical records of one log line in format ``fmt``; raises FormatError with the reason,
-    and nothing else, whatever the bytes."""
-    try:
-        parser = PARSERS[fmt]
-    except KeyError:
-        raise ValueError(f"unknown log format {fmt!r}; choose from {', '.join(PARSERS)}") from None
+def parse_line(fmt: str, line: bytes | str, parser: Callable[[Mapping], list[Record]] | None = None) -> list[Record]:
+    """Canonical records of one log line in format ``fmt`` (or by ``parser``, a custom
+    format's); raises FormatError with the reason, and nothing else, whatever the bytes."""
+    if parser is None:
+        try:
+            parser = PARSERS[fmt]
+        except KeyError:
+            raise ValueError(f"unknown log format {fmt!r}; choose from {', '.join(PARSERS)}") from None
     try:
         data = _decode_json(line)
     except FormatError:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 import msgspec
 
 from ingest.decode import DecodeLimits, EventDecoder
-from ingest.formats import FormatError, LineParser, dead_letter_raw
+from ingest.formats import CustomFormat, FormatError, LineParser, dead_letter_raw
 from schemas import AccessEvent, DeadLetter
 from schemas.text import printable
 
@@ -29,7 +29,7 @@ class EventReader:
     (['AccessEvent', 'DeadLetter'], 'nginx')
     """
 
-    def __init__(self, source: str, fmt: str = "auto", limits: DecodeLimits = DecodeLimits()) -> None:
+    def __init__(self, source: str, fmt: str | CustomFormat = "auto", limits: DecodeLimits = DecodeLimits()) -> None:
         self.source = source
         self._decoder = EventDecoder(source=source, limits=limits)
         self._parser = LineParser(fmt)

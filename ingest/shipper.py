@@ -33,7 +33,7 @@ import msgspec
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from ingest.formats import FormatError, LineParser, dead_letter_raw
+from ingest.formats import CustomFormat, FormatError, LineParser, dead_letter_raw
 from schemas.text import printable
 from schemas import DeadLetter
 
@@ -234,7 +234,7 @@ class Shipper:
     def __init__(
         self,
         producer: KafkaProducer,
-        fmt: str,
+        fmt: str | CustomFormat,
         access_topic: str,
         dead_letter_topic: str,
         flush_timeout_s: float = 120.0,

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 
+from pathlib import Path
+
 from detectors.policy import DEFAULT_TARGET_FPR, PolicyConfig, thresholds_for
+from ingest.formats import FORMATS, CustomFormat
+from ingest.mapping import FieldMapping
 from sinks.clickhouse import DEFAULT_DSN
 
 _DEFAULTS = PolicyConfig()
@@ -19,6 +23,25 @@ def add_store_option(parser: argparse.ArgumentParser) -> None:
         help="ClickHouse: chdb://PATH (embedded engine, on disk) or http(s)://user:pass@host:8123 "
         "(default: $CLONEWATCH_STORE or %(default)s)",
     )
+
+
+def add_format_options(parser: argparse.ArgumentParser, per: str = "the first lines") -> None:
+    parser.add_argument("--format", default="auto", choices=FORMATS, help=f"log line format; auto guesses it from {per} (default: %(default)s)")
+    parser.add_argument(
+        "--mapping", type=Path, metavar="FILE",
+        help="for JSON logs of any other layout: a TOML or JSON file naming the path of each field "
+        "(ts, api_key or client_id, ip, body, ...; see docs/gateways.md)",
+    )  # fmt: skip
+    parser.add_argument("--strict", action="store_true", help="exit 3 when more than half of the lines were rejected")
+
+
+def log_format(args: argparse.Namespace) -> str | CustomFormat:
+    """--format's name, or the --mapping file's format."""
+    if args.mapping is None:
+        return args.format
+    if args.format != "auto":
+        raise ValueError("give --format or --mapping, not both")
+    return FieldMapping.load(args.mapping)
 
 
 def add_policy_options(parser: argparse.ArgumentParser) -> None:

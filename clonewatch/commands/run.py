@@ -6,9 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from clonewatch.commands.options import add_policy_options, add_store_option, policy_from_args
+from clonewatch.commands.options import add_format_options, add_policy_options, add_store_option, log_format, policy_from_args
 from clonewatch.commands.ship import mostly_rejected_exit
-from ingest.formats import FORMATS
 from clonewatch.report import render_summary
 from clonewatch.runner import DEFAULT_OUT_DIR, EmbeddedRunner, RunConfig
 
@@ -27,8 +26,7 @@ def register(subparsers) -> None:
         epilog="example: clonewatch simulate --scenario demo --out demo && clonewatch run --input demo/events.jsonl",
     )
     parser.add_argument("--input", "-i", required=True, metavar="FILE|-", help="access log (canonical JSON lines or a gateway's log), or - for standard input")
-    parser.add_argument("--format", default="auto", choices=FORMATS, help="log line format; auto guesses it from the first lines (default: %(default)s)")
-    parser.add_argument("--strict", action="store_true", help="exit 3 when more than half of the lines were rejected")
+    add_format_options(parser)
     parser.add_argument("--model", type=Path, help="model file from `clonewatch train`; without it the model is fitted on the first --warmup events of the input")
     add_store_option(parser)
     parser.add_argument("--decisions", type=Path, default=DEFAULT_OUT_DIR / "decisions.jsonl", help="decisions JSON-lines file, appended to (default: %(default)s)")
@@ -44,7 +42,7 @@ def register(subparsers) -> None:
 def main(args: argparse.Namespace) -> int:
     config = RunConfig(
         input=args.input,
-        format=args.format,
+        format=log_format(args),
         model_path=args.model,
         store_dsn=args.store,
         decisions_path=args.decisions,
@@ -56,4 +54,4 @@ def main(args: argparse.Namespace) -> int:
     )
     summary = EmbeddedRunner(config).run()
     print(render_summary(summary, config, top=args.top))
-    return mostly_rejected_exit(summary.accepted + summary.rejected, summary.rejected, summary.format or args.format, args.strict, "run")
+    return mostly_rejected_exit(summary.accepted + summary.rejected, summary.rejected, str(summary.format or config.format), args.strict, "run")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from clonewatch.streaming.config import StreamingConfig, add_kafka_options
 from clonewatch.streaming.topics import TopicError, ensure_topics
-from ingest.formats import FORMATS
+from clonewatch.commands.options import add_format_options, log_format
 
 log = logging.getLogger("clonewatch.ship")
 
@@ -33,8 +33,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("source", nargs="?", choices=["-"], help="- to read standard input (until it ends)")
     parser.add_argument("--file", type=Path, help="log file to follow")
-    parser.add_argument("--format", default="auto", choices=FORMATS, help="log line format; auto guesses it from the first lines of each source (default: %(default)s)")
-    parser.add_argument("--strict", action="store_true", help="exit 3 when more than half of the lines were rejected")
+    add_format_options(parser, per="the first lines of each source")
     add_kafka_options(parser, topics=("access", "dead_letter"))
     parser.add_argument("--checkpoint", type=Path, help="offset checkpoint file (default: FILE.clonewatch-offset next to the log)")
     parser.add_argument("--once", action="store_true", help="stop at the end of the file instead of following it")
@@ -54,6 +53,7 @@ def main(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"log file {args.file} does not exist")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python logs every connection at INFO
+    fmt = log_format(args)
     config = StreamingConfig.from_args(args)
     try:
         ensure_topics(config)
@@ -69,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     producer = make_producer(config.bootstrap)
-    shipper = Shipper(producer, args.format, config.access_topic, config.dead_letter_topic)
+    shipper = Shipper(producer, fmt, config.access_topic, config.dead_letter_topic)
     options = {"batch_lines": args.batch_lines, "should_stop": lambda: stopping}
     try:
         if args.file is not None:
@@ -79,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
     finally:
         producer.close()
     print(f"shipped {stats.lines} lines: {stats.records} records, {stats.dead_letters} dead letters", file=sys.stderr)
-    return mostly_rejected_exit(stats.lines, stats.dead_letters, args.format, args.strict, "ship")
+    return mostly_rejected_exit(stats.lines, stats.dead_letters, str(fmt), args.strict, "ship")
 
 
 def mostly_rejected_exit(lines: int, rejected: int, fmt: str, strict: bool, command: str) -> int:
@@ -87,7 +87,7 @@ def mostly_rejected_exit(lines: int, rejected: int, fmt: str, strict: bool, comm
     if lines and rejected > lines / 2:
         print(
             f"clonewatch {command}: warning: {rejected:,} of {lines:,} lines were rejected (--format {fmt}); "
-            "see the dead letters for the reasons, and check --format",
+            "see the dead letters for the reasons, and check --format (or --mapping)",
             file=sys.stderr,
         )
         return 3 if strict else 0
