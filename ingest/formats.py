@@ -144,17 +144,21 @@ def _first(*values: Any) -> Any:
     return None
 
 
+@functools.lru_cache(maxsize=8192)
+def _names_of(key: str) -> tuple[str, ...]:
+    """The comparable names of one key (a log's keys repeat on every line: computed once)."""
+    name = key.lower().replace("-", "_").lstrip(":")
+    stripped = [name[len(p) :] for p in ("http_", "req_", "request_header_") if name.startswith(p) and len(name) > len(p)]
+    return (*stripped, name)
+
+
 def _normalized(data: Mapping) -> dict[str, Any]:
     """Keys as operators spell them, made comparable: 'X-API-Key', ':method', 'http_x_api_key' -> 'x_api_key', 'method'."""
     out: dict[str, Any] = {}
     for key, value in data.items():
-        if not isinstance(key, str):
-            continue
-        name = key.lower().replace("-", "_").lstrip(":")
-        for prefix in ("http_", "req_", "request_header_"):
-            if name.startswith(prefix) and len(name) > len(prefix):
-                out.setdefault(name[len(prefix) :], value)
-        out.setdefault(name, value)
+        if isinstance(key, str) and len(key) <= 256:
+            for name in _names_of(key):
+                out.setdefault(name, value)
     return out
 
 
