@@ -132,7 +132,7 @@ class CampaignView:
     row: np.ndarray  # feature row of the merged state, merge artifacts set to NaN
     events_seen: int  # member events the merged state has learned
     summary: str  # "14 keys tied by network, user agent; union coverage 5.2x benign, overlap 0.31x strangers'"
-    complementary: bool = False  # the keys split the input space between them (overlap test at alpha)
+    plain_row: np.ndarray | None = None  # the row without the union's breadth, as benign groups were measured in training
 
 
 @dataclass
@@ -235,7 +235,11 @@ def campaign_row(
     With ``breadth`` the union's breadth counts, and coverage is the members' union's
     (when known); without, breadth features are unknown.
     """
-    row = extract_features(state, references)
+    return _masked(extract_features(state, references), references, coverage, breadth)
+
+
+def _masked(row: np.ndarray, references: Mapping[str, SpaceReference], coverage: Coverage | None, breadth: bool) -> np.ndarray:
+    row = row.copy()
     masked = MERGE_ARTIFACTS if breadth else MERGE_ARTIFACTS | BREADTH
     row[[FEATURE_NAMES.index(name) for name in masked]] = np.nan
     if breadth and coverage is not None:
@@ -537,9 +541,10 @@ class CampaignTracker:
         dimensions = campaign.dimensions()
         if coverage is not None and coverage.complementary(self.alpha) and COVERAGE not in dimensions:
             dimensions.append(COVERAGE)
-        row = campaign_row(campaign.state, references, coverage, breadth=len(dimensions) >= 2)
+        features = extract_features(campaign.state, references)
+        row = _masked(features, references, coverage, breadth=len(dimensions) >= 2)
         summary = self._summary(campaign, dimensions, references, coverage)
-        return CampaignView(campaign_id, row, campaign.state.events_seen, summary, COVERAGE in dimensions)
+        return CampaignView(campaign_id, row, campaign.state.events_seen, summary, _masked(features, references, None, breadth=False))
 
     def _summary(
         self, campaign: Campaign, dimensions: list[str], references: Mapping[str, SpaceReference], coverage: Coverage | None

@@ -80,31 +80,37 @@ class Assessment:
         state.screened = state.screen_streak >= policy.confirm_events
 
     def join(
-        self, test: SequentialTest | None, campaign: Campaign, member: str, own: Assessment, policy: PolicyConfig, split: bool
+        self,
+        own_test: SequentialTest | None,
+        campaign_test: SequentialTest | None,
+        campaign: Campaign,
+        member: str,
+        own: Assessment,
+        policy: PolicyConfig,
     ) -> Assessment:
         """A campaign's assessment after one member event: its merged snapshot, and evidence
         from two tests, averaged (a mean of e-values is an e-value):
 
         - the product of its members' accumulated evidence (each member's, as ``own`` just
           left it): keys that are each mildly unusual multiply into certainty;
-        - when the keys split the input space between them (``split``: one sweep divided
-          among keys), the campaign's own e-process over its merged stream, whose p-values
-          place the merged state among the nearest benign clients as one client's are
-          placed. Customers behind one NAT overlap like strangers: their merged stream is
-          many customers at once, unlike any one benign client, so it is not tested as one
-          (its e-process runs from the campaign's first event, and counts, as 1 until
-          then, from the moment the split shows: a stopping time, which Ville's inequality
-          allows).
+        - the campaign's own e-process over its merged stream (``campaign_test``, whose
+          p-values place the merged state among groups of unrelated benign clients merged
+          the same way in training): fifteen keys that each stay under every threshold add
+          up to one stream unlike any benign group. Customers behind one NAT are such a
+          group, and are judged against their like.
         """
         campaign.evidence[member] = float(np.log(max(own.evidence, 1e-300)))
         self._screen(campaign.state, policy)
-        if test is None:
+        if own_test is None:
             self.risk = self.snapshot
             return self
-        log_m = test.update(np.asarray(campaign.state.evidence) if campaign.state.evidence else test.initial(), self.p_value)
-        campaign.state.evidence = log_m.tolist()
-        merged = np.log(test.evidence(log_m)) if split else 0.0
         product = min(campaign.log_evidence(), 700.0)
+        merged = product
+        if campaign_test is not None:
+            state = np.asarray(campaign.state.evidence) if campaign.state.evidence else campaign_test.initial()
+            log_m = campaign_test.update(state, self.p_value)
+            campaign.state.evidence = log_m.tolist()
+            merged = np.log(campaign_test.evidence(log_m))
         self.evidence = float(np.exp(np.logaddexp(merged, product) - np.log(2.0)))
         self._combine(campaign.state.screened, policy)
         return self
@@ -222,11 +228,11 @@ class CloneDetector:
             if views[i] is not None and views[i].campaign_id in self.campaigns.campaigns:
                 group = campaign[i].join(
                     self.model.sequential,
+                    self.model.campaign_sequential,
                     self.campaigns.campaigns[views[i].campaign_id],
                     event.client_id,
                     mine,
                     self.policy.config,
-                    split=views[i].complementary,
                 )
             by_campaign = group is not None and group.risk > mine.risk
             risk = group.risk if by_campaign else mine.risk
@@ -272,10 +278,11 @@ class CloneDetector:
             views[i] = self.campaigns.view(cid, self.model.references) if cid is not None else None
         members = [i for i, view in enumerate(views) if view is not None]
         if members:
-            scores, profiles = self.model.risk.scores_and_profiles(np.stack([views[i].row for i in members]))
-            snapshots = self.model.risk.calibrated(scores)
-            sequential = self.model.sequential
-            p_values = sequential.p_values(scores, profiles) if sequential is not None else np.ones(len(members))
+            snapshots = self.model.risk.risk(np.stack([views[i].row for i in members]))
+            p_values = np.ones(len(members))
+            if self.model.campaign_sequential is not None:
+                scores, profiles = self.model.risk.scores_and_profiles(np.stack([views[i].plain_row for i in members]))
+                p_values = self.model.campaign_sequential.p_values(scores, profiles)
             for i, snapshot, p in zip(members, snapshots, p_values):
                 assessed[i] = Assessment(float(snapshot), float(p), views[i].events_seen)
         return views, assessed

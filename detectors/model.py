@@ -14,7 +14,7 @@ from detectors.evidence import SequentialTest
 from detectors.reference import SpaceReference
 from detectors.risk_model import RiskModel
 
-FORMAT_VERSION = 4  # 2: numeric references map columns to normal scores; 3: sequential evidence; 4: kernel mean embedding (MMD)
+FORMAT_VERSION = 5  # 2: numeric references map columns to normal scores; 3: sequential evidence; 4: kernel mean embedding (MMD); 5: campaign evidence
 _RECORDED_LIBRARIES = ("numpy", "scipy", "scikit-learn", "sentence-transformers", "torch")
 
 
@@ -30,6 +30,8 @@ class CloneModel:
     risk: RiskModel
     window: int
     sequential: SequentialTest | None = None
+    # Evidence of a campaign's merged stream, against groups of unrelated benign clients merged alike.
+    campaign_sequential: SequentialTest | None = None
     # Fitted on the very traffic it scores (a warm-up): a client is compared with the
     # reference's other clients, never with its own history in it.
     exclude_own_history: bool = False

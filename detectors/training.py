@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 
@@ -12,7 +13,9 @@ import msgspec
 import numpy as np
 
 from detectors.calibration import sustained_peaks
-from detectors.detector import learn_and_extract
+from detectors.campaigns import campaign_row
+from detectors.client_state import ClientState
+from detectors.detector import learn_and_extract, project
 from detectors.evidence import SequentialTest
 from detectors.features import FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE
 from detectors.model import CloneModel, library_versions
@@ -24,6 +27,7 @@ from schemas import AccessEvent
 DEFAULT_WINDOW = 200
 MIN_REFERENCE_VECTORS = 20
 CALIBRATION_FOLDS = 10
+BENIGN_GROUP_SIZES = (3, 6, 12, 24)  # unrelated clients merged into one stream, as campaigns and NATs are
 _POLICY_DEFAULTS = PolicyConfig()
 
 
@@ -91,7 +95,7 @@ def fit_clone_model(
     references = fit_refs(events, vectors)
     client_of = np.array([e.client_id for e in events])
     fold = _client_folds(client_of, random_state)
-    rows, seen = _cross_fitted_features(fit_refs, references, events, vectors, fold, window)
+    rows, seen, groups = _cross_fitted_features(fit_refs, references, events, vectors, fold, window, random_state)
     last = np.zeros(len(events), dtype=bool)
     final_index = {e.client_id: i for i, e in enumerate(events)}
     last[list(final_index.values())] = True
@@ -99,11 +103,12 @@ def fit_clone_model(
     make_model = partial(RiskModel, n_estimators=n_estimators, random_state=random_state)
     risk = make_model().fit(rows[keep], FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE, groups=client_of[keep])
     in_fold_scores, profiles = risk.scores_and_profiles(rows)
-    scores = _out_of_fold_scores(make_model, rows, keep, client_of, fold) if fold is not None else in_fold_scores
+    scores = _out_of_fold_scores(make_model, rows, keep, client_of, fold, groups) if fold is not None else in_fold_scores
     peaks = np.array(list(sustained_peaks(scores, client_of, seen, min_events, sustain).values())) if fold is not None else np.empty(0)
     if len(peaks) >= 2:
         risk.calibrate(peaks)
     sequential = SequentialTest().fit(scores, profiles, client_of, fold)
+    campaign_sequential = _fit_campaign_test(risk, groups)
     data_hash = _data_hash(events)
     metadata = {
         "version": f"cw-{data_hash[:12]}",
@@ -121,12 +126,18 @@ def fit_clone_model(
             "statistic": "risk score, p-values among the events of the 5 nearest baseline clients, out of fold",
             "autocorrelation_time": sequential.tau_,
         },
+        "campaign_sequential": None if campaign_sequential is None else {
+            "benign_groups": len(groups.sizes),
+            "group_sizes": sorted(groups.sizes),
+            "autocorrelation_time": campaign_sequential.tau_,
+        },
         "spaces": {space: {"vectors_dim": ref.input_dim_, "regions": ref.n_regions_} for space, ref in references.items()},
         "libraries": library_versions(),
     }
     return CloneModel(
-        references=references, risk=risk, window=window, sequential=sequential, metadata=metadata, exclude_own_history=contaminated
-    )
+        references=references, risk=risk, window=window, sequential=sequential, campaign_sequential=campaign_sequential,
+        metadata=metadata, exclude_own_history=contaminated,
+    )  # fmt: skip
 
 
 def _client_folds(client_of: np.ndarray, random_state: int) -> np.ndarray | None:
@@ -140,34 +151,102 @@ def _client_folds(client_of: np.ndarray, random_state: int) -> np.ndarray | None
     return np.array([fold_of_client[c] for c in client_of])
 
 
-def _cross_fitted_features(fit_refs, references, events, vectors, fold, window) -> tuple[np.ndarray, np.ndarray]:
-    """Every event's feature row, measured against references fitted without its client's fold.
+@dataclass
+class BenignGroups:
+    """Groups of unrelated baseline clients merged into one stream, as a campaign's members
+    are merged: the null a campaign's merged stream is tested against. One row per group
+    event (the merged state's row without what merging distorts), in arrival order."""
+
+    rows: list[np.ndarray] = field(default_factory=list)
+    labels: list[np.ndarray] = field(default_factory=list)  # the group of each row
+    folds: list[np.ndarray] = field(default_factory=list)  # the fold of each row's group
+    sizes: list[int] = field(default_factory=list)
+    scores: np.ndarray = field(default_factory=lambda: np.empty(0))  # each row's out-of-fold risk score
+
+    def add(self, rows: np.ndarray, label: str, fold: int, size: int) -> None:
+        self.rows.append(rows)
+        self.labels.append(np.full(len(rows), label))
+        self.folds.append(np.full(len(rows), fold))
+        self.sizes.append(size)
+
+
+def _cross_fitted_features(fit_refs, references, events, vectors, fold, window, random_state) -> tuple[np.ndarray, np.ndarray, BenignGroups]:
+    """Every event's feature row, measured against references fitted without its client's fold,
+    and the rows of benign groups (see :class:`BenignGroups`) formed within each fold.
 
     A new client's queries are never part of the reference; a baseline client's would be,
     and would look more familiar (closer to the reference, fewer of them novel) than any
     new benign client's. Measured out of fold, the baseline looks like the clients the
     model will score.
     """
+    groups = BenignGroups()
     if fold is None:  # too few clients to leave any out: measured against ``references``
-        return learn_and_extract(references, events, vectors, {}, window)
+        rows, seen = learn_and_extract(references, events, vectors, {}, window)
+        return rows, seen, groups
     rows = np.empty((len(events), len(FEATURE_NAMES)))
     seen = np.empty(len(events), dtype=np.int64)
+    rng = np.random.default_rng(random_state)
     for k in np.unique(fold):
         inside, outside = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
         without_fold = fit_refs([events[i] for i in outside], [vectors[i] for i in outside])
         rows[inside], seen[inside] = learn_and_extract(
             without_fold, [events[i] for i in inside], [vectors[i] for i in inside], {}, window
         )
-    return rows, seen
+        for g, members in enumerate(_benign_groups(sorted({events[i].client_id for i in inside}), rng, first=int(k))):
+            member_rows = [i for i in inside if events[i].client_id in members]
+            merged = _merged_rows(without_fold, [events[i] for i in member_rows], [vectors[i] for i in member_rows], window)
+            groups.add(merged, f"{k}:{g}", int(k), len(members))
+    return rows, seen, groups
 
 
-def _out_of_fold_scores(make_model, rows, keep, client_of, fold) -> np.ndarray:
-    """Every event's raw risk score from a risk model fitted without that event's client."""
+def _benign_groups(clients: list[str], rng: np.random.Generator, first: int = 0) -> list[set[str]]:
+    """Clients drawn into groups of the sizes in BENIGN_GROUP_SIZES in turn (from the
+    ``first``-th), the last group taking what is left, until too few are left."""
+    order = list(rng.permutation(clients))
+    out: list[set[str]] = []
+    while True:
+        size = BENIGN_GROUP_SIZES[(len(out) + first) % len(BENIGN_GROUP_SIZES)]
+        if len(order) < size:
+            size = len(order)
+        if size < BENIGN_GROUP_SIZES[0]:
+            return out
+        out.append(set(order[:size]))
+        order = order[size:]
+
+
+def _merged_rows(references, events, vectors, window: int) -> np.ndarray:
+    """The rows of one merged stream after each of its events."""
+    state = ClientState(window=window)
+    rows = np.empty((len(events), len(FEATURE_NAMES)))
+    for i, (event, (space, vector, region, novelty)) in enumerate(zip(events, project(references, events, vectors))):
+        state.learn_one(event, space, vector, region, novelty)
+        rows[i] = campaign_row(state, references, None, breadth=False)
+    return rows
+
+
+def _fit_campaign_test(risk: RiskModel, groups: BenignGroups) -> SequentialTest | None:
+    """The sequential test of a campaign's merged stream, fitted on the benign groups' rows
+    (scored out of fold, in ``groups.scores``); None without two groups to compare with."""
+    if len(groups.sizes) < 2:
+        return None
+    rows = np.concatenate(groups.rows)
+    _, profiles = risk.scores_and_profiles(rows)
+    return SequentialTest().fit(groups.scores, profiles, np.concatenate(groups.labels), np.concatenate(groups.folds))
+
+
+def _out_of_fold_scores(make_model, rows, keep, client_of, fold, groups: BenignGroups) -> np.ndarray:
+    """Every event's raw risk score from a risk model fitted without that event's client;
+    the benign groups' rows are scored by the same models (``groups.scores``)."""
     scores = np.empty(len(rows))
+    group_rows = np.concatenate(groups.rows) if groups.rows else np.empty((0, rows.shape[1]))
+    group_folds = np.concatenate(groups.folds) if groups.folds else np.empty(0)
+    groups.scores = np.empty(len(group_rows))
     for k in np.unique(fold):
         held_out = fold == k
         model = make_model().fit(rows[keep & ~held_out], FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE, groups=client_of[keep & ~held_out])
         scores[held_out] = -model.score_samples(rows[held_out])
+        if (group_folds == k).any():
+            groups.scores[group_folds == k] = -model.score_samples(group_rows[group_folds == k])
     return scores
 
 

@@ -255,16 +255,18 @@ def test_memory_is_bounded_by_client_cap_and_idle_expiry():
     assert len(tracker.to_bytes()) < size / 10
 
 
-def test_merged_stream_evidence_counts_only_once_the_keys_split_the_space():
-    """A NAT's customers merged are many people at once, unlike any one client: their merged
-    stream's evidence must not count. Once the keys are seen to split the input space, all
-    the evidence gathered since the campaign's first event counts (a stopping time)."""
-    test, policy = SequentialTest(weight=0.5), PolicyConfig()
-    campaign = Campaign("camp-1", ClientState())
+def test_merged_stream_evidence_adds_to_the_members_and_is_judged_against_benign_groups(model) -> None:
+    """Keys that each look unremarkable: their product of evidence stays at 1, while the
+    campaign's merged stream, far beyond every benign group, gathers evidence of its own."""
+    own_test, policy = SequentialTest(weight=0.5), PolicyConfig()
     unremarkable_member = Assessment(0.5, 0.5, 20)  # its own evidence stays at 1
+    without, with_test = Campaign("camp-1", ClientState()), Campaign("camp-2", ClientState())
     for n in range(40):
-        shared = Assessment(0.95, 1e-4, 20 + n).join(test, campaign, "key-1", unremarkable_member, policy, split=False)
-        assert shared.evidence == pytest.approx(1.0)
-    split = Assessment(0.95, 1e-4, 60).join(test, campaign, "key-1", unremarkable_member, policy, split=True)
-    assert split.evidence > 1e6
-    assert split.risk == policy.challenge  # screened by its snapshot; evidence alone never denies
+        alone = Assessment(0.95, 1e-4, 20 + n).join(own_test, None, without, "key-1", unremarkable_member, policy)
+        merged = Assessment(0.95, 1e-4, 20 + n).join(own_test, SequentialTest(weight=0.5), with_test, "key-1", unremarkable_member, policy)
+    assert alone.evidence == pytest.approx(1.0)
+    assert merged.evidence > 1e6
+    assert merged.risk == policy.challenge  # screened by its snapshot; evidence alone never denies
+    # Training fitted that test on groups of unrelated benign customers merged as campaigns are.
+    groups = model.metadata["campaign_sequential"]
+    assert model.campaign_sequential is not None and groups["benign_groups"] >= 2 and min(groups["group_sizes"]) >= 3
