@@ -751,12 +751,16 @@ def guess_format(line: bytes | str) -> str | None:
     'nginx'
     >>> guess_format('203.0.113.7 - - [23/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8"')
     'nginx'
+    >>> guess_format('[{"started_at": 1795428000000, "latencies": {"request": 40}, "consumer": {"id": "c1"}}]')
+    'kong'
     """
     try:
         data = _decode_json(line)
     except FormatError:
         text = _text_of(line)
         return "nginx" if _COMBINED.match(text.rstrip("\r\n")) else None
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]  # a batch (Kong http-log's queue): its records share a format
     if not isinstance(data, dict):
         return None
     keys = set(data)

@@ -249,6 +249,11 @@ class Shipper:
         self.max_message_bytes = max_message_bytes
         self.stats = ShipStats()
 
+    def forget(self, source_name: str) -> None:
+        """Let --format auto guess again for the next lines of this source (each pushed batch
+        is guessed on its own: one receiver may hear several kinds of gateway)."""
+        self._parsers.pop(source_name, None)
+
     def messages(self, source: LineSource, line: Line) -> Iterator[tuple[str, bytes, bytes]]:
         """(topic, key, value) of each record of a line, or of its dead letter."""
         if not line.data.strip():

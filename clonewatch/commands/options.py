@@ -25,14 +25,15 @@ def add_store_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_format_options(parser: argparse.ArgumentParser, per: str = "the first lines") -> None:
+def add_format_options(parser: argparse.ArgumentParser, per: str = "the first lines", strict: bool = True) -> None:
     parser.add_argument("--format", default="auto", choices=FORMATS, help=f"log line format; auto guesses it from {per} (default: %(default)s)")
     parser.add_argument(
         "--mapping", type=Path, metavar="FILE",
         help="for JSON logs of any other layout: a TOML or JSON file naming the path of each field "
         "(ts, api_key or client_id, ip, body, ...; see docs/gateways.md)",
     )  # fmt: skip
-    parser.add_argument("--strict", action="store_true", help="exit 3 when more than half of the lines were rejected")
+    if strict:
+        parser.add_argument("--strict", action="store_true", help="exit 3 when more than half of the lines were rejected")
 
 
 def log_format(args: argparse.Namespace) -> str | CustomFormat:

@@ -1,0 +1,106 @@
+"""``clonewatch receive``: take the logs gateways push over HTTP (Kong http-log, Vector, Fluent Bit)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from clonewatch.commands.options import add_format_options, log_format
+from clonewatch.streaming.config import StreamingConfig, add_kafka_options
+from ingest.receiver import DEFAULT_MAX_BODY
+
+TOKEN_ENV = "CLONEWATCH_RECEIVE_TOKEN"
+log = logging.getLogger("clonewatch.receive")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "receive",
+        help="serve POST /v1/logs for gateways that push their logs (Kong http-log, Vector, Fluent Bit)",
+        description=(
+            "An HTTP endpoint for gateways that push their access logs instead of writing a file. "
+            "POST /v1/logs takes JSON lines, one JSON object or an array of them (gzip too), in any "
+            "format `ship` reads, with 'Authorization: Bearer TOKEN' (the token in "
+            f"${TOKEN_ENV}). Records go to the Kafka access topic, as `ship` sends them, or with "
+            "--spool to a JSON-lines file that `clonewatch run --input FILE` scores. A batch is "
+            "answered 200 only once it is durable; 429 (Retry-After) while busy, 413 past --max-body, "
+            "503 when the sink fails, so a gateway's retries lose nothing. GET /healthz needs no token."
+        ),
+        epilog=(
+            f"example: {TOKEN_ENV}=s3cret clonewatch receive --port 8080 --spool received/events.jsonl; "
+            "Kong: config.http_endpoint=http://HOST:8080/v1/logs, config.headers.Authorization='Bearer s3cret'"
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    add_format_options(parser, per="the first lines from each gateway address", strict=False)
+    parser.add_argument("--spool", type=Path, metavar="FILE", help="append canonical records to FILE (dead letters beside it) instead of Kafka")
+    add_kafka_options(parser, topics=("access", "dead_letter"))
+    parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES", help="largest body accepted, also once decompressed (default: %(default)s)")
+    parser.add_argument("--max-inflight", type=int, default=4, metavar="N", help="batches being made durable at once before 429 (default: %(default)s)")
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ingest.receiver import PushReceiver, SpoolWriter
+    from ingest.shipper import Shipper, make_producer
+
+    token = os.environ.get(TOKEN_ENV, "")
+    if not token:
+        raise ValueError(f"set {TOKEN_ENV}: gateways must send it as 'Authorization: Bearer TOKEN'")
+    if args.max_body < 1 or args.max_inflight < 1:
+        raise ValueError("--max-body and --max-inflight must be at least 1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    fmt = log_format(args)
+    lock = threading.Lock()  # one batch converted and made durable at a time: counts and parser state stay exact
+    producer = None
+    if args.spool is not None:
+        shipper = Shipper(None, fmt, "access", "dead_letter")
+        spool = SpoolWriter(args.spool, args.spool.with_name(args.spool.stem + ".dead-letters.jsonl"))
+        target = f"spool file {args.spool} (score it with: clonewatch run --input {args.spool})"
+
+        def deliver(source, lines):
+            with lock:
+                messages = [m for line in lines for m in shipper.messages(source, line)]
+                shipper.forget(source.name)
+                spool.write([(topic == "access", value) for topic, _, value in messages])
+            records = sum(topic == "access" for topic, _, _ in messages)
+            return records, len(messages) - records
+    else:
+        from clonewatch.streaming.topics import TopicError, ensure_topics
+
+        config = StreamingConfig.from_args(args)
+        try:
+            ensure_topics(config)
+        except TopicError as exc:
+            print(f"clonewatch receive: error: {exc}", file=sys.stderr)
+            return 1
+        producer = make_producer(config.bootstrap)
+        shipper = Shipper(producer, fmt, config.access_topic, config.dead_letter_topic)
+        target = f"Kafka topic {config.access_topic} at {config.bootstrap}"
+
+        def deliver(source, lines):
+            with lock:
+                before = (shipper.stats.records, shipper.stats.dead_letters)
+                shipper.ship_batch(source, lines)
+                shipper.forget(source.name)
+                return shipper.stats.records - before[0], shipper.stats.dead_letters - before[1]
+
+    receiver = PushReceiver(deliver, token, args.host, args.port, args.max_body, args.max_inflight)
+    host, port = receiver.address
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=receiver.shutdown, daemon=True).start())
+    print(f"clonewatch receive: listening on http://{host}:{port}/v1/logs -> {target}", file=sys.stderr, flush=True)
+    try:
+        receiver.serve_forever()
+    finally:
+        if producer is not None:
+            producer.close()
+        s = receiver.stats
+        print(f"received {s.requests} batches: {s.lines} lines, {s.records} records, {s.dead_letters} dead letters; refused {s.refused or 'none'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,226 @@
+"""``clonewatch receive``: an HTTP endpoint for gateways that push their logs.
+
+Kong's http-log plugin, Vector's and Fluent Bit's HTTP outputs POST log records instead of
+writing a file. ``POST /v1/logs`` takes a body of JSON lines, one JSON object, or a JSON
+array of objects (Kong's batches), gzip-encoded or not, in any format ``ship`` reads. Each
+line becomes records or a dead letter exactly as in the shipper; the answer comes only
+once they are durable (acknowledged by Kafka, or written and flushed to the spool file), so
+a gateway that gets no 2xx sends the batch again and nothing is lost. Lines without a
+request id get one from their bytes, so a batch sent twice carries the same ids twice.
+
+- ``401`` without the bearer token, ``413`` past the body limit (also once decompressed),
+  ``429`` with ``Retry-After`` while ``max_inflight`` batches are being made durable,
+  ``503`` with ``Retry-After`` when the sink fails; ``GET /healthz`` needs no token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import threading
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import msgspec
+
+from ingest.shipper import Line
+
+log = logging.getLogger("clonewatch.receive")
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+
+
+@dataclass
+class ReceiveStats:
+    requests: int = 0
+    lines: int = 0
+    records: int = 0
+    dead_letters: int = 0
+    refused: dict[int, int] = field(default_factory=dict)  # status -> count
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def refuse(self, status: int) -> None:
+        with self.lock:
+            self.refused[status] = self.refused.get(status, 0) + 1
+
+
+class PushSource:
+    """One pushed batch as a line source: its lines and stable request ids (from the bytes)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def request_id(self, line: Line) -> str:
+        return "push-" + hashlib.sha256(line.data).hexdigest()[:20]
+
+
+def split_body(body: bytes) -> list[bytes]:
+    """One JSON document (an object, or an array of them) as one line; otherwise JSON lines."""
+    stripped = body.strip()
+    if stripped[:1] in (b"{", b"["):
+        try:
+            msgspec.json.decode(stripped)
+            return [stripped]
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+            pass
+    return [line for line in body.splitlines() if line.strip()]
+
+
+def decompress(body: bytes, limit: int) -> bytes | None:
+    """A gzip body inflated, or None when it would exceed ``limit`` bytes."""
+    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+    out = inflater.decompress(body, limit + 1)
+    if len(out) > limit or inflater.unconsumed_tail:
+        return None
+    return out
+
+
+class PushReceiver:
+    """The HTTP server; ``deliver(source, lines)`` makes lines durable and returns
+    (records, dead letters), or raises when it cannot."""
+
+    def __init__(
+        self,
+        deliver: Callable[[PushSource, list[Line]], tuple[int, int]],
+        token: str,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        max_body: int = DEFAULT_MAX_BODY,
+        max_inflight: int = 4,
+    ) -> None:
+        if not token:
+            raise ValueError("the receiver needs a bearer token (set CLONEWATCH_RECEIVE_TOKEN)")
+        self.deliver = deliver
+        self.token = token.encode()
+        self.max_body = max_body
+        self.stats = ReceiveStats()
+        self._slots = threading.BoundedSemaphore(max_inflight)
+        self.server = ThreadingHTTPServer((host, port), self._handler())
+        self.server.daemon_threads = True
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.server.server_address[:2]
+
+    def serve_forever(self) -> None:
+        self.server.serve_forever(poll_interval=0.2)
+
+    def shutdown(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "clonewatch-receive"
+
+            def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
+                log.debug("%s %s", self.address_string(), format % args)
+
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                if self.path == "/healthz":
+                    self._answer(HTTPStatus.OK, {"status": "ok"})
+                else:
+                    self._answer(HTTPStatus.NOT_FOUND, {"error": "not found; logs go to POST /v1/logs"})
+
+            def do_POST(self) -> None:  # noqa: N802
+                receiver._post(self)
+
+            def _answer(self, status: HTTPStatus, payload: dict, headers: dict[str, str] | None = None) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
+
+    def _post(self, request) -> None:
+        answer = request._answer
+        if request.path.split("?")[0] != "/v1/logs":
+            answer(HTTPStatus.NOT_FOUND, {"error": "not found; logs go to POST /v1/logs"})
+            return
+        offered = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(offered.encode(), b"Bearer " + self.token):
+            self.stats.refuse(401)
+            answer(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"})
+            return
+        try:
+            length = int(request.headers.get("Content-Length", ""))
+        except ValueError:
+            self.stats.refuse(411)
+            answer(HTTPStatus.LENGTH_REQUIRED, {"error": "a Content-Length is required"})
+            return
+        if length > self.max_body or length < 0:
+            self.stats.refuse(413)
+            answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"bodies are limited to {self.max_body} bytes"}, {"Connection": "close"})
+            request.close_connection = True
+            return
+        body = request.rfile.read(length)
+        if request.headers.get("Content-Encoding", "").lower() == "gzip":
+            try:
+                body = decompress(body, self.max_body)
+            except zlib.error as exc:
+                self.stats.refuse(400)
+                answer(HTTPStatus.BAD_REQUEST, {"error": f"not gzip: {exc}"})
+                return
+            if body is None:
+                self.stats.refuse(413)
+                answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"bodies are limited to {self.max_body} bytes once decompressed"})
+                return
+        if not self._slots.acquire(blocking=False):
+            self.stats.refuse(429)
+            answer(HTTPStatus.TOO_MANY_REQUESTS, {"error": "behind; send again later"}, {"Retry-After": "1"})
+            return
+        try:
+            lines = [Line(0, n, data) for n, data in enumerate(split_body(body), start=1)]
+            source = PushSource(f"push:{request.client_address[0]}")
+            try:
+                records, dead_letters = self.deliver(source, lines)
+            except Exception as exc:  # noqa: BLE001 - the gateway must hear that nothing was kept
+                log.warning("could not make a pushed batch of %d lines durable: %s", len(lines), exc)
+                self.stats.refuse(503)
+                answer(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "could not store the batch; send it again"}, {"Retry-After": "5"})
+                return
+        finally:
+            self._slots.release()
+        with self.stats.lock:
+            self.stats.requests += 1
+            self.stats.lines += len(lines)
+            self.stats.records += records
+            self.stats.dead_letters += dead_letters
+        answer(HTTPStatus.OK, {"lines": len(lines), "records": records, "dead_letters": dead_letters})
+
+
+class SpoolWriter:
+    """The embedded route: canonical records appended to a JSON-lines file that ``clonewatch
+    run --input FILE`` reads (dead letters to a second file), flushed to disk before the answer."""
+
+    def __init__(self, records: Path, dead_letters: Path) -> None:
+        self.paths = (records, dead_letters)
+        for path in self.paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def write(self, messages: list[tuple[bool, bytes]]) -> None:
+        """``messages``: (is_record, JSON bytes) in order."""
+        with self._lock:
+            for is_record, path in ((True, self.paths[0]), (False, self.paths[1])):
+                chosen = [value for kind, value in messages if kind is is_record]
+                if not chosen:
+                    continue
+                with path.open("ab") as f:
+                    f.write(b"".join(value + b"\n" for value in chosen))
+                    f.flush()
+                    os.fsync(f.fileno())
