@@ -1,5 +1,10 @@
 """Risk scores, decisions and dead letters in ClickHouse, through clickhouse-connect.
 
+The tables are ReplacingMergeTrees keyed by what makes a row the same row (a client's
+score after its n-th event under one model; a decision; a dead letter's source, line and
+bytes): a rerun of ``run`` after a crash, or a worker replaying from its last commit, writes
+rows that merge into the first ones. Until a merge, ``SELECT ... FINAL`` reads them once.
+
 ``chdb://PATH`` runs the real ClickHouse engine in this process, on disk at PATH (the
 embedded default); ``http(s)://user:pass@host:port`` reaches a ClickHouse server. The
 SQL and the client code are the same for both.
@@ -33,7 +38,7 @@ TABLES = {
             features Map(String, Float64),
             model_version LowCardinality(String),
             campaign_id Nullable(String)
-        ) ENGINE = MergeTree ORDER BY (client_id, ts)""",
+        ) ENGINE = ReplacingMergeTree ORDER BY (client_id, ts, events_seen, model_version)""",
     "decisions": """
         CREATE TABLE IF NOT EXISTS {db}.decisions (
             ts DateTime64(3, 'UTC'),
@@ -42,7 +47,7 @@ TABLES = {
             action LowCardinality(String),
             events_seen UInt64,
             reasons Array(String)
-        ) ENGINE = MergeTree ORDER BY (client_id, ts)""",
+        ) ENGINE = ReplacingMergeTree ORDER BY (client_id, ts, events_seen, action)""",
     "dead_letters": """
         CREATE TABLE IF NOT EXISTS {db}.dead_letters (
             received_at DateTime64(3, 'UTC'),
@@ -50,7 +55,7 @@ TABLES = {
             line UInt64,
             reason String,
             raw String
-        ) ENGINE = MergeTree ORDER BY received_at""",
+        ) ENGINE = ReplacingMergeTree ORDER BY (source, line, reason, cityHash64(raw))""",
 }
 
 EXAMPLE_QUERY = (
