@@ -4,9 +4,10 @@ Fits the model on benign-only simulated baselines of 100, 300 and 1,000 clients 
 a real baseline is a day of all customers, and a small API provider has about a hundred),
 then replays held-out traffic with every attack kind (other seeds) through the detector
 and its campaign tracker, event by event,
-and compares with (a) a per-key rate limit of 100 requests/min and (b) PRADA alone
-(Shapiro-Wilk on each client's nearest-distance distribution, threshold set on the
-baseline for a 1% client false-positive rate).
+and compares with (a) a per-key rate limit of 100 requests/min, (b) PRADA alone
+(Shapiro-Wilk on each client's nearest-distance distribution) and (c) the MMD window test
+(arXiv 2606.05725: MMD between a client's last 100 embedded queries and the baseline's
+traffic), thresholds set on the baseline for a 1% client false-positive rate.
 
     python benchmarks/detection.py --scale 0.3       # as `make benchmark`: seeds 1-3, baselines of 100, 300, 1000
     python benchmarks/detection.py --scale 1 --eval-seeds 1   # full size

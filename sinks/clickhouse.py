@@ -165,9 +165,9 @@ class ClickHouseStore:
             ["received_at", "source", "line", "reason", "raw"],
         )
 
-    def query(self, sql: str) -> tuple[list[str], list[tuple]]:
-        """Run any SQL; returns column names and rows."""
-        result = self.client.query(sql)
+    def query(self, sql: str, parameters: dict | None = None) -> tuple[list[str], list[tuple]]:
+        """Run any SQL, its ``{name:Type}`` placeholders bound by the engine; returns column names and rows."""
+        result = self.client.query(sql, parameters=parameters or None)
         return list(result.column_names), list(result.result_rows)
 
     def close(self) -> None:

@@ -53,6 +53,15 @@ def test_train_then_run_flags_the_attackers_and_spares_benign_clients(workdir):
 
     sql = clonewatch("sql", "SELECT count() AS n, countIf(action = 'deny') AS denies FROM clonewatch.decisions", "--store", "chdb://./store", cwd=workdir)
     assert f"{len(decisions)}" in sql.stdout.decode().splitlines()[2]
+    # Scriptable: the engine's own FORMAT, values bound by the engine, errors on stderr.
+    first = decisions[0]["client_id"]
+    exported = clonewatch("sql", "SELECT client_id, action FROM clonewatch.decisions WHERE client_id = {c:String} ORDER BY ts FORMAT JSONEachRow",
+                          "--param", f"c={first}", "--store", "chdb://./store", cwd=workdir)  # fmt: skip
+    rows = [json.loads(line) for line in exported.stdout.decode().splitlines()]
+    assert rows and {r["client_id"] for r in rows} == {first}
+    assert [r["action"] for r in rows] == [d["action"] for d in decisions if d["client_id"] == first]
+    bad_sql = clonewatch("sql", "SELEC oops", "--store", "chdb://./store", cwd=workdir, check=False)
+    assert bad_sql.returncode == 1 and b"query failed" in bad_sql.stderr and not bad_sql.stdout
 
 
 def test_run_reads_stdin_and_fits_on_its_own_warmup_without_a_model(workdir):
@@ -69,8 +78,11 @@ def test_user_errors_are_clear_and_do_not_crash(workdir):
     assert missing.returncode == 2 and b"nope.jsonl does not exist" in missing.stderr
     bad_model = clonewatch("run", "--input", "mixed.jsonl", "--model", "traffic/events.jsonl", cwd=workdir, check=False)
     assert bad_model.returncode == 2 and b"not a clonewatch model" in bad_model.stderr
-    bad_sql = clonewatch("sql", "SELEC oops", "--store", "chdb://./store-sql", cwd=workdir, check=False)
-    assert bad_sql.returncode == 1 and b"query failed" in bad_sql.stdout
+    (workdir / "elsewhere").mkdir(exist_ok=True)
+    (workdir / "elsewhere" / "metadata").mkdir(exist_ok=True)  # looks like a store to the hint
+    mistyped = clonewatch("sql", "SELECT 1", "--store", "chdb://./stor", cwd=workdir, check=False)
+    assert mistyped.returncode == 2 and b"no store at stor; stores found here:" in mistyped.stderr and b"chdb://./elsewhere" in mistyped.stderr
+    assert not (workdir / "stor").exists()  # a mistyped path is not a new, empty store
     helped = clonewatch("--help", cwd=workdir)
     for command in (b"run", b"train", b"sql", b"simulate", b"kafka"):
         assert command in helped.stdout

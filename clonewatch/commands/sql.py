@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import re
+import sys
+from pathlib import Path
 
 from clonewatch.commands.options import add_store_option
-from sinks.clickhouse import EXAMPLE_QUERY, ClickHouseStore, redact
+from sinks.clickhouse import EXAMPLE_QUERY, ClickHouseStore, StoreError, redact
+
+# A trailing FORMAT clause (CSV, JSONEachRow, Pretty, ...): the engine's own output is printed as is.
+_FORMAT = re.compile(r"\s+FORMAT\s+([A-Za-z][A-Za-z0-9_]*)\s*;?\s*$", re.IGNORECASE)
 
 _MAX_CELL = 60
 
@@ -14,10 +20,19 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "sql",
         help="run a ClickHouse SQL query against the store",
-        description="Run any ClickHouse SQL against the store (tables: clonewatch.risk_scores, clonewatch.decisions, clonewatch.dead_letters).",
-        epilog=f'example: clonewatch sql "{EXAMPLE_QUERY}"',
+        description=(
+            "Run any ClickHouse SQL against the store (tables: clonewatch.risk_scores, clonewatch.decisions, "
+            "clonewatch.dead_letters) and print the rows as a table, or, with a FORMAT clause (CSV, "
+            "JSONEachRow, Pretty, ...), exactly as ClickHouse writes them. Values are bound by the engine, "
+            "never pasted into the SQL: write {name:Type} in the query and give --param name=value."
+        ),
+        epilog=(
+            f'examples: clonewatch sql "{EXAMPLE_QUERY}"; '
+            "clonewatch sql \"SELECT * FROM clonewatch.decisions WHERE client_id = {c:String} FORMAT JSONEachRow\" --param c=key_1"
+        ),
     )
     parser.add_argument("query", help="the SQL to run")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a query parameter, for {NAME:Type} in the query (repeatable)")
     add_store_option(parser)
     parser.set_defaults(func=main)
 
@@ -36,12 +51,45 @@ def _cell(value) -> str:
     return text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 1] + "…"
 
 
+def _parameters(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"--param takes NAME=VALUE, got {pair!r}")
+        out[name] = value
+    return out
+
+
+def _existing_store(dsn: str) -> None:
+    """An embedded store must exist already: a mistyped path would otherwise be a new, empty store."""
+    if not dsn.startswith("chdb://"):
+        return
+    path = Path(dsn[len("chdb://") :] or ".")
+    if path.exists():
+        return
+    nearby = sorted(str(p.parent) for pattern in ("*/metadata", "*/*/metadata") for p in Path().glob(pattern) if p.is_dir())[:8]
+    hint = f"; stores found here: {', '.join(f'chdb://./{n}' for n in nearby)}" if nearby else " (run `clonewatch run` or `make demo` first)"
+    raise StoreError(f"no store at {path}{hint}")
+
+
 def main(args: argparse.Namespace) -> int:
+    parameters = _parameters(args.param)
+    _existing_store(args.store)
     store = ClickHouseStore(args.store)
+    wanted = _FORMAT.search(args.query)
     try:
-        columns, rows = store.query(args.query)
+        if wanted:
+            output = store.client.raw_query(args.query[: wanted.start()], parameters=parameters or None, fmt=wanted.group(1))
+        else:
+            columns, rows = store.query(args.query, parameters)
     except Exception as exc:  # the engine's own message is the useful part
-        print(redact(f"clonewatch sql: query failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"))
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        print(redact(f"clonewatch sql: query failed: {message}"), file=sys.stderr)
         return 1
-    print(format_table(columns, rows))
+    if wanted:
+        sys.stdout.buffer.write(output)
+        sys.stdout.flush()
+    else:
+        print(format_table(columns, rows))
     return 0
