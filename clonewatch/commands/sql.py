@@ -61,7 +61,7 @@ def _parameters(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _existing_store(dsn: str) -> None:
+def existing_store(dsn: str) -> None:
     """An embedded store must exist already: a mistyped path would otherwise be a new, empty store."""
     if not dsn.startswith("chdb://"):
         return
@@ -75,7 +75,7 @@ def _existing_store(dsn: str) -> None:
 
 def main(args: argparse.Namespace) -> int:
     parameters = _parameters(args.param)
-    _existing_store(args.store)
+    existing_store(args.store)
     store = ClickHouseStore(args.store)
     wanted = _FORMAT.search(args.query)
     try:

@@ -1,0 +1,195 @@
+"""``clonewatch api``: HTTP lookups of a client's risk, and answers for gateways' auth hooks.
+
+- ``GET /v1/clients/{client_id}``: current risk, action, reasons, events seen, updated at,
+  model version, campaign; an unknown client is ``{"client_id": ..., "known": false}``.
+- ``GET /v1/clients?action=throttle&limit=100``: the current non-allow clients, riskiest first.
+- ``GET /v1/decide``: for nginx ``auth_request`` and Envoy ``ext_authz`` (HTTP). The client is
+  read from a header (the API key, hashed as ingest hashes it, or a client id as given):
+  allow is 200, throttle 429 with ``Retry-After`` (or, with ``throttle_mode="degrade"``, 200 with
+  headers that tell the gateway to serve less: no logprobs, fewer tokens, some delay), challenge
+  the configured status, deny 403. The answer's ``X-Clonewatch-Action`` header names the action.
+- ``GET /healthz`` (no token), ``GET /metrics`` (Prometheus text).
+
+Every path but ``/healthz`` needs ``Authorization: Bearer TOKEN``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from clonewatch.api.state import ClientTable
+from ingest.formats import _bearer, client_id_for_key
+
+log = logging.getLogger("clonewatch.api")
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,256}$")
+ACTIONS = ("allow", "throttle", "challenge", "deny")
+
+
+@dataclass(frozen=True)
+class DecideConfig:
+    """How ``/v1/decide`` reads the client and answers each action."""
+
+    key_header: str = "x-api-key"  # the API key (or an 'Authorization: Bearer' value): hashed like ingest
+    client_header: str | None = None  # a client id used as given (a consumer id set by the gateway)
+    throttle_mode: str = "429"  # or "degrade": 200, with headers that make the gateway serve less
+    retry_after_s: int = 30
+    challenge_status: int = 401
+    degrade_max_tokens: int = 256
+    degrade_delay_ms: int = 500
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lookups: dict[str, int] = dict.fromkeys(ACTIONS + ("unknown",), 0)
+        self.latency_sum = 0.0
+        self.latency_count = 0
+
+    def observe(self, action: str, seconds: float) -> None:
+        with self.lock:
+            self.lookups[action] = self.lookups.get(action, 0) + 1
+            self.latency_sum += seconds
+            self.latency_count += 1
+
+    def render(self, table: ClientTable) -> str:
+        with self.lock:
+            lines = ["# TYPE clonewatch_decide_total counter"]
+            lines += [f'clonewatch_decide_total{{action="{a}"}} {n}' for a, n in self.lookups.items()]
+            lines += [
+                "# TYPE clonewatch_decide_seconds summary",
+                f"clonewatch_decide_seconds_sum {self.latency_sum:.6f}",
+                f"clonewatch_decide_seconds_count {self.latency_count}",
+            ]
+        by_action = {a: 0 for a in ACTIONS}
+        for view in list(table.clients.values()):
+            by_action[view.action] = by_action.get(view.action, 0) + 1
+        lines += ["# TYPE clonewatch_clients gauge"] + [f'clonewatch_clients{{action="{a}"}} {n}' for a, n in by_action.items()]
+        lines += ["# TYPE clonewatch_state_age_seconds gauge", f"clonewatch_state_age_seconds {time.time() - table.refreshed_at:.3f}"]
+        return "\n".join(lines) + "\n"
+
+
+class RiskApi:
+    def __init__(self, table: ClientTable, token: str, decide: DecideConfig = DecideConfig(), host: str = "127.0.0.1", port: int = 8090) -> None:
+        if not token:
+            raise ValueError("the API needs a bearer token (set CLONEWATCH_API_TOKEN)")
+        if decide.throttle_mode not in ("429", "degrade"):
+            raise ValueError("throttle mode is 429 or degrade")
+        self.table = table
+        self.token = token.encode()
+        self.decide_config = decide
+        self.metrics = Metrics()
+        self.server = ThreadingHTTPServer((host, port), self._handler())
+        self.server.daemon_threads = True
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.server.server_address[:2]
+
+    def serve_forever(self) -> None:
+        self.server.serve_forever(poll_interval=0.2)
+
+    def shutdown(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # --- answers -----------------------------------------------------------------------------
+
+    def route(self, path: str, query: dict[str, list[str]], headers) -> tuple[int, dict | str, dict[str, str]]:
+        if path == "/healthz":
+            return 200, {"status": "ok", "clients": len(self.table.clients)}, {}
+        if not hmac.compare_digest(headers.get("Authorization", "").encode(), b"Bearer " + self.token):
+            return 401, {"error": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"}
+        if path == "/metrics":
+            return 200, self.metrics.render(self.table), {"Content-Type": "text/plain; version=0.0.4"}
+        if path == "/v1/decide":
+            return self.decide(headers)
+        if path == "/v1/clients":
+            return self.clients(query)
+        if path.startswith("/v1/clients/"):
+            return self.client(unquote(path[len("/v1/clients/") :]))
+        return 404, {"error": "not found"}, {}
+
+    def client(self, client_id: str) -> tuple[int, dict, dict]:
+        if not CLIENT_ID.match(client_id):
+            return 400, {"error": "a client id is 1-256 characters of letters, digits and _.:@-"}, {}
+        view = self.table.get(client_id)
+        if view is None:
+            return 200, {"client_id": client_id, "known": False, "action": "allow", "reasons": ["no data for this client"]}, {}
+        return 200, {"known": True, **view.to_json()}, {}
+
+    def clients(self, query: dict[str, list[str]]) -> tuple[int, dict, dict]:
+        action = query.get("action", [None])[0]
+        if action is not None and action not in ACTIONS[1:]:
+            return 400, {"error": f"action is one of {', '.join(ACTIONS[1:])}"}, {}
+        try:
+            limit = int(query.get("limit", ["100"])[0])
+        except ValueError:
+            limit = -1
+        if not 1 <= limit <= 10_000:
+            return 400, {"error": "limit is a number from 1 to 10000"}, {}
+        return 200, {"clients": [v.to_json() for v in self.table.flagged(action, limit)]}, {}
+
+    def decide(self, headers) -> tuple[int, dict, dict[str, str]]:
+        started = time.perf_counter()
+        c = self.decide_config
+        client_id = headers.get(c.client_header) if c.client_header else None
+        if not client_id:
+            key = headers.get(c.key_header) or _bearer(headers.get("X-Original-Authorization") or "")
+            client_id = client_id_for_key(key) if key else None
+        if not client_id:
+            self.metrics.observe("unknown", time.perf_counter() - started)
+            return 200, {"action": "allow", "reason": "no client in the request"}, {"X-Clonewatch-Action": "allow"}
+        view = self.table.get(client_id)
+        action = view.action if view is not None else "allow"
+        self.metrics.observe(action, time.perf_counter() - started)
+        answer = {"client_id": client_id, "action": action}
+        marked = {"X-Clonewatch-Action": action, "X-Clonewatch-Client": client_id}
+        if action == "throttle" and c.throttle_mode == "degrade":
+            return 200, {**answer, "action": "degrade"}, {
+                **marked, "X-Clonewatch-Action": "degrade", "X-Clonewatch-Strip": "logprobs,top_logprobs",
+                "X-Clonewatch-Max-Tokens": str(c.degrade_max_tokens), "X-Clonewatch-Max-N": "1",
+                "X-Clonewatch-Delay-Ms": str(c.degrade_delay_ms),
+            }  # fmt: skip
+        if action == "throttle":
+            return 429, answer, {**marked, "Retry-After": str(c.retry_after_s)}
+        if action == "challenge":
+            return c.challenge_status, answer, marked
+        if action == "deny":
+            return 403, answer, marked
+        return 200, answer, marked
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "clonewatch-api"
+
+            def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
+                log.debug("%s %s", self.address_string(), format % args)
+
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                url = urlsplit(self.path)
+                try:
+                    status, payload, headers = api.route(url.path, parse_qs(url.query), self.headers)
+                except Exception as exc:  # noqa: BLE001 - one bad request must not stop the API
+                    log.exception("lookup failed")
+                    status, payload, headers = 500, {"error": f"internal error: {type(exc).__name__}"}, {}
+                body = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+                self.send_response(HTTPStatus(status))
+                self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler

@@ -1,0 +1,89 @@
+"""Each client's current risk and action, held in memory and kept current from the store.
+
+A lookup never waits on ClickHouse: the table is loaded at start and refreshed in the
+background every few seconds with the rows newer than the last ones seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sinks.clickhouse import ClickHouseStore
+
+log = logging.getLogger("clonewatch.api")
+
+# The latest row of each client (by event time, then events seen), from ``since`` on.
+LATEST = """
+SELECT client_id,
+       argMax(risk, (ts, events_seen)), argMax(action, (ts, events_seen)), argMax(reasons, (ts, events_seen)),
+       max(events_seen), max(ts), argMax(model_version, (ts, events_seen)), argMax(campaign_id, (ts, events_seen))
+FROM {db}.risk_scores
+WHERE ts >= {{since:DateTime64(3, 'UTC')}}
+GROUP BY client_id
+"""
+
+
+@dataclass(frozen=True)
+class ClientView:
+    client_id: str
+    risk: float
+    action: str
+    reasons: list[str]
+    events_seen: int
+    updated_at: datetime
+    model_version: str
+    campaign_id: str | None
+
+    def to_json(self) -> dict:
+        return {
+            "client_id": self.client_id, "risk": self.risk, "action": self.action, "reasons": self.reasons,
+            "events_seen": self.events_seen, "updated_at": self.updated_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "model_version": self.model_version, "campaign_id": self.campaign_id,
+        }  # fmt: skip
+
+
+class ClientTable:
+    """Client id -> :class:`ClientView`, refreshed from the store by :meth:`refresh`."""
+
+    def __init__(self, store: ClickHouseStore) -> None:
+        self.store = store
+        self.clients: dict[str, ClientView] = {}
+        self.refreshed_at = 0.0
+        self.since = datetime(1970, 1, 1, tzinfo=timezone.utc)
+        self._lock = threading.Lock()
+
+    def get(self, client_id: str) -> ClientView | None:
+        return self.clients.get(client_id)
+
+    def flagged(self, action: str | None, limit: int) -> list[ClientView]:
+        views = [v for v in list(self.clients.values()) if v.action != "allow" and (action is None or v.action == action)]
+        return sorted(views, key=lambda v: -v.risk)[:limit]
+
+    def refresh(self) -> int:
+        """Read the rows newer than the newest seen (a second's overlap); returns the clients changed."""
+        _, rows = self.store.query(LATEST.format(db=self.store.database), {"since": self.since.replace(tzinfo=None)})
+        changed = 0
+        with self._lock:
+            for client_id, risk, action, reasons, seen, ts, version, campaign in rows:
+                ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+                old = self.clients.get(client_id)
+                if old is None or (ts, seen) >= (old.updated_at, old.events_seen):
+                    self.clients[client_id] = ClientView(client_id, float(risk), action, list(reasons), int(seen), ts, version, campaign)
+                    changed += 1
+                newest = ts.timestamp() - 1.0
+                if newest > self.since.timestamp():
+                    self.since = datetime.fromtimestamp(newest, tz=timezone.utc)
+        self.refreshed_at = time.time()
+        return changed
+
+    def keep_current(self, every_s: float, stop: threading.Event) -> None:
+        """Refresh every ``every_s`` seconds until ``stop`` is set; a failed refresh is logged and retried."""
+        while not stop.wait(every_s):
+            try:
+                self.refresh()
+            except Exception as exc:  # noqa: BLE001 - lookups go on from memory while the store is away
+                log.warning("could not refresh from the store (%s); serving the last state", exc)

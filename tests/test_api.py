@@ -1,0 +1,111 @@
+"""`clonewatch api`: lookups and gateway decisions served from memory, kept current from the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from clonewatch.api.server import DecideConfig, RiskApi
+from clonewatch.api.state import ClientTable
+from ingest.formats import client_id_for_key
+from schemas import RiskScore
+from sinks.clickhouse import ClickHouseStore
+from tests.streaming_support import REPO_ROOT, Background, wait_until
+
+TOKEN = "test-api-token"
+KEYS = {"allow": "sk-live-allow000001", "throttle": "sk-live-throttle0001", "challenge": "sk-live-challenge001", "deny": "sk-live-deny00000001"}
+
+
+def score(client_id: str, action: str, ts: str, seen: int, risk: float) -> RiskScore:
+    return RiskScore(ts=ts, client_id=client_id, events_seen=seen, window_events=seen, risk=risk, action=action,
+                     reasons=[f"{action} reason"], features={}, model_version="m1")  # fmt: skip
+
+
+def get(url: str, token: str | None = TOKEN, **headers: str) -> tuple[int, dict | str, dict]:
+    request = urllib.request.Request(url, headers=headers)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body, status, answer_headers = response.read().decode(), response.status, dict(response.headers)
+    except urllib.error.HTTPError as error:
+        body, status, answer_headers = error.read().decode(), error.code, dict(error.headers)
+    try:
+        return status, json.loads(body), answer_headers
+    except ValueError:
+        return status, body, answer_headers
+
+
+def test_the_api_answers_lookups_and_gateways_from_the_store(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    rows = [score(client_id_for_key(key), action, "2026-11-23T10:00:00Z", 50, 0.5 if action == "allow" else 0.9999) for action, key in KEYS.items()]
+    rows.append(score(client_id_for_key(KEYS["deny"]), "allow", "2026-11-23T09:00:00Z", 10, 0.1))  # older: not the current state
+    code = (
+        "import sys, json; from sinks.clickhouse import ClickHouseStore; from schemas import RiskScore; import msgspec;"
+        f"ClickHouseStore('chdb://{store}').insert_risk_scores(msgspec.json.decode(sys.stdin.buffer.read(), type=list[RiskScore]))"
+    )
+    import msgspec
+
+    subprocess.run([sys.executable, "-c", code], input=msgspec.json.encode(rows), cwd=REPO_ROOT, check=True, timeout=120)
+    server = Background(["api", "--store", f"chdb://{store}", "--port", "0"], {**os.environ, "CLONEWATCH_API_TOKEN": TOKEN}, tmp_path / "api.log")
+    try:
+        wait_until(lambda: "listening on" in server.log() or not server.alive(), 60, "the API to listen")
+        base = re.search(r"listening on (http://\S+)", server.log()).group(1)
+        assert "4 clients" in server.log()
+        assert get(f"{base}/healthz", token=None)[0] == 200
+        assert get(f"{base}/v1/clients", token=None)[0] == 401
+        assert get(f"{base}/v1/clients", token="wrong")[0] == 401
+
+        deny_id = client_id_for_key(KEYS["deny"])
+        status, view, _ = get(f"{base}/v1/clients/{deny_id}")
+        assert status == 200 and view["known"] and view["action"] == "deny" and view["events_seen"] == 50 and view["reasons"] == ["deny reason"]
+        status, unknown, _ = get(f"{base}/v1/clients/key_nobody")
+        assert status == 200 and unknown["known"] is False and unknown["action"] == "allow"
+        assert get(f"{base}/v1/clients/a%20b")[0] == 400
+        status, listed, _ = get(f"{base}/v1/clients?action=deny&limit=10")
+        assert [c["client_id"] for c in listed["clients"]] == [deny_id]
+        assert len(get(f"{base}/v1/clients?limit=10")[1]["clients"]) == 3  # every non-allow client
+        assert get(f"{base}/v1/clients?limit=0")[0] == 400
+
+        expected = {"allow": 200, "throttle": 429, "challenge": 401, "deny": 403}
+        for action, key in KEYS.items():
+            status, answer, headers = get(f"{base}/v1/decide", **{"X-API-Key": key})
+            assert (status, headers["X-Clonewatch-Action"]) == (expected[action], action)
+            assert "sk-live" not in json.dumps(answer) + json.dumps(headers)  # the key never comes back
+        assert get(f"{base}/v1/decide", **{"X-API-Key": KEYS["throttle"]})[2]["Retry-After"] == "30"
+        assert get(f"{base}/v1/decide")[0] == 200  # no client in the request: the gateway's own rules apply
+        status, metrics, _ = get(f"{base}/metrics")
+        assert status == 200 and 'clonewatch_decide_total{action="throttle"} 2' in metrics and 'clonewatch_clients{action="deny"} 1' in metrics
+    finally:
+        assert server.stop() == 0
+
+
+def test_degrade_answers_200_with_headers_that_tell_the_gateway_to_serve_less() -> None:
+    table = ClientTable(store=None)
+    key = "sk-live-degrade00001"
+    table.clients[client_id_for_key(key)] = type("V", (), {"action": "throttle"})()
+    api = RiskApi(table, TOKEN, DecideConfig(throttle_mode="degrade", degrade_max_tokens=128), port=0)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    try:
+        status, answer, headers = get("http://{}:{}/v1/decide".format(*api.address), **{"X-API-Key": key})
+        assert status == 200 and answer["action"] == "degrade"
+        assert headers["X-Clonewatch-Strip"] == "logprobs,top_logprobs" and headers["X-Clonewatch-Max-Tokens"] == "128"
+    finally:
+        api.shutdown()
+
+
+def test_the_state_follows_newer_rows_of_the_store(chdb_dsn: str) -> None:
+    store = ClickHouseStore(chdb_dsn, database="apistate")
+    store.insert_risk_scores([score("key_a", "allow", "2026-11-23T10:00:00Z", 10, 0.2)])
+    table = ClientTable(store)
+    assert table.refresh() == 1 and table.get("key_a").action == "allow"
+    store.insert_risk_scores([score("key_a", "throttle", "2026-11-23T10:05:00Z", 60, 0.9996), score("key_b", "deny", "2026-11-23T10:06:00Z", 80, 1.0)])
+    table.refresh()
+    assert (table.get("key_a").action, table.get("key_a").events_seen, table.get("key_b").action) == ("throttle", 60, "deny")
