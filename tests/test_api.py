@@ -73,6 +73,12 @@ def test_the_api_answers_lookups_and_gateways_from_the_store(tmp_path: Path) -> 
         assert [c["client_id"] for c in listed["clients"]] == [deny_id]
         assert len(get(f"{base}/v1/clients?limit=10")[1]["clients"]) == 3  # every non-allow client
         assert get(f"{base}/v1/clients?limit=0")[0] == 400
+        status, history, _ = get(f"{base}/v1/clients/{deny_id}/history?since=2026-11-23T09:30:00Z")
+        assert status == 200 and [(r["action"], r["events_seen"]) for r in history["risk"]] == [("deny", 50)]  # the 09:00 row is before since
+        assert len(get(f"{base}/v1/clients/{deny_id}/history")[1]["risk"]) == 2
+        assert get(f"{base}/v1/clients/{deny_id}/history?since=yesterday")[0] == 400
+        status, document, _ = get(f"{base}/openapi.json", token=None)
+        assert status == 200 and document == json.loads((REPO_ROOT / "docs" / "openapi.json").read_text())
 
         expected = {"allow": 200, "throttle": 429, "challenge": 401, "deny": 403}
         for action, key in KEYS.items():
@@ -85,6 +91,14 @@ def test_the_api_answers_lookups_and_gateways_from_the_store(tmp_path: Path) -> 
         assert status == 200 and 'clonewatch_decide_total{action="throttle"} 2' in metrics and 'clonewatch_clients{action="deny"} 1' in metrics
     finally:
         assert server.stop() == 0
+
+
+def test_the_checked_in_openapi_document_names_every_route() -> None:
+    from clonewatch.api.openapi import OPENAPI
+
+    assert json.loads((REPO_ROOT / "docs" / "openapi.json").read_text()) == OPENAPI, "run: python -m clonewatch.api.openapi > docs/openapi.json"
+    served = set(re.findall(r'"(/(?:v1/[a-z/{}_]+|healthz|metrics|openapi\.json))"', (REPO_ROOT / "clonewatch" / "api" / "server.py").read_text()))
+    assert served <= set(OPENAPI["paths"]) | {"/v1/decide/", "/v1/clients/"}, served - set(OPENAPI["paths"])
 
 
 def test_degrade_answers_200_with_headers_that_tell_the_gateway_to_serve_less() -> None:

@@ -2,13 +2,16 @@
 
 - ``GET /v1/clients/{client_id}``: current risk, action, reasons, events seen, updated at,
   model version, campaign; an unknown client is ``{"client_id": ..., "known": false}``.
+- ``GET /v1/clients/{client_id}/history?since=2026-11-23T00:00:00Z&limit=1000``: its risk and
+  decisions over time, from the store (the one path that waits on ClickHouse).
 - ``GET /v1/clients?action=throttle&limit=100``: the current non-allow clients, riskiest first.
 - ``GET /v1/decide``: for nginx ``auth_request`` and Envoy ``ext_authz`` (HTTP). The client is
   read from a header (the API key, hashed as ingest hashes it, or a client id as given):
   allow is 200, throttle 429 with ``Retry-After`` (or, with ``throttle_mode="degrade"``, 200 with
   headers that tell the gateway to serve less: no logprobs, fewer tokens, some delay), challenge
   the configured status, deny 403. The answer's ``X-Clonewatch-Action`` header names the action.
-- ``GET /healthz`` (no token), ``GET /metrics`` (Prometheus text).
+- ``GET /healthz`` (no token), ``GET /metrics`` (Prometheus text), ``GET /openapi.json`` (no
+  token; the same document as ``docs/openapi.json``).
 
 Every path but ``/healthz`` needs ``Authorization: Bearer TOKEN``.
 """
@@ -22,12 +25,15 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from clonewatch.api.openapi import OPENAPI
 from clonewatch.api.state import ClientTable
 from ingest.formats import _bearer, client_id_for_key
+from schemas import to_epoch
 
 log = logging.getLogger("clonewatch.api")
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,256}$")
@@ -106,6 +112,8 @@ class RiskApi:
     def route(self, path: str, query: dict[str, list[str]], headers) -> tuple[int, dict | str, dict[str, str]]:
         if path == "/healthz":
             return 200, {"status": "ok", "clients": len(self.table.clients)}, {}
+        if path == "/openapi.json":
+            return 200, OPENAPI, {}
         if not hmac.compare_digest(headers.get("Authorization", "").encode(), b"Bearer " + self.token):
             return 401, {"error": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"}
         if path == "/metrics":
@@ -114,6 +122,8 @@ class RiskApi:
             return self.decide(headers)
         if path == "/v1/clients":
             return self.clients(query)
+        if path.startswith("/v1/clients/") and path.endswith("/history"):
+            return self.history(unquote(path[len("/v1/clients/") : -len("/history")]), query)
         if path.startswith("/v1/clients/"):
             return self.client(unquote(path[len("/v1/clients/") :]))
         return 404, {"error": "not found"}, {}
@@ -125,6 +135,18 @@ class RiskApi:
         if view is None:
             return 200, {"client_id": client_id, "known": False, "action": "allow", "reasons": ["no data for this client"]}, {}
         return 200, {"known": True, **view.to_json()}, {}
+
+    def history(self, client_id: str, query: dict[str, list[str]]) -> tuple[int, dict, dict]:
+        if not CLIENT_ID.match(client_id):
+            return 400, {"error": "a client id is 1-256 characters of letters, digits and _.:@-"}, {}
+        try:
+            since = datetime.fromtimestamp(to_epoch(query.get("since", ["1970-01-01T00:00:00Z"])[0]), tz=timezone.utc)
+            limit = int(query.get("limit", ["1000"])[0])
+        except (ValueError, TypeError) as exc:
+            return 400, {"error": f"since is RFC 3339 or epoch seconds, limit a number: {exc}"}, {}
+        if not 1 <= limit <= 100_000:
+            return 400, {"error": "limit is a number from 1 to 100000"}, {}
+        return 200, {"client_id": client_id, **self.table.history(client_id, since, limit)}, {}
 
     def clients(self, query: dict[str, list[str]]) -> tuple[int, dict, dict]:
         action = query.get("action", [None])[0]

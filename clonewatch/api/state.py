@@ -55,6 +55,7 @@ class ClientTable:
         self.refreshed_at = 0.0
         self.since = datetime(1970, 1, 1, tzinfo=timezone.utc)
         self._lock = threading.Lock()
+        self.store_lock = threading.Lock()  # one query at a time: the embedded engine is one per process
 
     def get(self, client_id: str) -> ClientView | None:
         return self.clients.get(client_id)
@@ -65,7 +66,8 @@ class ClientTable:
 
     def refresh(self) -> int:
         """Read the rows newer than the newest seen (a second's overlap); returns the clients changed."""
-        _, rows = self.store.query(LATEST.format(db=self.store.database), {"since": self.since.replace(tzinfo=None)})
+        with self.store_lock:
+            _, rows = self.store.query(LATEST.format(db=self.store.database), {"since": self.since.replace(tzinfo=None)})
         changed = 0
         with self._lock:
             for client_id, risk, action, reasons, seen, ts, version, campaign in rows:
@@ -79,6 +81,27 @@ class ClientTable:
                     self.since = datetime.fromtimestamp(newest, tz=timezone.utc)
         self.refreshed_at = time.time()
         return changed
+
+    def history(self, client_id: str, since: datetime, limit: int) -> dict[str, list[dict]]:
+        """A client's risk scores and decisions from ``since`` on, oldest first (from the store)."""
+        db = self.store.database
+        params = {"client": client_id, "since": since.replace(tzinfo=None), "limit": limit}
+        with self.store_lock:
+            _, scores = self.store.query(
+                f"SELECT ts, events_seen, risk, action, campaign_id FROM {db}.risk_scores FINAL"
+                " WHERE client_id = {client:String} AND ts >= {since:DateTime64(3, 'UTC')} ORDER BY ts, events_seen LIMIT {limit:UInt32}",
+                params,
+            )
+            _, decisions = self.store.query(
+                f"SELECT ts, events_seen, risk, action, reasons FROM {db}.decisions FINAL"
+                " WHERE client_id = {client:String} AND ts >= {since:DateTime64(3, 'UTC')} ORDER BY ts LIMIT {limit:UInt32}",
+                params,
+            )
+        iso = lambda ts: (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)).isoformat(timespec="milliseconds").replace("+00:00", "Z")  # noqa: E731
+        return {
+            "risk": [{"ts": iso(t), "events_seen": n, "risk": r, "action": a, "campaign_id": c} for t, n, r, a, c in scores],
+            "decisions": [{"ts": iso(t), "events_seen": n, "risk": r, "action": a, "reasons": list(why)} for t, n, r, a, why in decisions],
+        }
 
     def keep_current(self, every_s: float, stop: threading.Event) -> None:
         """Refresh every ``every_s`` seconds until ``stop`` is set; a failed refresh is logged and retried."""
