@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from clonewatch.cli import build_parser
-from clonewatch.commands import ship, worker
+from clonewatch.commands import api, receive, ship, worker
 from clonewatch.kafka.broker import KAFKA_VERSION
 from clonewatch.streaming.config import ACCESS_TOPIC, DEAD_LETTER_TOPIC, DECISIONS_TOPIC, ENV_VARS, StreamingConfig
 
@@ -90,3 +90,15 @@ def test_worker_is_scalable_and_checked(services: dict) -> None:
     assert mounted(service, variables["CLONEWATCH_MODEL"])
     assert variables["CLONEWATCH_STATUS_FILE"] in " ".join(service["healthcheck"]["test"])
     assert Path(variables["CLONEWATCH_STATUS_FILE"]).parent == Path(variables["CLONEWATCH_DATA_DIR"])
+
+
+def test_api_and_receiver_parse_with_the_cli_and_answer_health_checks(services: dict) -> None:
+    parser = build_parser()
+    for name, command, token in (("api", api.main, "CLONEWATCH_API_TOKEN"), ("receiver", receive.main, "CLONEWATCH_RECEIVE_TOKEN")):
+        service = services[name]
+        args = parser.parse_args([interpolate(a) for a in service["command"]])
+        assert args.func is command and args.host == "0.0.0.0"
+        assert token in env(service)
+        published = next(p for p in service["ports"] if p.startswith("127.0.0.1:"))
+        assert published.rsplit(":", 1)[1] == str(args.port) and f":{args.port}/healthz" in " ".join(service["healthcheck"]["test"])
+    assert StreamingConfig.from_env(env(services["api"])).store_dsn.startswith("http://clonewatch:")
