@@ -102,7 +102,10 @@ class PushReceiver:
         self.max_body = max_body
         self.stats = ReceiveStats()
         self._slots = threading.BoundedSemaphore(max_inflight)
-        self.server = ThreadingHTTPServer((host, port), self._handler())
+        try:
+            self.server = ThreadingHTTPServer((host, port), self._handler())
+        except OSError as exc:
+            raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self.server.daemon_threads = True
 
     @property

@@ -93,7 +93,10 @@ class RiskApi:
         self.token = token.encode()
         self.decide_config = decide
         self.metrics = Metrics()
-        self.server = ThreadingHTTPServer((host, port), self._handler())
+        try:
+            self.server = ThreadingHTTPServer((host, port), self._handler())
+        except OSError as exc:
+            raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self.server.daemon_threads = True
 
     @property
