@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 
 from detectors.client_state import ClientState
@@ -44,6 +45,10 @@ class PolicyConfig:
     - ``min_events_deny``: no deny before this many events.
     - ``confirm_events``: a stronger action must be indicated by this many successive
       events before it is taken, so one noisy event does not act.
+    - ``confirm_jitter``: up to this many more confirming events, drawn per client and action
+      by a hash keyed with ``jitter_key`` (the deployment's secret), so a client cannot learn
+      which of its queries tripped an action (a stateful detector that answers at a fixed
+      point is an oracle: OARS, CCS '23). The same client and action always draw the same delay.
     - ``hysteresis``: to step down, risk must fall this far below the current action's
       threshold, so a client near a threshold does not flap.
     - ``allowlist``: client ids that are always allowed.
@@ -55,14 +60,29 @@ class PolicyConfig:
     min_events: int = 10
     min_events_deny: int = 30
     confirm_events: int = 3
+    confirm_jitter: int = 0
+    jitter_key: str = field(default="", repr=False)
     hysteresis: float = 0.02
     allowlist: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.throttle <= self.challenge <= self.deny <= 1.0:
             raise ValueError("thresholds must satisfy 0 < throttle <= challenge <= deny <= 1")
-        if self.min_events < 1 or self.min_events_deny < self.min_events or self.confirm_events < 1:
-            raise ValueError("need 1 <= min_events <= min_events_deny and confirm_events >= 1")
+        if self.min_events < 1 or self.min_events_deny < self.min_events or self.confirm_events < 1 or self.confirm_jitter < 0:
+            raise ValueError("need 1 <= min_events <= min_events_deny, confirm_events >= 1 and confirm_jitter >= 0")
+
+    def confirmations(self, client_id: str, action: Action) -> int:
+        """Successive events that must indicate ``action`` before this client gets it.
+
+        >>> config = PolicyConfig(confirm_events=3, confirm_jitter=5, jitter_key="secret")
+        >>> draws = {config.confirmations(f"key_{i}", Action.THROTTLE) for i in range(200)}
+        >>> min(draws), max(draws)
+        (3, 8)
+        """
+        if not self.confirm_jitter:
+            return self.confirm_events
+        digest = hashlib.blake2b(f"{client_id}\0{action.value}".encode(), key=self.jitter_key.encode()[:64], digest_size=8).digest()
+        return self.confirm_events + int.from_bytes(digest, "big") % (self.confirm_jitter + 1)
 
     @classmethod
     def for_target_fpr(cls, target_fpr: float, **fields) -> PolicyConfig:
@@ -115,7 +135,7 @@ class Policy:
         if target.severity > current.severity:
             state.pending_count = state.pending_count + 1 if state.pending_action else 1
             state.pending_action = target.value
-            if state.pending_count >= self.config.confirm_events:
+            if state.pending_count >= self.config.confirmations(client_id, target):
                 state.action, state.pending_action, state.pending_count = target.value, None, 0
         else:
             state.pending_action, state.pending_count = None, 0

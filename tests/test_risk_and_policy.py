@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,24 @@ def test_tails_compare_a_client_with_benign_clients_of_its_age():
     old, young = model.risk(np.array([[0.2, 0.0, np.log(300)], [0.5, 0.0, np.log(4)]]))
     # Twice the usual share is unheard of over 300 events; half of 4 happens all the time.
     assert old > 0.99 > young
+
+
+def test_confirmation_jitter_delays_each_client_by_its_own_secret_draw() -> None:
+    """With jitter, the event an action starts at is not the same for every client (so a client
+    cannot learn which query tripped it), is the same on every run, and depends on the secret."""
+    config = PolicyConfig(min_events=1, min_events_deny=1, confirm_events=2, confirm_jitter=6, jitter_key="deployment secret")
+
+    def first_throttle(client: str, cfg: PolicyConfig) -> int:
+        policy, state = Policy(cfg), ClientState()
+        state.events_seen = 50
+        for n in range(1, 20):
+            if policy.decide(client, state, 0.99999).value != "allow":
+                return n
+        raise AssertionError("never acted")
+
+    starts = [first_throttle(f"key_{i}", config) for i in range(60)]
+    assert min(starts) >= 2 and max(starts) <= 8 and len(set(starts)) >= 4
+    assert starts == [first_throttle(f"key_{i}", config) for i in range(60)]
+    other_secret = replace(config, jitter_key="another secret")
+    assert starts != [first_throttle(f"key_{i}", other_secret) for i in range(60)]
+    assert {first_throttle(f"key_{i}", replace(config, confirm_jitter=0)) for i in range(10)} == {2}

@@ -57,6 +57,11 @@ def add_policy_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--deny-at", type=float, default=_DEFAULTS.deny, metavar="RISK", help="risk that denies (default: %(default)s)")
     group.add_argument("--min-events", type=int, default=_DEFAULTS.min_events, help="events before any action but allow (default: %(default)s)")
     group.add_argument("--min-events-deny", type=int, default=_DEFAULTS.min_events_deny, help="events before deny (default: %(default)s)")
+    group.add_argument(
+        "--confirm-jitter", type=int, default=_DEFAULTS.confirm_jitter, metavar="N",
+        help="up to N more confirming events before an action, drawn per client with a hash keyed by "
+        "$CLONEWATCH_KEY_SECRET, so a client cannot learn which query tripped it (default: %(default)s)",
+    )  # fmt: skip
     group.add_argument("--allow", action="append", default=[], metavar="CLIENT_ID", help="always allow this client (repeatable)")
 
 
@@ -76,5 +81,7 @@ def policy_from_args(args: argparse.Namespace) -> PolicyConfig:
         deny=deny,
         min_events=args.min_events,
         min_events_deny=args.min_events_deny,
+        confirm_jitter=args.confirm_jitter,
+        jitter_key=os.environ.get("CLONEWATCH_KEY_SECRET", ""),
         allowlist=frozenset(args.allow),
     )
