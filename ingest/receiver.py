@@ -15,9 +15,8 @@ request id get one from their bytes, so a batch sent twice carries the same ids 
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import hmac
-import json
 import logging
 import os
 import threading
@@ -25,11 +24,12 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import msgspec
 
+from ingest.http_server import TokenServer, send_json
 from ingest.shipper import Line
 
 log = logging.getLogger("clonewatch.receive")
@@ -82,7 +82,7 @@ def decompress(body: bytes, limit: int) -> bytes | None:
     return out
 
 
-class PushReceiver:
+class PushReceiver(TokenServer):
     """The HTTP server; ``deliver(source, lines)`` makes lines durable and returns
     (records, dead letters), or raises when it cannot."""
 
@@ -95,29 +95,11 @@ class PushReceiver:
         max_body: int = DEFAULT_MAX_BODY,
         max_inflight: int = 4,
     ) -> None:
-        if not token:
-            raise ValueError("the receiver needs a bearer token (set CLONEWATCH_RECEIVE_TOKEN)")
         self.deliver = deliver
-        self.token = token.encode()
         self.max_body = max_body
         self.stats = ReceiveStats()
         self._slots = threading.BoundedSemaphore(max_inflight)
-        try:
-            self.server = ThreadingHTTPServer((host, port), self._handler())
-        except OSError as exc:
-            raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        self.server.daemon_threads = True
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.server.server_address[:2]
-
-    def serve_forever(self) -> None:
-        self.server.serve_forever(poll_interval=0.2)
-
-    def shutdown(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(self._handler(), token, host, port, "the receiver needs a bearer token (set CLONEWATCH_RECEIVE_TOKEN)")
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
@@ -130,32 +112,21 @@ class PushReceiver:
 
             def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
                 if self.path == "/healthz":
-                    self._answer(HTTPStatus.OK, {"status": "ok"})
+                    send_json(self, HTTPStatus.OK, {"status": "ok"})
                 else:
-                    self._answer(HTTPStatus.NOT_FOUND, {"error": "not found; logs go to POST /v1/logs"})
+                    send_json(self, HTTPStatus.NOT_FOUND, {"error": "not found; logs go to POST /v1/logs"})
 
             def do_POST(self) -> None:  # noqa: N802
                 receiver._post(self)
 
-            def _answer(self, status: HTTPStatus, payload: dict, headers: dict[str, str] | None = None) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
-
         return Handler
 
-    def _post(self, request) -> None:
-        answer = request._answer
+    def _post(self, request: BaseHTTPRequestHandler) -> None:
+        answer = functools.partial(send_json, request)
         if request.path.split("?")[0] != "/v1/logs":
             answer(HTTPStatus.NOT_FOUND, {"error": "not found; logs go to POST /v1/logs"})
             return
-        offered = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(offered.encode(), b"Bearer " + self.token):
+        if not self.authorized(request.headers):
             self.stats.refuse(401)
             answer(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"})
             return

@@ -18,21 +18,19 @@ Every path but ``/healthz`` needs ``Authorization: Bearer TOKEN``.
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 import re
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from clonewatch.api.openapi import OPENAPI
 from clonewatch.api.state import ClientTable
 from ingest.formats import _bearer, client_id_for_key
+from ingest.http_server import TokenServer, send_json
 from schemas import to_epoch
 
 log = logging.getLogger("clonewatch.api")
@@ -83,32 +81,14 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-class RiskApi:
+class RiskApi(TokenServer):
     def __init__(self, table: ClientTable, token: str, decide: DecideConfig = DecideConfig(), host: str = "127.0.0.1", port: int = 8090) -> None:
-        if not token:
-            raise ValueError("the API needs a bearer token (set CLONEWATCH_API_TOKEN)")
         if decide.throttle_mode not in ("429", "degrade"):
             raise ValueError("throttle mode is 429 or degrade")
         self.table = table
-        self.token = token.encode()
         self.decide_config = decide
         self.metrics = Metrics()
-        try:
-            self.server = ThreadingHTTPServer((host, port), self._handler())
-        except OSError as exc:
-            raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        self.server.daemon_threads = True
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.server.server_address[:2]
-
-    def serve_forever(self) -> None:
-        self.server.serve_forever(poll_interval=0.2)
-
-    def shutdown(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(self._handler(), token, host, port, "the API needs a bearer token (set CLONEWATCH_API_TOKEN)")
 
     # --- answers -----------------------------------------------------------------------------
 
@@ -117,7 +97,7 @@ class RiskApi:
             return 200, {"status": "ok", "clients": len(self.table.clients)}, {}
         if path == "/openapi.json":
             return 200, OPENAPI, {}
-        if not hmac.compare_digest(headers.get("Authorization", "").encode(), b"Bearer " + self.token):
+        if not self.authorized(headers):
             return 401, {"error": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"}
         if path == "/metrics":
             return 200, self.metrics.render(self.table), {"Content-Type": "text/plain; version=0.0.4"}
@@ -208,14 +188,7 @@ class RiskApi:
                 except Exception as exc:  # noqa: BLE001 - one bad request must not stop the API
                     log.exception("lookup failed")
                     status, payload, headers = 500, {"error": f"internal error: {type(exc).__name__}"}, {}
-                body = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
-                self.send_response(HTTPStatus(status))
-                self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
-                self.send_header("Content-Length", str(len(body)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
+                send_json(self, status, payload, headers)
 
             # Envoy's ext_authz asks with the request's own method.
             do_POST = do_PUT = do_PATCH = do_DELETE = do_GET  # noqa: N815
