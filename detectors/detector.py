@@ -58,7 +58,7 @@ class Assessment:
         if test is None:
             self.risk = self.snapshot
             return self
-        log_m = test.update(np.asarray(state.evidence) if state.evidence else test.initial(), self.p_value)
+        log_m = test.update(state.evidence, self.p_value)
         state.evidence = log_m.tolist()
         self.evidence = test.evidence(log_m)
         self._combine(state.screened, policy)
@@ -107,8 +107,7 @@ class Assessment:
         product = min(campaign.log_evidence(), 700.0)
         merged = product
         if campaign_test is not None:
-            state = np.asarray(campaign.state.evidence) if campaign.state.evidence else campaign_test.initial()
-            log_m = campaign_test.update(state, self.p_value)
+            log_m = campaign_test.update(campaign.state.evidence, self.p_value)
             campaign.state.evidence = log_m.tolist()
             merged = np.log(campaign_test.evidence(log_m))
         self.evidence = float(np.exp(np.logaddexp(merged, product) - np.log(2.0)))

@@ -120,7 +120,9 @@ class SequentialTest:
         p = np.clip(np.asarray(p_values, dtype=np.float64), 1e-300, 1.0)[:, None]
         return (self.weight if weight is None else weight) * (np.log(k) + (k - 1.0) * np.log(p))
 
-    def update(self, log_m: np.ndarray, p_value: float) -> np.ndarray:
+    def update(self, log_m: np.ndarray | Sequence[float], p_value: float) -> np.ndarray:
+        """The state after one more p-value; an empty state (never scored) is the start."""
+        log_m = np.asarray(log_m, dtype=np.float64) if len(log_m) else self.initial()
         return np.maximum(log_m + self.steps(np.array([p_value]))[0], -np.log(self.restart))
 
     def evidence(self, log_m: np.ndarray) -> float:
