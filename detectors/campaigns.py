@@ -106,16 +106,24 @@ class Campaign:
     state: ClientState
     members: set[str] = field(default_factory=set)
     ties: set[str] = field(default_factory=set)  # e.g. "net:203.0.113.0/24 & ua:scraper/1.0"
-    evidence: dict[str, float] = field(default_factory=dict)  # member -> log of its own accumulated e-value
+    # member -> the logs of its own e-process's components (one per bet of the mixture)
+    evidence: dict[str, list[float]] = field(default_factory=dict)
 
     def log_evidence(self) -> float:
-        """The campaign's evidence: the product of its members' e-values.
+        """The campaign's evidence: its members' e-processes multiplied bet by bet, then mixed.
 
         Different customers behind one NAT are independent under the null, and a product of
         independent e-values is an e-value: benign members, whose evidence decays, keep it
-        small, while keys that are each only mildly unusual multiply into certainty.
+        small, while keys that are each only mildly unusual multiply into certainty. The
+        mixture over bets is taken once, over the products, not per member: keys of one
+        operator behave alike, so one bet fits them all, and mixing per member would pay
+        the mixture's cost (up to a factor of the number of bets) once per key.
         """
-        return float(sum(self.evidence.values()))
+        if not self.evidence:
+            return 0.0
+        log_m = np.sum([np.asarray(v, dtype=np.float64) for v in self.evidence.values()], axis=0)
+        top = float(np.max(log_m))
+        return top + float(np.log(np.mean(np.exp(log_m - top))))
 
     def dimensions(self) -> list[str]:
         """The dimensions that tied the members, in a fixed order."""
@@ -587,5 +595,10 @@ class CampaignTracker:
                 for region in np.flatnonzero(_bits(int.from_bytes(packed, "little"), 8 * len(packed))):
                     tracker._count_region(client, space, int(region))
         for cid, members, ties, state, *evidence in raw["campaigns"]:
-            tracker.campaigns[cid] = Campaign(cid, ClientState.from_bytes(state), set(members), set(ties), dict(*evidence))
+            tracker.campaigns[cid] = Campaign(cid, ClientState.from_bytes(state), set(members), set(ties), _components(*evidence))
         return tracker
+
+
+def _components(evidence: Mapping[str, float | list[float]] | None = None) -> dict[str, list[float]]:
+    """Members' evidence as saved; a tracker saved before evidence had components held one log each."""
+    return {m: list(v) if isinstance(v, list) else [float(v)] for m, v in (evidence or {}).items()}

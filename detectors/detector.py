@@ -7,7 +7,7 @@ workers both call :meth:`CloneDetector.process` with the client states they hold
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +49,7 @@ class Assessment:
     events_seen: int
     evidence: float = 1.0
     risk: float = 0.0
+    components: tuple[float, ...] = ()  # the logs of the e-process's components, one per bet
 
     def accumulate(self, test: SequentialTest | None, state: ClientState, policy: PolicyConfig) -> Assessment:
         """Add this event's evidence to the state's; risk is the larger of the snapshot and,
@@ -60,6 +61,7 @@ class Assessment:
             return self
         log_m = test.update(state.evidence, self.p_value)
         state.evidence = log_m.tolist()
+        self.components = tuple(state.evidence)
         self.evidence = test.evidence(log_m)
         self._combine(state.screened, policy)
         return self
@@ -99,7 +101,8 @@ class Assessment:
           up to one stream unlike any benign group. Customers behind one NAT are such a
           group, and are judged against their like.
         """
-        campaign.evidence[member] = float(np.log(max(own.evidence, 1e-300)))
+        if own.components:
+            campaign.evidence[member] = list(own.components)
         self._screen(campaign.state, policy)
         if own_test is None:
             self.risk = self.snapshot
@@ -123,6 +126,14 @@ class Assessment:
             f"evidence accumulated over {self.events_seen} events {self.evidence:,.3g} to 1"
             f" (a benign client ever gets this far with probability at most {1.0 / self.evidence:.2g})"
         )
+
+
+def _gather_evidence(campaign: Campaign, states: Mapping[str, ClientState]) -> None:
+    """Members that joined with evidence already gathered bring it along (those whose state is held here)."""
+    for member in campaign.members - campaign.evidence.keys():
+        state = states.get(member)
+        if state is not None and state.evidence:
+            campaign.evidence[member] = list(state.evidence)
 
 
 def project(
@@ -225,10 +236,12 @@ class CloneDetector:
             mine = own[i].accumulate(self.model.sequential, state, self.policy.config)
             group = None
             if views[i] is not None and views[i].campaign_id in self.campaigns.campaigns:
+                joined = self.campaigns.campaigns[views[i].campaign_id]
+                _gather_evidence(joined, states)
                 group = campaign[i].join(
                     self.model.sequential,
                     self.model.campaign_sequential,
-                    self.campaigns.campaigns[views[i].campaign_id],
+                    joined,
                     event.client_id,
                     mine,
                     self.policy.config,

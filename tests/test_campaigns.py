@@ -13,7 +13,7 @@ import pytest
 
 from detectors.campaigns import Campaign, CampaignTracker, campaign_row, overlap_test
 from detectors.client_state import ClientState
-from detectors.detector import Assessment, CloneDetector, project
+from detectors.detector import Assessment, CloneDetector, _gather_evidence, project
 from detectors.evidence import SequentialTest
 from detectors.model import CloneModel
 from detectors.policy import Policy, PolicyConfig
@@ -270,3 +270,28 @@ def test_merged_stream_evidence_adds_to_the_members_and_is_judged_against_benign
     # Training fitted that test on groups of unrelated benign customers merged as campaigns are.
     groups = model.metadata["campaign_sequential"]
     assert model.campaign_sequential is not None and groups["benign_groups"] >= 2 and min(groups["group_sizes"]) >= 3
+
+
+def test_members_evidence_multiplies_bet_by_bet_and_joins_with_them() -> None:
+    """Eight keys, each only mildly unusual (evidence under 10 apiece), are certain together;
+    a key brings the evidence it gathered before the campaign was found."""
+    test = SequentialTest(weight=0.02)  # as strongly correlated as a client's windowed scores
+    key_state = test.initial()
+    for _ in range(40):
+        key_state = test.update(key_state, 0.01)
+    assert 1.0 < test.evidence(key_state) < 10.0
+
+    campaign = Campaign("camp-1", ClientState(), members={f"key-{i}" for i in range(8)})
+    states = {f"key-{i}": ClientState() for i in range(8)}
+    for state in states.values():
+        state.evidence = key_state.tolist()
+    _gather_evidence(campaign, states)
+    assert set(campaign.evidence) == campaign.members
+    per_member_mixture = 8 * np.log(test.evidence(key_state))
+    assert campaign.log_evidence() > per_member_mixture + 0.5  # the mixture's cost is paid once, not per key
+    assert np.exp(campaign.log_evidence()) > 2000.0  # the default throttle's bar (0.9995)
+
+    tracker = CampaignTracker()
+    tracker.campaigns["camp-1"] = campaign
+    restored = CampaignTracker.from_bytes(tracker.to_bytes())
+    assert restored.campaigns["camp-1"].log_evidence() == pytest.approx(campaign.log_evidence())
