@@ -1,6 +1,9 @@
 """The embedded pipeline: JSON lines in, risk scores and decisions out, in one process.
 
 decode -> (warm-up fit if no model) -> embed in batches -> detect -> ClickHouse + decisions file
+
+ClickHouse gets every accepted event (access_events), each client's score after its
+latest event of each batch, decisions, campaigns and dead letters.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class RunConfig:
     warmup_events: int = 2000
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     limits: DecodeLimits = field(default_factory=DecodeLimits)
+    keep_prompts: bool = False  # store prompt text in access_events (otherwise only its hash and length)
     progress: bool = True
 
 
@@ -142,8 +146,10 @@ class EmbeddedRunner:
         result = self.detector.process(events, vectors, self.states)
         self.summary.accepted += len(events)
         self.summary.decisions += len(result.decisions)
+        store.insert_access_events(events, self.config.keep_prompts)
         store.insert_risk_scores(result.scores)
         store.insert_decisions(result.decisions)
+        store.insert_campaigns(result.campaigns)
         decisions.write(result.decisions)
         for score in result.scores:
             self.summary.latest[score.client_id] = score

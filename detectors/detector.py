@@ -20,7 +20,7 @@ from detectors.model import CloneModel
 from detectors.policy import Policy, PolicyConfig
 from detectors.reference import SpaceReference
 from detectors.risk_model import Reason
-from schemas import AccessEvent, Action, Decision, RiskScore, to_rfc3339
+from schemas import AccessEvent, Action, CampaignScore, Decision, RiskScore, to_rfc3339
 
 
 @dataclass
@@ -28,6 +28,7 @@ class BatchResult:
     scores: list[RiskScore] = field(default_factory=list)  # the latest score of each client in the batch
     decisions: list[Decision] = field(default_factory=list)  # one per change of a client's action
     risks: np.ndarray = field(default_factory=lambda: np.empty(0))  # one per event, in batch order
+    campaigns: list[CampaignScore] = field(default_factory=list)  # the latest state of each campaign a batch event touched
 
 
 # Accumulated evidence acts on a client once its snapshot has put it among the top tenth of
@@ -231,6 +232,7 @@ class CloneDetector:
         views, campaign = self._campaign_assessments(events, projected)
         result = BatchResult(risks=np.empty(len(events)))
         latest: dict[str, tuple[int, Assessment, Assessment | None]] = {}
+        touched: dict[str, tuple[int, Assessment]] = {}
         for i, event in enumerate(events):
             state = states[event.client_id]
             mine = own[i].accumulate(self.model.sequential, state, self.policy.config)
@@ -258,9 +260,15 @@ class CloneDetector:
                 if by_campaign and action is not Action.ALLOW:
                     result.decisions += self._spread(views[i].campaign_id, event, risk, action, reasons, states)
             latest[event.client_id] = (i, mine, group)
+            if group is not None:
+                touched[views[i].campaign_id] = (i, group)
         for cid, (i, mine, group) in latest.items():
             reasons = self._reasons(rows[i], views[i], mine, group)
+            withheld = self.policy.withheld(cid, states[cid], float(result.risks[i]), int(seen[i]))
+            if withheld:
+                reasons = [withheld, *reasons]
             result.scores.append(self._score(events[i], rows[i], float(result.risks[i]), states[cid], int(seen[i]), reasons, views[i]))
+        result.campaigns = [self._campaign_score(events[i], views[i], group) for i, group in touched.values()]
         return result
 
     def reasons(self, row: np.ndarray) -> list[str]:
@@ -328,6 +336,20 @@ class CloneDetector:
             state.action, state.pending_action, state.pending_count = action.value, None, 0
             decisions.append(self._decision(member, event.ts, risk, action, state.events_seen, reasons))
         return decisions
+
+    def _campaign_score(self, event: AccessEvent, view: CampaignView, group: Assessment) -> CampaignScore:
+        campaign = self.campaigns.campaigns[view.campaign_id]
+        return CampaignScore(
+            ts=to_rfc3339(event.ts),
+            campaign_id=view.campaign_id,
+            members=sorted(campaign.members),
+            ties=sorted(campaign.ties),
+            summary=view.summary,
+            events_seen=view.events_seen,
+            risk=round(group.risk, 6),
+            evidence=min(group.evidence, 1e300),
+            model_version=self.model.version,
+        )
 
     def _decision(self, client_id: str, ts: float, risk: float, action: Action, seen: int, reasons: list[str]) -> Decision:
         return Decision(

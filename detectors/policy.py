@@ -122,6 +122,27 @@ class Policy:
             return Action.THROTTLE
         return Action.ALLOW
 
+    def withheld(self, client_id: str, state: ClientState, risk: float, events_seen: int) -> str | None:
+        """Why the client's action is not what its risk alone would make it, if it is not.
+
+        >>> policy = Policy(PolicyConfig(min_events=10))
+        >>> policy.withheld("k", ClientState(), 0.99999, events_seen=7)
+        'risk 0.99999 is past the throttle threshold 0.9995, but no action before 10 events (7 so far)'
+        """
+        c = self.config
+        current = Action(state.action)
+        if client_id in c.allowlist:
+            return "allowlisted: always allowed" if risk >= c.throttle else None
+        if events_seen < c.min_events and risk >= c.throttle:
+            return f"risk {risk:.6g} is past the throttle threshold {c.throttle:.6g}, but no action before {c.min_events} events ({events_seen} so far)"
+        if risk >= c.deny and events_seen < c.min_events_deny and current.severity < Action.DENY.severity:
+            return f"risk {risk:.6g} is past the deny threshold {c.deny:.6g}, but no deny before {c.min_events_deny} events ({events_seen} so far)"
+        if state.pending_action:
+            return f"{state.pending_action} waits for successive events that confirm it"
+        if current.severity > self.target(risk, events_seen).severity:
+            return f"{current.value} holds until risk falls below {c.threshold(current) - c.hysteresis:.6g} (hysteresis)"
+        return None
+
     def decide(self, client_id: str, state: ClientState, risk: float, events_seen: int | None = None) -> Action:
         """Update ``state.action`` for this event's risk and return it.
 

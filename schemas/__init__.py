@@ -5,12 +5,13 @@ Regenerate the JSON Schema files with ``python -m schemas``.
 
 from schemas.access_event import AccessEvent, Params
 from schemas.dead_letter import DeadLetter
-from schemas.risk import Action, Decision, RiskScore
+from schemas.risk import Action, CampaignScore, Decision, RiskScore
 from schemas.timefmt import to_epoch, to_rfc3339
 
 __all__ = [
     "AccessEvent",
     "Action",
+    "CampaignScore",
     "DeadLetter",
     "Decision",
     "Params",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import msgspec
 
-from schemas import AccessEvent, DeadLetter, Decision, RiskScore
+from schemas import AccessEvent, CampaignScore, DeadLetter, Decision, RiskScore
 
 SCHEMA_DIR = Path(__file__).parent / "json"
 RECORDS = {
@@ -15,6 +15,7 @@ RECORDS = {
     "risk_score": RiskScore,
     "decision": Decision,
     "dead_letter": DeadLetter,
+    "campaign_score": CampaignScore,
 }
 
 

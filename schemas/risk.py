@@ -38,6 +38,20 @@ class RiskScore(msgspec.Struct):
     campaign_id: str | None = None
 
 
+class CampaignScore(msgspec.Struct):
+    """A candidate campaign after a member event: its keys, what ties them, its risk and evidence."""
+
+    ts: str
+    campaign_id: str
+    members: list[str]
+    ties: list[str]
+    summary: str
+    events_seen: int
+    risk: float
+    evidence: float
+    model_version: str
+
+
 class Decision(msgspec.Struct):
     """A change of a client's action, pushed back to the gateways.
 

@@ -1,6 +1,8 @@
-"""Risk scores, decisions and dead letters in ClickHouse, through clickhouse-connect.
+"""Events, risk scores, decisions, campaigns and dead letters in ClickHouse, through clickhouse-connect.
 
-The tables are ReplacingMergeTrees keyed by what makes a row the same row (a client's
+The schema is a list of numbered migrations (``schemas/clickhouse/NNN_name.sql``), applied
+in order by every process that opens a store and recorded in ``schema_migrations``. The
+tables are ReplacingMergeTrees keyed by what makes a row the same row (a client's
 score after its n-th event under one model; a decision; a dead letter's source, line and
 bytes): a rerun of ``run`` after a crash, or a worker replaying from its last commit, writes
 rows that merge into the first ones. Until a merge, ``SELECT ... FINAL`` reads them once.
@@ -12,6 +14,7 @@ SQL and the client code are the same for both.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -20,49 +23,41 @@ from urllib.parse import urlsplit
 
 import clickhouse_connect
 
-from schemas import DeadLetter, Decision, RiskScore, to_epoch
+import schemas
+
+from schemas import AccessEvent, CampaignScore, DeadLetter, Decision, Params, RiskScore, to_epoch
 
 DEFAULT_DSN = "chdb://./clonewatch-data"
 DEFAULT_DATABASE = "clonewatch"
 
-TABLES = {
-    "risk_scores": """
-        CREATE TABLE IF NOT EXISTS {db}.risk_scores (
-            ts DateTime64(3, 'UTC'),
-            client_id String,
-            events_seen UInt64,
-            window_events UInt32,
-            risk Float64,
-            action LowCardinality(String),
-            reasons Array(String),
-            features Map(String, Float64),
-            model_version LowCardinality(String),
-            campaign_id Nullable(String)
-        ) ENGINE = ReplacingMergeTree ORDER BY (client_id, ts, events_seen, model_version)""",
-    "decisions": """
-        CREATE TABLE IF NOT EXISTS {db}.decisions (
-            ts DateTime64(3, 'UTC'),
-            client_id String,
-            risk Float64,
-            action LowCardinality(String),
-            events_seen UInt64,
-            reasons Array(String)
-        ) ENGINE = ReplacingMergeTree ORDER BY (client_id, ts, events_seen, action)""",
-    "dead_letters": """
-        CREATE TABLE IF NOT EXISTS {db}.dead_letters (
-            received_at DateTime64(3, 'UTC'),
-            source String,
-            line UInt64,
-            reason String,
-            raw String
-        ) ENGINE = ReplacingMergeTree ORDER BY (source, line, reason, cityHash64(raw))""",
-}
+MIGRATIONS_DIR = Path(schemas.__file__).resolve().parent / "clickhouse"
+
+
+def migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, list[str]]]:
+    """The schema's versioned migrations, in order: (version, name, statements with ``{db}``).
+
+    >>> [(version, name) for version, name, _ in migrations()][:2]
+    [(1, 'scores_decisions_dead_letters'), (2, 'access_events')]
+    """
+    found = []
+    for path in sorted(directory.glob("[0-9][0-9][0-9]_*.sql")):
+        text = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("--"))
+        statements = [part.strip() for part in text.split(";") if part.strip()]
+        version, name = path.stem.split("_", 1)
+        found.append((int(version), name, statements))
+    return found
+
 
 EXAMPLE_QUERY = (
     "SELECT client_id, max(risk) AS risk, argMax(action, ts) AS action, max(events_seen) AS events "
     "FROM clonewatch.risk_scores GROUP BY client_id ORDER BY risk DESC LIMIT 10"
 )
 
+
+ACCESS_EVENT_COLUMNS = [
+    "ts", "client_id", "request_id", "ip", "user_agent", "path", "model", "status", "latency_ms", "tokens_in",
+    "tokens_out", "prompt_hash", "prompt_chars", "features_count", "temperature", "max_tokens", "logprobs", "n", "prompt",
+]  # fmt: skip
 
 _CREDENTIALS = re.compile(r"(\w+://[^/\s:@]*:)[^@\s]*@")
 
@@ -138,9 +133,49 @@ class ClickHouseStore:
         return redact(self.dsn)
 
     def ensure_tables(self) -> None:
-        self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-        for ddl in TABLES.values():
-            self.client.command(ddl.format(db=self.database))
+        """Apply the migrations this store has not had yet, in order, and record each.
+
+        Every statement is idempotent (``IF NOT EXISTS``), so two processes that migrate
+        one store at once, or a migration interrupted half-way, do no harm.
+        """
+        db = self.database
+        self.client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+        self.client.command(
+            f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, applied_at DateTime64(3, 'UTC'))"
+            " ENGINE = ReplacingMergeTree ORDER BY version"
+        )
+        applied = {row[0] for row in self.client.query(f"SELECT version FROM {db}.schema_migrations").result_rows}
+        for version, name, statements in migrations():
+            if version in applied:
+                continue
+            for statement in statements:
+                self.client.command(statement.format(db=db))
+            self._insert("schema_migrations", [[version, name, datetime.now(timezone.utc)]], ["version", "name", "applied_at"])
+
+    def schema_version(self) -> int:
+        rows = self.client.query(f"SELECT max(version) FROM {self.database}.schema_migrations").result_rows
+        return int(rows[0][0]) if rows else 0
+
+    def insert_access_events(self, events: Sequence[AccessEvent], keep_prompts: bool = False) -> None:
+        """One row per accepted request; the prompt itself only with ``keep_prompts``."""
+        rows = []
+        for e in events:
+            params = e.params or Params()
+            prompt_hash = hashlib.blake2b(e.prompt.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest() if e.prompt else ""
+            rows.append([
+                _utc(e.ts), e.client_id, e.request_id or "", e.ip or "", e.user_agent or "", e.path or "", e.model or "",
+                e.status or 0, e.latency_ms or 0.0, e.tokens_in or 0, e.tokens_out or 0, prompt_hash,
+                len(e.prompt or ""), len(e.features or ()), params.temperature,
+                params.max_tokens if params.max_tokens is None else min(params.max_tokens, 2**32 - 1),
+                params.wants_logprobs(), params.n or 1, e.prompt if keep_prompts else None,
+            ])  # fmt: skip
+        self._insert("access_events", rows, ACCESS_EVENT_COLUMNS)
+
+    def insert_campaigns(self, campaigns: Sequence[CampaignScore]) -> None:
+        self._insert("campaigns", [
+            [_utc(c.ts), c.campaign_id, c.members, c.ties, c.summary, c.events_seen, c.risk, c.evidence, c.model_version]
+            for c in campaigns
+        ], ["ts", "campaign_id", "members", "ties", "summary", "events_seen", "risk", "evidence", "model_version"])  # fmt: skip
 
     def insert_risk_scores(self, scores: Sequence[RiskScore]) -> None:
         self._insert("risk_scores", [

@@ -15,7 +15,7 @@ from pathlib import Path
 from clonewatch.api.server import DecideConfig, RiskApi
 from clonewatch.api.state import ClientTable
 from ingest.formats import client_id_for_key
-from schemas import RiskScore
+from schemas import Action, Decision, RiskScore
 from sinks.clickhouse import ClickHouseStore
 from tests.streaming_support import REPO_ROOT, Background, wait_until
 
@@ -123,3 +123,10 @@ def test_the_state_follows_newer_rows_of_the_store(chdb_dsn: str) -> None:
     store.insert_risk_scores([score("key_a", "throttle", "2026-11-23T10:05:00Z", 60, 0.9996), score("key_b", "deny", "2026-11-23T10:06:00Z", 80, 1.0)])
     table.refresh()
     assert (table.get("key_a").action, table.get("key_a").events_seen, table.get("key_b").action) == ("throttle", 60, "deny")
+    # A campaign's action reaches key_a between its own scores: the decision is newer than the score.
+    store.insert_decisions([Decision(client_id="key_a", ts="2026-11-23T10:07:00Z", risk=0.99999, action=Action.CHALLENGE, events_seen=60, reasons=["campaign camp-1"])])
+    table.refresh()
+    assert (table.get("key_a").action, table.get("key_a").reasons, table.get("key_a").events_seen) == ("challenge", ["campaign camp-1"], 60)
+    store.insert_decisions([Decision(client_id="key_b", ts="2026-11-23T10:05:30Z", risk=0.9996, action=Action.THROTTLE, events_seen=70, reasons=[])])
+    table.refresh()
+    assert table.get("key_b").action == "deny"  # an older decision than the latest score changes nothing

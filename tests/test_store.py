@@ -1,7 +1,7 @@
 import pytest
 
-from schemas import Action, DeadLetter, Decision, RiskScore
-from sinks.clickhouse import ClickHouseStore, StoreError, normalize_dsn
+from schemas import AccessEvent, Action, CampaignScore, DeadLetter, Decision, Params, RiskScore
+from sinks.clickhouse import ClickHouseStore, StoreError, migrations, normalize_dsn
 
 
 def test_round_trip_through_the_real_clickhouse_engine(chdb_dsn):
@@ -30,3 +30,37 @@ def test_dsn_handling():
     assert normalize_dsn("http://localhost:8123") == "http://localhost:8123"
     with pytest.raises(StoreError, match="unsupported"):
         normalize_dsn("mysql://x")
+
+
+def test_migrations_events_campaigns_and_the_latest_state_view(chdb_dsn):
+    store = ClickHouseStore(chdb_dsn, database="schema")
+    store.ensure_tables()  # a second pass applies nothing twice
+    versions = store.query("SELECT version, count() FROM schema.schema_migrations FINAL GROUP BY version ORDER BY version")[1]
+    assert [v for v, _ in versions] == [v for v, _, _ in migrations()] and all(n == 1 for _, n in versions)
+    assert store.schema_version() == migrations()[-1][0]
+
+    events = [
+        AccessEvent(ts=1795428000.5, client_id="a", prompt="secret plans", params=Params(temperature=0.0, logprobs=True), tokens_out=7),
+        AccessEvent(ts=1795428001, client_id="a", features=[1.0, 2.0], status=200),
+    ]
+    store.insert_access_events(events)
+    store.insert_access_events(events, keep_prompts=True)  # the same events again: one row each under FINAL
+    rows = store.query("SELECT client_id, prompt_chars, features_count, logprobs, temperature, prompt, tokens_out FROM schema.access_events FINAL ORDER BY ts")[1]
+    assert [r[:6] for r in rows] == [("a", 12, 0, True, 0.0, "secret plans"), ("a", 0, 2, False, None, None)] and rows[0][6] == 7
+    store.insert_access_events([AccessEvent(ts=1795428002, client_id="b", prompt="private")])
+    assert store.query("SELECT prompt, length(prompt_hash) FROM schema.access_events WHERE client_id = 'b'")[1] == [(None, 32)]
+
+    store.insert_risk_scores([
+        RiskScore(ts="2026-11-23T10:00:00Z", client_id="a", events_seen=1, window_events=1, risk=0.9, action="allow", reasons=[], features={}, model_version="m"),
+        RiskScore(ts="2026-11-23T10:00:05Z", client_id="a", events_seen=2, window_events=2, risk=0.5, action="throttle", reasons=["why"], features={}, model_version="m"),
+    ])  # fmt: skip
+    assert store.query("SELECT events_seen, risk, action, reasons, peak_risk FROM schema.client_risk_latest")[1] == [(2, 0.5, "allow", ["why"], 0.9)]
+    # The action is the latest decision's: a campaign's action reaches a member between its own scores.
+    store.insert_decisions([
+        Decision(client_id="a", ts="2026-11-23T10:00:05Z", risk=0.5, action=Action.THROTTLE, events_seen=2, reasons=["own"]),
+        Decision(client_id="a", ts="2026-11-23T10:00:09Z", risk=0.99, action=Action.CHALLENGE, events_seen=2, reasons=["campaign camp-1"]),
+    ])  # fmt: skip
+    assert store.query("SELECT action, action_reasons, reasons FROM schema.client_risk_latest")[1] == [("challenge", ["campaign camp-1"], ["why"])]
+
+    store.insert_campaigns([CampaignScore(ts="2026-11-23T10:00:05Z", campaign_id="camp-1", members=["a", "b"], ties=["net:x"], summary="2 keys", events_seen=9, risk=0.99, evidence=1e9, model_version="m")])
+    assert store.query("SELECT campaign_id, members, evidence FROM schema.campaigns")[1] == [("camp-1", ["a", "b"], 1e9)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from sinks.clickhouse import ClickHouseStore
@@ -22,6 +22,17 @@ SELECT client_id,
        argMax(risk, (ts, events_seen)), argMax(action, (ts, events_seen)), argMax(reasons, (ts, events_seen)),
        max(events_seen), max(ts), argMax(model_version, (ts, events_seen)), argMax(campaign_id, (ts, events_seen))
 FROM {db}.risk_scores
+WHERE ts >= {{since:DateTime64(3, 'UTC')}}
+GROUP BY client_id
+"""
+
+
+# The latest decision of each client from ``since`` on: a campaign's action reaches its members
+# between their own scores, so a member's action may be newer than its latest score.
+DECIDED = """
+SELECT client_id,
+       argMax((action, reasons, risk), (ts, events_seen, indexOf(['allow', 'throttle', 'challenge', 'deny'], action))), max(ts)
+FROM {db}.decisions
 WHERE ts >= {{since:DateTime64(3, 'UTC')}}
 GROUP BY client_id
 """
@@ -46,6 +57,10 @@ class ClientView:
         }  # fmt: skip
 
 
+def _utc(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
 class ClientTable:
     """Client id -> :class:`ClientView`, refreshed from the store by :meth:`refresh`."""
 
@@ -66,19 +81,27 @@ class ClientTable:
 
     def refresh(self) -> int:
         """Read the rows newer than the newest seen (a second's overlap); returns the clients changed."""
+        params = {"since": self.since.replace(tzinfo=None)}
         with self.store_lock:
-            _, rows = self.store.query(LATEST.format(db=self.store.database), {"since": self.since.replace(tzinfo=None)})
+            _, rows = self.store.query(LATEST.format(db=self.store.database), params)
+            _, decided = self.store.query(DECIDED.format(db=self.store.database), params)
         changed = 0
+        newest = self.since.timestamp()
         with self._lock:
             for client_id, risk, action, reasons, seen, ts, version, campaign in rows:
-                ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+                ts = _utc(ts)
                 old = self.clients.get(client_id)
                 if old is None or (ts, seen) >= (old.updated_at, old.events_seen):
                     self.clients[client_id] = ClientView(client_id, float(risk), action, list(reasons), int(seen), ts, version, campaign)
                     changed += 1
-                newest = ts.timestamp() - 1.0
-                if newest > self.since.timestamp():
-                    self.since = datetime.fromtimestamp(newest, tz=timezone.utc)
+                newest = max(newest, ts.timestamp() - 1.0)
+            for client_id, (action, reasons, risk), ts in decided:
+                ts = _utc(ts)
+                old = self.clients.get(client_id)
+                if old is not None and ts >= old.updated_at and action != old.action:
+                    self.clients[client_id] = replace(old, action=action, reasons=list(reasons), risk=max(old.risk, float(risk)))
+                    changed += 1
+            self.since = datetime.fromtimestamp(newest, tz=timezone.utc)
         self.refreshed_at = time.time()
         return changed
 

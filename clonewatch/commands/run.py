@@ -20,8 +20,8 @@ def register(subparsers) -> None:
             "Read access events (canonical JSON lines, or nginx, Envoy, Kong, LiteLLM, KServe or AWS API "
             "Gateway logs: --format), embed prompts, keep "
             "per-client state, score every client and decide allow/throttle/challenge/deny. "
-            "Risk scores go to ClickHouse (embedded chdb by default), decisions to a JSON-lines "
-            "file and the store, unreadable lines to a dead-letter file with the reason."
+            "Events (prompts as hashes unless --keep-prompts), risk scores, campaigns and decisions go to ClickHouse (embedded chdb by default), decisions also to a JSON-lines "
+            "unreadable lines to a dead-letter file and the store with the reason."
         ),
         epilog="example: clonewatch simulate --scenario demo --out demo && clonewatch run --input demo/events.jsonl",
     )
@@ -34,6 +34,7 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="events embedded and scored together (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=2000, help="events to fit on when no --model is given (default: %(default)s)")
     parser.add_argument("--top", type=int, default=5, help="riskiest clients to show in the summary (default: %(default)s)")
+    parser.add_argument("--keep-prompts", action="store_true", help="store prompt text in ClickHouse's access_events, not only its hash and length")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_policy_options(parser)
     parser.set_defaults(func=main)
@@ -50,6 +51,7 @@ def main(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         warmup_events=args.warmup,
         policy=policy_from_args(args),
+        keep_prompts=args.keep_prompts,
         progress=not args.quiet and sys.stderr.isatty(),
     )
     summary = EmbeddedRunner(config).run()

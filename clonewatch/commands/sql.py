@@ -21,17 +21,21 @@ def register(subparsers) -> None:
         "sql",
         help="run a ClickHouse SQL query against the store",
         description=(
-            "Run any ClickHouse SQL against the store (tables: clonewatch.risk_scores, clonewatch.decisions, "
-            "clonewatch.dead_letters) and print the rows as a table, or, with a FORMAT clause (CSV, "
+            "Run any ClickHouse SQL against the store (clonewatch.access_events, risk_scores, decisions, "
+            "campaigns, dead_letters and the view client_risk_latest; tested queries in docs/queries/) "
+            "and print the rows as a table, or, with a FORMAT clause (CSV, "
             "JSONEachRow, Pretty, ...), exactly as ClickHouse writes them. Values are bound by the engine, "
             "never pasted into the SQL: write {name:Type} in the query and give --param name=value."
         ),
         epilog=(
             f'examples: clonewatch sql "{EXAMPLE_QUERY}"; '
-            "clonewatch sql \"SELECT * FROM clonewatch.decisions WHERE client_id = {c:String} FORMAT JSONEachRow\" --param c=key_1"
+            "clonewatch sql \"SELECT * FROM clonewatch.decisions WHERE client_id = {c:String} FORMAT JSONEachRow\" --param c=key_1; "
+            "clonewatch sql -f docs/queries/coverage_growth.sql --param client=key_1"
         ),
     )
-    parser.add_argument("query", help="the SQL to run")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("query", nargs="?", help="the SQL to run")
+    source.add_argument("--file", "-f", type=Path, metavar="FILE.sql", help="run the query in this file instead (e.g. one of docs/queries/)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a query parameter, for {NAME:Type} in the query (repeatable)")
     add_store_option(parser)
     parser.set_defaults(func=main)
@@ -73,16 +77,26 @@ def existing_store(dsn: str) -> None:
     raise StoreError(f"no store at {path}{hint}")
 
 
+def read_query(path: Path) -> str:
+    """A query file's SQL, without the trailing semicolon the engine's client would refuse."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return text.strip().rstrip(";").strip()
+
+
 def main(args: argparse.Namespace) -> int:
     parameters = _parameters(args.param)
+    query = read_query(args.file) if args.file is not None else args.query
     existing_store(args.store)
     store = ClickHouseStore(args.store)
-    wanted = _FORMAT.search(args.query)
+    wanted = _FORMAT.search(query)
     try:
         if wanted:
-            output = store.client.raw_query(args.query[: wanted.start()], parameters=parameters or None, fmt=wanted.group(1))
+            output = store.client.raw_query(query[: wanted.start()], parameters=parameters or None, fmt=wanted.group(1))
         else:
-            columns, rows = store.query(args.query, parameters)
+            columns, rows = store.query(query, parameters)
     except Exception as exc:  # the engine's own message is the useful part
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         print(redact(f"clonewatch sql: query failed: {message}"), file=sys.stderr)

@@ -37,6 +37,7 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, help="events scored together (default: 256)")
     parser.add_argument("--batch-within", type=float, metavar="SECONDS", help="longest wait to fill a batch (default: 1.0)")
     parser.add_argument("--log-interval", type=float, metavar="SECONDS", help="seconds between progress lines (default: 5)")
+    parser.add_argument("--keep-prompts", action="store_true", default=None, help=f"store prompt text in ClickHouse's access_events, not only its hash and length (default: ${ENV_VARS['keep_prompts']} or off)")
     parser.add_argument("--status-file", type=Path, help="rewrite this JSON file with the progress counters at every progress line (for health checks)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="(default: %(default)s)")
     add_policy_options(parser)

@@ -5,7 +5,7 @@ client id everywhere::
 
     access topic ──decode──> dead letters ──────────────────────────────> dead-letter topic
          │                                                                 + ClickHouse
-         └─> drop re-deliveries (client table) ─> embed + detect (thread) ─> risk scores -> ClickHouse
+         └─> drop re-deliveries (client table) ─> embed + detect (thread) ─> events, risk scores, campaigns -> ClickHouse
                                                         │
                                                         └─> action changed ─> decisions topic + ClickHouse
                                                         └─> client state ──> client table (changelog)
@@ -53,7 +53,7 @@ from clonewatch.streaming.processing import BatchProcessor, ClientRecord, Incomi
 from clonewatch.streaming.topics import rewind_points
 from detectors import BatchResult
 from ingest.formats import dead_letter_raw
-from schemas import DeadLetter
+from schemas import AccessEvent, DeadLetter
 from schemas.text import printable
 from sinks.clickhouse import ClickHouseStore, redact
 
@@ -150,7 +150,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
                 records[cid] = processor.load_record(stored)
         admitted = processor.admit(decoded, records, partitions)
         result = await blocking.run(processor.score, admitted.events, records)
-        await blocking.run(write_store, blocking, result, admitted.dead_letters)
+        await blocking.run(write_store, blocking, admitted.events, result, admitted.dead_letters, config.keep_prompts)
         await publish(decisions, [decision_message(d) for d in result.decisions])
         await publish(dead_letters, [(letter.source.encode(), encode(letter)) for letter in admitted.dead_letters])
         for cid in admitted.client_ids:
@@ -283,11 +283,15 @@ def poison_letter(topic: str, partition: int, offset: int, value: bytes | None, 
     return DeadLetter(source=f"{topic}/{partition}", line=offset, reason=reason, raw=dead_letter_raw(value or b""))
 
 
-def write_store(blocking: Blocking, result: BatchResult, dead_letters: list[DeadLetter]) -> None:
-    """Risk scores, decisions and dead letters of one batch to ClickHouse (on the blocking thread)."""
+def write_store(
+    blocking: Blocking, events: Sequence[AccessEvent], result: BatchResult, dead_letters: list[DeadLetter], keep_prompts: bool
+) -> None:
+    """Events, risk scores, decisions, campaigns and dead letters of one batch to ClickHouse (on the blocking thread)."""
     store = blocking.store()
+    store.insert_access_events(events, keep_prompts)
     store.insert_risk_scores(result.scores)
     store.insert_decisions(result.decisions)
+    store.insert_campaigns(result.campaigns)
     store.insert_dead_letters(dead_letters)
 
 

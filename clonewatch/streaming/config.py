@@ -42,6 +42,7 @@ ENV_VARS: dict[str, str] = {
     "commit_interval": "CLONEWATCH_COMMIT_INTERVAL",
     "log_interval": "CLONEWATCH_LOG_INTERVAL",
     "status_file": "CLONEWATCH_STATUS_FILE",
+    "keep_prompts": "CLONEWATCH_KEEP_PROMPTS",
 }
 
 
@@ -59,6 +60,8 @@ class StreamingConfig:
     - ``session_timeout``: seconds before a dead worker's partitions move to another one.
     - ``commit_interval``: seconds between offset commits; a restarted worker re-reads at
       most this much (and drops what it had applied).
+    - ``keep_prompts``: store each prompt's text in ClickHouse's ``access_events`` (by
+      default only its hash and length).
     """
 
     bootstrap: str = DEFAULT_BOOTSTRAP
@@ -78,6 +81,7 @@ class StreamingConfig:
     commit_interval: float = 2.8
     log_interval: float = 5.0
     status_file: Path | None = None
+    keep_prompts: bool = False
     policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     def __post_init__(self) -> None:
@@ -129,6 +133,10 @@ def _convert(kind: str, raw: str, var: str) -> Any:
         raise ValueError(f"${var} must be a number, got {raw!r}") from None
     if kind.startswith("Path"):
         return Path(raw)
+    if kind.startswith("bool"):
+        if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ValueError(f"${var} must be true or false, got {raw!r}")
+        return raw.lower() in ("1", "true", "yes", "on")
     return raw
 
 
