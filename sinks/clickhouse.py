@@ -202,7 +202,10 @@ class ClickHouseStore:
 
     def query(self, sql: str, parameters: dict | None = None) -> tuple[list[str], list[tuple]]:
         """Run any SQL, its ``{name:Type}`` placeholders bound by the engine; returns column names and rows."""
-        result = self.client.query(sql, parameters=parameters or None)
+        try:
+            result = self.client.query(sql, parameters=parameters or None)
+        except Exception as exc:  # the engine's message, first line, is what a person needs
+            raise StoreError(redact(_engine_hint(exc))) from exc
         return list(result.column_names), list(result.result_rows)
 
     def close(self) -> None:

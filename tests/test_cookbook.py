@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from datetime import datetime, timezone
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,34 @@ def test_benign_drift_covers_the_clients_never_acted_on(filled, answers) -> None
 def test_dead_letter_reasons(filled, answers) -> None:
     rows = answers["dead_letter_reasons"]
     assert [(r["lines"], r["first_line"]) for r in rows] == [(1, len(filled["events"]) + 1)]
+
+
+def test_the_html_report_draws_a_client_a_campaign_and_the_top_offline(filled, answers, tmp_path: Path) -> None:
+    client = answers["riskiest_now"][0]["client_id"]
+    campaign = answers["campaign_members"][0]["campaign_id"]
+    out = tmp_path / "report.html"
+    result = cli("report", "--client", client, "--campaign", campaign, "--top", "5", "--store", filled["store"], "--out", str(out), env=filled["env"], timeout=300)
+    assert result.returncode == 0, result.stderr.decode()
+    page = out.read_text()
+    assert page.count("Plotly.newPlot(") == 4  # the top clients (2 charts), the campaign, the client
+    assert _external_scripts(page) == []  # plotly.js is in the file: it opens offline
+    assert f"client {client}" in page and f"campaign {campaign}" in page
+    assert "0.9995" in page or "0.999" in page  # the thresholds are drawn on the nines axis
+    missing = cli("report", "--client", "key_nobody", "--store", filled["store"], "--out", str(tmp_path / "x.html"), env=filled["env"], timeout=300)
+    assert missing.returncode == 2 and b"no risk scores for client 'key_nobody'" in missing.stderr
+    assert not (tmp_path / "x.html").exists()
+
+
+def _external_scripts(page: str) -> list[str]:
+    class Scripts(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sources: list[str] = []
+
+        def handle_starttag(self, tag, attrs) -> None:
+            if tag == "script" and dict(attrs).get("src"):
+                self.sources.append(dict(attrs)["src"])
+
+    parser = Scripts()
+    parser.feed(page)
+    return parser.sources
