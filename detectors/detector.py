@@ -278,7 +278,7 @@ class CloneDetector:
         """Each row's snapshot risk and the p-value of its score among the events of its nearest benign clients."""
         own = np.asarray(clients) if self.model.exclude_own_history else None
         scores, profiles = self.model.risk.scores_and_profiles(rows, own)
-        snapshot = self.model.risk.calibrated(scores)
+        snapshot = self.model.risk.calibrated(scores, own)
         sequential = self.model.sequential
         p_values = sequential.p_values(scores, profiles, own) if sequential is not None else np.ones(len(rows))
         return [Assessment(float(r), float(p), int(n)) for r, p, n in zip(snapshot, p_values, seen)]

@@ -121,14 +121,26 @@ class RiskModel:
         self.n_reference_ = len(Xf)
         return self
 
-    def calibrate(self, scores: np.ndarray) -> RiskModel:
+    def calibrate(self, scores: np.ndarray, clients: np.ndarray | None = None) -> RiskModel:
         """Calibrate risk on other reference scores (of :meth:`score_samples`, negated).
 
         ``fit`` calibrates on its own rows. Training recalibrates on each benign client's
         sustained peak, scored by a model that did not see that client, so a risk of 0.99
         means "beyond the peak of 99% of benign clients" for a new client.
+
+        ``clients`` (one per score) is for a model fitted on the traffic it scores: each of
+        those clients is then calibrated without its own peak, so an attacker in the
+        warm-up is compared with the others, not capped by its own peak.
         """
-        self.risk_calibrator_ = TailCalibrator().fit(np.asarray(scores, dtype=np.float64))
+        scores = np.asarray(scores, dtype=np.float64)
+        self.risk_calibrator_ = TailCalibrator().fit(scores)
+        self.leave_out_calibrators_: dict[str, TailCalibrator] = {}
+        if clients is not None:
+            clients = np.asarray(clients)
+            for client in np.unique(clients):
+                others = scores[clients != client]
+                if len(others) >= 2:
+                    self.leave_out_calibrators_[str(client)] = TailCalibrator().fit(others)
         return self
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
@@ -147,9 +159,17 @@ class RiskModel:
         Z = self._normal_scores(Xf)
         return self._combined(Xf, groups, Z), Z
 
-    def calibrated(self, scores: np.ndarray) -> np.ndarray:
-        """Risk of raw scores (of :meth:`score_samples`, negated)."""
-        return self.risk_calibrator_.transform(scores)
+    def calibrated(self, scores: np.ndarray, clients: np.ndarray | None = None) -> np.ndarray:
+        """Risk of raw scores (of :meth:`score_samples`, negated); with ``clients``, each
+        client that was calibrated on is calibrated without its own peak."""
+        risk = self.risk_calibrator_.transform(scores)
+        leave_out = getattr(self, "leave_out_calibrators_", None)
+        if clients is not None and leave_out:
+            for i, client in enumerate(clients):
+                calibrator = leave_out.get(client)
+                if calibrator is not None:
+                    risk[i] = calibrator.transform(np.asarray(scores[i : i + 1], dtype=np.float64))[0]
+        return risk
 
     def explain(self, x: np.ndarray, max_reasons: int = 3, max_share: float = 0.05) -> list[Reason]:
         """The features of one row that lie furthest out in the reference's tails."""

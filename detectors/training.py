@@ -104,9 +104,10 @@ def fit_clone_model(
     risk = make_model().fit(rows[keep], FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE, groups=client_of[keep])
     in_fold_scores, profiles = risk.scores_and_profiles(rows)
     scores = _out_of_fold_scores(make_model, rows, keep, client_of, fold, groups) if fold is not None else in_fold_scores
-    peaks = np.array(list(sustained_peaks(scores, client_of, seen, min_events, sustain).values())) if fold is not None else np.empty(0)
+    peak_of = sustained_peaks(scores, client_of, seen, min_events, sustain) if fold is not None else {}
+    peaks = np.array(list(peak_of.values()))
     if len(peaks) >= 2:
-        risk.calibrate(peaks)
+        risk.calibrate(peaks, np.array(list(peak_of)) if contaminated else None)
     sequential = SequentialTest().fit(scores, profiles, client_of, fold)
     campaign_sequential = _fit_campaign_test(risk, groups)
     data_hash = _data_hash(events)

@@ -123,3 +123,14 @@ def test_confirmation_jitter_delays_each_client_by_its_own_secret_draw() -> None
     other_secret = replace(config, jitter_key="another secret")
     assert starts != [first_throttle(f"key_{i}", other_secret) for i in range(60)]
     assert {first_throttle(f"key_{i}", replace(config, confirm_jitter=0)) for i in range(10)} == {2}
+
+
+def test_a_warm_up_client_is_calibrated_without_its_own_peak() -> None:
+    """Fitted on the traffic it scores, an attacker's own peak would cap its risk: each
+    warm-up client is placed among the others' peaks instead."""
+    peaks = np.array([1.0, 1.2, 1.1, 0.9, 1.3, 1.0, 1.15, 1.05, 0.95, 6.0])
+    clients = np.array([f"c{i}" for i in range(9)] + ["sweep"])
+    model = RiskModel().calibrate(peaks, clients)
+    pooled, alone = model.calibrated(np.array([6.0])), model.calibrated(np.array([6.0]), np.array(["sweep"]))
+    assert pooled[0] < 0.99 and alone[0] > 0.999
+    assert model.calibrated(np.array([6.0]), np.array(["newcomer"]))[0] == pooled[0]  # not in the warm-up: all peaks
