@@ -31,6 +31,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/detection.py --scale 0.3 --baseline-clients 100 300 1000
 	$(BIN)/python benchmarks/markdown.py
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/embedding.py
 
 clean:
 	rm -rf demo-data clonewatch-data clonewatch-out kafka-data

@@ -37,7 +37,7 @@ from detectors import CloneDetector, fit_clone_model  # noqa: E402
 from detectors.calibration import sustained_peaks  # noqa: E402
 from clonewatch.simulate.scenarios import SCENARIOS  # noqa: E402
 from detectors.policy import thresholds_for  # noqa: E402
-from detectors.embedding import PromptEmbedder  # noqa: E402
+from detectors.embedding import BACKENDS, DEFAULT_MAX_TOKENS, PromptEmbedder  # noqa: E402
 from detectors.vectorize import Vectorizer  # noqa: E402
 from ingest.decode import EventDecoder  # noqa: E402
 from schemas import AccessEvent  # noqa: E402
@@ -390,14 +390,16 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "detection.json")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "clonewatch" / "embeddings.sqlite")
+    parser.add_argument("--embedder", choices=BACKENDS, default="torch", help="prompt embedder for training and evaluation (default: %(default)s)")
+    parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="prompts are cut at this many tokens (default: %(default)s)")
     args = parser.parse_args()
 
-    vectorizer = Vectorizer(PromptEmbedder(disk_cache=args.cache))
+    vectorizer = Vectorizer(PromptEmbedder(disk_cache=args.cache, backend=args.embedder, max_tokens=args.max_tokens))
     evaluation = {}
     for seed in args.eval_seeds:
         events, labels = load("full", seed, args.scale)
         evaluation[seed] = (events, labels, vectorize(vectorizer, events, f"full seed {seed}"))
-    report = {"train_seed": args.train_seed, "scale": args.scale, "targets": TARGETS, "baselines": []}
+    report = {"train_seed": args.train_seed, "scale": args.scale, "embedder": vectorizer.embedder.name, "targets": TARGETS, "baselines": []}
     for n_clients in args.baseline_clients:
         baseline_scale = n_clients / BENIGN_CLIENTS_AT_SCALE_1
         print(f"\n######## baseline of {n_clients} benign clients: simulate('benign', seed={args.train_seed}, scale={baseline_scale:.2f})", file=sys.stderr)

@@ -25,7 +25,7 @@ def render_summary(summary: RunSummary, config: RunConfig, top: int = 5) -> str:
         f"clients seen      {summary.clients:,}   "
         + "   ".join(f"{a} {actions[a]}" for a in ("allow", "throttle", "challenge", "deny") if a in actions),
         f"decisions         {summary.decisions:,} (action changes)",
-        f"model             {summary.model_version} ({summary.model_source})",
+        f"model             {summary.model_version} ({summary.model_source}); prompts embedded with {summary.embedder}",
     ]
     if summary.dead_letter_reasons:
         lines.append("rejected because  " + "; ".join(f"{n}× {r}" for r, n in sorted(summary.dead_letter_reasons.items(), key=lambda kv: -kv[1])[:3]))

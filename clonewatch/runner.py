@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from clonewatch.inputs import open_lines
 from detectors import ClientState, CloneDetector, CloneModel, PolicyConfig, fit_clone_model
+from detectors.embedding import embedder_for
 from detectors.vectorize import Vectorizer
 from ingest.decode import DecodeLimits
 from ingest.formats import CustomFormat
@@ -41,6 +42,7 @@ class RunConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     keep_prompts: bool = False  # store prompt text in access_events (otherwise only its hash and length)
+    embedder: str | None = None  # a backend of detectors.embedding.BACKENDS; default: $CLONEWATCH_EMBEDDER, the model's, torch
     progress: bool = True
 
 
@@ -53,6 +55,7 @@ class RunSummary:
     elapsed_s: float = 0.0
     model_version: str = ""
     model_source: str = ""
+    embedder: str = ""
     latest: dict[str, RiskScore] = field(default_factory=dict)
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
 
@@ -89,12 +92,14 @@ class EmbeddedRunner:
 
     def __init__(self, config: RunConfig, vectorizer: Vectorizer | None = None) -> None:
         self.config = config
-        self.vectorizer = vectorizer or Vectorizer()
         self.summary = RunSummary()
         self.states: dict[str, ClientState] = {}
         self.detector: CloneDetector | None = None
-        if config.model_path is not None:
-            self._use_model(CloneModel.load(config.model_path), f"model file {config.model_path}")
+        model = CloneModel.load(config.model_path) if config.model_path is not None else None
+        self.vectorizer = vectorizer or Vectorizer(embedder_for(model.metadata if model else None, config.embedder))
+        self.summary.embedder = self.vectorizer.embedder.name
+        if model is not None:
+            self._use_model(model, f"model file {config.model_path}")
 
     def run(self) -> RunSummary:
         cfg = self.config
@@ -139,6 +144,7 @@ class EmbeddedRunner:
     def _fit_on(self, pending: list[tuple[AccessEvent, object]]) -> None:
         events = [e for e, _ in pending]
         model = fit_clone_model(events, [v for _, v in pending], contaminated=True)
+        model.metadata["embedder"] = self.vectorizer.embedder.describe()
         clients = len({e.client_id for e in events})
         self._use_model(model, f"fitted on the first {len(events):,} events ({clients} clients) of the input itself, no --model given")
 

@@ -46,3 +46,29 @@ def test_disk_cache_serves_a_new_embedder_without_loading_the_model(embedder, tm
     again = second.embed(["disk cache prompt two", "disk cache prompt one"])
     assert second._model is None
     assert np.array_equal(again, vectors[::-1])
+
+
+def test_the_int8_onnx_embedder_agrees_with_torch_and_keeps_its_own_cache(embedder, tmp_path):
+    """Made locally from the shipped weights (nothing downloaded), close to the fp32 vectors,
+    and never confused with them in a shared disk cache."""
+    from detectors.embedding import PromptEmbedder, embedder_for
+
+    prompts = [
+        "How do I bake sourdough bread at home?",
+        "classify this support ticket: my invoice shows the wrong amount and I was charged twice " * 4,
+        "translate to French: the weather is lovely today",
+        "x",
+    ]
+    int8 = PromptEmbedder(backend="onnx-int8", disk_cache=tmp_path / "emb.sqlite")
+    fp32 = PromptEmbedder(disk_cache=tmp_path / "emb.sqlite")
+    fp32._model = embedder.model
+    a, b = fp32.embed(prompts), int8.embed(prompts)
+    assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-4)
+    cosine = (a * b).sum(axis=1)
+    assert cosine.min() > 0.97 and cosine.mean() > 0.985
+    assert not np.array_equal(a, b)  # each backend got its own vectors from the shared cache file
+    assert int8.name == "minilm-onnx-int8" and PromptEmbedder(backend="onnx-int8", max_tokens=128).name == "minilm-onnx-int8-128"
+    # Scoring follows the model's embedder unless told otherwise.
+    assert embedder_for({"embedder": {"backend": "onnx-int8", "max_tokens": 256}}).backend == "onnx-int8"
+    assert embedder_for({"embedder": {"backend": "onnx-int8", "max_tokens": 256}}, "torch").backend == "torch"
+    assert embedder_for(None).backend == "torch"

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from clonewatch.commands.options import add_format_options, add_policy_options, add_store_option, log_format, policy_from_args
+from clonewatch.commands.options import add_embedder_option, add_format_options, add_policy_options, add_store_option, log_format, policy_from_args
 from clonewatch.commands.ship import mostly_rejected_exit
 from clonewatch.report import render_summary
 from clonewatch.runner import DEFAULT_OUT_DIR, EmbeddedRunner, RunConfig
@@ -34,6 +34,7 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="events embedded and scored together (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=2000, help="events to fit on when no --model is given (default: %(default)s)")
     parser.add_argument("--top", type=int, default=5, help="riskiest clients to show in the summary (default: %(default)s)")
+    add_embedder_option(parser)
     parser.add_argument("--keep-prompts", action="store_true", help="store prompt text in ClickHouse's access_events, not only its hash and length")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_policy_options(parser)
@@ -52,6 +53,7 @@ def main(args: argparse.Namespace) -> int:
         warmup_events=args.warmup,
         policy=policy_from_args(args),
         keep_prompts=args.keep_prompts,
+        embedder=args.embedder,
         progress=not args.quiet and sys.stderr.isatty(),
     )
     summary = EmbeddedRunner(config).run()

@@ -10,8 +10,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from clonewatch.inputs import open_lines
+from clonewatch.commands.options import add_embedder_option
 from clonewatch.runner import batched
 from detectors import fit_clone_model
+from detectors.embedding import PromptEmbedder
 from detectors.vectorize import Vectorizer
 from ingest.decode import EventDecoder
 from schemas import AccessEvent
@@ -35,13 +37,14 @@ def register(subparsers) -> None:
     parser.add_argument("--model", required=True, type=Path, help="where to write the model file")
     parser.add_argument("--window", type=int, default=200, help="events per client kept in the sliding window (default: %(default)s)")
     parser.add_argument("--regions", type=int, default=64, help="codebook regions for coverage (default: %(default)s)")
+    add_embedder_option(parser, scoring=False)
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    vectorizer = Vectorizer()
+    vectorizer = Vectorizer(PromptEmbedder(backend=args.embedder))
     events: list[AccessEvent] = []
     vectors: list = []
     rejected = 0
@@ -56,6 +59,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"clonewatch train: no valid events in {args.input} ({rejected} rejected)", file=sys.stderr)
         return 1
     model = fit_clone_model(events, vectors, window=args.window, n_regions=args.regions)
+    model.metadata["embedder"] = vectorizer.embedder.describe()
     model.save(args.model)
     meta = model.metadata
     calibrated = meta["calibration"]["clients"]
@@ -67,6 +71,6 @@ def main(args: argparse.Namespace) -> int:
         print(f"risk calibrated on the peaks of {calibrated:,} clients")
     else:
         print("risk calibrated on snapshots only: too few clients are long enough to calibrate on; add baseline traffic")
-    print("spaces: " + ", ".join(f"{s} ({d['regions']} regions)" for s, d in meta["spaces"].items()))
+    print("spaces: " + ", ".join(f"{s} ({d['regions']} regions)" for s, d in meta["spaces"].items()) + f"; prompts embedded with {vectorizer.embedder.name}")
     print(f"saved to {args.model}")
     return 0

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from clonewatch.commands.options import add_policy_options, add_store_option, policy_from_args
+from clonewatch.commands.options import add_embedder_option, add_policy_options, add_store_option, policy_from_args
 from clonewatch.streaming.config import ENV_VARS, StreamingConfig, add_kafka_options
 from clonewatch.streaming.topics import TopicError, ensure_topics
 
@@ -37,6 +37,7 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, help="events scored together (default: 256)")
     parser.add_argument("--batch-within", type=float, metavar="SECONDS", help="longest wait to fill a batch (default: 1.0)")
     parser.add_argument("--log-interval", type=float, metavar="SECONDS", help="seconds between progress lines (default: 5)")
+    add_embedder_option(parser)
     parser.add_argument("--keep-prompts", action="store_true", default=None, help=f"store prompt text in ClickHouse's access_events, not only its hash and length (default: ${ENV_VARS['keep_prompts']} or off)")
     parser.add_argument("--status-file", type=Path, help="rewrite this JSON file with the progress counters at every progress line (for health checks)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="(default: %(default)s)")
@@ -54,6 +55,7 @@ def main(args: argparse.Namespace) -> int:
     from clonewatch.streaming.app import Blocking, create_app
     from clonewatch.streaming.processing import BatchProcessor
     from detectors import CloneDetector, CloneModel
+    from detectors.embedding import embedder_for
     from detectors.vectorize import Vectorizer
 
     model = CloneModel.load(config.model_path)
@@ -65,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"clonewatch worker: error: {exc}", file=sys.stderr)
         return 1
     access_partitions = partitions[config.access_topic]
-    vectorizer = Vectorizer()
+    vectorizer = Vectorizer(embedder_for(model.metadata, args.embedder))
     if "text" in model.references:
         vectorizer.embedder.embed(["warm-up"])  # load the embedding model now, not on the first batch
     processor = BatchProcessor(CloneDetector.from_model(model, config.policy), vectorizer, config.recent_ids)
