@@ -22,7 +22,7 @@ from detectors.model import CloneModel, library_versions
 from detectors.policy import PolicyConfig
 from detectors.reference import SpaceReference
 from detectors.risk_model import RiskModel
-from schemas import AccessEvent
+from schemas import AccessEvent, to_epoch, to_rfc3339
 
 DEFAULT_WINDOW = 200
 MIN_REFERENCE_VECTORS = 20
@@ -118,6 +118,10 @@ def fit_clone_model(
         "training_events": len(events),
         "training_clients": len(clients),
         "training_snapshots": int(keep.sum()),
+        "training_range": [to_rfc3339(min(to_epoch(e.ts) for e in events)), to_rfc3339(max(to_epoch(e.ts) for e in events))],
+        "score_distribution": {  # the benign clients' calibration peaks, for drift checks against later traffic
+            f"p{q}": float(np.percentile(peaks, q)) for q in (50, 90, 99, 100)
+        } if len(peaks) else {},
         "calibration": {
             "clients": len(peaks) if len(peaks) >= 2 else 0,
             "statistic": f"peak score held {sustain} events, from event {min_events}, out of {CALIBRATION_FOLDS} folds",

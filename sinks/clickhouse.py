@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -57,6 +57,7 @@ EXAMPLE_QUERY = (
 ACCESS_EVENT_COLUMNS = [
     "ts", "client_id", "request_id", "ip", "user_agent", "path", "model", "status", "latency_ms", "tokens_in",
     "tokens_out", "prompt_hash", "prompt_chars", "features_count", "temperature", "max_tokens", "logprobs", "n", "prompt",
+    "features",
 ]  # fmt: skip
 
 _CREDENTIALS = re.compile(r"(\w+://[^/\s:@]*:)[^@\s]*@")
@@ -115,6 +116,14 @@ def _utc(ts: str) -> datetime:
     return datetime.fromtimestamp(to_epoch(ts), tz=timezone.utc)
 
 
+def _epoch(ts: datetime) -> float:
+    return (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _iso(ts: datetime) -> str:
+    return (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class ClickHouseStore:
     """Creates its tables on first use, idempotently, and writes records in batches."""
 
@@ -167,9 +176,54 @@ class ClickHouseStore:
                 e.status or 0, e.latency_ms or 0.0, e.tokens_in or 0, e.tokens_out or 0, prompt_hash,
                 len(e.prompt or ""), len(e.features or ()), params.temperature,
                 params.max_tokens if params.max_tokens is None else min(params.max_tokens, 2**32 - 1),
-                params.wants_logprobs(), params.n or 1, e.prompt if keep_prompts else None,
+                params.wants_logprobs(), params.n or 1, e.prompt if keep_prompts else None, e.features or [],
             ])  # fmt: skip
         self._insert("access_events", rows, ACCESS_EVENT_COLUMNS)
+
+    def history(self, span_s: float | None = None) -> tuple[list[AccessEvent], dict]:
+        """Stored requests of clients never acted on, oldest first: the baseline for retraining.
+
+        ``span_s`` keeps the last that many seconds before the newest stored request (so a
+        store filled from an old log works the same as a live one). Requests whose prompt was
+        not kept (``--keep-prompts`` was off) are left out: a text request without its text
+        would train the model on a shape it never sees in scoring. Returns the events and
+        what was read, for the model's metadata.
+        """
+        db = self.database
+        (newest, oldest), = self.query(f"SELECT max(ts), min(ts) FROM {db}.access_events")[1]
+        if not newest or newest.year < 1971:
+            raise StoreError(f"no stored requests in {self.location} (the pipeline writes them to {db}.access_events)")
+        since = oldest if span_s is None else max(oldest, newest - timedelta(seconds=span_s))
+        since = since.astimezone(timezone.utc).replace(tzinfo=None) if since.tzinfo else since
+        flagged = f"SELECT DISTINCT client_id FROM {db}.decisions WHERE action != 'allow'"
+        window = "ts >= {since:DateTime64(3, 'UTC')}"
+        _, counts = self.query(
+            f"SELECT countIf(client_id IN ({flagged})), uniqExactIf(client_id, client_id IN ({flagged})),"
+            f" countIf(prompt_chars > 0 AND prompt IS NULL AND client_id NOT IN ({flagged})) FROM {db}.access_events FINAL WHERE {window}",
+            {"since": since},
+        )  # fmt: skip
+        flagged_events, flagged_clients, without_prompt = counts[0]
+        _, rows = self.query(
+            f"SELECT ts, client_id, request_id, ip, user_agent, path, model, status, latency_ms, tokens_in, tokens_out,"
+            f" prompt, features, temperature, max_tokens, logprobs, n FROM {db}.access_events FINAL"
+            f" WHERE {window} AND client_id NOT IN ({flagged}) AND NOT (prompt_chars > 0 AND prompt IS NULL) ORDER BY ts",
+            {"since": since},
+        )  # fmt: skip
+        events = [
+            AccessEvent(
+                ts=_epoch(ts), client_id=client, request_id=request_id or None, ip=ip or None, user_agent=agent or None,
+                path=path or None, model=model or None, status=status or None, latency_ms=latency or None,
+                tokens_in=tokens_in or None, tokens_out=tokens_out or None, prompt=prompt, features=list(features) or None,
+                params=Params(temperature=temperature, max_tokens=max_tokens, logprobs=True if logprobs else None, n=n if n != 1 else None),
+            )
+            for ts, client, request_id, ip, agent, path, model, status, latency, tokens_in, tokens_out, prompt, features, temperature, max_tokens, logprobs, n in rows
+        ]  # fmt: skip
+        info = {
+            "store": self.location, "from": _iso(since), "to": _iso(newest), "events": len(events),
+            "left_out_flagged": {"clients": int(flagged_clients), "events": int(flagged_events)},
+            "left_out_without_prompt": int(without_prompt),
+        }  # fmt: skip
+        return events, info
 
     def insert_campaigns(self, campaigns: Sequence[CampaignScore]) -> None:
         self._insert("campaigns", [

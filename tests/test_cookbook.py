@@ -214,3 +214,21 @@ def _external_scripts(page: str) -> list[str]:
     parser = Scripts()
     parser.feed(page)
     return parser.sources
+
+
+def test_retraining_from_the_store_uses_only_clients_never_acted_on(filled, tmp_path: Path) -> None:
+    model_path = tmp_path / "retrained.cwm"
+    result = cli("train", "--from-store", filled["store"], "--since", "12h", "--model", str(model_path), "-q", env=filled["env"], timeout=600)
+    assert result.returncode == 0, result.stderr.decode()
+    from detectors.model import CloneModel
+
+    meta = CloneModel.load(model_path).metadata
+    latest = max(to_epoch(e["ts"]) for e in filled["events"])
+    acted = {d["client_id"] for d in filled["decisions"] if d["action"] != "allow"}
+    kept = [e for e in filled["events"] if to_epoch(e["ts"]) >= latest - 12 * 3600 - 1e-3 and e["client_id"] not in acted]
+    assert meta["training_source"]["events"] == meta["training_events"] == len(kept)
+    assert meta["training_clients"] == len({e["client_id"] for e in kept})
+    assert meta["training_source"]["left_out_flagged"]["clients"] == len({e["client_id"] for e in filled["events"] if e["client_id"] in acted and to_epoch(e["ts"]) >= latest - 12 * 3600 - 1e-3})
+    assert any(space.startswith("numeric:") for space in meta["spaces"])  # numeric inputs are stored with each request
+    assert to_epoch(meta["training_range"][1]) == pytest.approx(latest, abs=1e-3)
+    assert set(meta["score_distribution"]) == {"p50", "p90", "p99", "p100"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -11,12 +12,14 @@ from tqdm import tqdm
 
 from clonewatch.inputs import open_lines
 from clonewatch.commands.options import add_embedder_option
+from clonewatch.commands.sql import existing_store
 from clonewatch.runner import batched
 from detectors import fit_clone_model
 from detectors.embedding import PromptEmbedder
 from detectors.vectorize import Vectorizer
 from ingest.decode import EventDecoder
 from schemas import AccessEvent
+from sinks.clickhouse import ClickHouseStore
 
 
 def register(subparsers) -> None:
@@ -33,7 +36,14 @@ def register(subparsers) -> None:
         ),
         epilog="example: clonewatch simulate --scenario benign --out base && clonewatch train --input base/events.jsonl --model model.cwm",
     )
-    parser.add_argument("--input", "-i", required=True, metavar="FILE|-", help="baseline JSON-lines access log (mostly benign clients)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", "-i", metavar="FILE|-", help="baseline JSON-lines access log (mostly benign clients)")
+    source.add_argument(
+        "--from-store", metavar="DSN",
+        help="retrain on the requests stored in this ClickHouse store (access_events) of clients never acted on; "
+        "text requests count only if their prompt was kept (--keep-prompts on run or worker)",
+    )  # fmt: skip
+    parser.add_argument("--since", metavar="SPAN", type=parse_span, help="with --from-store: the last SPAN of stored traffic (e.g. 7d, 12h; default: all of it)")
     parser.add_argument("--model", required=True, type=Path, help="where to write the model file")
     parser.add_argument("--window", type=int, default=200, help="events per client kept in the sliding window (default: %(default)s)")
     parser.add_argument("--regions", type=int, default=64, help="codebook regions for coverage (default: %(default)s)")
@@ -42,24 +52,52 @@ def register(subparsers) -> None:
     parser.set_defaults(func=main)
 
 
+def parse_span(text: str) -> float:
+    """Seconds in a span like 7d, 12h, 30m or 90s.
+
+    >>> parse_span("7d"), parse_span("1.5h")
+    (604800.0, 5400.0)
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dhms])\s*", text)
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"a span is a positive number and a unit (d, h, m or s), e.g. 7d; got {text!r}")
+    return float(match.group(1)) * {"d": 86400, "h": 3600, "m": 60, "s": 1}[match.group(2)]
+
+
 def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    if args.since is not None and args.from_store is None:
+        raise ValueError("--since goes with --from-store")
     vectorizer = Vectorizer(PromptEmbedder(backend=args.embedder))
-    events: list[AccessEvent] = []
-    vectors: list = []
-    rejected = 0
-    with open_lines(args.input) as lines, tqdm(desc="embedding", unit=" ev", disable=args.quiet or not sys.stderr.isatty()) as bar:
-        for batch in batched(EventDecoder(source=args.input).decode_lines(lines), 256):
-            accepted = [r for r in batch if isinstance(r, AccessEvent)]
-            rejected += len(batch) - len(accepted)
-            events.extend(accepted)
-            vectors.extend(vectorizer.vectors(accepted))
-            bar.update(len(accepted))
+    events, vectors, rejected, source = [], [], 0, {}
+    progress = tqdm(desc="embedding", unit=" ev", disable=args.quiet or not sys.stderr.isatty())
+    if args.from_store is not None:
+        existing_store(args.from_store)
+        events, source = ClickHouseStore(args.from_store).history(args.since)
+        print(
+            f"read {len(events):,} stored requests from {source['from']} to {source['to']}; left out "
+            f"{source['left_out_flagged']['clients']:,} clients that were acted on ({source['left_out_flagged']['events']:,} requests) "
+            f"and {source['left_out_without_prompt']:,} text requests whose prompt was not kept"
+        )
+        for batch in batched(events, 256):
+            vectors.extend(vectorizer.vectors(batch))
+            progress.update(len(batch))
+    else:
+        with open_lines(args.input) as lines:
+            for batch in batched(EventDecoder(source=args.input).decode_lines(lines), 256):
+                accepted = [r for r in batch if isinstance(r, AccessEvent)]
+                rejected += len(batch) - len(accepted)
+                events.extend(accepted)
+                vectors.extend(vectorizer.vectors(accepted))
+                progress.update(len(accepted))
+    progress.close()
     if not events:
-        print(f"clonewatch train: no valid events in {args.input} ({rejected} rejected)", file=sys.stderr)
+        print(f"clonewatch train: no valid events in {args.input or args.from_store} ({rejected} rejected)", file=sys.stderr)
         return 1
     model = fit_clone_model(events, vectors, window=args.window, n_regions=args.regions)
     model.metadata["embedder"] = vectorizer.embedder.describe()
+    if source:
+        model.metadata["training_source"] = source
     model.save(args.model)
     meta = model.metadata
     calibrated = meta["calibration"]["clients"]
