@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from clonewatch.inputs import open_lines
+from clonewatch.model_watch import ModelWatcher
 from detectors import ClientState, CloneDetector, CloneModel, PolicyConfig, fit_clone_model
 from detectors.embedding import embedder_for
 from detectors.vectorize import Vectorizer
@@ -95,11 +96,13 @@ class EmbeddedRunner:
         self.summary = RunSummary()
         self.states: dict[str, ClientState] = {}
         self.detector: CloneDetector | None = None
+        self.watcher: ModelWatcher | None = None
         model = CloneModel.load(config.model_path) if config.model_path is not None else None
         self.vectorizer = vectorizer or Vectorizer(embedder_for(model.metadata if model else None, config.embedder))
         self.summary.embedder = self.vectorizer.embedder.name
         if model is not None:
             self._use_model(model, f"model file {config.model_path}")
+            self.watcher = ModelWatcher(config.model_path, current_version=model.version)
 
     def run(self) -> RunSummary:
         cfg = self.config
@@ -149,6 +152,10 @@ class EmbeddedRunner:
         self._use_model(model, f"fitted on the first {len(events):,} events ({clients} clients) of the input itself, no --model given")
 
     def _detect(self, events, vectors, decisions: JsonLinesWriter, store: ClickHouseStore) -> None:
+        if self.watcher is not None and (newer := self.watcher.poll()) is not None:
+            self.detector.use_model(newer)  # a new version written over --model: states and campaigns carry over
+            self.summary.model_version = newer.version
+            self.summary.model_source = f"model file {self.config.model_path}, reloaded while running"
         result = self.detector.process(events, vectors, self.states)
         self.summary.accepted += len(events)
         self.summary.decisions += len(result.decisions)

@@ -218,6 +218,11 @@ class CloneDetector:
             policy = Policy(policy)
         return cls(model, policy, campaigns=CampaignTracker(window=model.window))
 
+    def use_model(self, model: CloneModel) -> None:
+        """Score with another model from the next batch on; client states and campaigns carry over
+        (a state keeps the window it was made with)."""
+        self.model = model
+
     def process(
         self,
         events: Sequence[AccessEvent],

@@ -53,6 +53,7 @@ def main(args: argparse.Namespace) -> int:
     import faust
 
     from clonewatch.streaming.app import Blocking, create_app
+    from clonewatch.model_watch import ModelWatcher
     from clonewatch.streaming.processing import BatchProcessor
     from detectors import CloneDetector, CloneModel
     from detectors.embedding import embedder_for
@@ -70,7 +71,8 @@ def main(args: argparse.Namespace) -> int:
     vectorizer = Vectorizer(embedder_for(model.metadata, args.embedder))
     if "text" in model.references:
         vectorizer.embedder.embed(["warm-up"])  # load the embedding model now, not on the first batch
-    processor = BatchProcessor(CloneDetector.from_model(model, config.policy), vectorizer, config.recent_ids)
+    watcher = ModelWatcher(config.model_path, current_version=model.version)
+    processor = BatchProcessor(CloneDetector.from_model(model, config.policy), vectorizer, config.recent_ids, watcher=watcher)
     app = create_app(config, processor, blocking, access_partitions)
     worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
     if args.log_level != "debug":

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import msgspec
 from kafka.partitioner.default import murmur2
 
+from clonewatch.model_watch import ModelWatcher
 from detectors import BatchResult, ClientState, CloneDetector
 from detectors.vectorize import Vectorizer
 from ingest.decode import DecodeLimits, EventDecoder
@@ -128,8 +129,10 @@ class BatchProcessor:
         vectorizer: Vectorizer,
         recent_ids: int = 1024,
         limits: DecodeLimits = DecodeLimits(),
+        watcher: ModelWatcher | None = None,
     ) -> None:
         self.detector = detector
+        self.watcher = watcher  # a new model file version is used from the next batch on
         self.vectorizer = vectorizer
         self.recent_ids = recent_ids
         self.limits = limits
@@ -178,6 +181,8 @@ class BatchProcessor:
 
     def score(self, events: Sequence[AccessEvent], records: Mapping[str, ClientRecord]) -> BatchResult:
         """Embed and detect (blocking: run it off the event loop). Updates the records' states."""
+        if self.watcher is not None and (newer := self.watcher.poll()) is not None:
+            self.detector.use_model(newer)
         states = {cid: records[cid].state for cid in {e.client_id for e in events}}
         return self.detector.process(events, self.vectorizer.vectors(events), states)
 
