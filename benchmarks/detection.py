@@ -60,11 +60,16 @@ def load(scenario: str, seed: int, scale: float):
     return events, traffic.labels
 
 
-def vectorize(vectorizer: Vectorizer, events, label: str):
+def vectorize(vectorizer: Vectorizer, events, label: str, share: float = 1.0):
+    """Each event's vector; with ``share`` < 1, only that share of each 256-event batch's prompts
+    is embedded, a fair share per client (the worker's overload mode)."""
     out = []
     started = time.monotonic()
-    for i in range(0, len(events), 1024):
-        out.extend(vectorizer.vectors(events[i : i + 1024]))
+    step = 1024 if share >= 1.0 else 256
+    for i in range(0, len(events), step):
+        batch = events[i : i + step]
+        budget = None if share >= 1.0 else int(np.ceil(share * sum(1 for e in batch if e.prompt)))
+        out.extend(vectorizer.vectors(batch, budget))
         print(f"\r  embedding {label}: {min(i + 1024, len(events)):,}/{len(events):,}", end="", file=sys.stderr)
     print(f"  ({time.monotonic() - started:.0f} s)", file=sys.stderr)
     return out
@@ -392,14 +397,15 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "clonewatch" / "embeddings.sqlite")
     parser.add_argument("--embedder", choices=BACKENDS, default="torch", help="prompt embedder for training and evaluation (default: %(default)s)")
     parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="prompts are cut at this many tokens (default: %(default)s)")
+    parser.add_argument("--embed-share", type=float, default=1.0, help="embed only this share of each evaluation batch's prompts, fairly per client, as a worker does when it falls behind (default: all)")
     args = parser.parse_args()
 
     vectorizer = Vectorizer(PromptEmbedder(disk_cache=args.cache, backend=args.embedder, max_tokens=args.max_tokens))
     evaluation = {}
     for seed in args.eval_seeds:
         events, labels = load("full", seed, args.scale)
-        evaluation[seed] = (events, labels, vectorize(vectorizer, events, f"full seed {seed}"))
-    report = {"train_seed": args.train_seed, "scale": args.scale, "embedder": vectorizer.embedder.name, "targets": TARGETS, "baselines": []}
+        evaluation[seed] = (events, labels, vectorize(vectorizer, events, f"full seed {seed}", args.embed_share))
+    report = {"train_seed": args.train_seed, "scale": args.scale, "embedder": vectorizer.embedder.name, "embed_share": args.embed_share, "targets": TARGETS, "baselines": []}
     for n_clients in args.baseline_clients:
         baseline_scale = n_clients / BENIGN_CLIENTS_AT_SCALE_1
         print(f"\n######## baseline of {n_clients} benign clients: simulate('benign', seed={args.train_seed}, scale={baseline_scale:.2f})", file=sys.stderr)

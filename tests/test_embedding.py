@@ -72,3 +72,16 @@ def test_the_int8_onnx_embedder_agrees_with_torch_and_keeps_its_own_cache(embedd
     assert embedder_for({"embedder": {"backend": "onnx-int8", "max_tokens": 256}}).backend == "onnx-int8"
     assert embedder_for({"embedder": {"backend": "onnx-int8", "max_tokens": 256}}, "torch").backend == "torch"
     assert embedder_for(None).backend == "torch"
+
+
+def test_a_budget_embeds_a_fair_share_of_prompts_per_client_and_keeps_every_event(embedder):
+    sweep = [AccessEvent(ts=1795428000 + i, client_id="sweep", prompt=f"sweep prompt {i}") for i in range(40)]
+    customers = [AccessEvent(ts=1795428100 + i, client_id=f"customer-{i}", prompt=f"a customer's question {i}") for i in range(4)]
+    numeric = AccessEvent(ts=1795428200, client_id="model-user", features=[1.0, 2.0])
+    vectorizer = Vectorizer(embedder)
+    vectors = vectorizer.vectors(sweep + customers + [numeric], budget=10)
+    embedded = [v is not None for v in vectors]
+    assert len(vectors) == 45 and sum(embedded[:44]) == 10
+    assert all(embedded[40:44]) and sum(embedded[:40]) == 6  # every customer's prompt, the rest to the sweep
+    assert embedded[44]  # numeric inputs need no embedding and are always kept
+    assert (vectorizer.prompts_seen, vectorizer.prompts_embedded) == (44, 10)

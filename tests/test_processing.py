@@ -83,3 +83,28 @@ def test_decision_line_for_humans() -> None:
     decision = Decision("key_1", "2026-11-23T10:00:00.000Z", 0.5, Action.ALLOW, 40, ["risk back below thresholds"])
     assert describe(decision) == "2026-11-23T10:00:00.000Z  ALLOW      key_1  risk 0.50000 after 40 events: risk back below thresholds"
 
+
+
+def test_a_worker_behind_the_traffic_embeds_only_what_keeps_up(embedder) -> None:
+    """Behind by more than max_lag, a batch embeds what the worker embeds in the time the batch
+    took to arrive; every event still reaches the detector."""
+    from detectors import BatchResult
+    from detectors.vectorize import Vectorizer
+
+    class Recording:
+        model = SimpleNamespace(window=200)
+
+        def process(self, events, vectors, states):
+            self.vectors = vectors
+            return BatchResult()
+
+    detector = Recording()
+    processor = BatchProcessor(detector, Vectorizer(embedder), max_lag_s=30.0)
+    events = [AccessEvent(ts=1795428000 + i, client_id=f"k{i % 6}", prompt=f"overload test prompt number {i}") for i in range(60)]
+    records = {e.client_id: processor.new_record() for e in events}
+    processor.score(events, records, lag_s=2.0, span_s=1.0)
+    assert all(v is not None for v in detector.vectors) and processor.prompt_rate > 0
+    processor.prompt_rate = 50.0
+    processor.score(events, records, lag_s=120.0, span_s=0.5)
+    assert len(detector.vectors) == 60 and sum(v is not None for v in detector.vectors) == 20  # 0.8 * 50/s * 0.5 s
+    assert {e.client_id for e, v in zip(events, detector.vectors) if v is not None} == {f"k{i}" for i in range(6)}

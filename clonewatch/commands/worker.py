@@ -39,6 +39,7 @@ def register(subparsers) -> None:
     parser.add_argument("--log-interval", type=float, metavar="SECONDS", help="seconds between progress lines (default: 5)")
     add_embedder_option(parser)
     parser.add_argument("--keep-prompts", action="store_true", default=None, help=f"store prompt text in ClickHouse's access_events, not only its hash and length (default: ${ENV_VARS['keep_prompts']} or off)")
+    parser.add_argument("--max-lag", type=float, metavar="SECONDS", help=f"behind the traffic by more than this, embed only the prompts the worker keeps up with, a fair share per client (default: ${ENV_VARS['max_lag']} or 30)")
     parser.add_argument("--status-file", type=Path, help="rewrite this JSON file with the progress counters at every progress line (for health checks)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="(default: %(default)s)")
     add_policy_options(parser)
@@ -72,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
     if "text" in model.references:
         vectorizer.embedder.embed(["warm-up"])  # load the embedding model now, not on the first batch
     watcher = ModelWatcher(config.model_path, current_version=model.version)
-    processor = BatchProcessor(CloneDetector.from_model(model, config.policy), vectorizer, config.recent_ids, watcher=watcher)
+    processor = BatchProcessor(CloneDetector.from_model(model, config.policy), vectorizer, config.recent_ids, watcher=watcher, max_lag_s=config.max_lag)
     app = create_app(config, processor, blocking, access_partitions)
     worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
     if args.log_level != "debug":

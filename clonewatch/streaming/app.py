@@ -141,7 +141,10 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
                 await stream.ack(event)
 
     async def process_batch(events: Sequence[EventT]) -> None:
-        messages = [Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value) for e in events]
+        messages = [
+            Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value, e.message.timestamp)
+            for e in events
+        ]
         decoded = processor.decode(messages)
         records: dict[str, ClientRecord] = {}
         for _, item in decoded:
@@ -149,7 +152,10 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
             if cid is not None and cid not in records and (stored := clients.get(cid.encode())) is not None:
                 records[cid] = processor.load_record(stored)
         admitted = processor.admit(decoded, records, partitions)
-        result = await blocking.run(processor.score, admitted.events, records)
+        stamps = [m.timestamp for m in messages if m.timestamp]
+        lag_s, span_s = (time.time() - min(stamps), max(stamps) - min(stamps)) if stamps else (None, None)
+        result = await blocking.run(processor.score, admitted.events, records, lag_s, span_s)
+        stats.not_embedded = processor.vectorizer.prompts_seen - processor.vectorizer.prompts_embedded
         await blocking.run(write_store, blocking, admitted.events, result, admitted.dead_letters, config.keep_prompts)
         await publish(decisions, [decision_message(d) for d in result.decisions])
         await publish(dead_letters, [(letter.source.encode(), encode(letter)) for letter in admitted.dead_letters])
@@ -212,7 +218,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
             log.info(
                 "%(events)d events (%(events_per_s).1f/s), %(clients)d clients, %(flagged)d flagged, "
                 "%(decisions)d decisions, %(dead_letters)d dead letters, %(duplicates)d duplicates dropped, "
-                "%(partitions)d partitions",
+                "%(not_embedded)d prompts not embedded while behind, %(partitions)d partitions",
                 snapshot,
             )
         if stats.misrouted > last_misrouted:

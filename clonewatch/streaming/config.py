@@ -43,6 +43,7 @@ ENV_VARS: dict[str, str] = {
     "log_interval": "CLONEWATCH_LOG_INTERVAL",
     "status_file": "CLONEWATCH_STATUS_FILE",
     "keep_prompts": "CLONEWATCH_KEEP_PROMPTS",
+    "max_lag": "CLONEWATCH_MAX_LAG",
 }
 
 
@@ -60,6 +61,9 @@ class StreamingConfig:
     - ``session_timeout``: seconds before a dead worker's partitions move to another one.
     - ``commit_interval``: seconds between offset commits; a restarted worker re-reads at
       most this much (and drops what it had applied).
+    - ``max_lag``: seconds behind the newest traffic beyond which a worker embeds only the
+      prompts it can keep up with, a fair share per client; every event still counts for its
+      client's rate and shape signals.
     - ``keep_prompts``: store each prompt's text in ClickHouse's ``access_events`` (by
       default only its hash and length).
     """
@@ -82,6 +86,7 @@ class StreamingConfig:
     log_interval: float = 5.0
     status_file: Path | None = None
     keep_prompts: bool = False
+    max_lag: float = 30.0
     policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     def __post_init__(self) -> None:
@@ -91,8 +96,8 @@ class StreamingConfig:
             raise ValueError("batch size must be at least 1 and batch wait above 0 s")
         if self.recent_ids < 0:
             raise ValueError("recent ids must not be negative")
-        if min(self.session_timeout, self.commit_interval, self.log_interval) <= 0:
-            raise ValueError("session timeout, commit interval and log interval must be above 0 s")
+        if min(self.session_timeout, self.commit_interval, self.log_interval, self.max_lag) <= 0:
+            raise ValueError("session timeout, commit interval, log interval and max lag must be above 0 s")
         if not self.bootstrap.strip():
             raise ValueError("the Kafka bootstrap address must not be empty")
 

@@ -30,6 +30,7 @@ from ingest.decode import DecodeLimits, EventDecoder
 from schemas import AccessEvent, DeadLetter, Decision
 
 _encoder = msgspec.json.Encoder()
+MIN_EMBEDDED_PER_BATCH = 16  # however far behind, a batch embeds at least this many prompts
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Incoming:
     offset: int
     key: bytes | None
     value: bytes
+    timestamp: float | None = None  # the record's Kafka timestamp (seconds), when the broker gave one
 
     @property
     def source(self) -> str:
@@ -130,9 +132,12 @@ class BatchProcessor:
         recent_ids: int = 1024,
         limits: DecodeLimits = DecodeLimits(),
         watcher: ModelWatcher | None = None,
+        max_lag_s: float | None = None,
     ) -> None:
         self.detector = detector
         self.watcher = watcher  # a new model file version is used from the next batch on
+        self.max_lag_s = max_lag_s  # behind by more than this, embed only what keeps up (None: embed everything)
+        self.prompt_rate: float | None = None  # prompts embedded per second, a moving average
         self.vectorizer = vectorizer
         self.recent_ids = recent_ids
         self.limits = limits
@@ -179,12 +184,37 @@ class BatchProcessor:
             admitted.events.append(item)
         return admitted
 
-    def score(self, events: Sequence[AccessEvent], records: Mapping[str, ClientRecord]) -> BatchResult:
+    def score(
+        self, events: Sequence[AccessEvent], records: Mapping[str, ClientRecord], lag_s: float | None = None, span_s: float | None = None
+    ) -> BatchResult:
         """Embed and detect (blocking: run it off the event loop). Updates the records' states."""
         if self.watcher is not None and (newer := self.watcher.poll()) is not None:
             self.detector.use_model(newer)
         states = {cid: records[cid].state for cid in {e.client_id for e in events}}
-        return self.detector.process(events, self.vectorizer.vectors(events), states)
+        budget = self.embedding_budget(lag_s, span_s)
+        embedded_before = self.vectorizer.prompts_embedded
+        started = time.monotonic()
+        vectors = self.vectorizer.vectors(events, budget)
+        embedded = self.vectorizer.prompts_embedded - embedded_before
+        if embedded >= 8:
+            rate = embedded / max(time.monotonic() - started, 1e-6)
+            self.prompt_rate = rate if self.prompt_rate is None else 0.8 * self.prompt_rate + 0.2 * rate
+        return self.detector.process(events, vectors, states)
+
+    def embedding_budget(self, lag_s: float | None, span_s: float | None) -> int | None:
+        """How many of a batch's prompts to embed: all of them (None) unless the worker is
+        behind by more than ``max_lag_s``; then as many as it embeds in the time the batch
+        took to arrive (``span_s``), less a fifth for everything else, so it stops falling
+        further behind. Every event still updates its client's rate and shape signals.
+
+        >>> processor = BatchProcessor(None, None, max_lag_s=30.0)
+        >>> processor.prompt_rate = 100.0
+        >>> processor.embedding_budget(5.0, 2.0), processor.embedding_budget(60.0, 2.0), processor.embedding_budget(60.0, 0.01)
+        (None, 160, 16)
+        """
+        if self.max_lag_s is None or lag_s is None or lag_s <= self.max_lag_s or self.prompt_rate is None:
+            return None
+        return max(MIN_EMBEDDED_PER_BATCH, int(0.8 * self.prompt_rate * max(span_s or 0.0, 0.0)))
 
 
 def encode(record: msgspec.Struct) -> bytes:
@@ -206,6 +236,7 @@ class WorkerStats:
     duplicates: int = 0
     misrouted: int = 0
     poisoned: int = 0  # events that failed after decoding and were dead-lettered
+    not_embedded: int = 0  # prompts left unembedded while the worker was behind (their events still counted)
     decisions: int = 0
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -241,5 +272,6 @@ class WorkerStats:
             "duplicates": self.duplicates,
             "misrouted": self.misrouted,
             "poisoned": self.poisoned,
+            "not_embedded": self.not_embedded,
             "uptime_s": round(now - self.started, 1),
         }
