@@ -63,7 +63,9 @@ class StreamingConfig:
       most this much (and drops what it had applied).
     - ``max_lag``: seconds behind the newest traffic beyond which a worker embeds only the
       prompts it can keep up with, a fair share per client; every event still counts for its
-      client's rate and shape signals.
+      client's rate and shape signals. Off by default: measured, a client whose prompts are
+      sampled looks unlike the fully embedded baseline, and benign clients get flagged
+      (README, "Overload").
     - ``keep_prompts``: store each prompt's text in ClickHouse's ``access_events`` (by
       default only its hash and length).
     """
@@ -86,7 +88,7 @@ class StreamingConfig:
     log_interval: float = 5.0
     status_file: Path | None = None
     keep_prompts: bool = False
-    max_lag: float = 30.0
+    max_lag: float | None = None
     policy: PolicyConfig = field(default_factory=PolicyConfig)
 
     def __post_init__(self) -> None:
@@ -96,7 +98,7 @@ class StreamingConfig:
             raise ValueError("batch size must be at least 1 and batch wait above 0 s")
         if self.recent_ids < 0:
             raise ValueError("recent ids must not be negative")
-        if min(self.session_timeout, self.commit_interval, self.log_interval, self.max_lag) <= 0:
+        if min(self.session_timeout, self.commit_interval, self.log_interval, self.max_lag or 1.0) <= 0:
             raise ValueError("session timeout, commit interval, log interval and max lag must be above 0 s")
         if not self.bootstrap.strip():
             raise ValueError("the Kafka bootstrap address must not be empty")
