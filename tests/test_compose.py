@@ -23,12 +23,13 @@ def services() -> dict:
 
 
 def interpolate(value: str) -> str:
-    """Compose's ``${NAME:-default}`` with nothing set: the default."""
-    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+    """Compose's ``${NAME:-default}`` with nothing set: the default; a required ``${NAME:?why}``: a stand-in."""
+    value = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+    return re.sub(r"\$\{([A-Z_]+):\?[^}]*\}", r"set-\1", value)
 
 
 def env(service: dict) -> dict[str, str]:
-    return {k: str(v) for k, v in service.get("environment", {}).items()}
+    return {k: interpolate(str(v)) for k, v in service.get("environment", {}).items()}
 
 
 def mounted(service: dict, path: str) -> bool:
@@ -71,6 +72,9 @@ def test_addresses_match_the_servers(services: dict) -> None:
     assert (store.scheme, store.hostname, store.port) == ("http", "clickhouse", 8123)
     assert (store.username, store.password) == (clickhouse["CLICKHOUSE_USER"], clickhouse["CLICKHOUSE_PASSWORD"])
     assert services["worker"]["depends_on"]["clickhouse"]["condition"] == "service_healthy"
+    # No password ships in the file: compose refuses to start until one is set.
+    assert services["clickhouse"]["environment"]["CLICKHOUSE_PASSWORD"].startswith("${CLICKHOUSE_PASSWORD:?")
+    assert "CLICKHOUSE_PASSWORD" in " ".join(services["clickhouse"]["healthcheck"]["test"])
 
 
 def test_commands_parse_with_the_cli(services: dict) -> None:
