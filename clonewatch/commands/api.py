@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import signal
 import sys
 import threading
 
 from clonewatch.commands.options import add_store_option
+from clonewatch.commands.serving import log_to_stderr, required_token, stop_on_sigterm
 
 TOKEN_ENV = "CLONEWATCH_API_TOKEN"
 
@@ -45,12 +43,10 @@ def main(args: argparse.Namespace) -> int:
     from clonewatch.commands.sql import existing_store
     from sinks.clickhouse import ClickHouseStore
 
-    token = os.environ.get(TOKEN_ENV, "")
-    if not token:
-        raise ValueError(f"set {TOKEN_ENV}: callers must send it as 'Authorization: Bearer TOKEN'")
+    token = required_token(TOKEN_ENV, "callers")
     if args.refresh <= 0:
         raise ValueError("--refresh must be positive")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    log_to_stderr()
     existing_store(args.store)
     store = ClickHouseStore(args.store)
     table = ClientTable(store)
@@ -62,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
     api = RiskApi(table, token, decide, args.host, args.port)
     stop = threading.Event()
     threading.Thread(target=table.keep_current, args=(args.refresh, stop), daemon=True).start()
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=api.shutdown, daemon=True).start())
+    stop_on_sigterm(api)
     host, port = api.address
     print(f"clonewatch api: {len(table.clients)} clients from {store.location}; listening on http://{host}:{port}", file=sys.stderr, flush=True)
     try:

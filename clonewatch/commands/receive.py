@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import signal
 import sys
 import threading
 from pathlib import Path
 
 from clonewatch.commands.options import add_format_options, log_format
+from clonewatch.commands.serving import log_to_stderr, required_token, stop_on_sigterm
 from clonewatch.streaming.config import StreamingConfig, add_kafka_options
 from ingest.receiver import DEFAULT_MAX_BODY
 
@@ -50,12 +49,10 @@ def main(args: argparse.Namespace) -> int:
     from ingest.receiver import PushReceiver, SpoolWriter
     from ingest.shipper import Shipper, make_producer
 
-    token = os.environ.get(TOKEN_ENV, "")
-    if not token:
-        raise ValueError(f"set {TOKEN_ENV}: gateways must send it as 'Authorization: Bearer TOKEN'")
+    token = required_token(TOKEN_ENV, "gateways")
     if args.max_body < 1 or args.max_inflight < 1:
         raise ValueError("--max-body and --max-inflight must be at least 1")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    log_to_stderr()
     logging.getLogger("kafka").setLevel(logging.WARNING)
     fmt = log_format(args)
     lock = threading.Lock()  # one batch converted and made durable at a time: counts and parser state stay exact
@@ -94,7 +91,7 @@ def main(args: argparse.Namespace) -> int:
 
     receiver = PushReceiver(deliver, token, args.host, args.port, args.max_body, args.max_inflight)
     host, port = receiver.address
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=receiver.shutdown, daemon=True).start())
+    stop_on_sigterm(receiver)
     print(f"clonewatch receive: listening on http://{host}:{port}/v1/logs -> {target}", file=sys.stderr, flush=True)
     try:
         receiver.serve_forever()
