@@ -283,10 +283,21 @@ class CloneDetector:
         """Each row's snapshot risk and the p-value of its score among the events of its nearest benign clients."""
         own = np.asarray(clients) if self.model.exclude_own_history else None
         scores, profiles = self.model.risk.scores_and_profiles(rows, own)
+        if own is not None and self.model.fold_risks:
+            scores = self._held_out_scores(rows, clients, scores)
         snapshot = self.model.risk.calibrated(scores, own)
         sequential = self.model.sequential
         p_values = sequential.p_values(scores, profiles, own) if sequential is not None else np.ones(len(rows))
         return [Assessment(float(r), float(p), int(n)) for r, p, n in zip(snapshot, p_values, seen)]
+
+    def _held_out_scores(self, rows: np.ndarray, clients: list[str], scores: np.ndarray) -> np.ndarray:
+        """Scores of a warm-up's own clients from the fold models that never saw them."""
+        folds = np.array([self.model.client_folds.get(c, -1) for c in clients])
+        scores = scores.copy()
+        for fold in np.unique(folds[folds >= 0]):
+            mine = folds == fold
+            scores[mine] = -self.model.fold_risks[int(fold)].score_samples(rows[mine])
+        return scores
 
     def _campaign_assessments(
         self, events: Sequence[AccessEvent], projected: list[tuple[str | None, np.ndarray | None, int, float]]

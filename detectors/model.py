@@ -35,6 +35,10 @@ class CloneModel:
     # Fitted on the very traffic it scores (a warm-up): a client is compared with the
     # reference's other clients, never with its own history in it.
     exclude_own_history: bool = False
+    # A warm-up's clients are scored by the fold's risk model that never saw them (the model
+    # fitted on everything has learned an attacker in the warm-up as normal): fold -> model.
+    fold_risks: dict[int, RiskModel] | None = None
+    client_folds: dict[str, int] | None = None
     feature_names: tuple[str, ...] = FEATURE_NAMES
     metadata: dict = field(default_factory=dict)
 

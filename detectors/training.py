@@ -103,7 +103,8 @@ def fit_clone_model(
     make_model = partial(RiskModel, n_estimators=n_estimators, random_state=random_state)
     risk = make_model().fit(rows[keep], FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE, groups=client_of[keep])
     in_fold_scores, profiles = risk.scores_and_profiles(rows)
-    scores = _out_of_fold_scores(make_model, rows, keep, client_of, fold, groups) if fold is not None else in_fold_scores
+    fold_risks: dict[int, RiskModel] | None = {} if contaminated and fold is not None else None
+    scores = _out_of_fold_scores(make_model, rows, keep, client_of, fold, groups, fold_risks) if fold is not None else in_fold_scores
     peak_of = sustained_peaks(scores, client_of, seen, min_events, sustain) if fold is not None else {}
     peaks = np.array(list(peak_of.values()))
     if len(peaks) >= 2:
@@ -141,7 +142,8 @@ def fit_clone_model(
     }
     return CloneModel(
         references=references, risk=risk, window=window, sequential=sequential, campaign_sequential=campaign_sequential,
-        metadata=metadata, exclude_own_history=contaminated,
+        metadata=metadata, exclude_own_history=contaminated, fold_risks=fold_risks,
+        client_folds=None if fold_risks is None else {str(c): int(k) for c, k in zip(client_of, fold)},
     )  # fmt: skip
 
 
@@ -239,9 +241,10 @@ def _fit_campaign_test(risk: RiskModel, groups: BenignGroups) -> SequentialTest 
     return SequentialTest().fit(groups.scores, profiles, np.concatenate(groups.labels), np.concatenate(groups.folds))
 
 
-def _out_of_fold_scores(make_model, rows, keep, client_of, fold, groups: BenignGroups) -> np.ndarray:
+def _out_of_fold_scores(make_model, rows, keep, client_of, fold, groups: BenignGroups, models: dict | None = None) -> np.ndarray:
     """Every event's raw risk score from a risk model fitted without that event's client;
-    the benign groups' rows are scored by the same models (``groups.scores``)."""
+    the benign groups' rows are scored by the same models (``groups.scores``). ``models``,
+    if given, receives each fold's model."""
     scores = np.empty(len(rows))
     group_rows = np.concatenate(groups.rows) if groups.rows else np.empty((0, rows.shape[1]))
     group_folds = np.concatenate(groups.folds) if groups.folds else np.empty(0)
@@ -250,6 +253,8 @@ def _out_of_fold_scores(make_model, rows, keep, client_of, fold, groups: BenignG
         held_out = fold == k
         model = make_model().fit(rows[keep & ~held_out], FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE, groups=client_of[keep & ~held_out])
         scores[held_out] = -model.score_samples(rows[held_out])
+        if models is not None:
+            models[int(k)] = model
         if (group_folds == k).any():
             groups.scores[group_folds == k] = -model.score_samples(group_rows[group_folds == k])
     return scores

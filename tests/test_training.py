@@ -55,3 +55,36 @@ def test_a_new_client_with_a_corner_of_its_own_looks_like_the_baseline_clients_d
     result = CloneDetector(model).process(fresh, fresh_vectors, {})
     flagged = {d.client_id for d in result.decisions if d.action.value != "allow"}
     assert len(flagged) <= 2
+
+
+def test_a_warm_up_scores_its_own_clients_with_models_that_never_saw_them():
+    """Fitted on traffic with an attacker in it, the model fitted on everything has learned the
+    attacker as normal; the fold model that left its client out has not."""
+    import msgspec
+
+    from detectors.vectorize import Vectorizer
+    from tests.streaming_support import numeric_traffic
+
+    raw, labels = numeric_traffic(seed=5, scale=0.15, cap=120)
+    events = [msgspec.convert(e, AccessEvent) for e in raw]
+    vectors = Vectorizer().vectors(events)
+    model = fit_clone_model(events, vectors, contaminated=True)
+    assert model.fold_risks and set(model.client_folds) == {e.client_id for e in events}
+
+    def peak_snapshots(m) -> dict[str, float]:
+        states, peaks = {}, {}
+        detector = CloneDetector(m)
+        for start in range(0, len(events), 200):
+            batch = events[start : start + 200]
+            result = detector.process(batch, vectors[start : start + 200], states)
+            for score in result.scores:
+                peaks[score.client_id] = max(peaks.get(score.client_id, 0.0), score.risk)
+        return peaks
+
+    held_out = peak_snapshots(model)
+    model.fold_risks = None
+    seen_everything = peak_snapshots(model)
+    attackers = [c for c, label in labels.items() if label == "attack"]
+    benign = [c for c, label in labels.items() if label == "benign"]
+    assert attackers and np.mean([held_out[c] for c in attackers]) > np.mean([seen_everything[c] for c in attackers])
+    assert np.mean([held_out[c] for c in attackers]) > np.mean([held_out[c] for c in benign])
