@@ -6,12 +6,12 @@ import argparse
 import sys
 
 from clonewatch import __version__
-from clonewatch.commands import api, decisions, kafka, receive, report, run, ship, simulate, sql, train, worker
+from clonewatch.commands import api, decisions, drift, kafka, receive, report, run, ship, simulate, sql, train, worker
 from clonewatch.inputs import InputError
 from detectors.model import ModelFileError
 from sinks.clickhouse import StoreError
 
-COMMANDS = (run, train, sql, report, api, simulate, kafka, ship, receive, worker, decisions)
+COMMANDS = (run, train, sql, report, drift, api, simulate, kafka, ship, receive, worker, decisions)
 USER_ERRORS = (InputError, ModelFileError, StoreError, ValueError, FileNotFoundError, PermissionError)
 
 

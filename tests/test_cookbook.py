@@ -232,3 +232,16 @@ def test_retraining_from_the_store_uses_only_clients_never_acted_on(filled, tmp_
     assert any(space.startswith("numeric:") for space in meta["spaces"])  # numeric inputs are stored with each request
     assert to_epoch(meta["training_range"][1]) == pytest.approx(latest, abs=1e-3)
     assert set(meta["score_distribution"]) == {"p50", "p90", "p99", "p100"}
+
+
+def test_drift_compares_never_flagged_clients_with_the_calibration(filled, numeric_model: Path) -> None:
+    out = cli("drift", "--model", str(numeric_model), "--store", filled["store"], env=filled["env"], timeout=300)
+    assert out.returncode == 0, out.stderr.decode()
+    text = out.stdout.decode()
+    acted = {d["client_id"] for d in filled["decisions"] if d["action"] != "allow"}
+    counts = defaultdict(int)
+    for e in filled["events"]:
+        counts[e["client_id"]] += 1
+    never = sum(1 for c, n in counts.items() if c not in acted and n >= 10)
+    assert text.startswith(f"{never:,} clients never acted on")
+    assert "Kolmogorov-Smirnov" in text and ("no sign of drift" in text or "drift: benign clients" in text)
