@@ -130,3 +130,49 @@ def test_the_state_follows_newer_rows_of_the_store(chdb_dsn: str) -> None:
     store.insert_decisions([Decision(client_id="key_b", ts="2026-11-23T10:05:30Z", risk=0.9996, action=Action.THROTTLE, events_seen=70, reasons=[])])
     table.refresh()
     assert table.get("key_b").action == "deny"  # an older decision than the latest score changes nothing
+
+
+def test_decisions_reach_lookups_from_the_topic_before_the_store(chdb_dsn: str, kafka_bootstrap: str) -> None:
+    """A worker's decision is on the compacted decisions topic before its rows are in the store:
+    followed, it reaches lookups at once, and a restarted API replays it from the topic."""
+    import threading
+    import time
+    import uuid
+
+    from kafka import KafkaProducer
+
+    from clonewatch.streaming.config import StreamingConfig
+    from clonewatch.streaming.processing import decision_message
+    from clonewatch.streaming.topics import ensure_topics
+
+    suffix = uuid.uuid4().hex[:8]
+    config = StreamingConfig(bootstrap=kafka_bootstrap, access_topic=f"a-{suffix}", decisions_topic=f"d-{suffix}", dead_letter_topic=f"x-{suffix}", partitions=2)
+    ensure_topics(config)
+    store = ClickHouseStore(chdb_dsn, database="apifollow")
+    store.insert_risk_scores([score("key_known", "allow", "2026-11-23T10:00:00Z", 30, 0.4)])
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    for decision in (
+        Decision(client_id="key_known", ts="2026-11-23T10:01:00Z", risk=0.99999, action=Action.CHALLENGE, events_seen=31, reasons=["campaign camp-1"]),
+        Decision(client_id="key_new", ts="2026-11-23T10:02:00Z", risk=0.9996, action=Action.THROTTLE, events_seen=12, reasons=["evidence"]),
+    ):
+        key, value = decision_message(decision)
+        producer.send(config.decisions_topic, key=key, value=value)
+    producer.send(config.decisions_topic, key=b"key_bad", value=b"not a decision")
+    producer.flush()
+    producer.close()
+
+    def follow() -> ClientTable:
+        table, stop = ClientTable(store), threading.Event()
+        table.refresh()
+        threading.Thread(target=table.follow_decisions, args=(config, stop), daemon=True).start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (table.get("key_new") is None or table.get("key_known").action != "challenge"):
+            time.sleep(0.2)
+        stop.set()
+        return table
+
+    for table in (follow(), follow()):  # the second stands for the API after a restart
+        assert (table.get("key_known").action, table.get("key_known").reasons) == ("challenge", ["campaign camp-1"])
+        assert (table.get("key_new").action, table.get("key_new").events_seen) == ("throttle", 12)
+        table.refresh()  # the store's older score does not undo the newer decision
+        assert table.get("key_known").action == "challenge"

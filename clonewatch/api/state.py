@@ -1,7 +1,8 @@
 """Each client's current risk and action, held in memory and kept current from the store.
 
 A lookup never waits on ClickHouse: the table is loaded at start and refreshed in the
-background every few seconds with the rows newer than the last ones seen.
+background every few seconds with the rows newer than the last ones seen; with the
+decisions topic followed as well, an action reaches lookups as soon as a worker publishes it.
 """
 
 from __future__ import annotations
@@ -12,9 +13,15 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
+import msgspec
+
+from clonewatch.commands.decisions import read_decisions
+from clonewatch.streaming.config import StreamingConfig
+from schemas import Decision, to_epoch
 from sinks.clickhouse import ClickHouseStore
 
 log = logging.getLogger("clonewatch.api")
+_decisions = msgspec.json.Decoder(Decision)
 
 # The latest row of each client (by event time, then events seen), from ``since`` on.
 LATEST = """
@@ -96,14 +103,47 @@ class ClientTable:
                     changed += 1
                 newest = max(newest, ts.timestamp() - 1.0)
             for client_id, (action, reasons, risk), ts in decided:
-                ts = _utc(ts)
-                old = self.clients.get(client_id)
-                if old is not None and ts >= old.updated_at and action != old.action:
-                    self.clients[client_id] = replace(old, action=action, reasons=list(reasons), risk=max(old.risk, float(risk)))
-                    changed += 1
+                changed += self._decided(client_id, action, list(reasons), float(risk), _utc(ts), events_seen=None)
             self.since = datetime.fromtimestamp(newest, tz=timezone.utc)
         self.refreshed_at = time.time()
         return changed
+
+    def apply(self, decision: Decision) -> bool:
+        """A decision as it is published (the decisions topic): the client's action changes at
+        once, before its scores reach the store. Returns whether anything changed."""
+        ts = datetime.fromtimestamp(to_epoch(decision.ts), tz=timezone.utc)
+        with self._lock:
+            return bool(self._decided(decision.client_id, decision.action.value, list(decision.reasons), decision.risk, ts, decision.events_seen))
+
+    def _decided(self, client_id: str, action: str, reasons: list[str], risk: float, ts: datetime, events_seen: int | None) -> int:
+        """Apply one decision (under the lock); a decision older than the client's latest state changes nothing."""
+        old = self.clients.get(client_id)
+        if old is None:
+            if events_seen is None:
+                return 0
+            self.clients[client_id] = ClientView(client_id, risk, action, reasons, events_seen, ts, "", None)
+            return 1
+        if ts < old.updated_at or action == old.action:
+            return 0
+        # Stamped with the decision's time, so that re-reading the older score cannot undo it.
+        self.clients[client_id] = replace(old, action=action, reasons=reasons, risk=max(old.risk, risk), updated_at=ts)
+        return 1
+
+    def follow_decisions(self, config: StreamingConfig, stop: threading.Event) -> None:
+        """Apply the decisions topic as it grows, from its start (it is compacted: the latest
+        decision of every client); a broker that is away is waited for."""
+        while not stop.is_set():
+            try:
+                for raw in read_decisions(config, follow=True, from_beginning=True, timeout_s=30.0):
+                    try:
+                        self.apply(_decisions.decode(raw))
+                    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                        log.warning("skipped an unreadable decision on %s: %s", config.decisions_topic, exc)
+                    if stop.is_set():
+                        return
+            except Exception as exc:  # noqa: BLE001 - lookups go on from the store while Kafka is away
+                log.warning("cannot follow %s at %s (%s); trying again in 5 s", config.decisions_topic, config.bootstrap, exc)
+                stop.wait(5.0)
 
     def history(self, client_id: str, since: datetime, limit: int) -> dict[str, list[dict]]:
         """A client's risk scores and decisions from ``since`` on, oldest first (from the store)."""

@@ -7,6 +7,7 @@ import sys
 import threading
 
 from clonewatch.commands.options import add_store_option
+from clonewatch.streaming.config import add_kafka_options
 from clonewatch.commands.serving import log_to_stderr, required_token, stop_on_sigterm
 
 TOKEN_ENV = "CLONEWATCH_API_TOKEN"
@@ -34,6 +35,12 @@ def register(subparsers) -> None:
     parser.add_argument("--throttle-mode", choices=("429", "degrade"), default="429", help="answer to a throttled client: 429, or 200 with headers telling the gateway to serve less (default: %(default)s)")
     parser.add_argument("--challenge-status", type=int, default=401, help="status for a challenged client (default: %(default)s)")
     parser.add_argument("--retry-after", type=int, default=30, metavar="SECONDS", help="Retry-After of a 429 (default: %(default)s)")
+    parser.add_argument(
+        "--follow-decisions", action="store_true",
+        help="also follow the workers' decisions topic (at --bootstrap): an action reaches lookups as soon as it is "
+        "published, without waiting for the store; on start the compacted topic replays every client's latest decision",
+    )  # fmt: skip
+    add_kafka_options(parser, topics=("decisions",))
     parser.set_defaults(func=main)
 
 
@@ -58,6 +65,11 @@ def main(args: argparse.Namespace) -> int:
     api = RiskApi(table, token, decide, args.host, args.port)
     stop = threading.Event()
     threading.Thread(target=table.keep_current, args=(args.refresh, stop), daemon=True).start()
+    if args.follow_decisions:
+        from clonewatch.streaming.config import StreamingConfig
+
+        config = StreamingConfig.from_args(args)
+        threading.Thread(target=table.follow_decisions, args=(config, stop), daemon=True).start()
     stop_on_sigterm(api)
     host, port = api.address
     print(f"clonewatch api: {len(table.clients)} clients from {store.location}; listening on http://{host}:{port}", file=sys.stderr, flush=True)
