@@ -273,7 +273,9 @@ class CloneDetector:
             if withheld:
                 reasons = [withheld, *reasons]
             result.scores.append(self._score(events[i], rows[i], float(result.risks[i]), states[cid], int(seen[i]), reasons, views[i]))
-        result.campaigns = [self._campaign_score(events[i], views[i], group) for i, group in touched.values()]
+        result.campaigns = [  # a campaign merged into another later in the batch lives on under the other's id
+            self._campaign_score(events[i], views[i], group) for cid, (i, group) in touched.items() if cid in self.campaigns.campaigns
+        ]
         return result
 
     def reasons(self, row: np.ndarray) -> list[str]:
