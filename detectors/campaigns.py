@@ -121,7 +121,8 @@ class Campaign:
         """
         if not self.evidence:
             return 0.0
-        log_m = np.sum([np.asarray(v, dtype=np.float64) for v in self.evidence.values()], axis=0)
+        width = max(len(v) for v in self.evidence.values())  # a member saved with one log (older trackers) bets it on every kappa
+        log_m = np.sum([np.broadcast_to(np.asarray(v, dtype=np.float64), (width,)) for v in self.evidence.values()], axis=0)
         top = float(np.max(log_m))
         return top + float(np.log(np.mean(np.exp(log_m - top))))
 
