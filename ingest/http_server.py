@@ -50,4 +50,5 @@ def send_json(request: BaseHTTPRequestHandler, status: int, payload: dict | str,
     for name, value in headers.items():
         request.send_header(name, value)
     request.end_headers()
-    request.wfile.write(body)
+    if request.command != "HEAD":
+        request.wfile.write(body)

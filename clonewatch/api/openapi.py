@@ -9,6 +9,10 @@ import json
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}}
 _CLIENT_ID = {"name": "client_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,256}$"}}
+_SINCE = (
+    r"^([1-3]?[0-9]{1,9}(\.[0-9]+)?"
+    r"|(197[1-9]|19[89][0-9]|20[0-9][0-9])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]0[0-9]:00))$"
+)
 _ACTION = {"type": "string", "enum": ["allow", "throttle", "challenge", "deny"]}
 _VIEW = {
     "type": "object",
@@ -47,7 +51,7 @@ OPENAPI: dict = {
             "summary": "A client's risk scores and decisions over time, oldest first, from the store",
             "parameters": [
                 _CLIENT_ID,
-                {"name": "since", "in": "query", "schema": {"type": "string"}, "description": "RFC 3339 or epoch seconds"},
+                {"name": "since", "in": "query", "schema": {"type": "string", "pattern": _SINCE}, "description": "RFC 3339 (1971-2099) or epoch seconds"},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 1000}},
             ],
             "responses": {"200": _json({"type": "object", "properties": {
@@ -64,7 +68,7 @@ OPENAPI: dict = {
             "responses": {"200": _json({"type": "object", "properties": {"clients": {"type": "array", "items": _VIEW}}}),
                           "400": _json(_ERROR, "unknown action or bad limit"), **_UNAUTHORIZED},
         }},
-        "/v1/decide": {"get": {
+        "/v1/decide": {method: {
             "summary": "For nginx auth_request and Envoy ext_authz (any method, any path below it)",
             "description": "The client comes from the configured client-id header or the API-key header (hashed as ingest hashes keys). "
             "X-Clonewatch-Action names the action; a degrade answer carries X-Clonewatch-Strip, -Max-Tokens, -Max-N and -Delay-Ms.",
@@ -74,7 +78,7 @@ OPENAPI: dict = {
                 "401": _json({"type": "object"}, "challenge (the configured status), or a missing or wrong token"),
                 "403": _json({"type": "object"}, "deny"),
             },
-        }},
+        } for method in ("get", "post", "put", "patch", "delete", "head", "options")},
         "/healthz": {"get": {"summary": "Liveness and the number of clients held", "security": [], "responses": {"200": _json({"type": "object"})}}},
         "/metrics": {"get": {"summary": "Prometheus text", "responses": {"200": {"description": "OK", "content": {"text/plain": {}}}, **_UNAUTHORIZED}}},
         "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": _json({"type": "object"})}}},

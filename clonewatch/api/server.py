@@ -36,6 +36,7 @@ from schemas import to_epoch
 log = logging.getLogger("clonewatch.api")
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,256}$")
 ACTIONS = ("allow", "throttle", "challenge", "deny")
+DECIDE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")  # what gateways forward to /v1/decide
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class RiskApi(TokenServer):
             return 401, {"error": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"}
         if path == "/metrics":
             return 200, self.metrics.render(self.table), {"Content-Type": "text/plain; version=0.0.4"}
-        if path == "/v1/decide" or path.startswith("/v1/decide/"):  # Envoy's ext_authz appends the request's path
+        if _is_decide(path):
             return self.decide(headers)
         if path == "/v1/clients":
             return self.clients(query)
@@ -123,7 +124,7 @@ class RiskApi(TokenServer):
         if not CLIENT_ID.match(client_id):
             return 400, {"error": "a client id is 1-256 characters of letters, digits and _.:@-"}, {}
         try:
-            since = datetime.fromtimestamp(to_epoch(query.get("since", ["1970-01-01T00:00:00Z"])[0]), tz=timezone.utc)
+            since = datetime.fromtimestamp(to_epoch(_number_or_text(query.get("since", ["0"])[0])), tz=timezone.utc)
             limit = int(query.get("limit", ["1000"])[0])
         except (ValueError, TypeError) as exc:
             return 400, {"error": f"since is RFC 3339 or epoch seconds, limit a number: {exc}"}, {}
@@ -183,6 +184,9 @@ class RiskApi(TokenServer):
 
             def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
                 url = urlsplit(self.path)
+                if self.command != "GET" and not (_is_decide(url.path) and self.command in DECIDE_METHODS):
+                    send_json(self, 405, {"error": f"{self.command} is not allowed here; use GET"}, {"Allow": "GET"})
+                    return
                 try:
                     status, payload, headers = api.route(url.path, parse_qs(url.query), self.headers)
                 except Exception as exc:  # noqa: BLE001 - one bad request must not stop the API
@@ -190,7 +194,23 @@ class RiskApi(TokenServer):
                     status, payload, headers = 500, {"error": f"internal error: {type(exc).__name__}"}, {}
                 send_json(self, status, payload, headers)
 
-            # Envoy's ext_authz asks with the request's own method.
-            do_POST = do_PUT = do_PATCH = do_DELETE = do_GET  # noqa: N815
+            def __getattr__(self, name: str):
+                """Every method reaches do_GET: Envoy's ext_authz asks /v1/decide with the
+                request's own method; other paths answer 405."""
+                if name.startswith("do_"):
+                    return self.do_GET
+                raise AttributeError(name)
 
         return Handler
+
+
+def _is_decide(path: str) -> bool:
+    return path == "/v1/decide" or path.startswith("/v1/decide/")  # Envoy's ext_authz appends the request's path
+
+
+def _number_or_text(value: str) -> float | str:
+    """``since=1795428000`` is epoch seconds, anything else a timestamp."""
+    try:
+        return float(value)
+    except ValueError:
+        return value
