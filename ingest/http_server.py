@@ -8,6 +8,11 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # the listen backlog: at socketserver's 5, a gateway's burst of new connections waits 1 s for SYN retries
+    daemon_threads = True
+
+
 class TokenServer:
     """A threaded HTTP server whose requests are checked with :meth:`authorized`.
 
@@ -19,10 +24,9 @@ class TokenServer:
             raise ValueError(missing_token)
         self.token = token.encode()
         try:
-            self.server = ThreadingHTTPServer((host, port), handler)
+            self.server = _Server((host, port), handler)
         except OSError as exc:
             raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        self.server.daemon_threads = True
 
     @property
     def address(self) -> tuple[str, int]:

@@ -36,6 +36,7 @@ from schemas import to_epoch
 log = logging.getLogger("clonewatch.api")
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,256}$")
 ACTIONS = ("allow", "throttle", "challenge", "deny")
+MAX_DROPPED_BODY = 1 << 16  # a request body up to this size is read and dropped; a larger one closes the connection
 DECIDE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")  # what gateways forward to /v1/decide
 
 
@@ -178,11 +179,26 @@ class RiskApi(TokenServer):
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "clonewatch-api"
+            protocol_version = "HTTP/1.1"  # keep-alive: a gateway reuses its connections to the API
+            disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart (Nagle + delayed ACK)
+
+            def _skip_body(self) -> None:
+                """Read and drop a request body, so the next request on the connection starts clean;
+                a large or chunked body closes the connection instead."""
+                length = self.headers.get("Content-Length")
+                if self.headers.get("Transfer-Encoding") or (length and not length.isdigit()):
+                    self.close_connection = True
+                elif length and int(length):
+                    if int(length) > MAX_DROPPED_BODY:
+                        self.close_connection = True
+                    else:
+                        self.rfile.read(int(length))
 
             def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
                 log.debug("%s %s", self.address_string(), format % args)
 
             def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                self._skip_body()
                 url = urlsplit(self.path)
                 if self.command != "GET" and not (_is_decide(url.path) and self.command in DECIDE_METHODS):
                     send_json(self, 405, {"error": f"{self.command} is not allowed here; use GET"}, {"Allow": "GET"})
