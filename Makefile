@@ -32,6 +32,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/markdown.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/embedding.py
+	$(BIN)/python benchmarks/api_latency.py
 
 clean:
 	rm -rf demo-data clonewatch-data clonewatch-out kafka-data
