@@ -37,6 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 TOKEN = "benchmark-api-token"
+API_EXTRA = os.environ.get("BENCH_API_ARGS", "").split()  # more `clonewatch api` options, e.g. "--refresh 10"
 ACTION_SHARES = {"allow": 0.94, "throttle": 0.03, "challenge": 0.02, "deny": 0.01}
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 NGINX_CONF = """
@@ -159,10 +160,10 @@ def make_store(path: Path, n_clients: int) -> tuple[list[str], dict[str, str]]:
     keys = [f"sk-bench-{i:012d}" for i in range(n_clients)]
     actions = dict(zip(keys, rng.choices(list(ACTION_SHARES), weights=list(ACTION_SHARES.values()), k=n_clients)))
     rows = [
-        {"ts": "2026-11-30T10:00:00Z", "client_id": client_id_for_key(k), "events_seen": 100, "window_events": 100,
+        {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(1795996800 + 86400 * i // n_clients)), "client_id": client_id_for_key(k), "events_seen": 100, "window_events": 100,
          "risk": 0.5 if a == "allow" else 0.99999, "action": a, "reasons": [f"{a} (benchmark)"], "features": {}, "model_version": "bench"}
-        for k, a in actions.items()
-    ]  # fmt: skip
+        for i, (k, a) in enumerate(actions.items())
+    ]  # fmt: skip  # scored over a day: a refresh reads only the rows of its last second, as in steady state
     code = (
         "import sys, msgspec; from sinks.clickhouse import ClickHouseStore; from schemas import RiskScore;"
         f"ClickHouseStore('chdb://{path}').insert_risk_scores(msgspec.json.decode(sys.stdin.buffer.read(), type=list[RiskScore]))"
@@ -174,7 +175,7 @@ def make_store(path: Path, n_clients: int) -> tuple[list[str], dict[str, str]]:
 def start_api(store: Path, log: Path) -> tuple[subprocess.Popen, int]:
     env = {**os.environ, "CLONEWATCH_API_TOKEN": TOKEN}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "clonewatch", "api", "--store", f"chdb://{store}", "--port", "0"],
+        [sys.executable, "-m", "clonewatch", "api", "--store", f"chdb://{store}", "--port", "0", *API_EXTRA],
         cwd=REPO_ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     deadline = time.monotonic() + 120
