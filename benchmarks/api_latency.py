@@ -152,8 +152,8 @@ def _request(path: str, headers: dict[str, str]) -> str:
     return "\r\n".join(lines) + "\r\n\r\n"
 
 
-def make_store(path: Path, n_clients: int) -> tuple[list[str], dict[str, str]]:
-    """``n_clients`` clients with actions drawn by ACTION_SHARES; returns their keys and key -> action."""
+def make_store(path: Path, n_clients: int) -> list[str]:
+    """``n_clients`` clients with actions drawn by ACTION_SHARES; returns their keys."""
     from ingest.formats import client_id_for_key
 
     rng = random.Random(1)
@@ -169,7 +169,7 @@ def make_store(path: Path, n_clients: int) -> tuple[list[str], dict[str, str]]:
         f"ClickHouseStore('chdb://{path}').insert_risk_scores(msgspec.json.decode(sys.stdin.buffer.read(), type=list[RiskScore]))"
     )
     subprocess.run([sys.executable, "-c", code], input=json.dumps(rows).encode(), cwd=REPO_ROOT, check=True, timeout=300)
-    return keys, actions
+    return keys
 
 
 def start_api(store: Path, log: Path) -> tuple[subprocess.Popen, int]:
@@ -238,7 +238,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="clonewatch-api-bench-") as tmp:
         tmp = Path(tmp)
         print(f"filling a store with {args.clients:,} clients ...", file=sys.stderr)
-        keys, _ = make_store(tmp / "store", args.clients)
+        keys = make_store(tmp / "store", args.clients)
         api, api_port = start_api(tmp / "store", tmp / "api.log")
         paths = {
             "/v1/decide": [_request("/v1/decide", {**auth, "X-API-Key": k}) for k in keys],

@@ -28,6 +28,28 @@ def score(client_id: str, action: str, ts: str, seen: int, risk: float) -> RiskS
                      reasons=[f"{action} reason"], features={}, model_version="m1")  # fmt: skip
 
 
+def fill_store(store: Path, rows: list[RiskScore]) -> None:
+    """Write risk scores to an embedded store from a subprocess (chdb holds one path per process)."""
+    import msgspec
+
+    code = (
+        "import sys, msgspec; from sinks.clickhouse import ClickHouseStore; from schemas import RiskScore;"
+        f"ClickHouseStore('chdb://{store}').insert_risk_scores(msgspec.json.decode(sys.stdin.buffer.read(), type=list[RiskScore]))"
+    )
+    subprocess.run([sys.executable, "-c", code], input=msgspec.json.encode(rows), cwd=REPO_ROOT, check=True, timeout=120)
+
+
+def serve_api(store: Path, log_path: Path) -> tuple[Background, str]:
+    """`clonewatch api` on ``store`` in the background, once it listens, and its base URL."""
+    server = Background(["api", "--store", f"chdb://{store}", "--port", "0"], {**os.environ, "CLONEWATCH_API_TOKEN": TOKEN}, log_path)
+    try:
+        wait_until(lambda: "listening on" in server.log() or not server.alive(), 60, "the API to listen")
+        return server, re.search(r"listening on (http://\S+)", server.log()).group(1)
+    except BaseException:
+        server.stop()
+        raise
+
+
 def get(url: str, token: str | None = TOKEN, **headers: str) -> tuple[int, dict | str, dict]:
     request = urllib.request.Request(url, headers=headers)
     if token is not None:
@@ -47,17 +69,9 @@ def test_the_api_answers_lookups_and_gateways_from_the_store(tmp_path: Path) -> 
     store = tmp_path / "store"
     rows = [score(client_id_for_key(key), action, "2026-11-23T10:00:00Z", 50, 0.5 if action == "allow" else 0.9999) for action, key in KEYS.items()]
     rows.append(score(client_id_for_key(KEYS["deny"]), "allow", "2026-11-23T09:00:00Z", 10, 0.1))  # older: not the current state
-    code = (
-        "import sys, json; from sinks.clickhouse import ClickHouseStore; from schemas import RiskScore; import msgspec;"
-        f"ClickHouseStore('chdb://{store}').insert_risk_scores(msgspec.json.decode(sys.stdin.buffer.read(), type=list[RiskScore]))"
-    )
-    import msgspec
-
-    subprocess.run([sys.executable, "-c", code], input=msgspec.json.encode(rows), cwd=REPO_ROOT, check=True, timeout=120)
-    server = Background(["api", "--store", f"chdb://{store}", "--port", "0"], {**os.environ, "CLONEWATCH_API_TOKEN": TOKEN}, tmp_path / "api.log")
+    fill_store(store, rows)
+    server, base = serve_api(store, tmp_path / "api.log")
     try:
-        wait_until(lambda: "listening on" in server.log() or not server.alive(), 60, "the API to listen")
-        base = re.search(r"listening on (http://\S+)", server.log()).group(1)
         assert "4 clients" in server.log()
         assert get(f"{base}/healthz", token=None)[0] == 200
         assert get(f"{base}/v1/clients", token=None)[0] == 401

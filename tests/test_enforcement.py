@@ -7,8 +7,6 @@ Debian's package (`apt-get install nginx`); without it the nginx test is skipped
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import socket
 import subprocess
@@ -19,12 +17,11 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from ingest.formats import client_id_for_key
-from tests.streaming_support import REPO_ROOT, Background, wait_until
-from tests.test_api import KEYS, TOKEN, score
+from tests.streaming_support import wait_until
+from tests.test_api import KEYS, TOKEN, fill_store, score, serve_api
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 ENVOY = shutil.which("envoy") or str(Path(sys.executable).parent / "envoy")
@@ -95,18 +92,12 @@ def through_gateway(port: int, key: str) -> tuple[int, str]:
 def api_with_every_action(tmp_path: Path):
     """A store with one client per action, `clonewatch api` on it, and a model server stub."""
     store = tmp_path / "store"
-    rows = [score(client_id_for_key(key), action, "2026-11-23T10:00:00Z", 50, 0.5) for action, key in KEYS.items()]
-    code = (
-        "import sys, msgspec; from sinks.clickhouse import ClickHouseStore; from schemas import RiskScore;"
-        f"ClickHouseStore('chdb://{store}').insert_risk_scores(msgspec.json.decode(sys.stdin.buffer.read(), type=list[RiskScore]))"
-    )
-    subprocess.run([sys.executable, "-c", code], input=msgspec.json.encode(rows), cwd=REPO_ROOT, check=True, timeout=120)
+    fill_store(store, [score(client_id_for_key(key), action, "2026-11-23T10:00:00Z", 50, 0.5) for action, key in KEYS.items()])
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), ModelServer)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    api = Background(["api", "--store", f"chdb://{store}", "--port", "0"], {**os.environ, "CLONEWATCH_API_TOKEN": TOKEN}, tmp_path / "api.log")
+    api, url = serve_api(store, tmp_path / "api.log")
     try:
-        wait_until(lambda: "listening on" in api.log() or not api.alive(), 60, "the API to listen")
-        yield re.search(r"listening on (http://\S+)", api.log()).group(1), upstream.server_address[1]
+        yield url, upstream.server_address[1]
     finally:
         upstream.shutdown()
         api.stop()

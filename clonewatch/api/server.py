@@ -185,14 +185,11 @@ class RiskApi(TokenServer):
             def _skip_body(self) -> None:
                 """Read and drop a request body, so the next request on the connection starts clean;
                 a large or chunked body closes the connection instead."""
-                length = self.headers.get("Content-Length")
-                if self.headers.get("Transfer-Encoding") or (length and not length.isdigit()):
+                length = self.headers.get("Content-Length", "0")
+                if self.headers.get("Transfer-Encoding") or not length.isdigit() or int(length) > MAX_DROPPED_BODY:
                     self.close_connection = True
-                elif length and int(length):
-                    if int(length) > MAX_DROPPED_BODY:
-                        self.close_connection = True
-                    else:
-                        self.rfile.read(int(length))
+                elif int(length):
+                    self.rfile.read(int(length))
 
             def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
                 log.debug("%s %s", self.address_string(), format % args)
