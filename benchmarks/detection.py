@@ -37,6 +37,7 @@ from detectors import CloneDetector, fit_clone_model  # noqa: E402
 from detectors.calibration import sustained_peaks  # noqa: E402
 from clonewatch.simulate.scenarios import SCENARIOS  # noqa: E402
 from detectors.policy import thresholds_for  # noqa: E402
+from detectors.training import DEFAULT_WINDOW  # noqa: E402
 from detectors.embedding import BACKENDS, DEFAULT_MAX_TOKENS, PromptEmbedder  # noqa: E402
 from detectors.vectorize import Vectorizer  # noqa: E402
 from ingest.decode import EventDecoder  # noqa: E402
@@ -397,6 +398,7 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "clonewatch" / "embeddings.sqlite")
     parser.add_argument("--embedder", choices=BACKENDS, default="torch", help="prompt embedder for training and evaluation (default: %(default)s)")
     parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="prompts are cut at this many tokens (default: %(default)s)")
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="events in each client's feature window (default: %(default)s)")
     parser.add_argument("--embed-share", type=float, default=1.0, help="embed only this share of each evaluation batch's prompts, fairly per client, as a worker does when it falls behind (default: all)")
     args = parser.parse_args()
 
@@ -412,7 +414,7 @@ def main() -> int:
         base_events, _ = load("benign", args.train_seed, baseline_scale)
         base_vectors = vectorize(vectorizer, base_events, "baseline")
         started = time.monotonic()
-        model = fit_clone_model(base_events, base_vectors)
+        model = fit_clone_model(base_events, base_vectors, window=args.window)
         fit_s = time.monotonic() - started
         scale = column_scales(base_events, base_vectors)
         delta = prada_threshold(prada_statistics(base_events, base_vectors, scale))
