@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
@@ -18,7 +19,7 @@ import msgspec
 from clonewatch.commands.decisions import read_decisions
 from clonewatch.streaming.config import StreamingConfig
 from schemas import Decision, to_epoch
-from sinks.clickhouse import ClickHouseStore
+from sinks.clickhouse import ClickHouseStore, StoreError
 
 log = logging.getLogger("clonewatch.api")
 _decisions = msgspec.json.Decoder(Decision)
@@ -78,6 +79,22 @@ class ClientTable:
         self.since = datetime(1970, 1, 1, tzinfo=timezone.utc)
         self._lock = threading.Lock()
         self.store_lock = threading.Lock()  # one query at a time: the embedded engine is one per process
+        self.closed = False
+
+    @contextmanager
+    def _open_store(self):
+        """The store, to one query at a time, while the table is open."""
+        with self.store_lock:
+            if self.closed:
+                raise StoreError("the API is shutting down")
+            yield self.store
+
+    def close(self) -> None:
+        """Wait for the query in flight, then close the store: an embedded engine torn down
+        at exit under a running query crashes the process."""
+        with self.store_lock:
+            self.closed = True
+            self.store.close()
 
     def get(self, client_id: str) -> ClientView | None:
         return self.clients.get(client_id)
@@ -89,7 +106,7 @@ class ClientTable:
     def refresh(self) -> int:
         """Read the rows newer than the newest seen (a second's overlap); returns the clients changed."""
         params = {"since": self.since.replace(tzinfo=None)}
-        with self.store_lock:
+        with self._open_store():
             _, rows = self.store.query(LATEST.format(db=self.store.database), params)
             _, decided = self.store.query(DECIDED.format(db=self.store.database), params)
         changed = 0
@@ -149,7 +166,7 @@ class ClientTable:
         """A client's risk scores and decisions from ``since`` on, oldest first (from the store)."""
         db = self.store.database
         params = {"client": client_id, "since": since.replace(tzinfo=None), "limit": limit}
-        with self.store_lock:
+        with self._open_store():
             _, scores = self.store.query(
                 f"SELECT ts, events_seen, risk, action, campaign_id FROM {db}.risk_scores FINAL"
                 " WHERE client_id = {client:String} AND ts >= {since:DateTime64(3, 'UTC')} ORDER BY ts, events_seen LIMIT {limit:UInt32}",

@@ -77,4 +77,5 @@ def main(args: argparse.Namespace) -> int:
         api.serve_forever()
     finally:
         stop.set()
+        table.close()
     return 0
