@@ -153,22 +153,20 @@ class PushReceiver(TokenServer):
                 self.stats.refuse(413)
                 answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"bodies are limited to {self.max_body} bytes once decompressed"})
                 return
+        lines = [Line(0, n, data) for n, data in enumerate(split_body(body), start=1)]
         if not self._slots.acquire(blocking=False):
             self.stats.refuse(429)
             answer(HTTPStatus.TOO_MANY_REQUESTS, {"error": "behind; send again later"}, {"Retry-After": "1"})
             return
-        try:
-            lines = [Line(0, n, data) for n, data in enumerate(split_body(body), start=1)]
-            source = PushSource(f"push:{request.client_address[0]}")
-            try:
-                records, dead_letters = self.deliver(source, lines)
-            except Exception as exc:  # noqa: BLE001 - the gateway must hear that nothing was kept
-                log.warning("could not make a pushed batch of %d lines durable: %s", len(lines), exc)
-                self.stats.refuse(503)
-                answer(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "could not store the batch; send it again"}, {"Retry-After": "5"})
-                return
-        finally:
+        try:  # the slot is free again before the answer goes out, so a sender's next batch finds it free
+            records, dead_letters = self.deliver(PushSource(f"push:{request.client_address[0]}"), lines)
+        except Exception as exc:  # noqa: BLE001 - the gateway must hear that nothing was kept
             self._slots.release()
+            log.warning("could not make a pushed batch of %d lines durable: %s", len(lines), exc)
+            self.stats.refuse(503)
+            answer(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "could not store the batch; send it again"}, {"Retry-After": "5"})
+            return
+        self._slots.release()
         with self.stats.lock:
             self.stats.requests += 1
             self.stats.lines += len(lines)
