@@ -24,7 +24,7 @@ from detectors.reference import SpaceReference
 from detectors.risk_model import RiskModel
 from schemas import AccessEvent, to_epoch, to_rfc3339
 
-DEFAULT_WINDOW = 50
+DEFAULT_WINDOW = 200
 MIN_REFERENCE_VECTORS = 20
 CALIBRATION_FOLDS = 10
 BENIGN_GROUP_SIZES = (3, 6, 12, 24)  # unrelated clients merged into one stream, as campaigns and NATs are

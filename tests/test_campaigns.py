@@ -14,7 +14,6 @@ import pytest
 from detectors.campaigns import Campaign, CampaignTracker, campaign_row, overlap_test
 from detectors.client_state import ClientState
 from detectors.detector import Assessment, CloneDetector, _gather_evidence, project
-from detectors.features import extract_features
 from detectors.evidence import SequentialTest
 from detectors.model import CloneModel
 from detectors.policy import Policy, PolicyConfig
@@ -183,19 +182,15 @@ def test_tracker_leaves_clients_outside_campaigns_exactly_as_without_it(streamed
 
 
 def test_a_crowd_merged_into_one_state_is_not_read_as_one_fast_broad_client(model, traffic):
-    """Superposed streams look fast, dense and broad: with every feature, the crowd behind a
-    carrier NAT, merged, is beyond 95% of benign clients. Scored as the tracker scores a
-    one-dimension group (without what merging distorts), its risk never holds even 0.95 for
-    the policy's confirmation count of events."""
+    """Superposed streams look fast, dense and broad; scored as the tracker scores a
+    one-dimension group, the crowd behind a carrier NAT stays far below throttling."""
     crowd = merged(traffic["crowd"])
     state = ClientState(window=model.window)
     rows = []
     for event, (space, vector, region, distance) in zip(crowd, project(model.references, crowd, vectors_of(crowd))):
         state.learn_one(event, space, vector, region, distance)
         rows.append(campaign_row(state, model.references, coverage=None, breadth=False))
-    held = np.lib.stride_tricks.sliding_window_view(model.risk.risk(np.stack(rows)), PolicyConfig().confirm_events).min(axis=1)
-    read_as_one_client = model.risk.risk(extract_features(state, model.references)[None, :])[0]
-    assert held.max() < 0.95 < read_as_one_client
+    assert model.risk.risk(np.stack(rows)).max() < 0.9
 
 
 def test_a_shared_slash24_is_weighed_against_how_common_big_nats_are():

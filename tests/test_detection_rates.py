@@ -61,12 +61,11 @@ def test_attackers_are_acted_on_and_benign_customers_are_spared(outcomes):
 
 def test_evidence_grows_with_an_attackers_queries_and_not_with_a_customers(outcomes):
     """By the end of their traffic most attackers' accumulated evidence alone is past the
-    throttle threshold (E >= 2000), and no more customers are past even 20 than Ville's
-    inequality allows (a share of 1/20)."""
+    throttle threshold (E >= 2000), and almost no customer's is past even 20."""
     attackers = [evidence for *_, evidence in outcomes["attack"]]
     customers = [evidence for *_, evidence in outcomes["benign"]]
     assert np.mean(np.array(attackers) >= 2000) >= 0.75
-    assert np.mean(np.array(customers) >= 20) <= 1 / 20
+    assert np.mean(np.array(customers) >= 20) <= 0.02
 
 
 def test_a_benign_like_p_value_stream_stays_below_the_threshold_and_an_extreme_one_crosses_it():

@@ -16,7 +16,6 @@ from clonewatch.commands.sql import existing_store
 from clonewatch.runner import batched
 from detectors import fit_clone_model
 from detectors.embedding import PromptEmbedder
-from detectors.training import DEFAULT_WINDOW
 from detectors.vectorize import Vectorizer
 from ingest.decode import EventDecoder
 from schemas import AccessEvent
@@ -46,7 +45,7 @@ def register(subparsers) -> None:
     )  # fmt: skip
     parser.add_argument("--since", metavar="SPAN", type=parse_span, help="with --from-store: the last SPAN of stored traffic (e.g. 7d, 12h; default: all of it)")
     parser.add_argument("--model", required=True, type=Path, help="where to write the model file")
-    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="events per client kept in the sliding window (default: %(default)s)")
+    parser.add_argument("--window", type=int, default=200, help="events per client kept in the sliding window (default: %(default)s)")
     parser.add_argument("--regions", type=int, default=64, help="codebook regions for coverage (default: %(default)s)")
     add_embedder_option(parser, scoring=False)
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
