@@ -158,15 +158,18 @@ class PushReceiver(TokenServer):
             self.stats.refuse(429)
             answer(HTTPStatus.TOO_MANY_REQUESTS, {"error": "behind; send again later"}, {"Retry-After": "1"})
             return
-        try:  # the slot is free again before the answer goes out, so a sender's next batch finds it free
+        failure = None
+        try:
             records, dead_letters = self.deliver(PushSource(f"push:{request.client_address[0]}"), lines)
         except Exception as exc:  # noqa: BLE001 - the gateway must hear that nothing was kept
+            failure = exc
+        finally:  # free before the answer goes out, so the sender's next batch finds the slot free
             self._slots.release()
-            log.warning("could not make a pushed batch of %d lines durable: %s", len(lines), exc)
+        if failure is not None:
+            log.warning("could not make a pushed batch of %d lines durable: %s", len(lines), failure)
             self.stats.refuse(503)
             answer(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "could not store the batch; send it again"}, {"Retry-After": "5"})
             return
-        self._slots.release()
         with self.stats.lock:
             self.stats.requests += 1
             self.stats.lines += len(lines)

@@ -106,9 +106,9 @@ class ClientTable:
     def refresh(self) -> int:
         """Read the rows newer than the newest seen (a second's overlap); returns the clients changed."""
         params = {"since": self.since.replace(tzinfo=None)}
-        with self._open_store():
-            _, rows = self.store.query(LATEST.format(db=self.store.database), params)
-            _, decided = self.store.query(DECIDED.format(db=self.store.database), params)
+        with self._open_store() as store:
+            _, rows = store.query(LATEST.format(db=store.database), params)
+            _, decided = store.query(DECIDED.format(db=store.database), params)
         changed = 0
         newest = self.since.timestamp()
         with self._lock:
@@ -166,13 +166,13 @@ class ClientTable:
         """A client's risk scores and decisions from ``since`` on, oldest first (from the store)."""
         db = self.store.database
         params = {"client": client_id, "since": since.replace(tzinfo=None), "limit": limit}
-        with self._open_store():
-            _, scores = self.store.query(
+        with self._open_store() as store:
+            _, scores = store.query(
                 f"SELECT ts, events_seen, risk, action, campaign_id FROM {db}.risk_scores FINAL"
                 " WHERE client_id = {client:String} AND ts >= {since:DateTime64(3, 'UTC')} ORDER BY ts, events_seen LIMIT {limit:UInt32}",
                 params,
             )
-            _, decisions = self.store.query(
+            _, decisions = store.query(
                 f"SELECT ts, events_seen, risk, action, reasons FROM {db}.decisions FINAL"
                 " WHERE client_id = {client:String} AND ts >= {since:DateTime64(3, 'UTC')} ORDER BY ts LIMIT {limit:UInt32}",
                 params,
