@@ -44,7 +44,7 @@ from detection import BENIGN_CLIENTS_AT_SCALE_1, load, vectorize  # noqa: E402
 from detectors import CloneDetector, fit_clone_model  # noqa: E402
 from detectors.embedding import PromptEmbedder  # noqa: E402
 from detectors.vectorize import Vectorizer  # noqa: E402
-from schemas import AccessEvent  # noqa: E402
+from schemas import AccessEvent, to_rfc3339  # noqa: E402
 
 KINDS = ("extraction", "distill", "random", "synthetic", "boundary_search", "boundary", "mixed", "natural", "adaptive")
 STRATEGIES = ("oblivious", "back-off", "new-key")
@@ -93,7 +93,7 @@ class ProbingAttacker:
         fresh = len(self.keys) > 1
         event = msgspec.structs.replace(
             event, ts=self.t, client_id=self.key, ip=self.ip, asn=self.asn, status=_status(action, mode) or event.status,
-            key_created=_rfc3339(self.t - 60.0) if fresh else event.key_created,
+            key_created=to_rfc3339(self.t - 60.0) if fresh else event.key_created,
         )  # fmt: skip
         return event, vector
 
@@ -137,10 +137,6 @@ def _status(action: str, mode: str) -> int | None:
     if action == "allow" or (action == "throttle" and mode == "silent"):
         return None
     return 429 if action == "throttle" else 403
-
-
-def _rfc3339(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def closed_loop(model, benign, benign_ids: set[str], attackers: list[ProbingAttacker], mode: str, lag: float, until: float) -> dict:

@@ -4,7 +4,6 @@ client ids, queries, headers and methods."""
 
 from __future__ import annotations
 
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
