@@ -66,13 +66,18 @@ def client_id_for_key(api_key: str) -> str:
     >>> client_id_for_key("sk-test-123") == client_id_for_key("sk-test-123") != client_id_for_key("sk-test-124")
     True
     """
-    return client_id_for_key_hash(hashlib.sha256(api_key.encode()).hexdigest())
+    return _client_id_for_key(api_key, _key_secret())
 
 
-def client_id_for_key_hash(sha256_hex: str) -> str:
+@functools.lru_cache(maxsize=16384)
+def _client_id_for_key(api_key: str, secret: bytes) -> str:  # a log's keys repeat: hashed once each
+    return client_id_for_key_hash(hashlib.sha256(api_key.encode()).hexdigest(), secret)
+
+
+def client_id_for_key_hash(sha256_hex: str, secret: bytes | None = None) -> str:
     """The client id of a key whose SHA-256 (hex) is already known, as LiteLLM logs it."""
     digest = sha256_hex.lower().encode()
-    secret = _key_secret()
+    secret = _key_secret() if secret is None else secret
     if secret:
         return "key_" + hmac.new(secret, digest, hashlib.sha256).hexdigest()[:16]
     return "key_" + digest.decode()[:16]
@@ -80,7 +85,12 @@ def client_id_for_key_hash(sha256_hex: str) -> str:
 
 def client_id_for_ip(ip: str) -> str:
     """The client id of a log line that names no key (nginx's combined format): its address, hashed."""
-    return "ip_" + hmac.new(_key_secret(), ip.encode(), hashlib.sha256).hexdigest()[:16]
+    return _client_id_for_ip(ip, _key_secret())
+
+
+@functools.lru_cache(maxsize=16384)
+def _client_id_for_ip(ip: str, secret: bytes) -> str:
+    return "ip_" + hmac.new(secret, ip.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 @functools.cache
@@ -88,12 +98,13 @@ def _trusted_networks(spec: str) -> tuple:
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip())
 
 
-def _is_trusted(address: str) -> bool:
+@functools.lru_cache(maxsize=65536)
+def _is_trusted_in(address: str, spec: str) -> bool:  # a log's addresses repeat: parsed once each
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    return any(ip in net for net in _trusted_networks(os.environ.get(TRUSTED_PROXIES_ENV, _DEFAULT_TRUSTED)))
+    return any(ip in net for net in _trusted_networks(spec))
 
 
 def client_ip(remote: Any, forwarded: Any) -> str | None:
@@ -107,13 +118,14 @@ def client_ip(remote: Any, forwarded: Any) -> str | None:
     >>> client_ip("203.0.113.50", "1.2.3.4")
     '203.0.113.50'
     """
+    trusted = os.environ.get(TRUSTED_PROXIES_ENV, _DEFAULT_TRUSTED)
     peer = _strip_port(remote) if isinstance(remote, str) and not _missing(remote) else None
-    if peer is not None and not _is_trusted(peer):
+    if peer is not None and not _is_trusted_in(peer, trusted):
         return peer
     if isinstance(forwarded, str) and not _missing(forwarded):
         hops = [_strip_port(h.strip()) for h in forwarded.split(",") if h.strip()]
         for hop in reversed(hops):
-            if not _is_trusted(hop):
+            if not _is_trusted_in(hop, trusted):
                 return hop
         if hops:
             return hops[0]
@@ -152,19 +164,33 @@ def _names_of(key: str) -> tuple[str, ...]:
     return (*stripped, name)
 
 
-def _normalized(data: Mapping) -> dict[str, Any]:
-    """Keys as operators spell them, made comparable: 'X-API-Key', ':method', 'http_x_api_key' -> 'x_api_key', 'method'."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
+@functools.lru_cache(maxsize=1024)
+def _layout(keys: tuple) -> tuple[tuple[str, Any], ...]:
+    """(comparable name, original key) pairs of one key layout, the first key of a name winning
+    (a log writes the same keys on every line: worked out once per layout)."""
+    plan: dict[str, Any] = {}
+    for key in keys:
         if isinstance(key, str) and len(key) <= 256:
             for name in _names_of(key):
-                out.setdefault(name, value)
-    return out
+                plan.setdefault(name, key)
+    return tuple(plan.items())
+
+
+def _normalized(data: Mapping) -> dict[str, Any]:
+    """Keys as operators spell them, made comparable: 'X-API-Key', ':method', 'http_x_api_key' -> 'x_api_key', 'method'."""
+    keys = tuple(data)
+    if len(keys) > 512:  # no gateway writes this many: not worth remembering
+        return {name: data[key] for name, key in _layout.__wrapped__(keys)}
+    return {name: data[key] for name, key in _layout(keys)}
 
 
 def _pick(data: Mapping, *names: str) -> Any:
-    """The first present value among ``names`` in a :func:`_normalized` dict."""
-    return _first(*(data.get(name) for name in names))
+    """The first present value (not None, empty or '-') among ``names`` in a :func:`_normalized` dict."""
+    for name in names:
+        value = data.get(name)
+        if value is not None and value != "" and value != "-":
+            return value
+    return None
 
 
 def _dig(data: Any, *path: str) -> Any:
@@ -281,7 +307,7 @@ def _key_client(api_key: Any) -> str | None:
 
 def _finish(record: Record) -> Record:
     """Drop empty fields; require the two fields every record needs."""
-    out = {k: v for k, v in record.items() if not _missing(v)}
+    out = {k: v for k, v in record.items() if v is not None and v != "" and v != "-"}
     if "client_id" not in out:
         raise FormatError("no client id in the line (no API key or consumer to identify the client)")
     if "ts" not in out:
@@ -365,16 +391,22 @@ def parse_nginx(data: Mapping) -> list[Record]:
 
 
 _NGINX_LOCAL_TIME = "%d/%b/%Y:%H:%M:%S %z"
+_TIME_LOCAL = re.compile(r"\d{2}/\w{3}/\d{4}:")
 
 
 def _nginx_time(value: Any) -> float | None:
     """Epoch seconds of ``msec`` (a number), an ISO 8601 time or nginx's ``time_local``."""
-    if isinstance(value, str) and re.match(r"\d{2}/\w{3}/\d{4}:", value):
-        try:
-            return _ts(datetime.strptime(value, _NGINX_LOCAL_TIME).timestamp(), "time_local")
-        except ValueError:
-            raise FormatError(f"time_local {value!r} is not nginx's dd/Mon/yyyy:hh:mm:ss +zzzz") from None
+    if isinstance(value, str) and _TIME_LOCAL.match(value):
+        return _ts(_time_local(value), "time_local")
     return _ts(value, "time")
+
+
+@functools.lru_cache(maxsize=4096)
+def _time_local(value: str) -> float:  # one-second resolution: successive lines share it
+    try:
+        return datetime.strptime(value, _NGINX_LOCAL_TIME).timestamp()
+    except ValueError:
+        raise FormatError(f"time_local {value!r} is not nginx's dd/Mon/yyyy:hh:mm:ss +zzzz") from None
 
 
 _API_KEY_NAMES = ("api_key", "x_api_key", "apikey", "x_goog_api_key", "api_key_header")

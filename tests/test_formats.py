@@ -147,3 +147,17 @@ def test_unreadable_lines_give_reasons(fmt: str, line: str, reason: str) -> None
     with pytest.raises(FormatError, match=reason):
         parse_line(fmt, line)
 
+
+
+def test_key_secret_and_trusted_proxies_apply_to_keys_and_addresses_seen_before(monkeypatch) -> None:
+    """Keys, addresses and proxy tests are remembered per setting, never across a change of it."""
+    line = '{"msec":"1795428000.1","http_x_api_key":"sk-live-4f9a8b7c","remote_addr":"10.0.0.2","http_x_forwarded_for":"203.0.113.7"}'
+    monkeypatch.delenv("CLONEWATCH_KEY_SECRET", raising=False)
+    monkeypatch.delenv("CLONEWATCH_TRUSTED_PROXIES", raising=False)
+    plain = parse_line("nginx", line)[0]
+    assert plain["ip"] == "203.0.113.7"  # 10.0.0.2 is a private address: a trusted proxy by default
+    monkeypatch.setenv("CLONEWATCH_KEY_SECRET", "s3cret")
+    monkeypatch.setenv("CLONEWATCH_TRUSTED_PROXIES", "192.0.2.0/24")
+    keyed = parse_line("nginx", line)[0]
+    assert keyed["client_id"] != plain["client_id"] and keyed["client_id"].startswith("key_")
+    assert keyed["ip"] == "10.0.0.2"  # no longer trusted: the peer is the client
