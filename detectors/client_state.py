@@ -33,6 +33,9 @@ class ClientState:
         self.evidence: list[float] = []
         self.screened = False  # its snapshot has put it among the top tenth of benign clients (see detectors.detector)
         self.screen_streak = 0
+        self.campaign_id: str | None = None  # the campaign the campaign stage last placed it in
+        self.campaign_risk = 0.0  # that campaign's risk when the stage last spoke
+        self.campaign_note = ""  # and its name and ties as it said them
         self.activity = ActivityWindow(window)
         self.prompts = PromptWindow(window)
         self.geometry: dict[str, GeometryWindow] = {}
@@ -65,7 +68,9 @@ class ClientState:
         return msgspec.msgpack.encode({
             "window": self.window, "events_seen": self.events_seen, "action": self.action,
             "pending_action": self.pending_action, "pending_count": self.pending_count, "last_ts": self.last_ts,
-            "evidence": list(self.evidence), "screened": self.screened, "screen_streak": self.screen_streak, "activity": self.activity.to_state(), "prompts": self.prompts.to_state(),
+            "evidence": list(self.evidence), "screened": self.screened, "screen_streak": self.screen_streak,
+            "campaign_id": self.campaign_id, "campaign_risk": self.campaign_risk, "campaign_note": self.campaign_note,
+            "activity": self.activity.to_state(), "prompts": self.prompts.to_state(),
             "geometry": {space: w.to_state() for space, w in self.geometry.items()},
         })  # fmt: skip
 
@@ -78,6 +83,8 @@ class ClientState:
         state.evidence = list(raw.get("evidence", []))
         state.screened = bool(raw.get("screened", False))
         state.screen_streak = int(raw.get("screen_streak", 0))
+        state.campaign_id, state.campaign_risk = raw.get("campaign_id"), float(raw.get("campaign_risk", 0.0))
+        state.campaign_note = raw.get("campaign_note", "")
         state.activity = ActivityWindow.from_state(raw["activity"])
         state.prompts = PromptWindow.from_state(raw["prompts"])
         state.geometry = {space: GeometryWindow.from_state(w) for space, w in raw["geometry"].items()}

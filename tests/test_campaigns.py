@@ -11,9 +11,12 @@ import re
 import numpy as np
 import pytest
 
+from clonewatch.streaming.processing import decode_fact, decode_verdict, encode, encode_fact, expected_partition
+from detectors.assessment import Assessment
+from detectors.campaign_stage import CampaignStage, gather_evidence
 from detectors.campaigns import Campaign, CampaignTracker, campaign_row, overlap_test
 from detectors.client_state import ClientState
-from detectors.detector import Assessment, CloneDetector, _gather_evidence, project
+from detectors.detector import CloneDetector, project
 from detectors.evidence import SequentialTest
 from detectors.model import CloneModel
 from detectors.policy import Policy, PolicyConfig
@@ -164,6 +167,33 @@ def test_slow_and_low_campaign_is_one_flagged_campaign_while_shared_nats_are_lef
     assert re.match(rf"campaign {camp}: \d+ keys tied by {tied}; union coverage [\d.]+x benign", member.reasons[0])
 
 
+def test_two_scorers_and_a_campaign_stage_elsewhere_act_as_the_detector_in_one_process(model, traffic, streamed):
+    """The workers' split: two scorers (keys by partition) send facts over the wire to one
+    stage, whose verdicts come back a batch later. The stage finds the same campaign and the
+    same clients are acted on as by ``clonewatch run``'s detector, every campaign member among them."""
+    events, _, (first_flag, _), _ = streamed
+    policy = Policy()
+    scorers = [CloneDetector.from_model(model, policy, campaigns="elsewhere") for _ in range(2)]
+    states: list[dict[str, ClientState]] = [{}, {}]
+    stage = CampaignStage(model, policy)
+    final: dict[str, str] = {}
+    verdicts: list = []
+    for start in range(0, len(events), 200):
+        chunk, facts = events[start : start + 200], []
+        for k, scorer in enumerate(scorers):
+            decisions = scorer.apply_verdicts([v for v in verdicts if expected_partition(v.client_id.encode(), 2) == k], states[k])
+            part = [e for e in chunk if expected_partition(e.client_id.encode(), 2) == k]
+            result = scorer.process(part, vectors_of(part), states[k])
+            final.update((d.client_id, d.action.value) for d in decisions + result.decisions)
+            facts += [decode_fact(encode_fact(f)) for f in result.facts]
+        staged = stage.process(facts + facts[:50])  # a scorer's replayed facts count once
+        verdicts = [decode_verdict(encode(v)) for _, v in staged.verdicts]
+    bots = ids(traffic["campaign"])
+    assert {c for c, action in final.items() if action != "allow"} == first_flag.keys() >= bots
+    assert stage.tracker.campaigns[stage.tracker.campaign_of(min(bots))].members == bots
+    assert all(states[expected_partition(b.encode(), 2)][b].campaign_id == stage.tracker.campaign_of(b) for b in bots)
+
+
 def test_each_key_alone_stays_under_the_per_client_detector(traffic, streamed):
     """The baseline the campaign tracker improves on: per client, these keys look like customers."""
     _, _, _, (alone, scores) = streamed
@@ -262,8 +292,8 @@ def test_merged_stream_evidence_adds_to_the_members_and_is_judged_against_benign
     unremarkable_member = Assessment(0.5, 0.5, 20)  # its own evidence stays at 1
     without, with_test = Campaign("camp-1", ClientState()), Campaign("camp-2", ClientState())
     for n in range(40):
-        alone = Assessment(0.95, 1e-4, 20 + n).join(own_test, None, without, "key-1", unremarkable_member, policy)
-        merged = Assessment(0.95, 1e-4, 20 + n).join(own_test, SequentialTest(weight=0.5), with_test, "key-1", unremarkable_member, policy)
+        alone = Assessment(0.95, 1e-4, 20 + n).join(own_test, None, without, "key-1", unremarkable_member.components, policy)
+        merged = Assessment(0.95, 1e-4, 20 + n).join(own_test, SequentialTest(weight=0.5), with_test, "key-1", unremarkable_member.components, policy)
     assert alone.evidence == pytest.approx(1.0)
     assert merged.evidence > 1e6
     assert merged.risk == policy.challenge  # screened by its snapshot; evidence alone never denies
@@ -285,7 +315,7 @@ def test_members_evidence_multiplies_bet_by_bet_and_joins_with_them() -> None:
     states = {f"key-{i}": ClientState() for i in range(8)}
     for state in states.values():
         state.evidence = key_state.tolist()
-    _gather_evidence(campaign, states)
+    gather_evidence(campaign, {key: state.evidence for key, state in states.items()})
     assert set(campaign.evidence) == campaign.members
     per_member_mixture = 8 * np.log(test.evidence(key_state))
     assert campaign.log_evidence() > per_member_mixture + 0.5  # the mixture's cost is paid once, not per key

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from types import ModuleType
 
+import msgspec
 import pytest
 
 from clonewatch.kafka.broker import LocalBroker
@@ -222,3 +223,86 @@ def test_shipper_and_worker_ride_out_a_broker_outage(tmp_path: Path, model: Path
         if restarted is not None:
             restarted.stop()
     assert max_events_seen(worker.store) == Counter(e["client_id"] for e in events)
+
+
+@pytest.fixture(scope="module")
+def campaign_traffic(tmp_path_factory) -> tuple[Path, list[dict], set[str], set[str]]:
+    """A numeric API's customers and one operator's 24 keys (tests/test_campaigns.py's world):
+    the model file, the events, the keys, and the clients `clonewatch run` acts on."""
+    from detectors import CloneDetector, fit_clone_model
+    from tests.test_campaigns import World, merged, vectors_of
+
+    world = World(seed=1)
+    baseline = merged([world.customer() for _ in range(120)])
+    model = fit_clone_model(baseline, vectors_of(baseline), n_estimators=100)
+    model_path = model.save(tmp_path_factory.mktemp("campaign") / "campaign.cwm")
+    world = World(seed=2)
+    keys = world.campaign(keys=24, per_key=12)
+    events = merged([world.customer() for _ in range(60)] + keys)
+    reference = CloneDetector.from_model(model).process(events, vectors_of(events), {})
+    expected = {d.client_id for d in reference.decisions if d.action.value != "allow"}
+    bots = {key[0].client_id for key in keys}
+    assert bots <= expected
+    return model_path, [msgspec.to_builtins(e) for e in events], bots, expected
+
+
+def campaign_consumed(bootstrap: str, names: Names) -> bool:
+    return all(
+        committed_everything(bootstrap, names.app_id, f"{names.app_id}-campaign-{topic}") for topic in ("facts", "verdicts")
+    )  # fmt: skip
+
+
+def test_two_workers_act_on_a_campaign_whose_keys_they_split(kafka_bootstrap: str, tmp_path: Path, campaign_traffic) -> None:
+    """24 keys of one operator, each under every per-client threshold, land on both workers'
+    partitions; the campaign stage, on whichever worker holds the facts, ties them and its
+    verdicts reach each member's worker: the same clients are acted on as by `clonewatch run`."""
+    model_path, events, bots, expected = campaign_traffic
+    names = Names.fresh("camp")
+    env = names.env(kafka_bootstrap)
+    workers = [Worker(tmp_path / f"worker{i}", model_path, env) for i in (1, 2)]
+    try:
+        wait_until(lambda: all(w.status().get("partitions") for w in workers), 90, "both workers to hold partitions")
+        log = tmp_path / "access.log"
+        write_log(log, events)
+        ship(log, names, kafka_bootstrap)
+        wait_until(lambda: all(caught_up(kafka_bootstrap, names, w) for w in workers), 120, "every event scored")
+        wait_until(lambda: campaign_consumed(kafka_bootstrap, names), 120, "the campaign stage and its verdicts done")
+    finally:
+        for worker in workers:
+            assert worker.stop() == 0, worker.log()[-3000:]
+
+    acted = {d["client_id"] for d in decisions_on_topic(kafka_bootstrap, names) if d["action"] != "allow"}
+    assert acted == expected
+    assert sorted(w.status()["campaign_facts"] for w in workers)[0] == 0  # one stage at a time
+    assert sum(w.status()["campaign_facts"] for w in workers) == len(events)
+    for worker in workers:  # each worker told the members whose state it holds
+        members = {c for (c,) in store_query(worker.store, "SELECT DISTINCT client_id FROM clonewatch.decisions WHERE action != 'allow'")}
+        assert members & bots, "a worker acted on none of its campaign members"
+
+
+def test_the_campaign_stage_carries_on_after_its_worker_is_killed(kafka_bootstrap: str, tmp_path: Path, campaign_traffic) -> None:
+    """The worker holding the stage dies mid-stream without ever committing; the next one
+    restores the stage from its table, drops the facts it had learned, and ends where an
+    uninterrupted run ends."""
+    model_path, events, bots, expected = campaign_traffic
+    names = Names.fresh("campkill")
+    env = names.env(kafka_bootstrap)
+    log = tmp_path / "access.log"
+    write_log(log, events)
+    ship(log, names, kafka_bootstrap)
+
+    first = Worker(tmp_path / "first", model_path, {**env, "CLONEWATCH_COMMIT_INTERVAL": "3600"})  # never commits
+    first.wait_for(lambda s: s.get("campaign_facts", 0) >= len(events) // 2, 120, "half the facts learned by the stage")
+    first.kill()
+    learned = first.status()["campaign_facts"]
+    assert learned < len(events), "killed too late to be mid-stream"
+
+    second = Worker(tmp_path / "second", model_path, env)
+    try:
+        wait_until(lambda: caught_up(kafka_bootstrap, names, second), 120, "the second worker to catch up")
+        wait_until(lambda: campaign_consumed(kafka_bootstrap, names), 120, "the campaign stage and its verdicts done")
+    finally:
+        assert second.stop() == 0, second.log()[-3000:]
+    assert "running the campaign stage: 1 campaigns" in second.log()  # restored, not started afresh
+    acted = {d["client_id"] for d in decisions_on_topic(kafka_bootstrap, names) if d["action"] != "allow"}
+    assert acted == expected

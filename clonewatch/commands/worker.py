@@ -69,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
     blocking = Blocking(config.store_dsn)
     blocking.open_store()
     try:
-        partitions = ensure_topics(config)
+        partitions = ensure_topics(config, campaign_stage=True)
     except TopicError as exc:
         print(f"clonewatch worker: error: {exc}", file=sys.stderr)
         return 1
@@ -78,7 +78,8 @@ def main(args: argparse.Namespace) -> int:
     if "text" in model.references:
         vectorizer.embedder.embed(["warm-up"])  # load the embedding model now, not on the first batch
     watcher = ModelWatcher(config.model_path, current_version=model.version)
-    processor = BatchProcessor(CloneDetector.from_model(model, config.policy), vectorizer, config.recent_ids, watcher=watcher, max_lag_s=config.max_lag)
+    detector = CloneDetector.from_model(model, config.policy, campaigns="elsewhere")  # the stage is an agent of the app
+    processor = BatchProcessor(detector, vectorizer, config.recent_ids, watcher=watcher, max_lag_s=config.max_lag)
     app = create_app(config, processor, blocking, access_partitions)
     worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
     if args.log_level != "debug":

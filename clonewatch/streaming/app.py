@@ -1,14 +1,28 @@
-"""The Faust app of ``clonewatch worker``: topics, the client table and the agent, in one place.
+"""The Faust app of ``clonewatch worker``: topics, tables and agents, in one place.
 
 Data flow, one batch at a time (``noack_take``, acknowledged after the batch is done), key =
 client id everywhere::
 
     access topic ──decode──> dead letters ──────────────────────────────> dead-letter topic
          │                                                                 + ClickHouse
-         └─> drop re-deliveries (client table) ─> embed + detect (thread) ─> events, risk scores, campaigns -> ClickHouse
-                                                        │
-                                                        └─> action changed ─> decisions topic + ClickHouse
-                                                        └─> client state ──> client table (changelog)
+         └─> drop re-deliveries (client table) ─> embed + detect (thread) ─> events, risk scores -> ClickHouse
+                                                        ├─> action changed ─> decisions topic + ClickHouse
+                                                        ├─> client state ──> client table (changelog)
+                                                        └─> one fact per event ─> campaign facts topic (1 partition)
+
+    campaign facts ──> campaign stage (one worker at a time) ─> campaigns -> ClickHouse
+                               │                              └─> stage ──> stage table (changelog)
+                               └─> verdicts, keyed by member ─> campaign verdicts topic
+
+    campaign verdicts ──> the member's state (client table) ─> action changed ─> decisions topic + ClickHouse
+
+Campaigns need every key; scoring splits keys over workers. So each worker sends a
+:class:`schemas.CampaignFact` per scored event to a one-partition topic, whose one consumer
+runs the :class:`detectors.campaign_stage.CampaignStage` that ``clonewatch run`` runs in
+process, and its verdicts come back on a topic partitioned like the access topic, so each
+reaches the worker that holds its member's state. A member's risk is the larger of its own
+and its campaign's as the stage last said; a campaign's action reaches every member. The
+stage drops facts it has seen (by the client's event count), so replays count once.
 
 Poison and outages (:func:`with_retries`): a batch that keeps failing is tried event by
 event; an event that fails on its own while the store answers is dead-lettered with the
@@ -49,9 +63,20 @@ import mode
 from faust.types import TP, EventT, StreamT
 
 from clonewatch.streaming.config import StreamingConfig
-from clonewatch.streaming.processing import BatchProcessor, ClientRecord, Incoming, WorkerStats, decision_message, encode
+from clonewatch.streaming.processing import (
+    BatchProcessor,
+    ClientRecord,
+    Incoming,
+    WorkerStats,
+    decision_message,
+    decode_fact,
+    decode_verdict,
+    encode,
+    encode_fact,
+)
 from clonewatch.streaming.topics import rewind_points
 from detectors import BatchResult
+from detectors.campaign_stage import CampaignStage
 from ingest.formats import dead_letter_raw
 from schemas import AccessEvent, DeadLetter
 from schemas.text import printable
@@ -62,6 +87,8 @@ log = logging.getLogger("clonewatch.worker")
 T = TypeVar("T")
 
 CLIENT_TABLE = "clients"
+STAGE_TABLE = "campaign-stage"
+STAGE_CHUNK_BYTES = 512 * 1024
 RETRY_DELAYS_S = (1.0, 4.0, 16.0)  # waits between attempts at a failing batch
 OUTAGE_RETRY_S = 30.0  # then, while ClickHouse or Kafka is away, a try every this long
 IDLE_LOG_INTERVAL_S = 60.0
@@ -97,6 +124,50 @@ class Blocking:
         return self._store
 
 
+class StageHolder:
+    """The campaign stage of this worker, read from its table when first needed after a
+    rebalance and saved back after every batch: chunks under a generation's keys, then the
+    generation's manifest, then the previous generation's chunks deleted, so a reader never
+    mixes two generations."""
+
+    def __init__(self, processor: BatchProcessor, table: Any) -> None:
+        self.processor = processor
+        self.table = table
+        self._stage: CampaignStage | None = None
+        self._generation = 0
+        self._chunks = 0
+
+    def stage(self) -> CampaignStage:
+        detector = self.processor.detector
+        if self._stage is None:
+            manifest = self.table.get(b"manifest")
+            if manifest is None:
+                self._stage = CampaignStage(detector.model, detector.policy)
+            else:
+                self._generation, self._chunks = (int(x) for x in manifest.decode().split(":"))
+                data = b"".join(self.table[f"{self._generation}:{i}".encode()] for i in range(self._chunks))
+                self._stage = CampaignStage.from_bytes(data, detector.model, detector.policy)
+            log.info(
+                "running the campaign stage: %d campaigns, %d clients remembered",
+                len(self._stage.tracker.campaigns), len(self._stage.tracker),
+            )  # fmt: skip
+        self._stage.model = detector.model  # a newer model file, once the scorer has switched to it
+        return self._stage
+
+    def save(self, data: bytes) -> None:
+        old_generation, old_chunks = self._generation, self._chunks
+        self._generation += 1
+        self._chunks = max(1, -(-len(data) // STAGE_CHUNK_BYTES))
+        for i in range(self._chunks):
+            self.table[f"{self._generation}:{i}".encode()] = data[i * STAGE_CHUNK_BYTES : (i + 1) * STAGE_CHUNK_BYTES]
+        self.table[b"manifest"] = f"{self._generation}:{self._chunks}".encode()
+        for i in range(old_chunks):
+            self.table.pop(f"{old_generation}:{i}".encode(), None)
+
+    def forget(self) -> None:
+        self._stage = None
+
+
 def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blocking, partitions: int) -> faust.App:
     """The worker app; ``partitions`` is the access topic's actual partition count."""
     app = faust.App(
@@ -118,6 +189,8 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     access = app.topic(config.access_topic, key_serializer="raw", value_serializer="raw", partitions=partitions)
     decisions = app.topic(config.decisions_topic, key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic(config.dead_letter_topic, key_serializer="raw", value_serializer="raw")
+    facts = app.topic(config.campaign_facts_topic, key_serializer="raw", value_serializer="raw", partitions=1)
+    verdicts = app.topic(config.campaign_verdicts_topic, key_serializer="raw", value_serializer="raw", partitions=partitions)
     # client id (bytes) -> ClientRecord.to_bytes(). The changelog partition is picked from
     # the key by the same murmur2 partitioner the shipper uses for the access topic, so a
     # client's state recovers on the worker that gets its events.
@@ -129,6 +202,13 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         use_partitioner=True,
         help="per-client detector state and replay guard",
     )
+    # The campaign stage, saved after every batch of facts in chunks (one Kafka message is
+    # at most 1 MB); on the worker that holds the facts partition.
+    stage_table = app.Table(
+        STAGE_TABLE, partitions=1, key_type=bytes, value_type=bytes, use_partitioner=True, help="the campaign stage, chunked"
+    )
+    held = StageHolder(processor, stage_table)
+    clients_lock = asyncio.Lock()  # scoring and verdicts both rewrite client records
 
     stats = WorkerStats()
     last_line, last_misrouted = float("-inf"), 0
@@ -141,6 +221,10 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
                 await stream.ack(event)
 
     async def process_batch(events: Sequence[EventT]) -> None:
+        async with clients_lock:
+            await score_batch(events)
+
+    async def score_batch(events: Sequence[EventT]) -> None:
         messages = [
             Incoming(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value, e.message.timestamp)
             for e in events
@@ -159,10 +243,55 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         await blocking.run(write_store, blocking, admitted.events, result, admitted.dead_letters, config.keep_prompts)
         await publish(decisions, [decision_message(d) for d in result.decisions])
         await publish(dead_letters, [(letter.source.encode(), encode(letter)) for letter in admitted.dead_letters])
+        await publish(facts, [(f.event.client_id.encode(), encode_fact(f)) for f in result.facts])
         for cid in admitted.client_ids:
             clients[cid.encode()] = records[cid].to_bytes()
         await drain(app)
         stats.add(admitted, result)
+
+    @app.agent(facts, supervisor_strategy=mode.CrashingSupervisor)
+    async def track_campaigns(stream: StreamT) -> None:
+        """The campaign stage: one worker at a time holds the facts' one partition."""
+        async for batch in stream.noack_take(config.batch_size, within=config.batch_within):
+            await with_retries(stage_batch, batch, quarantine, healthy)
+            for event in batch:
+                await stream.ack(event)
+
+    async def stage_batch(events: Sequence[EventT]) -> None:
+        """Facts in; campaigns to ClickHouse, verdicts to their members' partitions; the stage saved."""
+        stage = held.stage()
+        decoded = [decode_fact(e.message.value) for e in events]
+        result = await blocking.run(stage.process, decoded)
+        await blocking.run(lambda: blocking.store().insert_campaigns(result.campaigns))
+        await publish(verdicts, [(v.client_id.encode(), encode(v)) for _, v in result.verdicts])
+        held.save(await blocking.run(stage.to_bytes))
+        await drain(app)
+        stats.facts += len(decoded)
+        stats.verdicts += len(result.verdicts)
+
+    @app.agent(verdicts, supervisor_strategy=mode.CrashingSupervisor)
+    async def hear_verdicts(stream: StreamT) -> None:
+        """Verdicts for the members whose state this worker holds (the topics are co-partitioned)."""
+        async for batch in stream.noack_take(config.batch_size, within=config.batch_within):
+            await with_retries(apply_verdicts, batch, quarantine, healthy)
+            for event in batch:
+                await stream.ack(event)
+
+    async def apply_verdicts(events: Sequence[EventT]) -> None:
+        said = [decode_verdict(e.message.value) for e in events]
+        async with clients_lock:
+            records = {}
+            for cid in {v.client_id for v in said}:
+                if (stored := clients.get(cid.encode())) is not None:
+                    records[cid] = processor.load_record(stored)
+            changed = processor.detector.apply_verdicts(said, {cid: r.state for cid, r in records.items()})
+            await blocking.run(lambda: blocking.store().insert_decisions(changed))
+            await publish(decisions, [decision_message(d) for d in changed])
+            for cid, record in records.items():
+                clients[cid.encode()] = record.to_bytes()
+            await drain(app)
+        stats.decisions += len(changed)
+        stats.actions.update((d.client_id, d.action.value) for d in changed)
 
     async def quarantine(failed: Sequence[tuple[EventT, BaseException]]) -> None:
         """Dead-letter events that fail on their own while the rest of their batch goes through."""
@@ -193,11 +322,13 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         that seek for an offset of 0 or none, so what was fetched meanwhile would never be
         processed (seen when a worker took over from one killed before its first commit).
         """
-        assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == config.access_topic]
-        if assigned:
-            points = await asyncio.get_running_loop().run_in_executor(None, rewind_points, config, assigned)
-            for partition, offset in points.items():
-                await app.consumer.seek(TP(config.access_topic, partition), offset)
+        held.forget()  # the stage's partition may have moved: read it from the table when next needed
+        for topic in (config.access_topic, config.campaign_facts_topic, config.campaign_verdicts_topic):
+            assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == topic]
+            if assigned:
+                points = await asyncio.get_running_loop().run_in_executor(None, rewind_points, config, topic, assigned)
+                for partition, offset in points.items():
+                    await app.consumer.seek(TP(topic, partition), offset)
 
     @app.task
     async def announce() -> None:

@@ -104,6 +104,16 @@ class StreamingConfig:
             raise ValueError("the Kafka bootstrap address must not be empty")
 
     @property
+    def campaign_facts_topic(self) -> str:
+        """The workers' facts for the campaign stage (one partition: the stage sees every key in order)."""
+        return f"{self.app_id}-campaign-facts"
+
+    @property
+    def campaign_verdicts_topic(self) -> str:
+        """The campaign stage's verdicts, keyed by member and partitioned like the access topic."""
+        return f"{self.app_id}-campaign-verdicts"
+
+    @property
     def broker_url(self) -> str:
         """The bootstrap servers in Faust's URL form: ``kafka://h1:9092;h2:9092``."""
         return ";".join(f"kafka://{server.strip()}" for server in self.bootstrap.split(",") if server.strip())

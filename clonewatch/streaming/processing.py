@@ -27,7 +27,7 @@ from clonewatch.model_watch import ModelWatcher
 from detectors import BatchResult, ClientState, CloneDetector
 from detectors.vectorize import Vectorizer
 from ingest.decode import DecodeLimits, EventDecoder
-from schemas import AccessEvent, DeadLetter, Decision
+from schemas import AccessEvent, CampaignFact, CampaignVerdict, DeadLetter, Decision
 
 _encoder = msgspec.json.Encoder()
 MIN_EMBEDDED_PER_BATCH = 16  # however far behind, a batch embeds at least this many prompts
@@ -218,8 +218,25 @@ class BatchProcessor:
 
 
 def encode(record: msgspec.Struct) -> bytes:
-    """The JSON wire form of a Decision or DeadLetter."""
+    """The JSON wire form of a Decision, DeadLetter or CampaignVerdict."""
     return _encoder.encode(record)
+
+
+_fact_decoder = msgspec.msgpack.Decoder(CampaignFact)
+_verdict_decoder = msgspec.json.Decoder(CampaignVerdict)
+
+
+def encode_fact(fact: CampaignFact) -> bytes:
+    """The wire form of a fact for the campaign stage (msgpack: it carries a packed vector)."""
+    return msgspec.msgpack.encode(fact)
+
+
+def decode_fact(data: bytes) -> CampaignFact:
+    return _fact_decoder.decode(data)
+
+
+def decode_verdict(data: bytes) -> CampaignVerdict:
+    return _verdict_decoder.decode(data)
 
 
 def decision_message(decision: Decision) -> tuple[bytes, bytes]:
@@ -238,6 +255,8 @@ class WorkerStats:
     poisoned: int = 0  # events that failed after decoding and were dead-lettered
     not_embedded: int = 0  # prompts left unembedded while the worker was behind (their events still counted)
     decisions: int = 0
+    facts: int = 0  # facts this worker's campaign stage learned (while it held the facts partition)
+    verdicts: int = 0  # verdicts it sent
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
     actions: dict[str, str] = field(default_factory=dict)  # latest action of each client scored since start
@@ -273,5 +292,7 @@ class WorkerStats:
             "misrouted": self.misrouted,
             "poisoned": self.poisoned,
             "not_embedded": self.not_embedded,
+            "campaign_facts": self.facts,
+            "campaign_verdicts": self.verdicts,
             "uptime_s": round(now - self.started, 1),
         }

@@ -34,12 +34,23 @@ def topic_specs(config: StreamingConfig) -> dict[str, dict]:
     }
 
 
-def ensure_topics(config: StreamingConfig, timeout_s: float = 30.0) -> dict[str, int]:
-    """Create the missing topics; return the partition count of every topic.
+def campaign_topic_specs(config: StreamingConfig, access_partitions: int) -> dict[str, dict]:
+    """The workers' own topics for the campaign stage: facts on one partition, so that one
+    stage sees every key in order; verdicts keyed by member with the access topic's actual
+    partition count, so that a member's verdicts reach the worker holding its state."""
+    replication = config.replication_factor
+    return {
+        config.campaign_facts_topic: {"num_partitions": 1, "replication_factor": replication},
+        config.campaign_verdicts_topic: {"num_partitions": access_partitions, "replication_factor": replication},
+    }
+
+
+def ensure_topics(config: StreamingConfig, timeout_s: float = 30.0, campaign_stage: bool = False) -> dict[str, int]:
+    """Create the missing topics (with ``campaign_stage``, the workers' campaign topics too);
+    return the partition count of every topic.
 
     Existing topics are left as they are (their partition count included).
     """
-    specs = topic_specs(config)
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=config.bootstrap.split(","),
@@ -50,27 +61,38 @@ def ensure_topics(config: StreamingConfig, timeout_s: float = 30.0) -> dict[str,
     except KafkaError as exc:
         raise TopicError(f"cannot reach Kafka at {config.bootstrap}: {exc}") from exc
     try:
-        existing = set(admin.list_topics())
-        missing = {name: spec for name, spec in specs.items() if name not in existing}
-        if missing:
-            response = admin.create_topics(missing, timeout_ms=int(timeout_s * 1000), raise_errors=False, wait_for_metadata=True)
-            for topic in response["topics"]:
-                if topic["error_code"] not in (0, _ALREADY_EXISTS):  # another process may have won the race
-                    raise TopicError(f"cannot create topic {topic['name']}: {topic.get('error_message') or topic['error_code']}")
-            log.info("created topics %s", ", ".join(sorted(missing)))
-        described = admin.describe_topics(list(specs))
+        counts = _create_missing(admin, topic_specs(config), timeout_s)
+        if campaign_stage:
+            counts |= _create_missing(admin, campaign_topic_specs(config, counts[config.access_topic]), timeout_s)
+            verdicts = counts[config.campaign_verdicts_topic]
+            if verdicts != counts[config.access_topic]:
+                raise TopicError(
+                    f"topic {config.campaign_verdicts_topic} has {verdicts} partitions and {config.access_topic} "
+                    f"{counts[config.access_topic]}: delete {config.campaign_verdicts_topic} (the workers recreate it)"
+                )  # fmt: skip
     except KafkaError as exc:
         raise TopicError(f"cannot create the topics at {config.bootstrap}: {exc}") from exc
     finally:
         admin.close()
-    return {topic["name"]: len(topic["partitions"]) for topic in described}
+    return counts
 
 
+def _create_missing(admin: KafkaAdminClient, specs: dict[str, dict], timeout_s: float) -> dict[str, int]:
+    existing = set(admin.list_topics())
+    missing = {name: spec for name, spec in specs.items() if name not in existing}
+    if missing:
+        response = admin.create_topics(missing, timeout_ms=int(timeout_s * 1000), raise_errors=False, wait_for_metadata=True)
+        for topic in response["topics"]:
+            if topic["error_code"] not in (0, _ALREADY_EXISTS):  # another process may have won the race
+                raise TopicError(f"cannot create topic {topic['name']}: {topic.get('error_message') or topic['error_code']}")
+        log.info("created topics %s", ", ".join(sorted(missing)))
+    return {topic["name"]: len(topic["partitions"]) for topic in admin.describe_topics(list(specs))}
 
-def rewind_points(config: StreamingConfig, partitions: list[int]) -> dict[int, int]:
-    """The first offset of each of the access topic's ``partitions`` that the worker group
-    has no committed offset above 0 for (those a consumer must be moved to explicitly)."""
-    tps = [TopicPartition(config.access_topic, p) for p in partitions]
+
+def rewind_points(config: StreamingConfig, topic: str, partitions: list[int]) -> dict[int, int]:
+    """The first offset of each of ``topic``'s ``partitions`` that the worker group has no
+    committed offset above 0 for (those a consumer must be moved to explicitly)."""
+    tps = [TopicPartition(topic, p) for p in partitions]
     admin = KafkaAdminClient(bootstrap_servers=config.bootstrap.split(","), client_id=f"{config.app_id}-offsets")
     try:
         committed = admin.list_group_offsets({config.app_id: tps}).get(config.app_id, {})

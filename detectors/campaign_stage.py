@@ -1,0 +1,199 @@
+"""The campaign stage: campaigns across every key, each assessed as one client, and the
+verdicts that reach their members.
+
+Per-client scoring splits over workers by key; campaigns cannot, since an operator's keys
+land on any partition. The stage reads one :class:`CampaignFact` per scored event, from
+however many scorers: it groups keys with a :class:`CampaignTracker`, scores each
+campaign's merged stream as one client (its snapshot, and its evidence: the members'
+e-processes multiplied, and the merged stream's own), decides the campaign's action with
+the policy, and answers with a :class:`CampaignVerdict` to a member when it is first seen in
+a campaign and to every member when the campaign's action changes. ``clonewatch run`` calls
+it inside :class:`detectors.CloneDetector`, batch by batch; the workers run it as an agent of
+its own on a one-partition topic (clonewatch/streaming/app.py). The same facts in the same
+order give the same verdicts either way.
+
+>>> from schemas import AccessEvent
+>>> stage = CampaignStage(None, Policy(), CampaignTracker(min_members=3))
+>>> crowd = [AccessEvent(ts=1795428000 + i, client_id=f"user{i}", ip=f"10.{i}.0.9", user_agent=f"app/{i % 7}") for i in range(60)]
+>>> ring = [AccessEvent(ts=1795428100 + i, client_id=f"bot{i}", ip=f"203.0.113.{i + 2}", user_agent="scraper/0.1") for i in range(5)]
+>>> result = stage.process([CampaignFact(event) for event in crowd + ring])
+>>> [(v.client_id, v.campaign_id, v.action.value) for _, v in result.verdicts]  # each member when first seen in it
+[('bot3', 'camp-f2b198b9', 'allow'), ('bot4', 'camp-f2b198b9', 'allow')]
+>>> CampaignStage.from_bytes(stage.to_bytes(), None, Policy()).tracker.campaign_of("bot4")
+'camp-f2b198b9'
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+
+from detectors.assessment import Assessment, describe
+from detectors.campaigns import Campaign, CampaignTracker, CampaignView
+from detectors.model import CloneModel
+from detectors.policy import Policy
+from schemas import CampaignFact, CampaignScore, CampaignVerdict, to_rfc3339
+
+
+@dataclass
+class StageResult:
+    verdicts: list[tuple[int, CampaignVerdict]] = field(default_factory=list)  # (index of the fact that led to it, verdict)
+    campaigns: list[CampaignScore] = field(default_factory=list)  # the latest state of each campaign a fact touched
+
+
+def gather_evidence(campaign: Campaign, evidence: Mapping[str, Sequence[float]]) -> None:
+    """Members that joined with evidence already gathered bring it along (``evidence``: each
+    client's latest e-process components)."""
+    for member in campaign.members - campaign.evidence.keys():
+        components = evidence.get(member)
+        if components:
+            campaign.evidence[member] = list(components)
+
+
+class CampaignStage:
+    """Groups, assesses and decides campaigns from facts; remembers what it told each member.
+
+    ``model`` scores the merged streams (None: the tracker alone, no assessment), ``policy``
+    decides a campaign's action as it decides a client's. :meth:`to_bytes` holds everything,
+    for a changelog-backed table.
+    """
+
+    def __init__(self, model: CloneModel | None, policy: Policy, tracker: CampaignTracker | None = None) -> None:
+        self.model = model
+        self.policy = policy
+        self.tracker = tracker if tracker is not None else CampaignTracker(window=model.window if model else 200)
+        self._evidence: OrderedDict[str, list[float]] = OrderedDict()  # client -> its latest e-process components
+        self._told: OrderedDict[str, str] = OrderedDict()  # member -> the campaign it was last told of
+        self._seen: OrderedDict[str, int] = OrderedDict()  # client -> the events_seen of its latest fact
+
+    def process(self, facts: Sequence[CampaignFact]) -> StageResult:
+        """Learn the facts in order; a fact whose client count the stage has already seen (a
+        worker's replayed batch) is dropped. Verdicts name the index of their fact."""
+        kept = [i for i, fact in enumerate(facts) if self._first_time(fact)]
+        views = [self._learn(facts[i]) for i in kept]
+        groups = self._assess(views)
+        result = StageResult()
+        touched: dict[str, tuple[int, CampaignView, Assessment]] = {}
+        for i, view, group in zip(kept, views, groups):
+            fact, client = facts[i], facts[i].event.client_id
+            if view is not None and view.campaign_id in self.tracker.campaigns and group is not None:
+                campaign = self.tracker.campaigns[view.campaign_id]
+                gather_evidence(campaign, self._evidence)
+                if self.model is not None:
+                    group.join(self.model.sequential, self.model.campaign_sequential, campaign, client, fact.evidence, self.policy.config)
+                touched[view.campaign_id] = (i, view, group)
+                result.verdicts += [(i, verdict) for verdict in self._decide(fact, view, group, campaign)]
+            if fact.evidence:
+                _remember(self._evidence, client, list(fact.evidence), self.tracker.max_clients)
+        result.campaigns = [
+            self._score(facts[i], view, group) for cid, (i, view, group) in touched.items() if cid in self.tracker.campaigns
+        ]  # a campaign merged into another later on lives on under the other's id
+        return result
+
+    def reasons(self, view: CampaignView, group: Assessment) -> list[str]:
+        """The campaign's name and ties, then what drives its risk."""
+        reasons = [f"campaign {view.campaign_id}: {view.summary}"]
+        if group.sustained:
+            reasons.append(group.evidence_reason())
+        if self.model is not None:
+            reasons += [describe(r) for r in self.model.risk.explain(view.row)]
+        return reasons
+
+    def _first_time(self, fact: CampaignFact) -> bool:
+        client = fact.event.client_id
+        if fact.events_seen and fact.events_seen <= self._seen.get(client, 0):
+            return False
+        _remember(self._seen, client, fact.events_seen, self.tracker.max_clients)
+        return True
+
+    def _learn(self, fact: CampaignFact) -> CampaignView | None:
+        vector = None if fact.vector is None else np.frombuffer(fact.vector, dtype=np.float32)
+        region = fact.region if fact.space is not None else None
+        cid = self.tracker.learn_one(fact.event, region, space=fact.space, vector=vector, novelty=fact.novelty)
+        if cid is None:
+            return None
+        if self.model is None:
+            return CampaignView(cid, np.empty(0), self.tracker.campaigns[cid].state.events_seen, "")
+        return self.tracker.view(cid, self.model.references)
+
+    def _assess(self, views: list[CampaignView | None]) -> list[Assessment | None]:
+        """Each campaign view's snapshot risk and the p-value of its merged stream among benign groups, batched."""
+        out: list[Assessment | None] = [None] * len(views)
+        members = [i for i, view in enumerate(views) if view is not None]
+        if not members:
+            return out
+        if self.model is None:
+            for i in members:
+                out[i] = Assessment(0.0, 1.0, views[i].events_seen)
+            return out
+        snapshots = self.model.risk.risk(np.stack([views[i].row for i in members]))
+        p_values = np.ones(len(members))
+        if self.model.campaign_sequential is not None:
+            scores, profiles = self.model.risk.scores_and_profiles(np.stack([views[i].plain_row for i in members]))
+            p_values = self.model.campaign_sequential.p_values(scores, profiles)
+        for i, snapshot, p in zip(members, snapshots, p_values):
+            out[i] = Assessment(float(snapshot), float(p), views[i].events_seen)
+        return out
+
+    def _decide(self, fact: CampaignFact, view: CampaignView, group: Assessment, campaign: Campaign) -> list[CampaignVerdict]:
+        """The campaign's action after this member event, and who must hear of it: every member
+        when it changed, else the event's client if it has not heard of this campaign yet."""
+        client = fact.event.client_id
+        before = campaign.state.action
+        action = self.policy.decide(view.campaign_id, campaign.state, group.risk, view.events_seen)
+        if action.value != before:
+            tell = sorted(campaign.members)
+        elif self._told.get(client) != view.campaign_id:
+            tell = [client]
+        else:
+            return []
+        reasons = self.reasons(view, group)
+        verdicts = []
+        for member in tell:
+            _remember(self._told, member, view.campaign_id, self.tracker.max_clients)
+            verdicts.append(CampaignVerdict(
+                client_id=member, campaign_id=view.campaign_id, ts=to_rfc3339(fact.event.ts), risk=round(group.risk, 6),
+                action=action, events_seen=view.events_seen, reasons=reasons,
+            ))  # fmt: skip
+        return verdicts
+
+    def _score(self, fact: CampaignFact, view: CampaignView, group: Assessment) -> CampaignScore:
+        campaign = self.tracker.campaigns[view.campaign_id]
+        return CampaignScore(
+            ts=to_rfc3339(fact.event.ts),
+            campaign_id=view.campaign_id,
+            members=sorted(campaign.members),
+            ties=sorted(campaign.ties),
+            summary=view.summary,
+            events_seen=view.events_seen,
+            risk=round(group.risk, 6),
+            evidence=min(group.evidence, 1e300),
+            model_version=self.model.version if self.model is not None else "",
+        )
+
+    def to_bytes(self) -> bytes:
+        return msgspec.msgpack.encode({
+            "tracker": self.tracker.to_bytes(), "evidence": list(self._evidence.items()), "told": list(self._told.items()),
+            "seen": list(self._seen.items()),
+        })  # fmt: skip
+
+    @classmethod
+    def from_bytes(cls, data: bytes, model: CloneModel | None, policy: Policy) -> CampaignStage:
+        raw = msgspec.msgpack.decode(data)
+        stage = cls(model, policy, CampaignTracker.from_bytes(raw["tracker"]))
+        stage._evidence.update((client, list(v)) for client, v in raw["evidence"])
+        stage._told.update((client, cid) for client, cid in raw["told"])
+        stage._seen.update((client, n) for client, n in raw["seen"])
+        return stage
+
+
+def _remember(memory: OrderedDict, key: str, value: object, cap: int) -> None:
+    """Set ``memory[key]`` as the most recent entry, dropping the oldest beyond ``cap``."""
+    memory[key] = value
+    memory.move_to_end(key)
+    while len(memory) > cap:
+        memory.popitem(last=False)
