@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -50,7 +51,12 @@ class DecisionCache:
         ttl_s: float | None = None,
         on_change: Callable[[dict], None] | None = None,
         clock: Callable[[], float] = time.time,
+        **security: str,
     ) -> None:
+        """``security``: kafka-python's settings for a broker that authenticates, e.g.
+        ``security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256",
+        sasl_plain_username=..., sasl_plain_password=...``."""
+        self.security = security
         self.bootstrap = bootstrap
         self.topic = topic
         self.ttl_s = ttl_s
@@ -95,7 +101,9 @@ class DecisionCache:
             self.on_change(decision)
 
     def _run(self) -> None:
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap.split(","), enable_auto_commit=False, isolation_level="read_committed")
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap.split(","), enable_auto_commit=False, isolation_level="read_committed", **self.security
+        )
         try:
             partitions = self._partitions(consumer)
             if not partitions:  # stopped before the topic appeared
@@ -133,7 +141,13 @@ def main() -> None:
     def show(decision: dict) -> None:
         print(f"{decision['ts']}  {decision['client_id']} -> {decision['action']} (risk {decision['risk']:.4f})", flush=True)
 
-    cache = DecisionCache(args.bootstrap, args.topic, ttl_s=args.ttl, on_change=show).start()
+    security = {}  # the variables clonewatch's own clients read (docs/streaming.md)
+    if os.environ.get("CLONEWATCH_KAFKA_USERNAME"):
+        security = {
+            "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": os.environ.get("CLONEWATCH_KAFKA_MECHANISM", "SCRAM-SHA-256"),
+            "sasl_plain_username": os.environ["CLONEWATCH_KAFKA_USERNAME"], "sasl_plain_password": os.environ.get("CLONEWATCH_KAFKA_PASSWORD", ""),
+        }  # fmt: skip
+    cache = DecisionCache(args.bootstrap, args.topic, ttl_s=args.ttl, on_change=show, **security).start()
     try:
         while True:
             time.sleep(5)

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NamedTuple, Protocol
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 import msgspec
 from kafka import KafkaProducer
@@ -307,10 +307,12 @@ class Shipper:
         return self.dead_letter_topic, source.name.encode(), _encoder.encode(letter)
 
 
-def make_producer(bootstrap: str) -> KafkaProducer:
-    """A producer for at-least-once shipping: acks from all replicas, idempotent, small linger."""
+def make_producer(bootstrap: str, **security: Any) -> KafkaProducer:
+    """A producer for at-least-once shipping: acks from all replicas, idempotent, small linger.
+    ``security``: kafka-python's authentication settings (``KafkaAuth.client_kwargs()``)."""
     return KafkaProducer(
         bootstrap_servers=bootstrap.split(","),
+        **security,
         client_id="clonewatch-shipper",
         acks="all",
         linger_ms=5,

@@ -112,9 +112,9 @@ class Names:
         }
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 20.0) -> list[tuple[bytes | None, bytes]]:
-    """Every (key, value) the topic holds now, partition by partition."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+def read_topic(bootstrap: str, topic: str, timeout: float = 20.0, **security: str) -> list[tuple[bytes | None, bytes]]:
+    """Every (key, value) the topic holds now, partition by partition (``security``: kafka-python's SASL settings)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **security)
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(partitions)
@@ -131,11 +131,11 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 20.0) -> list[tuple[
         consumer.close()
 
 
-def committed_everything(bootstrap: str, group: str, topic: str) -> bool:
+def committed_everything(bootstrap: str, group: str, topic: str, **security: str) -> bool:
     """True once the group's committed offsets reach the end of every partition of ``topic``
     (False while the group has no coordinator yet)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **security)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, **security)
     try:
         committed = admin.list_group_offsets(group).get(group, {})
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]

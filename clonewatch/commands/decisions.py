@@ -56,6 +56,7 @@ def read_decisions(config: StreamingConfig, follow: bool, from_beginning: bool, 
         enable_auto_commit=False,
         isolation_level="read_committed",
         bootstrap_timeout_ms=int(timeout_s * 1000),
+        **config.kafka_auth.client_kwargs(),
     )
     try:
         partitions = _partitions(consumer, config.decisions_topic, timeout_s)
@@ -99,6 +100,6 @@ def main(args: argparse.Namespace) -> int:
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 print(f"(unreadable decision: {exc}: {raw[:200]!r})", file=sys.stderr)
     except KafkaError as exc:
-        print(f"clonewatch decisions: error: cannot read {config.decisions_topic} at {config.bootstrap}: {exc}", file=sys.stderr)
+        print(f"clonewatch decisions: error: cannot read {config.decisions_topic} at {config.bootstrap}: {exc}{config.kafka_auth.hint()}", file=sys.stderr)
         return 1
     return 0

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clonewatch.kafka.broker import KAFKA_VERSION, BrokerError, LocalBroker, fetch_jars
+from clonewatch.streaming.kafka_auth import KafkaAuth
 
 DEFAULT_DATA_DIR = Path("kafka-data")
 DEFAULT_PORT = 9092
@@ -50,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=float,
         default=60,
         help="seconds to wait for the broker to become ready (default: %(default)s)",
+    )
+    start.add_argument(
+        "--sasl",
+        action="store_true",
+        help="require SASL/SCRAM-SHA-256 from clients, as the user $CLONEWATCH_KAFKA_USERNAME with password "
+        "$CLONEWATCH_KAFKA_PASSWORD (the same variables clonewatch's clients read); only on a fresh data directory",
     )
     start.set_defaults(func=_start)
 
@@ -106,9 +113,15 @@ def _reporting_errors(command: Command) -> Command:
 
 @_reporting_errors
 def _start(args: argparse.Namespace) -> int:
-    broker = LocalBroker(args.data_dir, port=args.port)
+    users = {}
+    if args.sasl:
+        auth = KafkaAuth.from_env()
+        if not auth.username:
+            raise BrokerError("--sasl needs $CLONEWATCH_KAFKA_USERNAME and $CLONEWATCH_KAFKA_PASSWORD")
+        users = {auth.username: auth.password}
+    broker = LocalBroker(args.data_dir, port=args.port, users=users)
     broker.start(timeout=args.timeout, detach=True)
-    print(f"Kafka {broker.version} is running at {broker.bootstrap} (pid {broker.pid}).")
+    print(f"Kafka {broker.version} is running at {broker.bootstrap} (pid {broker.pid}){' with SASL/SCRAM' if users else ''}.")
     print(f"Data and log: {broker.data_dir}")
     print(f"Stop it with: clonewatch kafka stop --data-dir {args.data_dir}")
     return 0

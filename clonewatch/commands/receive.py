@@ -78,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
         except TopicError as exc:
             print(f"clonewatch receive: error: {exc}", file=sys.stderr)
             return 1
-        producer = make_producer(config.bootstrap)
+        producer = make_producer(config.bootstrap, **config.kafka_auth.client_kwargs())
         shipper = Shipper(producer, fmt, config.access_topic, config.dead_letter_topic)
         target = f"Kafka topic {config.access_topic} at {config.bootstrap}"
 

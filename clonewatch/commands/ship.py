@@ -68,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
         stopping = True  # finish the batch in flight, checkpoint, exit
 
     signal.signal(signal.SIGTERM, stop)
-    producer = make_producer(config.bootstrap)
+    producer = make_producer(config.bootstrap, **config.kafka_auth.client_kwargs())
     shipper = Shipper(producer, fmt, config.access_topic, config.dead_letter_topic)
     options = {"batch_lines": args.batch_lines, "should_stop": lambda: stopping}
     try:

@@ -5,7 +5,8 @@ into a user cache, using ``pom.xml`` next to this module. Only 127.0.0.1 is ever
 
 Layout of a broker's data directory::
 
-    server.properties   generated on every start
+    server.properties   generated on every start (owner-only: it holds the broker's SASL password)
+    sasl-users          with SASL, the SCRAM users created when the storage was formatted
     logs/               Kafka's log.dirs (formatted once, so data survives restarts)
     broker.log          the JVM's stdout/stderr (log4j2 prints errors only)
     broker.json         pid and ports of the running broker, for other processes
@@ -34,6 +35,7 @@ from kafka.errors import KafkaError
 
 KAFKA_VERSION = "4.1.1"
 HOST = "127.0.0.1"
+SCRAM = "SCRAM-SHA-256"
 
 _JAVA_HINT = "install a Java 17+ runtime, e.g. `apt-get install openjdk-17-jre-headless`"
 _MAVEN_HINT = "install Apache Maven, e.g. `apt-get install maven`"
@@ -157,6 +159,10 @@ class LocalBroker:
     Ports left as None are picked free on 127.0.0.1 when the object is created. Use as a
     context manager, or call :meth:`start` and :meth:`stop`. :meth:`attach` gives a handle
     on a broker that another process started in the same data directory.
+
+    With ``users`` (name -> password) clients must authenticate with SASL/SCRAM-SHA-256 as
+    one of them (``CLONEWATCH_KAFKA_USERNAME``/``PASSWORD``); the first is also the broker's
+    own user. The users are created when the storage is formatted, on the first start.
     """
 
     def __init__(
@@ -165,6 +171,7 @@ class LocalBroker:
         port: int | None = None,
         controller_port: int | None = None,
         version: str = KAFKA_VERSION,
+        users: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port if port is not None else _free_port(exclude=controller_port)
@@ -174,6 +181,9 @@ class LocalBroker:
         if self.port == self.controller_port:
             raise ValueError(f"port and controller_port must differ (both {self.port})")
         self.version = version
+        self.users = dict(users or {})
+        if any(not name or not password or "," in name + password or "]" in name + password for name, password in self.users.items()):
+            raise ValueError("SASL user names and passwords must be non-empty, without ',' or ']'")
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
 
@@ -248,9 +258,12 @@ class LocalBroker:
             if _port_in_use(port):
                 raise BrokerError(f"{HOST}:{port} is already in use; choose another port")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._config_path.touch(mode=0o600)
+        self._config_path.chmod(0o600)
         self._config_path.write_text(self._server_properties())
         if not (self._log_dirs / "meta.properties").exists():
             self._format_storage(java, jars)
+        self._check_users()
         with self.log_path.open("ab") as log:
             log.write(f"--- clonewatch: starting Kafka {self.version} at {time.ctime()}\n".encode())
             log.flush()
@@ -304,16 +317,25 @@ class LocalBroker:
     ) -> None:
         self.stop()
 
+    @property
+    def client_security(self) -> dict[str, str]:
+        """kafka-python settings to connect as the broker's own (first) user; empty without SASL."""
+        if not self.users:
+            return {}
+        name, password = next(iter(self.users.items()))
+        return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": SCRAM, "sasl_plain_username": name, "sasl_plain_password": password}
+
     def _server_properties(self) -> str:
+        listener = "SASL_PLAINTEXT" if self.users else "PLAINTEXT"
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": f"{HOST}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
+            "listeners": f"{listener}://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+            "advertised.listeners": f"{listener}://{HOST}:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": listener,
+            "listener.security.protocol.map": f"{listener}:{listener},CONTROLLER:PLAINTEXT",
             "log.dirs": str(self._log_dirs),
             "num.partitions": "1",
             "group.initial.rebalance.delay.ms": "0",
@@ -323,6 +345,15 @@ class LocalBroker:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
         }
+        if self.users:
+            name, password = next(iter(self.users.items()))
+            settings |= {
+                "sasl.enabled.mechanisms": SCRAM,
+                "sasl.mechanism.inter.broker.protocol": SCRAM,
+                f"listener.name.sasl_plaintext.{SCRAM.lower()}.sasl.jaas.config": (
+                    f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{name}" password="{password}";'
+                ),
+            }
         lines = ["# Generated by clonewatch.kafka.broker on every start; edits are lost."]
         lines += [f"{key}={value}" for key, value in settings.items()]
         return "\n".join(lines) + "\n"
@@ -340,6 +371,7 @@ class LocalBroker:
                 "-c",
                 str(self._config_path),
                 "--standalone",
+                *(arg for name, password in self.users.items() for arg in ("--add-scram", f"{SCRAM}=[name={name},password={password}]")),
             ],
             capture_output=True,
             text=True,
@@ -348,6 +380,20 @@ class LocalBroker:
         if result.returncode != 0:
             output = (result.stdout + result.stderr).strip()
             raise BrokerError(f"formatting Kafka storage in {self._log_dirs} failed:\n{output}")
+        self._users_path.write_text("".join(f"{name}\n" for name in self.users))
+
+    @property
+    def _users_path(self) -> Path:
+        return self.data_dir / "sasl-users"
+
+    def _check_users(self) -> None:
+        """SCRAM users exist only if the storage was formatted with them."""
+        known = set(self._users_path.read_text().split()) if self._users_path.exists() else set()
+        if set(self.users) - known:
+            missing = ", ".join(sorted(set(self.users) - known))
+            raise BrokerError(f"{self.data_dir} was formatted without the SASL user(s) {missing}; start with a fresh data directory")
+        if known and not self.users:
+            raise BrokerError(f"{self.data_dir} was formatted for SASL users ({', '.join(sorted(known))}); start it with them")
 
     def _accepts_clients(self) -> bool:
         """True once the port is open and a real admin client can list topics."""
@@ -359,6 +405,7 @@ class LocalBroker:
                 client_id="clonewatch-readiness",
                 bootstrap_timeout_ms=5000,
                 request_timeout_ms=5000,
+                **self.client_security,
             )
         except (OSError, KafkaError):
             return False

@@ -173,6 +173,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     app = faust.App(
         config.app_id,
         broker=config.broker_url,
+        broker_credentials=config.kafka_auth.faust_credentials(),
         store="memory://",
         datadir=str(config.data_dir),
         processing_guarantee="at_least_once",

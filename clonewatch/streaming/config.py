@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clonewatch.streaming.kafka_auth import KafkaAuth
 from detectors.policy import PolicyConfig
 from sinks.clickhouse import DEFAULT_DSN
 
@@ -90,6 +91,7 @@ class StreamingConfig:
     keep_prompts: bool = False
     max_lag: float | None = None
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    kafka_auth: KafkaAuth = field(default_factory=KafkaAuth)  # from $CLONEWATCH_KAFKA_* (clonewatch/streaming/kafka_auth.py)
 
     def __post_init__(self) -> None:
         if self.partitions < 1 or self.replication_factor < 1:
@@ -128,6 +130,7 @@ class StreamingConfig:
             raw = environ.get(var, "").strip()
             if raw:
                 values[name] = _convert(types[name], raw, var)
+        values["kafka_auth"] = KafkaAuth.from_env(environ)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -56,10 +56,11 @@ def ensure_topics(config: StreamingConfig, timeout_s: float = 30.0, campaign_sta
             bootstrap_servers=config.bootstrap.split(","),
             client_id=f"{config.app_id}-admin",
             bootstrap_timeout_ms=int(timeout_s * 1000),
+            **config.kafka_auth.client_kwargs(),
             request_timeout_ms=int(timeout_s * 1000),
         )
     except KafkaError as exc:
-        raise TopicError(f"cannot reach Kafka at {config.bootstrap}: {exc}") from exc
+        raise TopicError(f"cannot reach Kafka at {config.bootstrap}: {exc}{config.kafka_auth.hint()}") from exc
     try:
         counts = _create_missing(admin, topic_specs(config), timeout_s)
         if campaign_stage:
@@ -93,7 +94,7 @@ def rewind_points(config: StreamingConfig, topic: str, partitions: list[int]) ->
     """The first offset of each of ``topic``'s ``partitions`` that the worker group has no
     committed offset above 0 for (those a consumer must be moved to explicitly)."""
     tps = [TopicPartition(topic, p) for p in partitions]
-    admin = KafkaAdminClient(bootstrap_servers=config.bootstrap.split(","), client_id=f"{config.app_id}-offsets")
+    admin = KafkaAdminClient(bootstrap_servers=config.bootstrap.split(","), client_id=f"{config.app_id}-offsets", **config.kafka_auth.client_kwargs())
     try:
         committed = admin.list_group_offsets({config.app_id: tps}).get(config.app_id, {})
     finally:
@@ -101,7 +102,7 @@ def rewind_points(config: StreamingConfig, topic: str, partitions: list[int]) ->
     missing = [tp for tp in tps if tp not in committed or committed[tp].offset <= 0]
     if not missing:
         return {}
-    consumer = KafkaConsumer(bootstrap_servers=config.bootstrap.split(","), client_id=f"{config.app_id}-offsets")
+    consumer = KafkaConsumer(bootstrap_servers=config.bootstrap.split(","), client_id=f"{config.app_id}-offsets", **config.kafka_auth.client_kwargs())
     try:
         return {tp.partition: offset for tp, offset in consumer.beginning_offsets(missing).items()}
     finally:

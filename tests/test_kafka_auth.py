@@ -1,0 +1,78 @@
+"""Kafka with SASL/SCRAM: a broker that refuses unauthenticated clients, and every clonewatch
+client (shipper, worker, decision follower) authenticating from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+from clonewatch.kafka.broker import LocalBroker
+from clonewatch.streaming.kafka_auth import KafkaAuth
+from tests.streaming_support import Names, Worker, cli, committed_everything, numeric_traffic, read_topic, wait_until, write_log
+
+pytestmark = pytest.mark.kafka
+
+USER, PASSWORD = "clonewatch", "correct-horse-battery"
+
+
+@pytest.fixture(scope="module")
+def sasl_broker(tmp_path_factory) -> LocalBroker:
+    broker = LocalBroker(tmp_path_factory.mktemp("kafka-sasl"), users={USER: PASSWORD})
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def can_list_topics(bootstrap: str, **security: str) -> bool:
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, bootstrap_timeout_ms=5000, **security)
+    except KafkaError:
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except KafkaError:
+        return False
+    finally:
+        admin.close()
+
+
+def test_the_broker_refuses_clients_without_the_password(sasl_broker: LocalBroker) -> None:
+    assert can_list_topics(sasl_broker.bootstrap, **sasl_broker.client_security)
+    assert not can_list_topics(sasl_broker.bootstrap)
+    wrong = KafkaAuth(username=USER, password="guess").client_kwargs()
+    assert not can_list_topics(sasl_broker.bootstrap, **wrong)
+    assert (sasl_broker.data_dir / "server.properties").stat().st_mode & 0o077 == 0  # it holds the broker's password
+
+
+def test_shipper_worker_and_decision_follower_authenticate(sasl_broker: LocalBroker, numeric_model: Path, tmp_path: Path) -> None:
+    events, labels = numeric_traffic()
+    names = Names.fresh("sasl")
+    env = {**names.env(sasl_broker.bootstrap), "CLONEWATCH_KAFKA_USERNAME": USER, "CLONEWATCH_KAFKA_PASSWORD": PASSWORD}
+    log = tmp_path / "access.log"
+    write_log(log, events)
+
+    refused = cli("ship", "--file", str(log), "--once", env=names.env(sasl_broker.bootstrap), timeout=90)
+    assert refused.returncode != 0  # no credentials: nothing is sent, and the error says what to set
+    assert "CLONEWATCH_KAFKA_USERNAME" in refused.stderr.decode().splitlines()[-1]
+
+    shipped = cli("ship", "--file", str(log), "--once", env=env)
+    assert shipped.returncode == 0, shipped.stderr.decode()
+    worker = Worker(tmp_path / "worker", numeric_model, env)
+    try:
+        wait_until(
+            lambda: worker.alive() and committed_everything(sasl_broker.bootstrap, names.app_id, names.access, **sasl_broker.client_security),
+            180, "the worker to score every event",
+        )  # fmt: skip
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+    assert read_topic(sasl_broker.bootstrap, names.decisions, **sasl_broker.client_security)
+
+    shown = cli("decisions", env=env)
+    assert shown.returncode == 0, shown.stderr.decode()
+    attackers = {cid for cid, label in labels.items() if label == "attack"}
+    assert any(cid in shown.stdout.decode() for cid in attackers)
+    assert PASSWORD not in worker.log() + shown.stdout.decode() + shown.stderr.decode()
