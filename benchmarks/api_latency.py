@@ -155,20 +155,18 @@ def _request(path: str, headers: dict[str, str]) -> str:
 def make_store(path: Path, n_clients: int) -> list[str]:
     """``n_clients`` clients with actions drawn by ACTION_SHARES; returns their keys."""
     from ingest.formats import client_id_for_key
+    from schemas import RiskScore, to_rfc3339
+    from sinks.clickhouse import insert_risk_scores_from_child
 
     rng = random.Random(1)
     keys = [f"sk-bench-{i:012d}" for i in range(n_clients)]
     actions = dict(zip(keys, rng.choices(list(ACTION_SHARES), weights=list(ACTION_SHARES.values()), k=n_clients)))
     rows = [
-        {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(1795996800 + 86400 * i // n_clients)), "client_id": client_id_for_key(k), "events_seen": 100, "window_events": 100,
-         "risk": 0.5 if a == "allow" else 0.99999, "action": a, "reasons": [f"{a} (benchmark)"], "features": {}, "model_version": "bench"}
+        RiskScore(ts=to_rfc3339(1795996800 + 86400 * i // n_clients), client_id=client_id_for_key(k), events_seen=100, window_events=100,
+                  risk=0.5 if a == "allow" else 0.99999, action=a, reasons=[f"{a} (benchmark)"], features={}, model_version="bench")
         for i, (k, a) in enumerate(actions.items())
     ]  # fmt: skip  # scored over a day: a refresh reads only the rows of its last second, as in steady state
-    code = (
-        "import sys, msgspec; from sinks.clickhouse import ClickHouseStore; from schemas import RiskScore;"
-        f"ClickHouseStore('chdb://{path}').insert_risk_scores(msgspec.json.decode(sys.stdin.buffer.read(), type=list[RiskScore]))"
-    )
-    subprocess.run([sys.executable, "-c", code], input=json.dumps(rows).encode(), cwd=REPO_ROOT, check=True, timeout=300)
+    insert_risk_scores_from_child(f"chdb://{path}", rows)
     return keys
 
 

@@ -268,3 +268,24 @@ class ClickHouseStore:
     def _insert(self, table: str, rows: list[list], columns: list[str]) -> None:
         if rows:
             self.client.insert(f"{self.database}.{table}", rows, column_names=columns)
+
+
+def insert_risk_scores_from_child(dsn: str, scores: Sequence[RiskScore], timeout_s: float = 300.0) -> None:
+    """Write risk scores to ``dsn`` from a child process.
+
+    chdb holds one store per process, for the life of the process: a process that will
+    have the store served by another (``clonewatch api`` in tests and benchmarks) must not
+    open it itself.
+    """
+    import subprocess
+    import sys
+
+    import msgspec
+
+    code = (
+        "import sys, msgspec; from sinks.clickhouse import ClickHouseStore; from schemas import RiskScore; "
+        "ClickHouseStore(sys.argv[1]).insert_risk_scores(msgspec.json.decode(sys.stdin.buffer.read(), type=list[RiskScore]))"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, dsn], input=msgspec.json.encode(list(scores)), cwd=Path(__file__).resolve().parents[1], check=True, timeout=timeout_s
+    )  # fmt: skip

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -16,7 +14,7 @@ from clonewatch.api.server import DecideConfig, RiskApi
 from clonewatch.api.state import ClientTable
 from ingest.formats import client_id_for_key
 from schemas import Action, Decision, RiskScore
-from sinks.clickhouse import ClickHouseStore
+from sinks.clickhouse import ClickHouseStore, insert_risk_scores_from_child
 from tests.streaming_support import REPO_ROOT, Background, wait_until
 
 TOKEN = "test-api-token"
@@ -29,14 +27,8 @@ def score(client_id: str, action: str, ts: str, seen: int, risk: float) -> RiskS
 
 
 def fill_store(store: Path, rows: list[RiskScore]) -> None:
-    """Write risk scores to an embedded store from a subprocess (chdb holds one path per process)."""
-    import msgspec
-
-    code = (
-        "import sys, msgspec; from sinks.clickhouse import ClickHouseStore; from schemas import RiskScore;"
-        f"ClickHouseStore('chdb://{store}').insert_risk_scores(msgspec.json.decode(sys.stdin.buffer.read(), type=list[RiskScore]))"
-    )
-    subprocess.run([sys.executable, "-c", code], input=msgspec.json.encode(rows), cwd=REPO_ROOT, check=True, timeout=120)
+    """Write risk scores to an embedded store that the API will serve (from a child process)."""
+    insert_risk_scores_from_child(f"chdb://{store}", rows, timeout_s=120)
 
 
 def serve_api(store: Path, log_path: Path) -> tuple[Background, str]:

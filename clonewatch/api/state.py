@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 import msgspec
 
-from clonewatch.commands.decisions import read_decisions
+from clonewatch.streaming.decision_feed import read_decisions
 from clonewatch.streaming.config import StreamingConfig
 from schemas import Decision, to_epoch
 from sinks.clickhouse import ClickHouseStore, StoreError

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Iterator
 
 import msgspec
-from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from clonewatch.streaming.config import StreamingConfig, add_kafka_options
+from clonewatch.streaming.decision_feed import read_decisions
 from schemas import Decision
 
 _decoder = msgspec.json.Decoder(Decision)
@@ -46,46 +44,6 @@ def describe(decision: Decision) -> str:
     """
     reasons = "; ".join(decision.reasons[:2])
     return f"{decision.ts}  {decision.action.value.upper():<9}  {decision.client_id}  risk {decision.risk:.5f} after {decision.events_seen} events: {reasons}"
-
-
-def read_decisions(config: StreamingConfig, follow: bool, from_beginning: bool, timeout_s: float) -> Iterator[bytes]:
-    """Raw decision records: all the topic holds (and, following, every new one)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=config.bootstrap.split(","),
-        client_id="clonewatch-decisions",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        bootstrap_timeout_ms=int(timeout_s * 1000),
-        **config.kafka_auth.client_kwargs(),
-    )
-    try:
-        partitions = _partitions(consumer, config.decisions_topic, timeout_s)
-        consumer.assign(partitions)
-        if follow and not from_beginning:
-            consumer.seek_to_end(*partitions)
-            ends = {}
-        else:
-            consumer.seek_to_beginning(*partitions)
-            ends = {tp: end for tp, end in consumer.end_offsets(partitions).items() if end > 0}
-        while follow or ends:
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                for record in records:
-                    yield record.value
-                if tp in ends and consumer.position(tp) >= ends[tp]:
-                    del ends[tp]
-    finally:
-        consumer.close()
-
-
-def _partitions(consumer: KafkaConsumer, topic: str, timeout_s: float) -> list[TopicPartition]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = consumer.partitions_for_topic(topic)
-        if found:
-            return [TopicPartition(topic, p) for p in sorted(found)]
-        if time.monotonic() > deadline:
-            raise ValueError(f"topic {topic} does not exist (yet); start a worker or `clonewatch ship` first")
-        time.sleep(0.5)
 
 
 def main(args: argparse.Namespace) -> int:
