@@ -216,9 +216,13 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
 
     @app.agent(access, supervisor_strategy=mode.CrashingSupervisor)
     async def score(stream: StreamT) -> None:
-        async for events in stream.noack_take(config.batch_size, within=config.batch_within):
-            await with_retries(process_batch, events, quarantine, healthy)
-            for event in events:  # only now may the batch's offsets be committed
+        await in_batches(stream, process_batch)
+
+    async def in_batches(stream: StreamT, process: Callable[[Sequence[EventT]], Awaitable[None]]) -> None:
+        """Process a stream batch by batch; a batch's offsets become committable only once it is done."""
+        async for batch in stream.noack_take(config.batch_size, within=config.batch_within):
+            await with_retries(process, batch, quarantine, healthy)
+            for event in batch:
                 await stream.ack(event)
 
     async def process_batch(events: Sequence[EventT]) -> None:
@@ -253,10 +257,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     @app.agent(facts, supervisor_strategy=mode.CrashingSupervisor)
     async def track_campaigns(stream: StreamT) -> None:
         """The campaign stage: one worker at a time holds the facts' one partition."""
-        async for batch in stream.noack_take(config.batch_size, within=config.batch_within):
-            await with_retries(stage_batch, batch, quarantine, healthy)
-            for event in batch:
-                await stream.ack(event)
+        await in_batches(stream, stage_batch)
 
     async def stage_batch(events: Sequence[EventT]) -> None:
         """Facts in; campaigns to ClickHouse, verdicts to their members' partitions; the stage saved."""
@@ -273,10 +274,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     @app.agent(verdicts, supervisor_strategy=mode.CrashingSupervisor)
     async def hear_verdicts(stream: StreamT) -> None:
         """Verdicts for the members whose state this worker holds (the topics are co-partitioned)."""
-        async for batch in stream.noack_take(config.batch_size, within=config.batch_within):
-            await with_retries(apply_verdicts, batch, quarantine, healthy)
-            for event in batch:
-                await stream.ack(event)
+        await in_batches(stream, apply_verdicts)
 
     async def apply_verdicts(events: Sequence[EventT]) -> None:
         said = [decode_verdict(e.message.value) for e in events]
