@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -194,7 +196,10 @@ def test_two_workers_split_the_partitions(kafka_bootstrap: str, tmp_path: Path, 
     assert seen == Counter(e["client_id"] for e in events)
 
 
-def test_shipper_and_worker_ride_out_a_broker_outage(tmp_path: Path, model: Path, traffic, expected) -> None:
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+def test_shipper_and_worker_ride_out_a_broker_outage(tmp_path: Path, model: Path, traffic, expected, how: str) -> None:
+    """The broker goes away mid-stream, stopped cleanly or killed with SIGKILL (its logs then
+    recovered on restart), while the gateway keeps logging: nothing is lost or counted twice."""
     events, _ = traffic
     half = len(events) // 2
     broker = LocalBroker(tmp_path / "kafka")  # its own broker: the session's stays up
@@ -208,7 +213,11 @@ def test_shipper_and_worker_ride_out_a_broker_outage(tmp_path: Path, model: Path
         worker = Worker(tmp_path / "worker", model, env)
         try:
             worker.wait_for(lambda s: s.get("events", 0) >= half, 120, "the first half scored")
-            broker.stop()
+            if how == "killed":
+                os.kill(broker.pid, signal.SIGKILL)
+                wait_until(lambda: not broker.is_running(), 30, "the broker to die")
+            else:
+                broker.stop()
             write_log(log, events[half:], mode="a")  # the gateway keeps logging meanwhile
             time.sleep(3)
             LocalBroker(broker.data_dir, broker.port, broker.controller_port).start()
