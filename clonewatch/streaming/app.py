@@ -37,7 +37,8 @@ batch's offset become committable. A worker killed anywhere in between replays t
 the replayed events that the recovered table already applied are dropped by position and
 request id, the others are applied once. So events_seen counts each event once and no
 decision is lost (one may be published twice; the topic is keyed and compacted). ClickHouse
-rows of a replayed batch may appear twice: deduplicate on (client_id, events_seen).
+rows of a replayed batch may be inserted twice; the replacing merge trees, keyed by what makes
+a row the same row, merge the copies away (``FINAL`` reads each once before that).
 
 Faust's ``exactly_once`` guarantee is not used. The replay guard is needed anyway, for the
 shipper's at-least-once re-sends, and it alone gives exact per-client counts across a
