@@ -23,7 +23,10 @@ def register(subparsers) -> None:
             "Consume access events from Kafka, keep per-client state in a changelog-backed table, "
             "score clients in batches, write risk scores to ClickHouse and push a decision to the "
             "decisions topic whenever a client's action changes. Start more workers with the same "
-            "--app-id to share the partitions; a killed worker's partitions move to the others."
+            "--app-id to share the partitions; a killed worker's partitions move to the others. One "
+            "worker at a time also runs the campaign stage, which sees every worker's keys (topics "
+            "<app-id>-campaign-facts and <app-id>-campaign-verdicts). Kafka credentials come from "
+            "$CLONEWATCH_KAFKA_USERNAME and $CLONEWATCH_KAFKA_PASSWORD."
         ),
         epilog="example: clonewatch worker --bootstrap 127.0.0.1:9092 --model model.cwm --store chdb://./worker-store",
     )
