@@ -12,7 +12,7 @@ from detectors.client_state import ClientState
 from detectors.evidence import SequentialTest
 from detectors.features import FEATURE_LABELS
 from detectors.policy import PolicyConfig
-from detectors.risk_model import Reason
+from detectors.risk_model import Reason, RiskModel
 
 # Accumulated evidence acts on a client once its snapshot has put it among the top tenth of
 # benign clients (beyond the sustained peak of 90% of them), the finest share a baseline of
@@ -112,8 +112,6 @@ class Assessment:
             f" (a benign client ever gets this far with probability at most {1.0 / self.evidence:.2g})"
         )
 
-
-
 def describe(reason: Reason) -> str:
     """A reason an analyst can read: 'near-duplicate rate 0.83, higher than 99.9% of baseline clients of its age'."""
     label = FEATURE_LABELS.get(reason.feature, reason.feature)
@@ -121,3 +119,8 @@ def describe(reason: Reason) -> str:
     shown = f"{percent:.2f}".rstrip("0").rstrip(".") if percent < 99.99 else ">99.99"
     side = "higher" if reason.direction == "high" else "lower"
     return f"{label} {reason.value:.3g}, {side} than {shown}% of baseline clients of its age"
+
+
+def readable_reasons(risk: RiskModel, row: np.ndarray) -> list[str]:
+    """The features of ``row`` furthest out, as an analyst reads them (:func:`describe`)."""
+    return [describe(r) for r in risk.explain(row)]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
-from detectors.assessment import Assessment, describe
+from detectors.assessment import Assessment, readable_reasons
 from detectors.campaigns import Campaign, CampaignTracker, CampaignView
 from detectors.model import CloneModel
 from detectors.policy import Policy
@@ -80,7 +80,7 @@ class CampaignStage:
         touched: dict[str, tuple[int, CampaignView, Assessment]] = {}
         for i, view, group in zip(kept, views, groups):
             fact, client = facts[i], facts[i].event.client_id
-            if view is not None and view.campaign_id in self.tracker.campaigns and group is not None:
+            if view is not None and view.campaign_id in self.tracker.campaigns:
                 campaign = self.tracker.campaigns[view.campaign_id]
                 gather_evidence(campaign, self._evidence)
                 if self.model is not None:
@@ -100,7 +100,7 @@ class CampaignStage:
         if group.sustained:
             reasons.append(group.evidence_reason())
         if self.model is not None:
-            reasons += [describe(r) for r in self.model.risk.explain(view.row)]
+            reasons += readable_reasons(self.model.risk, view.row)
         return reasons
 
     def _first_time(self, fact: CampaignFact) -> bool:

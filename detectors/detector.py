@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors.assessment import Assessment, describe
+from detectors.assessment import Assessment, readable_reasons
 from detectors.campaign_stage import CampaignStage
 from detectors.campaigns import CampaignTracker
 from detectors.client_state import ClientState
@@ -202,7 +202,7 @@ class CloneDetector:
         return decisions
 
     def reasons(self, row: np.ndarray) -> list[str]:
-        return [describe(r) for r in self.model.risk.explain(row)]
+        return readable_reasons(self.model.risk, row)
 
     def _assess(self, rows: np.ndarray, seen: np.ndarray, clients: list[str]) -> list[Assessment]:
         """Each row's snapshot risk and the p-value of its score among the events of its nearest benign clients."""

@@ -144,8 +144,11 @@ def _strip_port(address: str) -> str:
 # --- helpers shared by the parsers -------------------------------------------------------
 
 
+_ABSENT = (None, "", "-")  # how logs write a value they do not have
+
+
 def _missing(value: Any) -> bool:
-    return value is None or value == "" or value == "-"
+    return value in _ABSENT
 
 
 def _first(*values: Any) -> Any:
@@ -188,7 +191,7 @@ def _pick(data: Mapping, *names: str) -> Any:
     """The first present value (not None, empty or '-') among ``names`` in a :func:`_normalized` dict."""
     for name in names:
         value = data.get(name)
-        if value is not None and value != "" and value != "-":
+        if value not in _ABSENT:
             return value
     return None
 
@@ -307,7 +310,7 @@ def _key_client(api_key: Any) -> str | None:
 
 def _finish(record: Record) -> Record:
     """Drop empty fields; require the two fields every record needs."""
-    out = {k: v for k, v in record.items() if v is not None and v != "" and v != "-"}
+    out = {k: v for k, v in record.items() if v not in _ABSENT}
     if "client_id" not in out:
         raise FormatError("no client id in the line (no API key or consumer to identify the client)")
     if "ts" not in out:

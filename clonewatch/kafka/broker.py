@@ -33,6 +33,8 @@ from types import TracebackType
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from clonewatch.streaming.kafka_auth import KafkaAuth
+
 KAFKA_VERSION = "4.1.1"
 HOST = "127.0.0.1"
 SCRAM = "SCRAM-SHA-256"
@@ -323,7 +325,7 @@ class LocalBroker:
         if not self.users:
             return {}
         name, password = next(iter(self.users.items()))
-        return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": SCRAM, "sasl_plain_username": name, "sasl_plain_password": password}
+        return KafkaAuth(username=name, password=password, mechanism=SCRAM).client_kwargs()
 
     def _server_properties(self) -> str:
         listener = "SASL_PLAINTEXT" if self.users else "PLAINTEXT"
