@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from detectors.ring import held, room_for, stored
 from schemas import AccessEvent
 
 # Columns of the per-event shape record, in order.
@@ -36,12 +37,15 @@ class ActivityWindow:
 
     def __init__(self, size: int = 200) -> None:
         self.size = size
-        self.times = np.zeros(size, dtype=np.float64)
-        self.shapes = np.full((size, len(SHAPE_COLUMNS)), np.nan, dtype=np.float32)
+        self.times = np.zeros(0, dtype=np.float64)  # rings grow with the client's history (detectors.ring)
+        self.shapes = np.full((0, len(SHAPE_COLUMNS)), np.nan, dtype=np.float32)
         self.head = 0
         self.count = 0
 
     def learn_one(self, event: AccessEvent) -> None:
+        if self.count < self.size:
+            self.times = room_for(self.times, self.count + 1, self.size, 0.0)
+            self.shapes = room_for(self.shapes, self.count + 1, self.size, np.nan)
         self.times[self.head] = event.ts
         self.shapes[self.head] = shape_of(event)
         self.head = (self.head + 1) % self.size
@@ -62,13 +66,13 @@ class ActivityWindow:
     def to_state(self) -> dict:
         return {
             "size": self.size, "head": self.head, "count": self.count,
-            "times": self.times.tobytes(), "shapes": self.shapes.tobytes(),
+            "times": stored(self.times, self.count), "shapes": stored(self.shapes, self.count),
         }  # fmt: skip
 
     @classmethod
     def from_state(cls, state: dict) -> ActivityWindow:
         w = cls(size=state["size"])
-        w.times[:] = np.frombuffer(state["times"], dtype=np.float64)
-        w.shapes[:] = np.frombuffer(state["shapes"], dtype=np.float32).reshape(w.size, -1)
         w.head, w.count = state["head"], state["count"]
+        w.times = held(state["times"], np.float64, w.count, w.size)
+        w.shapes = held(state["shapes"], np.float32, w.count, w.size, len(SHAPE_COLUMNS))
         return w

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from detectors.ring import held, room_for, stored
+
 
 class GeometryWindow:
     """Sliding window over one client's projected query vectors in one space.
@@ -22,11 +24,11 @@ class GeometryWindow:
     def __init__(self, dim: int, size: int = 200) -> None:
         self.dim = dim
         self.size = size
-        self.vectors = np.zeros((size, dim), dtype=np.float32)
-        self.regions = np.zeros(size, dtype=np.int16)
-        self.nearest_ring = np.full(size, np.nan, dtype=np.float32)
-        self.step_ring = np.full(size, np.nan, dtype=np.float32)
-        self.novelty_ring = np.zeros(size, dtype=np.float32)
+        self.vectors = np.zeros((0, dim), dtype=np.float32)  # rings grow with the client's history (detectors.ring)
+        self.regions = np.zeros(0, dtype=np.int16)
+        self.nearest_ring = np.full(0, np.nan, dtype=np.float32)
+        self.step_ring = np.full(0, np.nan, dtype=np.float32)
+        self.novelty_ring = np.zeros(0, dtype=np.float32)
         self.head = 0  # next slot to write
         self.count = 0  # vectors in the window
         self.total = 0  # vectors ever learned
@@ -34,6 +36,13 @@ class GeometryWindow:
         self.sum_sq = 0.0
 
     def learn_one(self, vector: np.ndarray, region: int, novelty: float = 0.0) -> None:
+        if self.count < self.size:
+            rows = self.count + 1
+            self.vectors = room_for(self.vectors, rows, self.size, 0.0)
+            self.regions = room_for(self.regions, rows, self.size, 0)
+            self.nearest_ring = room_for(self.nearest_ring, rows, self.size, np.nan)
+            self.step_ring = room_for(self.step_ring, rows, self.size, np.nan)
+            self.novelty_ring = room_for(self.novelty_ring, rows, self.size, 0.0)
         if self.count:
             held = self.vectors[: self.count]
             d = np.sqrt(np.maximum(((held - vector) ** 2).sum(axis=1), 0.0))
@@ -93,20 +102,19 @@ class GeometryWindow:
     def to_state(self) -> dict:
         return {
             "dim": self.dim, "size": self.size, "head": self.head, "count": self.count, "total": self.total,
-            "vectors": self.vectors[: max(self.count, self.head)].tobytes(),
-            "regions": self.regions.tobytes(), "nearest": self.nearest_ring.tobytes(),
-            "steps": self.step_ring.tobytes(), "novelty": self.novelty_ring.tobytes(), "sum": self.sum.tobytes(), "sum_sq": self.sum_sq,
+            "vectors": stored(self.vectors, self.count), "regions": stored(self.regions, self.count),
+            "nearest": stored(self.nearest_ring, self.count), "steps": stored(self.step_ring, self.count),
+            "novelty": stored(self.novelty_ring, self.count), "sum": self.sum.tobytes(), "sum_sq": self.sum_sq,
         }  # fmt: skip
 
     @classmethod
     def from_state(cls, state: dict) -> GeometryWindow:
         w = cls(dim=state["dim"], size=state["size"])
-        held = np.frombuffer(state["vectors"], dtype=np.float32).reshape(-1, w.dim)
-        w.vectors[: len(held)] = held
-        w.regions[:] = np.frombuffer(state["regions"], dtype=np.int16)
-        w.nearest_ring[:] = np.frombuffer(state["nearest"], dtype=np.float32)
-        w.step_ring[:] = np.frombuffer(state["steps"], dtype=np.float32)
-        w.novelty_ring[:] = np.frombuffer(state["novelty"], dtype=np.float32)
-        w.sum[:] = np.frombuffer(state["sum"], dtype=np.float64)
         w.head, w.count, w.total, w.sum_sq = state["head"], state["count"], state["total"], state["sum_sq"]
+        w.vectors = held(state["vectors"], np.float32, w.count, w.size, w.dim)
+        w.regions = held(state["regions"], np.int16, w.count, w.size)
+        w.nearest_ring = held(state["nearest"], np.float32, w.count, w.size)
+        w.step_ring = held(state["steps"], np.float32, w.count, w.size)
+        w.novelty_ring = held(state["novelty"], np.float32, w.count, w.size)
+        w.sum[:] = np.frombuffer(state["sum"], dtype=np.float64)
         return w

@@ -7,6 +7,8 @@ import zlib
 
 import numpy as np
 
+from detectors.ring import held, room_for, stored
+
 _WORD = re.compile(r"\w+")
 MAX_WORDS = 256  # long documents: their opening is enough to tell an edit from a new prompt
 
@@ -40,20 +42,24 @@ class PromptWindow:
         self.size = size
         self.lookback = lookback
         self.prefix_words = prefix_words
-        self.distance_ring = np.full(size, np.nan, dtype=np.float32)
-        self.prefix_ring = np.zeros(size, dtype=np.int64)
-        self.recent: list[list[str]] = []
+        self.distance_ring = np.full(0, np.nan, dtype=np.float32)  # rings grow with the client's history (detectors.ring)
+        self.prefix_ring = np.zeros(0, dtype=np.int64)
+        self.recent: list[str] = []  # the last prompts' distinct words, space-separated (one string each: compact)
         self.head = 0
         self.count = 0
 
     def learn_one(self, prompt: str) -> None:
         words = words_of(prompt)
         current = frozenset(words)
-        distances = [word_distance(current, frozenset(earlier)) for earlier in self.recent]
+        distances = [word_distance(current, frozenset(earlier.split())) for earlier in self.recent]
         edits = [d for d in distances if d > 0.0]
+        if self.count < self.size:
+            self.distance_ring = room_for(self.distance_ring, self.count + 1, self.size, np.nan)
+            self.prefix_ring = room_for(self.prefix_ring, self.count + 1, self.size, 0)
         self.distance_ring[self.head] = min(edits) if edits else np.nan
         self.prefix_ring[self.head] = zlib.crc32(" ".join(words[: self.prefix_words]).encode())
-        self.recent = [*self.recent[-(self.lookback - 1) :], words] if self.lookback > 1 else [words]
+        distinct = " ".join(sorted(current))
+        self.recent = [*self.recent[-(self.lookback - 1) :], distinct] if self.lookback > 1 else [distinct]
         self.head = (self.head + 1) % self.size
         self.count = min(self.count + 1, self.size)
 
@@ -72,13 +78,15 @@ class PromptWindow:
         return {
             "size": self.size, "lookback": self.lookback, "prefix_words": self.prefix_words,
             "head": self.head, "count": self.count, "recent": self.recent,
-            "distances": self.distance_ring.tobytes(), "prefixes": self.prefix_ring.tobytes(),
+            "distances": stored(self.distance_ring, self.count), "prefixes": stored(self.prefix_ring, self.count),
         }  # fmt: skip
 
     @classmethod
     def from_state(cls, state: dict) -> PromptWindow:
         w = cls(size=state["size"], lookback=state["lookback"], prefix_words=state["prefix_words"])
-        w.distance_ring[:] = np.frombuffer(state["distances"], dtype=np.float32)
-        w.prefix_ring[:] = np.frombuffer(state["prefixes"], dtype=np.int64)
-        w.recent, w.head, w.count = [list(r) for r in state["recent"]], state["head"], state["count"]
+        w.head, w.count = state["head"], state["count"]
+        w.distance_ring = held(state["distances"], np.float32, w.count, w.size)
+        w.prefix_ring = held(state["prefixes"], np.int64, w.count, w.size)
+        # earlier versions kept each prompt's words as a list
+        w.recent = [r if isinstance(r, str) else " ".join(sorted(set(r))) for r in state["recent"]]
         return w

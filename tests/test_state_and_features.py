@@ -55,6 +55,54 @@ def test_state_survives_a_bytes_round_trip_with_identical_features():
     assert restored.prompts.recent == state.prompts.recent
 
 
+
+def _learn(state, ref, rng, start, n):
+    for i in range(start, start + n):
+        vec = ref.transform(rng.normal(size=6))[0]
+        region, _ = ref.regions(vec[None, :])
+        prompt = f"is this spam: win a {'car' if i % 2 else 'cat'} now {i % 5}"
+        event = AccessEvent(ts=1795428000 + i * 1.5, client_id="k", prompt=prompt, status=200, params=Params(temperature=0.0))
+        state.learn_one(event, "numeric:6", vec, int(region[0]), float(ref.novelty(vec[None, :])[0]))
+
+
+def _as_stored_before_rings_grew(data: bytes) -> bytes:
+    """A state's bytes as versions before detectors.ring wrote them: every ring whole, words as lists."""
+    import msgspec
+
+    raw = msgspec.msgpack.decode(data)
+
+    def whole(b, dtype, size, fill, width=1):
+        rows = np.frombuffer(b, dtype=dtype).reshape(-1, width)
+        out = np.full((size, width), fill, dtype=dtype)
+        out[: len(rows)] = rows
+        return out.tobytes()
+
+    a, p = raw["activity"], raw["prompts"]
+    a["times"], a["shapes"] = whole(a["times"], np.float64, a["size"], 0.0), whole(a["shapes"], np.float32, a["size"], np.nan, 6)
+    p["distances"], p["prefixes"] = whole(p["distances"], np.float32, p["size"], np.nan), whole(p["prefixes"], np.int64, p["size"], 0)
+    p["recent"] = [r.split() for r in p["recent"]]
+    for g in raw["geometry"].values():
+        for name, dtype, fill in (("regions", np.int16, 0), ("nearest", np.float32, np.nan), ("steps", np.float32, np.nan), ("novelty", np.float32, 0.0)):
+            g[name] = whole(g[name], dtype, g["size"], fill)
+    return msgspec.msgpack.encode(raw)
+
+
+@pytest.mark.parametrize(("events_before", "capacity"), [(3, 8), (10, 16), (16, 16), (40, 48)])
+def test_rings_grow_with_history_and_states_stored_whole_by_earlier_versions_carry_on_the_same(events_before, capacity):
+    ref = make_reference(np.random.default_rng(2))
+    state = ClientState(window=48)
+    _learn(state, ref, np.random.default_rng(5), 0, events_before)
+    assert len(state.geometry["numeric:6"].vectors) == len(state.activity.times) == len(state.prompts.prefix_ring) == capacity
+    stored_whole = _as_stored_before_rings_grew(state.to_bytes())
+    assert len(state.to_bytes()) < len(stored_whole)  # only the rows in use are stored
+    old = ClientState.from_bytes(stored_whole)
+    for s in (state, old):
+        _learn(s, ref, np.random.default_rng(6), events_before, 30)
+    a = extract_features(state, {"numeric:6": ref})
+    b = extract_features(old, {"numeric:6": ref})
+    assert np.array_equal(a, b, equal_nan=True)
+
+
 def test_novelty_catches_queries_that_break_the_correlations_of_real_data():
     rng = np.random.default_rng(4)
     x = rng.normal(size=3000)
