@@ -34,6 +34,9 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/embedding.py
 	$(BIN)/python benchmarks/api_latency.py
+	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/memory.py
+	$(BIN)/python benchmarks/latency.py
 
 clean:
 	rm -rf demo-data clonewatch-data clonewatch-out kafka-data

@@ -244,10 +244,14 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         admitted = processor.admit(decoded, records, partitions)
         stamps = [m.timestamp for m in messages if m.timestamp]
         lag_s, span_s = (time.time() - min(stamps), max(stamps) - min(stamps)) if stamps else (None, None)
+        started = time.monotonic()
         result = await blocking.run(processor.score, admitted.events, records, lag_s, span_s)
+        scored = time.monotonic()
         stats.not_embedded = processor.vectorizer.prompts_seen - processor.vectorizer.prompts_embedded
         await blocking.run(write_store, blocking, admitted.events, result, admitted.dead_letters, config.keep_prompts)
         await publish(decisions, [decision_message(d) for d in result.decisions])
+        if lag_s is not None:
+            log.debug("batch of %d events, the oldest %.2f s old; scored in %.2f s, stored in %.2f s", len(events), lag_s, scored - started, time.monotonic() - scored)
         await publish(dead_letters, [(letter.source.encode(), encode(letter)) for letter in admitted.dead_letters])
         await publish(facts, [(f.event.client_id.encode(), encode_fact(f)) for f in result.facts])
         for cid in admitted.client_ids:
