@@ -37,7 +37,7 @@ def register(subparsers) -> None:
     parser.add_argument("--partitions", type=int, help="partitions of topics created when missing (default: 4)")
     parser.add_argument("--replication-factor", type=int, help="replication of topics created when missing (default: 1)")
     parser.add_argument("--data-dir", type=Path, help="the worker's local data directory (default: ./clonewatch-worker)")
-    parser.add_argument("--batch-size", type=int, help="events scored together (default: 256)")
+    parser.add_argument("--batch-size", type=int, help="events scored together; smaller batches lower the latency of decisions and the capacity (default: 256)")
     parser.add_argument("--batch-within", type=float, metavar="SECONDS", help="longest wait to fill a batch (default: 1.0)")
     parser.add_argument("--log-interval", type=float, metavar="SECONDS", help="seconds between progress lines (default: 5)")
     add_embedder_option(parser)
