@@ -53,6 +53,12 @@ MMD_WINDOW = 100  # the published window test: a client's last 100 embedded quer
 MMD_MIN_QUERIES = 50
 
 
+def write_report(path: Path, report: dict) -> None:
+    """A benchmark's results as JSON (``benchmarks/results/`` by default)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+
+
 def load(scenario: str, seed: int, scale: float):
     traffic = simulate(scenario, seed=seed, scale=scale)
     decoder = EventDecoder(f"{scenario}-{seed}")
@@ -428,8 +434,7 @@ def main() -> int:
             baseline["runs"].append(evaluate_seed(model, seed, events, labels, vectors, scale, delta, mmd_level))
         print_targets(baseline["runs"])
         report["baselines"].append(baseline)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))  # after each baseline: a long run keeps what it measured
+        write_report(args.out, report)  # after each baseline: a long run keeps what it measured
         print(f"\nwrote {args.out} (README tables: python benchmarks/markdown.py {args.out})")
     return 0
 

@@ -204,8 +204,7 @@ def main() -> int:
         if part["decisions"]:
             print(f"  {name:<9} {part['decisions']:>4}: p50 {part['p50_s'] * 1000:,.0f} ms   p90 {part['p90_s'] * 1000:,.0f} ms   p99 {part['p99_s'] * 1000:,.0f} ms")
     print(f"target p99 < {TARGET_P99_S:.0f} s: {'met' if report['p99_s'] < TARGET_P99_S else 'MISSED'}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    bench.write_report(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
 import sys
 import time
@@ -115,8 +114,7 @@ def main() -> int:
         print(f", {report['million_active_gb_full']:.1f} GB if every one had a full window", end="")
     verdict = "met" if active.mean() <= TARGET_BYTES_PER_ACTIVE_CLIENT else "MISSED"
     print(f"\ntarget <= {TARGET_BYTES_PER_ACTIVE_CLIENT / 1024:.0f} KB per active client: {verdict} ({active.mean() / TARGET_BYTES_PER_ACTIVE_CLIENT:.1f}x)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    bench.write_report(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

@@ -157,8 +157,7 @@ def main() -> int:
     print(f"\n{'':<44} {'measured':<36} {'target':<14}")
     for name, value, target, met in rows:
         print(f"{name:<44} {value:<36} {target:<14} {'' if met is None else ('met' if met else 'MISSED')}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    bench.write_report(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

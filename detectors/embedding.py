@@ -25,8 +25,8 @@ BACKENDS = ("torch", "onnx-int8")
 DEFAULT_MAX_TOKENS = 256  # the model's own limit
 # Prompts per forward pass. Each pass pads its prompts to the longest, and a batch of events
 # mixes one-line questions with 256-token documents: on CPU, passes of 8 prompts (sorted by
-# length first) embed 2.3x as many prompts per second as passes of 64 (benchmarks/throughput.py).
-# A GPU wants wide passes.
+# length first) embed about twice as many prompts per second as passes of 64, with the same
+# vectors (benchmarks/embedding.py). A GPU wants wide passes.
 CPU_BATCH_SIZE = 8
 GPU_BATCH_SIZE = 64
 

@@ -44,8 +44,8 @@ class GeometryWindow:
             self.step_ring = room_for(self.step_ring, rows, self.size, np.nan)
             self.novelty_ring = room_for(self.novelty_ring, rows, self.size, 0.0)
         if self.count:
-            held = self.vectors[: self.count]
-            d = np.sqrt(np.maximum(((held - vector) ** 2).sum(axis=1), 0.0))
+            earlier = self.vectors[: self.count]
+            d = np.sqrt(np.maximum(((earlier - vector) ** 2).sum(axis=1), 0.0))
             if self.count == self.size:
                 d[self.head] = np.inf  # the oldest vector, about to leave the window
             self.nearest_ring[self.head] = d.min()
