@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors.assessment import Assessment, readable_reasons
+from detectors.assessment import Assessment, describe, readable_reasons
 from detectors.campaign_stage import CampaignStage
 from detectors.campaigns import CampaignTracker
 from detectors.client_state import ClientState
@@ -173,11 +173,12 @@ class CloneDetector:
             before = state.action
             action = self.policy.decide(event.client_id, state, risk, int(seen[i]))
             if action.value != before:
-                reasons = ["risk back below thresholds"] if action is Action.ALLOW else self._reasons(rows[i], state, mine, by_campaign)
+                reasons = ["risk back below thresholds"] if action is Action.ALLOW else self._reasons(self.reasons(rows[i]), state, mine, by_campaign)
                 result.decisions.append(self._decision(event.client_id, to_rfc3339(event.ts), risk, action, int(seen[i]), reasons))
             latest[event.client_id] = (i, mine, by_campaign)
-        for cid, (i, mine, by_campaign) in latest.items():
-            reasons = self._reasons(rows[i], states[cid], mine, by_campaign)
+        explained = self.model.risk.explain_rows(rows[[i for i, _, _ in latest.values()]])
+        for (cid, (i, mine, by_campaign)), features in zip(latest.items(), explained):
+            reasons = self._reasons([describe(r) for r in features], states[cid], mine, by_campaign)
             withheld = self.policy.withheld(cid, states[cid], float(result.risks[i]), int(seen[i]))
             if withheld:
                 reasons = [withheld, *reasons]
@@ -224,11 +225,11 @@ class CloneDetector:
             scores[mine] = -self.model.fold_risks[int(fold)].score_samples(rows[mine])
         return scores
 
-    def _reasons(self, row: np.ndarray, state: ClientState, mine: Assessment, by_campaign: bool) -> list[str]:
-        """What drives the risk (its campaign's, or its own accumulated evidence, then the
-        features furthest out), after its campaign's name and ties."""
+    def _reasons(self, features: list[str], state: ClientState, mine: Assessment, by_campaign: bool) -> list[str]:
+        """What drives the risk (its campaign's, or its own accumulated evidence, then
+        ``features``, the features furthest out), after its campaign's name and ties."""
         reasons = [mine.evidence_reason()] if mine.sustained and not by_campaign else []
-        reasons += self.reasons(row)
+        reasons += features
         if state.campaign_id is None:
             return reasons
         if by_campaign:

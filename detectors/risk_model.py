@@ -173,15 +173,22 @@ class RiskModel:
 
     def explain(self, x: np.ndarray, max_reasons: int = 3, max_share: float = 0.05) -> list[Reason]:
         """The features of one row that lie furthest out in the reference's tails."""
-        raw = np.atleast_2d(x)
-        share, high = self._tail_share(self._impute(self._validate(raw)))
-        share = np.where(self.evidence_, share[0], np.inf)
-        order = np.argsort(share)
-        return [
-            Reason(self.feature_names_[j], float(raw[0, j]), float(share[j]), "high" if high[0, j] else "low")
-            for j in order[:max_reasons]
-            if share[j] <= max_share and not np.isnan(raw[0, j])
-        ]
+        return self.explain_rows(np.atleast_2d(x), max_reasons, max_share)[0]
+
+    def explain_rows(self, X: np.ndarray, max_reasons: int = 3, max_share: float = 0.05) -> list[list[Reason]]:
+        """:meth:`explain` for each row of ``X``, the tails looked up once for all of them."""
+        raw = np.atleast_2d(X)
+        shares, highs = self._tail_share(self._impute(self._validate(raw)))
+        shares = np.where(self.evidence_[None, :], shares, np.inf)
+        out = []
+        for x, share, high in zip(raw, shares, highs):
+            order = np.argsort(share)
+            out.append([
+                Reason(self.feature_names_[j], float(x[j]), float(share[j]), "high" if high[j] else "low")
+                for j in order[:max_reasons]
+                if share[j] <= max_share and not np.isnan(x[j])
+            ])  # fmt: skip
+        return out
 
     def _validate(self, X: np.ndarray, expected: int | None = None) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)

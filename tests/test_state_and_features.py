@@ -182,3 +182,18 @@ def test_timing_features_need_enough_events():
     state.learn_one(AccessEvent(ts=1795428000, client_id="k"))
     features = dict(zip(FEATURE_NAMES, extract_features(state, {})))
     assert np.isnan(features["gap_cv"]) and np.isnan(features["rate_per_min"]) and np.isnan(features["diversity"])
+
+
+def test_shapiro_w_is_scipys_statistic_exactly():
+    from scipy.stats import shapiro
+
+    from detectors.features import shapiro_w
+
+    rng = np.random.default_rng(1)
+    for n in (3, 4, 11, 50, 200):
+        for _ in range(50):
+            x = rng.lognormal(size=n).astype(np.float32)  # as the features pass them: float32 distances
+            if rng.random() < 0.3:
+                x = np.round(x, 1)  # ties
+            if np.ptp(x) > 0:
+                assert shapiro_w(x) == float(shapiro(x).statistic)
