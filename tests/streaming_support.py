@@ -200,6 +200,9 @@ class Background:
             raise AssertionError(f"process did not stop on SIGTERM; log:\n{self.log()[-3000:]}") from None
 
 
+BATCH_SIZE = 32  # the test workers' --batch-size
+
+
 class Worker(Background):
     """``clonewatch worker`` with its own ClickHouse (chdb) path, data dir and status file."""
 
@@ -209,7 +212,7 @@ class Worker(Background):
         self.store = f"chdb://{directory / 'store'}"
         super().__init__(
             ["worker", "--model", str(model), "--store", self.store, "--data-dir", str(directory / "data"),
-             "--status-file", str(self.status_path), "--log-interval", "0.5", "--batch-size", "32", *extra],
+             "--status-file", str(self.status_path), "--log-interval", "0.5", "--batch-size", str(BATCH_SIZE), *extra],
             env, directory / "worker.log",
         )  # fmt: skip
 
