@@ -49,9 +49,12 @@ def decode_all(lines: list[str]) -> list:
 
 
 def without_embedder(model, lines: list[str], vectors: list) -> dict:
-    """(a): decode, state, features, risk and decisions, vectors given; on one core."""
-    cpus = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(cpus)})
+    """(a): decode, state, features, risk and decisions, vectors given; on one core (where the
+    system lets a process pin itself: Linux)."""
+    pin = hasattr(os, "sched_setaffinity")
+    cpus = os.sched_getaffinity(0) if pin else set()
+    if pin:
+        os.sched_setaffinity(0, {min(cpus)})
     try:
         detector, states = CloneDetector.from_model(model), {}
         started = time.perf_counter()
@@ -61,8 +64,10 @@ def without_embedder(model, lines: list[str], vectors: list) -> dict:
             detector.process(events[i : i + BATCH], vectors[i : i + BATCH], states)
         done = time.perf_counter()
     finally:
-        os.sched_setaffinity(0, cpus)
+        if pin:
+            os.sched_setaffinity(0, cpus)
     return {
+        "one_core": pin,
         "events": len(events), "clients": len(states), "seconds": done - started,
         "events_per_s": len(events) / (done - started),
         "decode_events_per_s": len(events) / (decoded - started), "detect_events_per_s": len(events) / (done - decoded),
@@ -146,7 +151,7 @@ def main() -> int:
         "full_over_raw": c["seconds"] / b["seconds"], "targets": TARGETS,
     }  # fmt: skip
     rows = [
-        ("(a) without the embedder, 1 core", f"{a['events_per_s']:,.0f} events/s", f">= {TARGETS['no_embedder_events_per_s']:,}", a["events_per_s"] >= TARGETS["no_embedder_events_per_s"]),
+        (f"(a) without the embedder, {'1 core' if a['one_core'] else 'not pinned to one core'}", f"{a['events_per_s']:,.0f} events/s", f">= {TARGETS['no_embedder_events_per_s']:,}", a["events_per_s"] >= TARGETS["no_embedder_events_per_s"]),
         ("    of which decoding", f"{a['decode_events_per_s']:,.0f} events/s", "", None),
         ("    of which state, features, risk, policy", f"{a['detect_events_per_s']:,.0f} events/s", "", None),
         (f"(b) full path, {os.cpu_count()} cores", f"{b['events_per_s']:,.0f} events/s ({b['prompts_per_s']:,.0f} prompts/s)", "", None),
