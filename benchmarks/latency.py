@@ -35,7 +35,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -43,6 +43,8 @@ import detection as bench  # noqa: E402
 
 from clonewatch.kafka.broker import LocalBroker  # noqa: E402
 from clonewatch.simulate import simulate  # noqa: E402
+from clonewatch.streaming.config import StreamingConfig  # noqa: E402
+from clonewatch.streaming.decision_feed import read_decisions  # noqa: E402
 from detectors import fit_clone_model  # noqa: E402
 from detectors.embedding import PromptEmbedder  # noqa: E402
 from detectors.vectorize import Vectorizer  # noqa: E402
@@ -87,23 +89,20 @@ class Worker:
 
 
 class DecisionListener(threading.Thread):
-    """Reads the decisions topic, noting when each (client, events_seen) decision arrived."""
+    """Follows the decisions topic (:func:`read_decisions`, as ``clonewatch decisions --follow``),
+    noting when each (client, events_seen) decision arrived."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        super().__init__(daemon=True)
-        self.consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    def __init__(self, config: StreamingConfig) -> None:
+        super().__init__(daemon=True)  # left to exit with the benchmark: the feed waits for the next record
+        self.config = config
         self.arrived: list[tuple[str, int, float, bool]] = []  # client, events_seen, arrival, a campaign's verdict
-        self.running = True
 
     def run(self) -> None:
-        while self.running:
-            for records in self.consumer.poll(timeout_ms=100).values():
-                now = time.monotonic()
-                for record in records:
-                    decision = json.loads(record.value)
-                    by_campaign = any(r.startswith("campaign ") for r in decision["reasons"][:1])
-                    self.arrived.append((decision["client_id"], int(decision["events_seen"]), now, by_campaign))
-        self.consumer.close()
+        for raw in read_decisions(self.config, follow=True, from_beginning=True, timeout_s=30.0):
+            now = time.monotonic()
+            decision = json.loads(raw)
+            by_campaign = any(r.startswith("campaign ") for r in decision["reasons"][:1])
+            self.arrived.append((decision["client_id"], int(decision["events_seen"]), now, by_campaign))
 
 
 def summary(latencies: np.ndarray) -> dict:
@@ -145,7 +144,7 @@ def main() -> int:
         worker = Worker(tmp_path, model_path, env, args.batch_size, args.batch_within)
         try:
             worker.wait_for(0, 180, "the worker to start")
-            listener = DecisionListener(broker.bootstrap, f"{tag}.decisions")
+            listener = DecisionListener(StreamingConfig(bootstrap=broker.bootstrap, decisions_topic=f"{tag}.decisions"))
             listener.start()
             producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, acks=1)
             counts: dict[str, int] = defaultdict(int)
@@ -176,15 +175,13 @@ def main() -> int:
             producer.flush()
             worker.wait_for(len(first) + len(timed), 600, "the timed run")
             time.sleep(3.0)  # the last decisions on their way
-            listener.running = False
-            listener.join(timeout=5)
         finally:
             worker.stop()
             if args.worker_log:
                 args.worker_log.write_bytes(worker.log_path.read_bytes())
 
     timed_keys = set(list(sent_at)[timed_from:])
-    timed_decisions = [(arrived - sent_at[(c, n)], campaign) for c, n, arrived, campaign in listener.arrived if (c, n) in timed_keys]
+    timed_decisions = [(arrived - sent_at[(c, n)], campaign) for c, n, arrived, campaign in list(listener.arrived) if (c, n) in timed_keys]
     if not timed_decisions:
         raise SystemExit("no decision was published during the timed run")
     latencies = np.array([s for s, _ in timed_decisions])

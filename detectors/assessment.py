@@ -123,4 +123,9 @@ def describe(reason: Reason) -> str:
 
 def readable_reasons(risk: RiskModel, row: np.ndarray) -> list[str]:
     """The features of ``row`` furthest out, as an analyst reads them (:func:`describe`)."""
-    return [describe(r) for r in risk.explain(row)]
+    return readable_reasons_of_rows(risk, np.atleast_2d(row))[0]
+
+
+def readable_reasons_of_rows(risk: RiskModel, rows: np.ndarray) -> list[list[str]]:
+    """:func:`readable_reasons` of each row, the reference's tails looked up once for all."""
+    return [[describe(r) for r in reasons] for reasons in risk.explain_rows(rows)]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors.assessment import Assessment, describe, readable_reasons
+from detectors.assessment import Assessment, readable_reasons, readable_reasons_of_rows
 from detectors.campaign_stage import CampaignStage
 from detectors.campaigns import CampaignTracker
 from detectors.client_state import ClientState
@@ -176,9 +176,9 @@ class CloneDetector:
                 reasons = ["risk back below thresholds"] if action is Action.ALLOW else self._reasons(self.reasons(rows[i]), state, mine, by_campaign)
                 result.decisions.append(self._decision(event.client_id, to_rfc3339(event.ts), risk, action, int(seen[i]), reasons))
             latest[event.client_id] = (i, mine, by_campaign)
-        explained = self.model.risk.explain_rows(rows[[i for i, _, _ in latest.values()]])
+        explained = readable_reasons_of_rows(self.model.risk, rows[[i for i, _, _ in latest.values()]])
         for (cid, (i, mine, by_campaign)), features in zip(latest.items(), explained):
-            reasons = self._reasons([describe(r) for r in features], states[cid], mine, by_campaign)
+            reasons = self._reasons(features, states[cid], mine, by_campaign)
             withheld = self.policy.withheld(cid, states[cid], float(result.risks[i]), int(seen[i]))
             if withheld:
                 reasons = [withheld, *reasons]

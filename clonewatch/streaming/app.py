@@ -251,7 +251,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         await blocking.run(write_store, blocking, admitted.events, result, admitted.dead_letters, config.keep_prompts)
         await publish(decisions, [decision_message(d) for d in result.decisions])
         if lag_s is not None:
-            log.debug("batch of %d events, the oldest %.2f s old; scored in %.2f s, stored in %.2f s", len(events), lag_s, scored - started, time.monotonic() - scored)
+            log.debug("batch of %d events, the oldest %.2f s old; scored in %.2f s, stored and its decisions sent in %.2f s", len(events), lag_s, scored - started, time.monotonic() - scored)
         await publish(dead_letters, [(letter.source.encode(), encode(letter)) for letter in admitted.dead_letters])
         await publish(facts, [(f.event.client_id.encode(), encode_fact(f)) for f in result.facts])
         for cid in admitted.client_ids:
