@@ -125,14 +125,14 @@ class EmbeddedRunner:
                     bar.set_postfix_str(f"warming up {len(pending)}/{cfg.warmup_events}")
                     if len(pending) < cfg.warmup_events:
                         continue
-                    self._fit_on(pending)
+                    self._fit_on(pending, lambda stage: bar.set_postfix_str(f"fitting on the warm-up: {stage}"))
                     events, vectors = [e for e, _ in pending], [v for _, v in pending]
                     pending = []
                 self._detect(events, vectors, decisions, store)
                 bar.update(len(events))
                 bar.set_postfix(clients=len(self.states), flagged=self._flagged())
             if pending:
-                self._fit_on(pending)
+                self._fit_on(pending, lambda stage: bar.set_postfix_str(f"fitting on the warm-up: {stage}"))
                 self._detect([e for e, _ in pending], [v for _, v in pending], decisions, store)
                 bar.update(len(pending))
         self.summary.elapsed_s = time.monotonic() - started
@@ -144,9 +144,9 @@ class EmbeddedRunner:
         self.summary.model_version = model.version
         self.summary.model_source = source
 
-    def _fit_on(self, pending: list[tuple[AccessEvent, object]]) -> None:
+    def _fit_on(self, pending: list[tuple[AccessEvent, object]], progress) -> None:
         events = [e for e, _ in pending]
-        model = fit_clone_model(events, [v for _, v in pending], contaminated=True)
+        model = fit_clone_model(events, [v for _, v in pending], contaminated=True, n_jobs=-1, progress=progress)
         model.metadata["embedder"] = self.vectorizer.embedder.describe()
         clients = len({e.client_id for e in events})
         self._use_model(model, f"fitted on the first {len(events):,} events ({clients} clients) of the input itself, no --model given")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 
 import msgspec
 import numpy as np
+from joblib import Parallel, delayed
 
 from detectors.calibration import sustained_peaks
 from detectors.campaigns import campaign_row
@@ -69,8 +70,14 @@ def fit_clone_model(
     min_events: int = _POLICY_DEFAULTS.min_events,
     sustain: int = _POLICY_DEFAULTS.confirm_events,
     contaminated: bool = False,
+    n_jobs: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> CloneModel:
     """Learn what benign traffic looks like from ``events`` (in arrival order).
+
+    ``n_jobs``: processes that fit the calibration folds side by side (joblib's meaning:
+    None is one, -1 every core); the model is the same for any value. ``progress`` is
+    called with a short line after each stage (the folds are most of the time).
 
     ``contaminated``: the events are the traffic about to be scored, attackers perhaps
     included (``clonewatch run`` without a model). The model then compares each client it
@@ -91,11 +98,14 @@ def fit_clone_model(
     clients = {e.client_id for e in events}
     if len(clients) < 2:
         raise ValueError(f"training needs traffic from several clients, got {len(clients)}")
+    report = progress or (lambda _: None)
+    parallel = Parallel(n_jobs=n_jobs, return_as="generator")
     fit_refs = partial(fit_references, n_regions=n_regions, random_state=random_state)
     references = fit_refs(events, vectors)
+    report(f"references of {len(references)} vector spaces")
     client_of = np.array([e.client_id for e in events])
     fold = _client_folds(client_of, random_state)
-    rows, seen, groups = _cross_fitted_features(fit_refs, references, events, vectors, fold, window, random_state)
+    rows, seen, groups = _cross_fitted_features(fit_refs, references, events, vectors, fold, window, random_state, parallel, report)
     last = np.zeros(len(events), dtype=bool)
     final_index = {e.client_id: i for i, e in enumerate(events)}
     last[list(final_index.values())] = True
@@ -104,13 +114,14 @@ def fit_clone_model(
     risk = make_model().fit(rows[keep], FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE, groups=client_of[keep])
     in_fold_scores, profiles = risk.scores_and_profiles(rows)
     fold_risks: dict[int, RiskModel] | None = {} if contaminated and fold is not None else None
-    scores = _out_of_fold_scores(make_model, rows, keep, client_of, fold, groups, fold_risks) if fold is not None else in_fold_scores
+    scores = _out_of_fold_scores(make_model, rows, keep, client_of, fold, groups, parallel, report, fold_risks) if fold is not None else in_fold_scores
     peak_of = sustained_peaks(scores, client_of, seen, min_events, sustain) if fold is not None else {}
     peaks = np.array(list(peak_of.values()))
     if len(peaks) >= 2:
         risk.calibrate(peaks, np.array(list(peak_of)) if contaminated else None)
     sequential = SequentialTest().fit(scores, profiles, client_of, fold)
     campaign_sequential = _fit_campaign_test(risk, groups)
+    report("sequential tests")
     data_hash = _data_hash(events)
     metadata = {
         "version": f"cw-{data_hash[:12]}",
@@ -177,14 +188,15 @@ class BenignGroups:
         self.sizes.append(size)
 
 
-def _cross_fitted_features(fit_refs, references, events, vectors, fold, window, random_state) -> tuple[np.ndarray, np.ndarray, BenignGroups]:
+def _cross_fitted_features(fit_refs, references, events, vectors, fold, window, random_state, parallel, report) -> tuple[np.ndarray, np.ndarray, BenignGroups]:
     """Every event's feature row, measured against references fitted without its client's fold,
     and the rows of benign groups (see :class:`BenignGroups`) formed within each fold.
 
     A new client's queries are never part of the reference; a baseline client's would be,
     and would look more familiar (closer to the reference, fewer of them novel) than any
     new benign client's. Measured out of fold, the baseline looks like the clients the
-    model will score.
+    model will score. The folds are independent: ``parallel`` (a joblib ``Parallel``) runs
+    them side by side, with the same result as one after another.
     """
     groups = BenignGroups()
     if fold is None:  # too few clients to leave any out: measured against ``references``
@@ -193,17 +205,33 @@ def _cross_fitted_features(fit_refs, references, events, vectors, fold, window, 
     rows = np.empty((len(events), len(FEATURE_NAMES)))
     seen = np.empty(len(events), dtype=np.int64)
     rng = np.random.default_rng(random_state)
-    for k in np.unique(fold):
-        inside, outside = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
-        without_fold = fit_refs([events[i] for i in outside], [vectors[i] for i in outside])
-        rows[inside], seen[inside] = learn_and_extract(
-            without_fold, [events[i] for i in inside], [vectors[i] for i in inside], {}, window
+    folds = [(int(k), np.flatnonzero(fold == k), np.flatnonzero(fold != k)) for k in np.unique(fold)]
+    tasks = [  # groups drawn in fold order, as one fold after another would draw them
+        delayed(_fold_features)(
+            fit_refs, [events[i] for i in outside], [vectors[i] for i in outside],
+            [events[i] for i in inside], [vectors[i] for i in inside],
+            _benign_groups(sorted({events[i].client_id for i in inside}), rng, first=k), window,
         )
-        for g, members in enumerate(_benign_groups(sorted({events[i].client_id for i in inside}), rng, first=int(k))):
-            member_rows = [i for i in inside if events[i].client_id in members]
-            merged = _merged_rows(without_fold, [events[i] for i in member_rows], [vectors[i] for i in member_rows], window)
-            groups.add(merged, f"{k}:{g}", int(k), len(members))
+        for k, inside, outside in folds
+    ]  # fmt: skip
+    for done, ((k, inside, _), (fold_rows, fold_seen, merged)) in enumerate(zip(folds, parallel(tasks)), start=1):
+        rows[inside], seen[inside] = fold_rows, fold_seen
+        for g, (group_rows, size) in enumerate(merged):
+            groups.add(group_rows, f"{k}:{g}", k, size)
+        report(f"features out of fold {done}/{len(folds)}")
     return rows, seen, groups
+
+
+def _fold_features(fit_refs, outside_events, outside_vectors, events, vectors, members: list[set[str]], window: int):
+    """One fold: references fitted without it, its events' rows against them, and the merged
+    rows of each of its benign groups (with the group's size)."""
+    without_fold = fit_refs(outside_events, outside_vectors)
+    rows, seen = learn_and_extract(without_fold, events, vectors, {}, window)
+    merged = []
+    for group in members:
+        mine = [i for i, e in enumerate(events) if e.client_id in group]
+        merged.append((_merged_rows(without_fold, [events[i] for i in mine], [vectors[i] for i in mine], window), len(group)))
+    return rows, seen, merged
 
 
 def _benign_groups(clients: list[str], rng: np.random.Generator, first: int = 0) -> list[set[str]]:
@@ -241,7 +269,7 @@ def _fit_campaign_test(risk: RiskModel, groups: BenignGroups) -> SequentialTest 
     return SequentialTest().fit(groups.scores, profiles, np.concatenate(groups.labels), np.concatenate(groups.folds))
 
 
-def _out_of_fold_scores(make_model, rows, keep, client_of, fold, groups: BenignGroups, models: dict | None = None) -> np.ndarray:
+def _out_of_fold_scores(make_model, rows, keep, client_of, fold, groups: BenignGroups, parallel, report, models: dict | None = None) -> np.ndarray:
     """Every event's raw risk score from a risk model fitted without that event's client;
     the benign groups' rows are scored by the same models (``groups.scores``). ``models``,
     if given, receives each fold's model."""
@@ -249,15 +277,25 @@ def _out_of_fold_scores(make_model, rows, keep, client_of, fold, groups: BenignG
     group_rows = np.concatenate(groups.rows) if groups.rows else np.empty((0, rows.shape[1]))
     group_folds = np.concatenate(groups.folds) if groups.folds else np.empty(0)
     groups.scores = np.empty(len(group_rows))
-    for k in np.unique(fold):
-        held_out = fold == k
-        model = make_model().fit(rows[keep & ~held_out], FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE, groups=client_of[keep & ~held_out])
-        scores[held_out] = -model.score_samples(rows[held_out])
+    folds = np.unique(fold)
+    tasks = [
+        delayed(_fold_scores)(make_model, rows[keep & (fold != k)], client_of[keep & (fold != k)], rows[fold == k], group_rows[group_folds == k])
+        for k in folds
+    ]
+    for done, (k, (model, held_out_scores, group_scores)) in enumerate(zip(folds, parallel(tasks)), start=1):
+        scores[fold == k] = held_out_scores
+        groups.scores[group_folds == k] = group_scores
         if models is not None:
             models[int(k)] = model
-        if (group_folds == k).any():
-            groups.scores[group_folds == k] = -model.score_samples(group_rows[group_folds == k])
+        report(f"risk model out of fold {done}/{len(folds)}")
     return scores
+
+
+def _fold_scores(make_model, train_rows, train_clients, held_out_rows, group_rows):
+    """A risk model fitted on the other folds' rows, and its scores of this fold's rows and groups."""
+    model = make_model().fit(train_rows, FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE, groups=train_clients)
+    group_scores = -model.score_samples(group_rows) if len(group_rows) else np.empty(0)
+    return model, -model.score_samples(held_out_rows), group_scores
 
 
 def _data_hash(events: Sequence[AccessEvent]) -> str:

@@ -88,3 +88,17 @@ def test_a_warm_up_scores_its_own_clients_with_models_that_never_saw_them():
     benign = [c for c, label in labels.items() if label == "benign"]
     assert attackers and np.mean([held_out[c] for c in attackers]) > np.mean([seen_everything[c] for c in attackers])
     assert np.mean([held_out[c] for c in attackers]) > np.mean([held_out[c] for c in benign])
+
+
+def test_folds_fitted_side_by_side_give_the_same_model_and_report_progress():
+    events, vectors = own_corner_events(30, 20, seed=2, prefix="c")
+    stages: list[str] = []
+    alone = fit_clone_model(events, vectors, n_estimators=20, contaminated=True)
+    side_by_side = fit_clone_model(events, vectors, n_estimators=20, contaminated=True, n_jobs=2, progress=stages.append)
+    fresh, fresh_vectors = own_corner_events(10, 20, seed=3, prefix="new")
+    risks = [CloneDetector(m).process(fresh + events[:200], fresh_vectors + vectors[:200], {}).risks for m in (alone, side_by_side)]
+    np.testing.assert_array_equal(risks[0], risks[1])
+    assert alone.metadata["score_distribution"] == side_by_side.metadata["score_distribution"]
+    assert alone.sequential.tau_ == side_by_side.sequential.tau_
+    assert stages[0].startswith("references") and stages[-1] == "sequential tests"
+    assert "features out of fold 10/10" in stages and "risk model out of fold 10/10" in stages
