@@ -420,7 +420,7 @@ def main() -> int:
         base_events, _ = load("benign", args.train_seed, baseline_scale)
         base_vectors = vectorize(vectorizer, base_events, "baseline")
         started = time.monotonic()
-        model = fit_clone_model(base_events, base_vectors, window=args.window)
+        model = fit_clone_model(base_events, base_vectors, window=args.window, n_jobs=-1)
         fit_s = time.monotonic() - started
         scale = column_scales(base_events, base_vectors)
         delta = prada_threshold(prada_statistics(base_events, base_vectors, scale))

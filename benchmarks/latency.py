@@ -128,7 +128,7 @@ def main() -> int:
 
     cached = Vectorizer(PromptEmbedder(disk_cache=args.cache))
     base_events, _ = bench.load("benign", 101, args.baseline_clients / bench.BENIGN_CLIENTS_AT_SCALE_1)
-    model = fit_clone_model(base_events, bench.vectorize(cached, base_events, "baseline"))
+    model = fit_clone_model(base_events, bench.vectorize(cached, base_events, "baseline"), n_jobs=-1)
     events = simulate("full", seed=args.seed, scale=args.scale).events
 
     with tempfile.TemporaryDirectory(prefix="clonewatch-latency-") as tmp, LocalBroker(Path(tmp) / "kafka") as broker:

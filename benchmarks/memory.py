@@ -67,7 +67,7 @@ def main() -> int:
     vectorizer = Vectorizer(PromptEmbedder(disk_cache=args.cache))
     base_events, _ = bench.load("benign", 101, args.baseline_clients / bench.BENIGN_CLIENTS_AT_SCALE_1)
     print(f"fitting on {len(base_events):,} baseline events", file=sys.stderr)
-    model = fit_clone_model(base_events, bench.vectorize(vectorizer, base_events, "baseline"))
+    model = fit_clone_model(base_events, bench.vectorize(vectorizer, base_events, "baseline"), n_jobs=-1)
     events, _ = bench.load("full", args.seed, args.scale)
     vectors = bench.vectorize(vectorizer, events, f"full seed {args.seed}")
 

@@ -211,7 +211,7 @@ def main() -> int:
     base_events, _ = load("benign", args.train_seed, args.baseline_clients / BENIGN_CLIENTS_AT_SCALE_1)
     base_vectors = vectorize(vectorizer, base_events, "baseline")
     started = time.monotonic()
-    model = fit_clone_model(base_events, base_vectors)
+    model = fit_clone_model(base_events, base_vectors, n_jobs=-1)
     print(f"baseline: {model.metadata['training_clients']} benign clients, fitted in {time.monotonic() - started:.0f} s", file=sys.stderr)
     report = {"baseline_clients": model.metadata["training_clients"], "scale": args.scale, "lag_s": args.lag, "runs": []}
     rows: dict[tuple[str, str], list[ProbingAttacker]] = {}

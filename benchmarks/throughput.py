@@ -129,7 +129,7 @@ def main() -> int:
     base_vectors = bench.vectorize(cached, base_events, "baseline")
     print(f"training on {len(base_events):,} baseline events ...", file=sys.stderr)
     started = time.perf_counter()
-    model = fit_clone_model(base_events, base_vectors)
+    model = fit_clone_model(base_events, base_vectors, n_jobs=-1)
     train_s = time.perf_counter() - started
 
     lines = [json.dumps(e) for e in simulate("full", seed=args.seed, scale=args.scale).events]

@@ -35,7 +35,9 @@ class RiskModel:
     - **Nearest benign clients**: the distance from the client to the ``n_neighbors``-th
       nearest reference snapshot of another client, with every feature mapped to a
       normal score of the reference. Benign clients come in kinds (a developer re-running
-      prompts is close to other developers); an attacker is far from every kind.
+      prompts is close to other developers); an attacker is far from every kind. At most
+      ``max_neighbors`` snapshots (a random sample) are kept to measure it, so that
+      fitting and scoring cost the same per row whatever the baseline's size.
     - **Isolation forest**: unusual combinations of raw feature values.
 
     Each detector's score is calibrated to the share of reference rows below it. Tail and
@@ -64,11 +66,17 @@ class RiskModel:
     """
 
     def __init__(
-        self, n_estimators: int = 200, max_samples: int | str = 256, n_neighbors: int = 5, random_state: int = 0
+        self,
+        n_estimators: int = 200,
+        max_samples: int | str = 256,
+        n_neighbors: int = 5,
+        max_neighbors: int = 4096,
+        random_state: int = 0,
     ) -> None:
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.n_neighbors = n_neighbors
+        self.max_neighbors = max_neighbors
         self.random_state = random_state
 
     def fit(
@@ -112,11 +120,14 @@ class RiskModel:
         ).fit(Xf)
         self.forest_calibrator_ = TailCalibrator().fit(-self.forest_.score_samples(Xf))
         self.tail_calibrator_ = TailCalibrator().fit(self._tail_evidence(Xf))
-        self.neighbors_ = self._normal_scores(Xf).astype(np.float32)
-        self.neighbor_groups_ = groups
-        largest_group = np.unique(groups, return_counts=True)[1].max()
-        self.neighbor_k_ = max(1, min(self.n_neighbors, len(Xf) - largest_group))
-        self.neighbor_calibrator_ = TailCalibrator().fit(self._neighbor_distance(self.neighbors_, groups))
+        Z = self._normal_scores(Xf).astype(np.float32)
+        kept = np.arange(len(Z))
+        if len(Z) > self.max_neighbors:
+            kept = np.sort(np.random.default_rng(self.random_state).choice(len(Z), size=self.max_neighbors, replace=False))
+        self.neighbors_, self.neighbor_groups_ = Z[kept], groups[kept]
+        largest_group = np.unique(self.neighbor_groups_, return_counts=True)[1].max()
+        self.neighbor_k_ = max(1, min(self.n_neighbors, len(kept) - largest_group))
+        self.neighbor_calibrator_ = TailCalibrator().fit(self._neighbor_distance(Z, groups))
         self.risk_calibrator_ = TailCalibrator().fit(self._combined(Xf, groups))
         self.n_reference_ = len(Xf)
         return self

@@ -134,3 +134,12 @@ def test_a_warm_up_client_is_calibrated_without_its_own_peak() -> None:
     pooled, alone = model.calibrated(np.array([6.0])), model.calibrated(np.array([6.0]), np.array(["sweep"]))
     assert pooled[0] < 0.99 and alone[0] > 0.999
     assert model.calibrated(np.array([6.0]), np.array(["newcomer"]))[0] == pooled[0]  # not in the warm-up: all peaks
+
+
+def test_the_neighbor_reference_keeps_a_sample_of_a_large_baseline_and_still_finds_outliers():
+    rng = np.random.default_rng(0)
+    X, groups = rng.normal(size=(3000, 3)), np.arange(3000) // 30
+    model = RiskModel(n_estimators=50, max_neighbors=500).fit(X, ["a", "b", "c"], None, groups)
+    assert model.neighbors_.shape == (500, 3) and len(model.neighbor_groups_) == 500
+    risk = model.risk(np.array([[0.0, 0.0, 0.0], [0.0, 6.0, -6.0]]))
+    assert risk[0] < 0.9 and risk[1] > 0.999
