@@ -25,6 +25,7 @@ order give the same verdicts either way.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,8 @@ from detectors.assessment import Assessment, readable_reasons
 from detectors.campaigns import Campaign, CampaignTracker, CampaignView
 from detectors.model import CloneModel
 from detectors.policy import Policy
-from schemas import CampaignFact, CampaignScore, CampaignVerdict, to_rfc3339
+from detectors.retries import RetryTracker, query_fingerprint
+from schemas import Action, CampaignFact, CampaignScore, CampaignVerdict, to_epoch, to_rfc3339
 
 
 @dataclass
@@ -62,10 +64,15 @@ class CampaignStage:
     for a changelog-backed table.
     """
 
-    def __init__(self, model: CloneModel | None, policy: Policy, tracker: CampaignTracker | None = None) -> None:
+    def __init__(
+        self, model: CloneModel | None, policy: Policy, tracker: CampaignTracker | None = None, retries: RetryTracker | None = None
+    ) -> None:
         self.model = model
         self.policy = policy
         self.tracker = tracker if tracker is not None else CampaignTracker(window=model.window if model else 200)
+        self.retries = retries if retries is not None else RetryTracker()
+        self._answered: OrderedDict[str, tuple[str, float]] = OrderedDict()  # client -> (action, risk) of its latest fact
+        self._lineage: OrderedDict[str, str] = OrderedDict()  # successor key -> the id of its chain of keys
         self._evidence: OrderedDict[str, list[float]] = OrderedDict()  # client -> its latest e-process components
         self._told: OrderedDict[str, str] = OrderedDict()  # member -> the campaign it was last told of
         self._seen: OrderedDict[str, int] = OrderedDict()  # client -> the events_seen of its latest fact
@@ -80,6 +87,8 @@ class CampaignStage:
         touched: dict[str, tuple[int, CampaignView, Assessment]] = {}
         for i, view, group in zip(kept, views, groups):
             fact, client = facts[i], facts[i].event.client_id
+            if (verdict := self._successor(fact)) is not None:
+                result.verdicts.append((i, verdict))
             if view is not None and view.campaign_id in self.tracker.campaigns:
                 campaign = self.tracker.campaigns[view.campaign_id]
                 gather_evidence(campaign, self._evidence)
@@ -102,6 +111,25 @@ class CampaignStage:
         if self.model is not None:
             reasons += readable_reasons(self.model.risk, view.row)
         return reasons
+
+    def _successor(self, fact: CampaignFact) -> CampaignVerdict | None:
+        """A verdict for a new key that sends again a query refused on another key still
+        refused (:class:`RetryTracker`): it takes on that key's action and risk."""
+        client = fact.event.client_id
+        before = self.retries.learn_one(
+            client, to_epoch(fact.event.ts), query_fingerprint(fact.event), fact.events_seen, refused=fact.action != Action.ALLOW.value
+        )  # fmt: skip
+        _remember(self._answered, client, (fact.action, fact.risk), self.tracker.max_clients)
+        action, risk = self._answered.get(before, (Action.ALLOW.value, 0.0)) if before else (Action.ALLOW.value, 0.0)
+        if action == Action.ALLOW.value:
+            return None
+        chain = self._lineage.get(before) or "keys-" + hashlib.sha256(before.encode()).hexdigest()[:8]
+        _remember(self._lineage, client, chain, self.tracker.max_clients)
+        return CampaignVerdict(
+            client_id=client, campaign_id=chain, ts=to_rfc3339(fact.event.ts), risk=round(risk, 6), action=Action(action),
+            events_seen=fact.events_seen,
+            reasons=[f"a new key that sent again a query refused on key {before} (moved to a fresh key after a refusal): takes on its {action} and risk"],
+        )  # fmt: skip
 
     def _first_time(self, fact: CampaignFact) -> bool:
         client = fact.event.client_id
@@ -178,13 +206,17 @@ class CampaignStage:
     def to_bytes(self) -> bytes:
         return msgspec.msgpack.encode({
             "tracker": self.tracker.to_bytes(), "evidence": list(self._evidence.items()), "told": list(self._told.items()),
-            "seen": list(self._seen.items()),
+            "seen": list(self._seen.items()), "retries": self.retries.to_bytes(), "answered": list(self._answered.items()),
+            "lineage": list(self._lineage.items()),
         })  # fmt: skip
 
     @classmethod
     def from_bytes(cls, data: bytes, model: CloneModel | None, policy: Policy) -> CampaignStage:
         raw = msgspec.msgpack.decode(data)
-        stage = cls(model, policy, CampaignTracker.from_bytes(raw["tracker"]))
+        retries = RetryTracker.from_bytes(raw["retries"]) if "retries" in raw else None  # older stages kept none
+        stage = cls(model, policy, CampaignTracker.from_bytes(raw["tracker"]), retries)
+        stage._answered.update((client, (action, risk)) for client, (action, risk) in raw.get("answered", []))
+        stage._lineage.update(raw.get("lineage", []))
         stage._evidence.update((client, list(v)) for client, v in raw["evidence"])
         stage._told.update((client, cid) for client, cid in raw["told"])
         stage._seen.update((client, n) for client, n in raw["seen"])

@@ -33,14 +33,21 @@ class BatchResult:
 
 
 def campaign_fact(
-    event: AccessEvent, seen: int, projected: tuple[str | None, np.ndarray | None, int, float], evidence: Sequence[float]
+    event: AccessEvent,
+    seen: int,
+    projected: tuple[str | None, np.ndarray | None, int, float],
+    mine: Assessment,
+    state: ClientState,
 ) -> CampaignFact:
-    """What the campaign stage needs of one scored event (``projected``: :func:`project`'s tuple)."""
+    """What the campaign stage needs of one scored event (``projected``: :func:`project`'s
+    tuple; ``mine`` and ``state``: the client's assessment after it and its state, whose
+    action is still the one the event was answered with)."""
     space, vector, region, novelty = projected
     packed = None if vector is None else np.asarray(vector, dtype=np.float32).tobytes()
     return CampaignFact(
-        event=event, events_seen=seen, space=space, region=int(region), vector=packed, novelty=float(novelty), evidence=list(evidence)
-    )
+        event=event, events_seen=seen, space=space, region=int(region), vector=packed, novelty=float(novelty),
+        evidence=list(mine.components), action=state.action, risk=max(mine.risk, state.campaign_risk),
+    )  # fmt: skip
 
 
 def project(
@@ -154,7 +161,7 @@ class CloneDetector:
         result = BatchResult(risks=np.empty(len(events)))
         facts = []
         if self.stage is not None or self.facts:
-            facts = [campaign_fact(e, int(n), p, mine.components) for e, n, p, mine in zip(events, seen, projected, own)]
+            facts = [campaign_fact(e, int(n), p, mine, states[e.client_id]) for e, n, p, mine in zip(events, seen, projected, own)]
         verdicts: dict[int, list[CampaignVerdict]] = defaultdict(list)
         if self.stage is not None:
             staged = self.stage.process(facts)

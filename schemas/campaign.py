@@ -24,6 +24,8 @@ class CampaignFact(msgspec.Struct):
     vector: bytes | None = None  # the projected query vector, float32
     novelty: float = 0.0
     evidence: list[float] = []  # the logs of the client's e-process components after the event
+    action: str = "allow"  # the client's action when the event arrived (what the gateway answered it with)
+    risk: float = 0.0  # the client's risk after the event, its campaign's included
 
 
 class CampaignVerdict(msgspec.Struct):
