@@ -11,8 +11,9 @@ lines), with a model fitted on a benign baseline:
     and sequence length, in the same run: the embedder's own ceiling. (b)/(c) says how close
     the product comes to it;
 
-and how long training takes per baseline event (the issue asks for one day of 100k events
-in under 2 minutes on 2 cores).
+and how long training takes on 100k baseline events, on every core (the issue asks for one
+day of 100k events in under 2 minutes on 2 cores): the first 100k events of the detection
+benchmark's 1,000-client baseline, whose vectors that benchmark has cached.
 
     python benchmarks/throughput.py                   # 100 baseline clients, the full scenario at scale 0.3
     python benchmarks/throughput.py --events 2000     # quick look (the full path on the first 2,000 events)
@@ -120,6 +121,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--baseline-clients", type=int, default=100)
     parser.add_argument("--events", type=int, default=6000, help="events through the full path and the raw encoder (default: %(default)s)")
+    parser.add_argument("--train-events", type=int, default=100_000, help="baseline events the training time is measured on (default: %(default)s)")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "clonewatch" / "embeddings.sqlite")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "throughput.json")
     args = parser.parse_args()
@@ -127,9 +129,12 @@ def main() -> int:
     cached = Vectorizer(PromptEmbedder(disk_cache=args.cache))
     base_events, _ = bench.load("benign", 101, args.baseline_clients / bench.BENIGN_CLIENTS_AT_SCALE_1)
     base_vectors = bench.vectorize(cached, base_events, "baseline")
-    print(f"training on {len(base_events):,} baseline events ...", file=sys.stderr)
-    started = time.perf_counter()
     model = fit_clone_model(base_events, base_vectors, n_jobs=-1)
+    train_events = bench.load("benign", 101, 1000 / bench.BENIGN_CLIENTS_AT_SCALE_1)[0][: args.train_events]
+    train_vectors = bench.vectorize(cached, train_events, "training baseline")
+    print(f"training on {len(train_events):,} baseline events, {os.cpu_count()} processes ...", file=sys.stderr)
+    started = time.perf_counter()
+    trained = fit_clone_model(train_events, train_vectors, n_jobs=-1)
     train_s = time.perf_counter() - started
 
     lines = [json.dumps(e) for e in simulate("full", seed=args.seed, scale=args.scale).events]
@@ -145,8 +150,8 @@ def main() -> int:
 
     report = {
         "date": date.today().isoformat(), "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
-        "baseline_events": len(base_events), "train_seconds": train_s, "train_events_per_s": len(base_events) / train_s,
-        "train_100k_projected_s": 100_000 * train_s / len(base_events),
+        "baseline_events": len(base_events), "train_events": len(train_events), "train_clients": trained.metadata["training_clients"],
+        "train_processes": os.cpu_count(), "train_seconds": train_s, "train_100k_projected_s": 100_000 * train_s / len(train_events),
         "without_embedder_one_core": a, "full_path": b, "raw_encode": c,
         "full_over_raw": c["seconds"] / b["seconds"], "targets": TARGETS,
     }  # fmt: skip
@@ -157,7 +162,7 @@ def main() -> int:
         (f"(b) full path, {os.cpu_count()} cores", f"{b['events_per_s']:,.0f} events/s ({b['prompts_per_s']:,.0f} prompts/s)", "", None),
         (f"(c) raw SentenceTransformer.encode, batches of {b['batch_size']}", f"{c['prompts_per_s']:,.0f} prompts/s", "", None),
         ("(b)/(c), same distinct prompts", f"{report['full_over_raw']:.2f}", f">= {TARGETS['full_over_raw']}", report["full_over_raw"] >= TARGETS["full_over_raw"]),
-        (f"training, {len(base_events):,} events", f"{train_s:.0f} s (100k: ~{report['train_100k_projected_s']:.0f} s)", f"100k <= {TARGETS['train_100k_s']} s", report["train_100k_projected_s"] <= TARGETS["train_100k_s"]),
+        (f"training, {len(train_events):,} events, {os.cpu_count()} processes", f"{train_s:.0f} s", f"100k <= {TARGETS['train_100k_s']} s", report["train_100k_projected_s"] <= TARGETS["train_100k_s"]),
     ]  # fmt: skip
     print(f"\n{'':<44} {'measured':<36} {'target':<14}")
     for name, value, target, met in rows:

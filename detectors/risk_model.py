@@ -70,7 +70,7 @@ class RiskModel:
         n_estimators: int = 200,
         max_samples: int | str = 256,
         n_neighbors: int = 5,
-        max_neighbors: int = 4096,
+        max_neighbors: int = 16384,
         random_state: int = 0,
     ) -> None:
         self.n_estimators = n_estimators
