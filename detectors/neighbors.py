@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def kth_nearest_distance(
@@ -17,7 +18,8 @@ def kth_nearest_distance(
 
     With groups, reference rows of the query's own group are left out (a client is not
     its own neighbor; with ``np.arange`` as groups, a row is not its own). Exact and
-    brute force, in chunks: references here hold a few thousand rows.
+    brute force, in chunks: references here hold a few thousand rows. The k smallest of
+    each row come from ``torch.topk``: exact, and several times faster than ``np.partition``.
 
     >>> ref = np.array([[0.0], [1.0], [3.0]])
     >>> kth_nearest_distance(np.array([[0.0]]), ref, 2).tolist()
@@ -37,5 +39,6 @@ def kth_nearest_distance(
         d2 = (q**2).sum(axis=1)[:, None] - 2.0 * q @ reference.T + reference_sq[None, :]
         if query_groups is not None:
             d2[query_groups[start : start + chunk, None] == reference_groups[None, :]] = np.inf
-        out[start : start + chunk] = np.sqrt(np.maximum(np.partition(d2, k - 1, axis=1)[:, k - 1], 0.0))
+        kth = torch.topk(torch.from_numpy(d2), k, dim=1, largest=False).values[:, k - 1].numpy()
+        out[start : start + chunk] = np.sqrt(np.maximum(kth, 0.0))
     return out

@@ -4,21 +4,26 @@ An attacker that watches the gateway's answers (OARS, CCS '23) learns when a key
 refused and moves to a fresh key, address and network; every fact the campaign tracker
 ties keys by is new, and the fresh key starts without evidence. What it cannot help is to
 send again the query that was refused, since that is the answer it still wants: a new
-key whose first queries include, verbatim, a query refused on another key shortly before
-is that key's successor.
+key whose first queries include, verbatim, the last query refused on another key shortly
+before is that key's successor.
 
 A benign key meets this rule only by chance: it must be new, and among its first
-``first_queries`` send exactly a query that a refused key sent within ``horizon_s`` and that
-no other client had ever sent (a common prompt, a canned request many clients send, ties
-nothing). :class:`RetryTracker` remembers, per query fingerprint, its first sender and
-whether a second client has sent it, and the queries sent by keys while refused.
+``first_queries`` send exactly the query a refused key was refused last, within
+``horizon_s``, and that no other client had ever sent (a common prompt, a canned request
+many clients send, ties nothing). Only each key's last refused query counts: an attacker
+sweeping a pool of common questions is refused on hundreds of them, and customers ask some
+of the same questions. :class:`RetryTracker` remembers, per query fingerprint, its first
+sender and whether a second client has sent it, and each refused key's last refused query.
 
 >>> tracker = RetryTracker(horizon_s=3600.0)
 >>> tracker.learn_one("old-key", 0.0, b"q1", events_seen=40, refused=False)
 >>> tracker.learn_one("old-key", 5.0, b"q2", events_seen=41, refused=True)   # refused: the key is throttled
->>> tracker.learn_one("new-key", 605.0, b"q2", events_seen=1, refused=False)  # ten minutes later, from a fresh key
+>>> tracker.learn_one("old-key", 6.0, b"q3", events_seen=42, refused=True)   # and refused again
+>>> tracker.learn_one("new-key", 605.0, b"q3", events_seen=1, refused=False)  # ten minutes later, from a fresh key
 'old-key'
->>> tracker.learn_one("someone", 700.0, b"q2", events_seen=1, refused=False) is None  # sent by two keys already
+>>> tracker.learn_one("other-new-key", 610.0, b"q2", events_seen=1, refused=False) is None  # not its last refusal
+True
+>>> tracker.learn_one("someone", 700.0, b"q3", events_seen=1, refused=False) is None  # sent by two keys already
 True
 """
 
@@ -63,6 +68,7 @@ class RetryTracker:
         self.max_queries = max_queries
         self._senders: OrderedDict[bytes, str | int] = OrderedDict()  # fingerprint -> first sender, or POPULAR
         self._refused: OrderedDict[bytes, tuple[str, float]] = OrderedDict()  # fingerprint -> (refused key, when)
+        self._last_refused: OrderedDict[str, bytes] = OrderedDict()  # refused key -> the fingerprint it was refused last
 
     def learn_one(self, client_id: str, ts: float, fingerprint: bytes | None, events_seen: int, refused: bool) -> str | None:
         """Learn one query; return the refused key this one continues, if it does."""
@@ -76,8 +82,11 @@ class RetryTracker:
                 successor_of = hit[0]
         self._remember(fingerprint, client_id if first is None or first == client_id else POPULAR)
         if refused and self._senders[fingerprint] == client_id:
+            self._refused.pop(self._last_refused.pop(client_id, b""), None)
             self._refused[fingerprint] = (client_id, ts)
-            self._refused.move_to_end(fingerprint)
+            self._last_refused[client_id] = fingerprint
+            while len(self._last_refused) > self.max_queries:
+                self._last_refused.popitem(last=False)
         self._expire(ts)
         return successor_of
 
@@ -101,6 +110,7 @@ class RetryTracker:
         return msgspec.msgpack.encode({
             "params": [self.horizon_s, self.first_queries, self.max_queries],
             "senders": list(self._senders.items()), "refused": [(f, c, t) for f, (c, t) in self._refused.items()],
+            "last_refused": list(self._last_refused.items()),
         })  # fmt: skip
 
     @classmethod
@@ -109,4 +119,5 @@ class RetryTracker:
         tracker = cls(*raw["params"])
         tracker._senders.update((f, s) for f, s in raw["senders"])
         tracker._refused.update((f, (c, t)) for f, c, t in raw["refused"])
+        tracker._last_refused.update(raw["last_refused"])
         return tracker

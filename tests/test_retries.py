@@ -53,7 +53,7 @@ def test_a_new_key_resending_a_refused_query_takes_on_the_refused_keys_action(re
 
 @pytest.mark.parametrize(
     "case",
-    ["a query sent while the key was still allowed", "a common query", "an old customer", "a day later", "its fourth query"],
+    ["a query sent while the key was still allowed", "an earlier refused query", "a common query", "an old customer", "a day later", "its fourth query"],
 )
 def test_nothing_else_ties_a_key_to_a_refused_one(refused_key, case):
     stage = CampaignStage(None, Policy())
@@ -61,7 +61,8 @@ def test_nothing_else_ties_a_key_to_a_refused_one(refused_key, case):
     later = START + 800
     facts = {
         "a query sent while the key was still allowed": [fact(ask("fresh", later, "sweep item 5"), 1)],
-        "a common query": [fact(ask("user0", START + 210, "sweep item 31"), 50), fact(ask("fresh", later, "sweep item 31"), 1)],
+        "an earlier refused query": [fact(ask("fresh", later, "sweep item 31"), 1)],
+        "a common query": [fact(ask("user0", START + 210, "sweep item 32"), 50), fact(ask("fresh", later, "sweep item 32"), 1)],
         "an old customer": [fact(ask("user1", later, "sweep item 32"), 40)],
         "a day later": [fact(ask("fresh", START + 202 + 86400, "sweep item 32"), 1)],
         "its fourth query": [fact(ask("fresh", later + i, f"new {i}"), i + 1) for i in range(3)] + [fact(ask("fresh", later + 9, "sweep item 32"), 4)],
@@ -73,7 +74,7 @@ def test_the_stage_remembers_refused_queries_across_a_restart(refused_key):
     stage = CampaignStage(None, Policy())
     stage.process(refused_key)
     restored = CampaignStage.from_bytes(stage.to_bytes(), None, Policy())
-    assert verdicts_of(restored, [fact(ask("fresh", START + 900, "sweep item 31"), 1)]) == [("fresh", "throttle", 0.9996)]
+    assert verdicts_of(restored, [fact(ask("fresh", START + 900, "sweep item 32"), 1)]) == [("fresh", "throttle", 0.9996)]
 
 
 def test_numeric_queries_have_fingerprints_and_bodiless_requests_have_none():
