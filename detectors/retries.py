@@ -107,10 +107,14 @@ class RetryTracker:
             del self._refused[fingerprint]
 
     def to_bytes(self) -> bytes:
+        """The refused queries and their senders: what a tie needs, a few bytes per refused key.
+        Other queries' senders are not kept (the stage is saved after every batch): after a
+        restart, popularity is learned again."""
         return msgspec.msgpack.encode({
             "params": [self.horizon_s, self.first_queries, self.max_queries],
-            "senders": list(self._senders.items()), "refused": [(f, c, t) for f, (c, t) in self._refused.items()],
-            "last_refused": list(self._last_refused.items()),
+            "senders": [(f, self._senders[f]) for f in self._refused if f in self._senders],
+            "refused": [(f, c, t) for f, (c, t) in self._refused.items()],
+            "last_refused": [(c, f) for c, f in self._last_refused.items() if f in self._refused],
         })  # fmt: skip
 
     @classmethod

@@ -104,3 +104,16 @@ def test_through_the_detector_the_fresh_key_is_throttled_at_its_first_query():
     result = detector.process([retry], [np.asarray(retry.features, np.float32)], states)
     assert [(d.client_id, d.action.value) for d in result.decisions] == [("fresh", "throttle")]
     assert states["fresh"].action == "throttle"
+
+
+def test_what_is_saved_grows_with_refused_keys_not_with_traffic():
+    tracker = RetryTracker()
+    for i in range(5000):
+        tracker.learn_one(f"user{i % 100}", START + i, f"question {i}".encode(), events_seen=50, refused=False)
+    for i in range(300):
+        tracker.learn_one("sweeper", START + 5000 + i, f"pool item {i}".encode(), events_seen=100 + i, refused=True)
+    saved = tracker.to_bytes()
+    assert len(tracker) == 5300 and len(saved) < 500
+    restored = RetryTracker.from_bytes(saved)
+    assert restored.learn_one("fresh", START + 6000, b"pool item 299", events_seen=1, refused=False) == "sweeper"
+    assert restored.learn_one("fresh2", START + 6001, b"pool item 298", events_seen=1, refused=False) is None
