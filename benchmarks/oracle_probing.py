@@ -202,6 +202,7 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=0.3, help="evaluation traffic size (as the detection benchmark)")
     parser.add_argument("--baseline-clients", type=int, default=100)
     parser.add_argument("--lag", type=float, default=5.0, help="seconds before a decision reaches the gateway (default: %(default)s)")
+    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES), help="attacker strategies to run (default: all)")
     parser.add_argument("--max-keys", type=int, default=50, help="keys a new-key attacker is ready to burn (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "oracle-probing.json")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "clonewatch" / "embeddings.sqlite")
@@ -228,7 +229,7 @@ def main() -> int:
                 plans[e.client_id].append((e, v))
         until = max(e.ts for e in events) + 86400.0  # the attackers may carry on for a day after the traffic ends
         for mode in MODES:
-            for strategy in STRATEGIES:
+            for strategy in args.strategies:
                 if strategy == "oblivious" and mode == "silent":
                     continue  # the same queries as visible: the answers are not looked at
                 attackers = [ProbingAttacker(kind_of[c], plan, strategy, args.max_keys) for c, plan in plans.items()]
