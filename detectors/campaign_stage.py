@@ -71,7 +71,7 @@ class CampaignStage:
         self.policy = policy
         self.tracker = tracker if tracker is not None else CampaignTracker(window=model.window if model else 200)
         self.retries = retries if retries is not None else RetryTracker()
-        self._answered: OrderedDict[str, tuple[str, float]] = OrderedDict()  # client -> (action, risk) of its latest fact
+        self._refused: OrderedDict[str, tuple[str, float]] = OrderedDict()  # client -> (action, risk) of its latest fact, if not allow
         self._lineage: OrderedDict[str, str] = OrderedDict()  # successor key -> the id of its chain of keys
         self._evidence: OrderedDict[str, list[float]] = OrderedDict()  # client -> its latest e-process components
         self._told: OrderedDict[str, str] = OrderedDict()  # member -> the campaign it was last told of
@@ -119,10 +119,13 @@ class CampaignStage:
         before = self.retries.learn_one(
             client, to_epoch(fact.event.ts), query_fingerprint(fact.event), fact.events_seen, refused=fact.action != Action.ALLOW.value
         )  # fmt: skip
-        _remember(self._answered, client, (fact.action, fact.risk), self.tracker.max_clients)
-        action, risk = self._answered.get(before, (Action.ALLOW.value, 0.0)) if before else (Action.ALLOW.value, 0.0)
-        if action == Action.ALLOW.value:
+        if fact.action == Action.ALLOW.value:
+            self._refused.pop(client, None)
+        else:
+            _remember(self._refused, client, (fact.action, fact.risk), self.tracker.max_clients)
+        if before is None or before not in self._refused:
             return None
+        action, risk = self._refused[before]
         chain = self._lineage.get(before) or "keys-" + hashlib.sha256(before.encode()).hexdigest()[:8]
         _remember(self._lineage, client, chain, self.tracker.max_clients)
         return CampaignVerdict(
@@ -206,7 +209,7 @@ class CampaignStage:
     def to_bytes(self) -> bytes:
         return msgspec.msgpack.encode({
             "tracker": self.tracker.to_bytes(), "evidence": list(self._evidence.items()), "told": list(self._told.items()),
-            "seen": list(self._seen.items()), "retries": self.retries.to_bytes(), "answered": list(self._answered.items()),
+            "seen": list(self._seen.items()), "retries": self.retries.to_bytes(), "refused": list(self._refused.items()),
             "lineage": list(self._lineage.items()),
         })  # fmt: skip
 
@@ -215,7 +218,7 @@ class CampaignStage:
         raw = msgspec.msgpack.decode(data)
         retries = RetryTracker.from_bytes(raw["retries"]) if "retries" in raw else None  # older stages kept none
         stage = cls(model, policy, CampaignTracker.from_bytes(raw["tracker"]), retries)
-        stage._answered.update((client, (action, risk)) for client, (action, risk) in raw.get("answered", []))
+        stage._refused.update((client, (action, risk)) for client, (action, risk) in raw.get("refused", []))
         stage._lineage.update(raw.get("lineage", []))
         stage._evidence.update((client, list(v)) for client, v in raw["evidence"])
         stage._told.update((client, cid) for client, cid in raw["told"])

@@ -53,7 +53,10 @@ def test_a_new_key_resending_a_refused_query_takes_on_the_refused_keys_action(re
 
 @pytest.mark.parametrize(
     "case",
-    ["a query sent while the key was still allowed", "an earlier refused query", "a common query", "an old customer", "a day later", "its fourth query"],
+    [
+        "a query sent while the key was still allowed", "an earlier refused query", "a common query", "an old customer",
+        "a day later", "its fourth query", "the refused key allowed again",
+    ],
 )
 def test_nothing_else_ties_a_key_to_a_refused_one(refused_key, case):
     stage = CampaignStage(None, Policy())
@@ -65,6 +68,7 @@ def test_nothing_else_ties_a_key_to_a_refused_one(refused_key, case):
         "a common query": [fact(ask("user0", START + 210, "sweep item 32"), 50), fact(ask("fresh", later, "sweep item 32"), 1)],
         "an old customer": [fact(ask("user1", later, "sweep item 32"), 40)],
         "a day later": [fact(ask("fresh", START + 202 + 86400, "sweep item 32"), 1)],
+        "the refused key allowed again": [fact(ask("old", START + 300, "thanks"), 34), fact(ask("fresh", later, "sweep item 32"), 1)],
         "its fourth query": [fact(ask("fresh", later + i, f"new {i}"), i + 1) for i in range(3)] + [fact(ask("fresh", later + 9, "sweep item 32"), 4)],
     }[case]
     assert verdicts_of(stage, facts) == []
