@@ -9,7 +9,7 @@ latest event of each batch, decisions, campaigns and dead letters.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,7 +144,7 @@ class EmbeddedRunner:
         self.summary.model_version = model.version
         self.summary.model_source = source
 
-    def _fit_on(self, pending: list[tuple[AccessEvent, object]], progress) -> None:
+    def _fit_on(self, pending: list[tuple[AccessEvent, object]], progress: Callable[[str], None]) -> None:
         events = [e for e, _ in pending]
         model = fit_clone_model(events, [v for _, v in pending], contaminated=True, n_jobs=-1, progress=progress)
         model.metadata["embedder"] = self.vectorizer.embedder.describe()

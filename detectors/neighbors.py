@@ -1,4 +1,5 @@
-"""k-nearest-neighbor distances, the one brute-force search the detectors share."""
+"""k-nearest-neighbor distances, the one brute-force search the detectors share, and the sample of
+reference rows it searches."""
 
 from __future__ import annotations
 
@@ -42,3 +43,17 @@ def kth_nearest_distance(
         kth = torch.topk(torch.from_numpy(d2), k, dim=1, largest=False).values[:, k - 1].numpy()
         out[start : start + chunk] = np.sqrt(np.maximum(kth, 0.0))
     return out
+
+
+def sample_rows(n_rows: int, size: int, random_state: int | None) -> np.ndarray:
+    """Sorted indices of at most ``size`` of ``n_rows`` rows, drawn at random without
+    replacement; every row when there are no more than ``size``.
+
+    >>> sample_rows(4, 10, 0).tolist()
+    [0, 1, 2, 3]
+    >>> len(sample_rows(1000, 10, 0)), sample_rows(1000, 10, 0).tolist() == sample_rows(1000, 10, 0).tolist()
+    (10, True)
+    """
+    if n_rows <= size:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(random_state).choice(n_rows, size=size, replace=False))

@@ -16,7 +16,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import QuantileTransformer
 
-from detectors.neighbors import kth_nearest_distance
+from detectors.neighbors import kth_nearest_distance, sample_rows
 from detectors.spread import robust_spread
 
 
@@ -106,9 +106,7 @@ class SpaceReference:
 
         variance = self.pca_.explained_variance_
         self.whiten_ = (1.0 / np.sqrt(np.maximum(variance, 1e-6 * variance.max()))).astype(np.float32)
-        rng = np.random.default_rng(self.random_state)
-        sample = rng.choice(len(p), size=min(len(p), self.max_neighbors), replace=False)
-        self.neighbors_ = p[np.sort(sample)] * self.whiten_
+        self.neighbors_ = p[sample_rows(len(p), self.max_neighbors, self.random_state)] * self.whiten_
         itself = np.arange(len(self.neighbors_))
         own = kth_nearest_distance(self.neighbors_, self.neighbors_, self.n_neighbors, itself, itself)
         self.ood_radius_ = float(np.quantile(own, self.ood_quantile))

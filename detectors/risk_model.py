@@ -10,7 +10,7 @@ from scipy.stats import norm
 from sklearn.ensemble import IsolationForest
 
 from detectors.calibration import TailCalibrator
-from detectors.neighbors import kth_nearest_distance
+from detectors.neighbors import kth_nearest_distance, sample_rows
 from detectors.spread import robust_spread
 
 SIDES = ("high", "low", "both", "context")
@@ -121,9 +121,7 @@ class RiskModel:
         self.forest_calibrator_ = TailCalibrator().fit(-self.forest_.score_samples(Xf))
         self.tail_calibrator_ = TailCalibrator().fit(self._tail_evidence(Xf))
         Z = self._normal_scores(Xf).astype(np.float32)
-        kept = np.arange(len(Z))
-        if len(Z) > self.max_neighbors:
-            kept = np.sort(np.random.default_rng(self.random_state).choice(len(Z), size=self.max_neighbors, replace=False))
+        kept = sample_rows(len(Z), self.max_neighbors, self.random_state)
         self.neighbors_, self.neighbor_groups_ = Z[kept], groups[kept]
         largest_group = np.unique(self.neighbor_groups_, return_counts=True)[1].max()
         self.neighbor_k_ = max(1, min(self.n_neighbors, len(kept) - largest_group))
