@@ -207,6 +207,7 @@ def test_two_workers_split_the_partitions(kafka_bootstrap: str, tmp_path: Path, 
             assert worker.stop() == 0, worker.log()[-3000:]
 
     assert all(w.status()["events"] > 0 for w in workers)
+    assert sum(w.status()["events"] for w in workers) == len(events)  # each wrote its status once more as it stopped
     assert as_set(decisions_on_topic(kafka_bootstrap, names)) == expected
     seen: dict[str, int] = {}
     for worker in workers:

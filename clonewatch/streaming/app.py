@@ -362,6 +362,15 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
                 "%d events so far were not keyed by client id with Kafka's default partitioner; "
                 "their client state may not follow them when partitions move", stats.misrouted,
             )  # fmt: skip
+        write_status(snapshot)
+
+    @app.on_before_shutdown.connect
+    async def final_status(sender: faust.App, **kwargs: Any) -> None:
+        """The status file once more when the worker stops, after its consumer has: it
+        accounts for every event this worker processed, not only those of the last timer."""
+        write_status(stats.snapshot())
+
+    def write_status(snapshot: dict[str, Any]) -> None:
         if config.status_file is not None:
             scratch = config.status_file.with_name(config.status_file.name + ".tmp")
             scratch.write_text(json.dumps(snapshot) + "\n")
