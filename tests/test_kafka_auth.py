@@ -1,5 +1,6 @@
-"""Kafka with SASL/SCRAM: a broker that refuses unauthenticated clients, and every clonewatch
-client (shipper, worker, decision follower) authenticating from the environment."""
+"""Kafka with SASL/SCRAM, in the clear and over TLS: a broker that refuses unauthenticated
+clients (and, over TLS, clients that do not trust its CA), and every clonewatch client
+(shipper, worker, decision follower) authenticating from the environment."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from clonewatch.kafka.broker import LocalBroker
+from clonewatch.kafka.broker import LocalBroker, make_certificates
 from clonewatch.streaming.kafka_auth import KafkaAuth
 from tests.streaming_support import Names, Worker, cli, committed_everything, numeric_traffic, read_topic, wait_until, write_log
 
@@ -18,9 +19,9 @@ pytestmark = pytest.mark.kafka
 USER, PASSWORD = "clonewatch", "correct-horse-battery"
 
 
-@pytest.fixture(scope="module")
-def sasl_broker(tmp_path_factory) -> LocalBroker:
-    broker = LocalBroker(tmp_path_factory.mktemp("kafka-sasl"), users={USER: PASSWORD})
+@pytest.fixture(scope="module", params=["SASL_PLAINTEXT", "SASL_SSL"])
+def sasl_broker(request, tmp_path_factory) -> LocalBroker:
+    broker = LocalBroker(tmp_path_factory.mktemp("kafka-sasl"), users={USER: PASSWORD}, tls=request.param == "SASL_SSL")
     broker.start()
     yield broker
     broker.stop()
@@ -40,11 +41,17 @@ def can_list_topics(bootstrap: str, **security: str) -> bool:
         admin.close()
 
 
-def test_the_broker_refuses_clients_without_the_password(sasl_broker: LocalBroker) -> None:
+def test_the_broker_refuses_clients_without_the_password(sasl_broker: LocalBroker, tmp_path: Path) -> None:
     assert can_list_topics(sasl_broker.bootstrap, **sasl_broker.client_security)
     assert not can_list_topics(sasl_broker.bootstrap)
-    wrong = KafkaAuth(username=USER, password="guess").client_kwargs()
+    wrong = KafkaAuth(username=USER, password="guess", ca_file=sasl_broker.ca_file).client_kwargs()
     assert not can_list_topics(sasl_broker.bootstrap, **wrong)
+    if sasl_broker.tls:
+        in_the_clear = KafkaAuth(username=USER, password=PASSWORD).client_kwargs()
+        assert not can_list_topics(sasl_broker.bootstrap, **in_the_clear)
+        another_ca, _ = make_certificates(tmp_path / "another-ca")  # the password is right, the CA is not the broker's
+        assert not can_list_topics(sasl_broker.bootstrap, **KafkaAuth(username=USER, password=PASSWORD, ca_file=another_ca).client_kwargs())
+        assert (sasl_broker.data_dir / "tls" / "broker.pem").stat().st_mode & 0o077 == 0  # the broker's private key
     assert (sasl_broker.data_dir / "server.properties").stat().st_mode & 0o077 == 0  # it holds the broker's password
 
 
@@ -52,6 +59,8 @@ def test_shipper_worker_and_decision_follower_authenticate(sasl_broker: LocalBro
     events, labels = numeric_traffic()
     names = Names.fresh("sasl")
     env = {**names.env(sasl_broker.bootstrap), "CLONEWATCH_KAFKA_USERNAME": USER, "CLONEWATCH_KAFKA_PASSWORD": PASSWORD}
+    if sasl_broker.ca_file is not None:
+        env["CLONEWATCH_KAFKA_CA_FILE"] = str(sasl_broker.ca_file)
     log = tmp_path / "access.log"
     write_log(log, events)
 

@@ -58,6 +58,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="require SASL/SCRAM-SHA-256 from clients, as the user $CLONEWATCH_KAFKA_USERNAME with password "
         "$CLONEWATCH_KAFKA_PASSWORD (the same variables clonewatch's clients read); only on a fresh data directory",
     )
+    start.add_argument(
+        "--tls",
+        action="store_true",
+        help="speak TLS to clients, with a certificate for 127.0.0.1 from a CA made for this broker with openssl "
+        "(DATA_DIR/tls/ca.pem: point $CLONEWATCH_KAFKA_CA_FILE at it)",
+    )
     start.set_defaults(func=_start)
 
     stop = commands.add_parser(
@@ -119,9 +125,12 @@ def _start(args: argparse.Namespace) -> int:
         if not auth.username:
             raise BrokerError("--sasl needs $CLONEWATCH_KAFKA_USERNAME and $CLONEWATCH_KAFKA_PASSWORD")
         users = {auth.username: auth.password}
-    broker = LocalBroker(args.data_dir, port=args.port, users=users)
+    broker = LocalBroker(args.data_dir, port=args.port, users=users, tls=args.tls)
     broker.start(timeout=args.timeout, detach=True)
-    print(f"Kafka {broker.version} is running at {broker.bootstrap} (pid {broker.pid}){' with SASL/SCRAM' if users else ''}.")
+    security = " and ".join(name for name, on in (("SASL/SCRAM", users), ("TLS", args.tls)) if on)
+    print(f"Kafka {broker.version} is running at {broker.bootstrap} (pid {broker.pid}){' with ' + security if security else ''}.")
+    if broker.ca_file is not None:
+        print(f"Clients trust its CA with: export CLONEWATCH_KAFKA_CA_FILE={broker.ca_file}")
     print(f"Data and log: {broker.data_dir}")
     print(f"Stop it with: clonewatch kafka stop --data-dir {args.data_dir}")
     return 0

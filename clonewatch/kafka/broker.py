@@ -7,6 +7,8 @@ Layout of a broker's data directory::
 
     server.properties   generated on every start (owner-only: it holds the broker's SASL password)
     sasl-users          with SASL, the SCRAM users created when the storage was formatted
+    tls/                with TLS, a CA made for this broker (ca.pem: give it to clients) and the
+                        broker's key and certificate (broker.pem, owner-only), made on first use
     logs/               Kafka's log.dirs (formatted once, so data survives restarts)
     broker.log          the JVM's stdout/stderr (log4j2 prints errors only)
     broker.json         pid and ports of the running broker, for other processes
@@ -40,6 +42,7 @@ HOST = "127.0.0.1"
 SCRAM = "SCRAM-SHA-256"
 
 _JAVA_HINT = "install a Java 17+ runtime, e.g. `apt-get install openjdk-17-jre-headless`"
+_OPENSSL_HINT = "install OpenSSL, e.g. `apt-get install openssl` (it makes the local broker's TLS certificates)"
 _MAVEN_HINT = "install Apache Maven, e.g. `apt-get install maven`"
 _COMPLETE_MARKER = ".complete"
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # Maven colours its output even with -B
@@ -55,6 +58,43 @@ def _require(tool: str, hint: str) -> str:
     if path is None:
         raise BrokerError(f"`{tool}` was not found on PATH; {hint}")
     return path
+
+
+def make_certificates(directory: Path, days: int = 825) -> tuple[Path, Path]:
+    """A CA and a certificate for 127.0.0.1 signed by it, made with ``openssl`` once.
+
+    Returns ``(ca.pem, broker.pem)``: the CA certificate, which clients trust
+    (``CLONEWATCH_KAFKA_CA_FILE``), and the broker's PKCS#8 key followed by its certificate
+    chain, Kafka's PEM key store. The CA's key is deleted once it has signed: nothing else
+    can be issued under it. Existing files are kept.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, keystore = directory / "ca.pem", directory / "broker.pem"
+    if ca.exists() and keystore.exists():
+        return ca, keystore
+    openssl = _require("openssl", _OPENSSL_HINT)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    steps = [
+        [openssl, "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", str(days), "-subj", "/CN=clonewatch local Kafka CA",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        [openssl, "req", *ec, "-keyout", "broker.key", "-out", "broker.csr", "-subj", f"/CN={HOST}"],
+        [openssl, "x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+         "-out", "broker.crt", "-days", str(days), "-extfile", "extensions.cnf"],
+    ]  # fmt: skip
+    (directory / "extensions.cnf").write_text(f"subjectAltName=IP:{HOST},DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    old_umask = os.umask(0o077)
+    try:
+        for step in steps:
+            done = subprocess.run(step, cwd=directory, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise BrokerError(f"openssl could not make the broker's certificates: {done.stderr.strip()[-500:]}")
+        keystore.write_text((directory / "broker.key").read_text() + (directory / "broker.crt").read_text() + ca.read_text())
+    finally:
+        os.umask(old_umask)
+    for scratch in ("ca.key", "ca.srl", "broker.key", "broker.csr", "broker.crt", "extensions.cnf"):
+        (directory / scratch).unlink(missing_ok=True)
+    ca.chmod(0o644)
+    return ca, keystore
 
 
 def _default_cache_dir() -> Path:
@@ -165,6 +205,10 @@ class LocalBroker:
     With ``users`` (name -> password) clients must authenticate with SASL/SCRAM-SHA-256 as
     one of them (``CLONEWATCH_KAFKA_USERNAME``/``PASSWORD``); the first is also the broker's
     own user. The users are created when the storage is formatted, on the first start.
+
+    With ``tls`` the client listener speaks TLS (SASL_SSL with users, else SSL) with a
+    certificate for 127.0.0.1 from a CA made for this broker (:func:`make_certificates`);
+    clients trust :attr:`ca_file` (``CLONEWATCH_KAFKA_CA_FILE``).
     """
 
     def __init__(
@@ -174,6 +218,7 @@ class LocalBroker:
         controller_port: int | None = None,
         version: str = KAFKA_VERSION,
         users: dict[str, str] | None = None,
+        tls: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port if port is not None else _free_port(exclude=controller_port)
@@ -186,6 +231,7 @@ class LocalBroker:
         self.users = dict(users or {})
         if any(not name or not password or "," in name + password or "]" in name + password for name, password in self.users.items()):
             raise ValueError("SASL user names and passwords must be non-empty, without ',' or ']'")
+        self.tls = tls
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
 
@@ -260,6 +306,8 @@ class LocalBroker:
             if _port_in_use(port):
                 raise BrokerError(f"{HOST}:{port} is already in use; choose another port")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.tls:
+            make_certificates(self._tls_dir)
         self._config_path.touch(mode=0o600)
         self._config_path.chmod(0o600)
         self._config_path.write_text(self._server_properties())
@@ -320,15 +368,23 @@ class LocalBroker:
         self.stop()
 
     @property
+    def ca_file(self) -> Path | None:
+        """The CA certificate clients trust, with TLS (made when the broker first starts)."""
+        return self._tls_dir / "ca.pem" if self.tls else None
+
+    @property
+    def _tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
     def client_security(self) -> dict[str, str]:
-        """kafka-python settings to connect as the broker's own (first) user; empty without SASL."""
-        if not self.users:
-            return {}
-        name, password = next(iter(self.users.items()))
-        return KafkaAuth(username=name, password=password, mechanism=SCRAM).client_kwargs()
+        """kafka-python settings to connect as the broker's own (first) user, over TLS if it
+        speaks it; empty without SASL and TLS."""
+        name, password = next(iter(self.users.items())) if self.users else (None, None)
+        return KafkaAuth(username=name, password=password, mechanism=SCRAM, ca_file=self.ca_file).client_kwargs()
 
     def _server_properties(self) -> str:
-        listener = "SASL_PLAINTEXT" if self.users else "PLAINTEXT"
+        listener = ("SASL_SSL" if self.tls else "SASL_PLAINTEXT") if self.users else ("SSL" if self.tls else "PLAINTEXT")
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -352,9 +408,16 @@ class LocalBroker:
             settings |= {
                 "sasl.enabled.mechanisms": SCRAM,
                 "sasl.mechanism.inter.broker.protocol": SCRAM,
-                f"listener.name.sasl_plaintext.{SCRAM.lower()}.sasl.jaas.config": (
+                f"listener.name.{listener.lower()}.{SCRAM.lower()}.sasl.jaas.config": (
                     f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{name}" password="{password}";'
                 ),
+            }
+        if self.tls:
+            settings |= {
+                "ssl.keystore.type": "PEM",
+                "ssl.keystore.location": str(self._tls_dir / "broker.pem"),
+                "ssl.truststore.type": "PEM",
+                "ssl.truststore.location": str(self._tls_dir / "ca.pem"),
             }
         lines = ["# Generated by clonewatch.kafka.broker on every start; edits are lost."]
         lines += [f"{key}={value}" for key, value in settings.items()]

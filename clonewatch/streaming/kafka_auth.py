@@ -80,11 +80,14 @@ class KafkaAuth:
         return kwargs
 
     def hint(self) -> str:
-        """What to add to a connection error when no credentials were given (an authenticating
-        broker drops such clients without a word)."""
-        if self.username:
-            return ""
-        return f" (if the broker requires SASL, set ${ENV['username']} and ${ENV['password']})"
+        """What to add to a connection error when no credentials or no CA were given (an
+        authenticating or TLS broker drops such clients without a word)."""
+        missing = []
+        if not self.username:
+            missing.append(f"if the broker requires SASL, set ${ENV['username']} and ${ENV['password']}")
+        if self.ca_file is None:
+            missing.append(f"if it speaks TLS, set ${ENV['ca_file']} to its CA certificate")
+        return f" ({'; '.join(missing)})" if missing else ""
 
     def faust_credentials(self) -> Any:
         """Faust's ``broker_credentials`` (None without authentication or TLS)."""
