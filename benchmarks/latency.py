@@ -46,7 +46,7 @@ from clonewatch.simulate import simulate  # noqa: E402
 from clonewatch.streaming.config import StreamingConfig  # noqa: E402
 from clonewatch.streaming.decision_feed import read_decisions  # noqa: E402
 from detectors import fit_clone_model  # noqa: E402
-from detectors.embedding import PromptEmbedder  # noqa: E402
+from detectors.embedding import BACKENDS, PromptEmbedder  # noqa: E402
 from detectors.vectorize import Vectorizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,11 +124,13 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "clonewatch" / "embeddings.sqlite")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "latency.json")
     parser.add_argument("--worker-log", type=Path, help="keep the worker's log here")
+    parser.add_argument("--embedder", choices=BACKENDS, default="torch", help="prompt embedder of the model and the worker (default: %(default)s)")
     args = parser.parse_args()
 
-    cached = Vectorizer(PromptEmbedder(disk_cache=args.cache))
+    cached = Vectorizer(PromptEmbedder(disk_cache=args.cache, backend=args.embedder))
     base_events, _ = bench.load("benign", 101, args.baseline_clients / bench.BENIGN_CLIENTS_AT_SCALE_1)
     model = fit_clone_model(base_events, bench.vectorize(cached, base_events, "baseline"), n_jobs=-1)
+    model.metadata["embedder"] = cached.embedder.describe()  # the worker embeds as the model was trained
     events = simulate("full", seed=args.seed, scale=args.scale).events
 
     with tempfile.TemporaryDirectory(prefix="clonewatch-latency-") as tmp, LocalBroker(Path(tmp) / "kafka") as broker:
@@ -188,7 +190,7 @@ def main() -> int:
     own = np.array([s for s, campaign in timed_decisions if not campaign])
     campaign = np.array([s for s, campaign in timed_decisions if campaign])
     report = {
-        "date": date.today().isoformat(), "machine": f"{os.cpu_count()} cores", "batch_size": args.batch_size, "batch_within_s": args.batch_within,
+        "date": date.today().isoformat(), "machine": f"{os.cpu_count()} cores", "embedder": args.embedder, "batch_size": args.batch_size, "batch_within_s": args.batch_within,
         "capacity_events_per_s": capacity, "rate_events_per_s": rate, "timed_events": len(timed), "decisions_timed": len(latencies),
         "p50_s": float(np.percentile(latencies, 50)), "p90_s": float(np.percentile(latencies, 90)),
         "p99_s": float(np.percentile(latencies, 99)), "max_s": float(latencies.max()), "target_p99_s": TARGET_P99_S,

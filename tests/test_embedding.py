@@ -85,3 +85,21 @@ def test_a_budget_embeds_a_fair_share_of_prompts_per_client_and_keeps_every_even
     assert all(embedded[40:44]) and sum(embedded[:40]) == 6  # every customer's prompt, the rest to the sweep
     assert embedded[44]  # numeric inputs need no embedding and are always kept
     assert (vectorizer.prompts_seen, vectorizer.prompts_embedded) == (44, 10)
+
+
+def test_the_static_embedder_is_distilled_locally_and_captures_meaning(tmp_path):
+    """Distilled from the shipped weights with model2vec (nothing downloaded; once per machine),
+    unit vectors in a space of its own, and scoring follows a model trained with it."""
+    from detectors.embedding import PromptEmbedder, embedder_for
+
+    static = PromptEmbedder(backend="static", disk_cache=tmp_path / "emb.sqlite")
+    v = static.embed([
+        "How do I bake sourdough bread at home?",
+        "What is the best way to make sourdough bread in my kitchen?",
+        "How do I file an amended federal tax return?",
+    ])  # fmt: skip
+    assert v.shape == (3, 384) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.15
+    assert static.name == "minilm-static"
+    assert embedder_for({"embedder": {"backend": "static", "max_tokens": 256}}).backend == "static"

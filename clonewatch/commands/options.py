@@ -30,8 +30,9 @@ def add_embedder_option(parser: argparse.ArgumentParser, scoring: bool = True) -
     source = "$CLONEWATCH_EMBEDDER, else the one the model was trained with, else torch" if scoring else "$CLONEWATCH_EMBEDDER or torch"
     parser.add_argument(
         "--embedder", choices=BACKENDS, default=None,
-        help=f"prompt embedder: torch (fp32; a GPU when there is one) or onnx-int8 (an int8 ONNX export made locally "
-        f"from the same weights, about 1.8x faster on CPU) (default: {source})",
+        help=f"prompt embedder: torch (fp32; a GPU when there is one), onnx-int8 (an int8 ONNX export made locally "
+        f"from the same weights, about 1.8x faster on CPU) or static (a static embedding distilled locally from the "
+        f"same weights, a table lookup per token: many times faster, a different space) (default: {source})",
     )  # fmt: skip
 
 
