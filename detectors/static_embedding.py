@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.onnx_embedding import _weights_tag
+from detectors.embedding import weights_tag
 
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "clonewatch" / "static"
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 def static_model(model_dir: Path, cache_dir: Path = DEFAULT_CACHE) -> Path:
     """The directory of the static model distilled from the sentence-transformers model in
     ``model_dir``, made if missing."""
-    target = cache_dir / f"minilm-{_weights_tag(model_dir)}-static"
+    target = cache_dir / f"minilm-{weights_tag(model_dir)}-static"
     if (target / "model.safetensors").exists():
         return target
     from model2vec.distill import distill

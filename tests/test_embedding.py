@@ -4,7 +4,8 @@ from detectors.vectorize import Vectorizer
 from schemas import AccessEvent
 
 
-def test_real_embeddings_are_unit_vectors_that_capture_meaning(embedder):
+def assert_unit_vectors_that_capture_meaning(embedder, margin: float) -> None:
+    """Two ways of asking about sourdough lie closer together, by ``margin``, than one of them and a tax question."""
     v = embedder.embed([
         "How do I bake sourdough bread at home?",
         "What is the best way to make sourdough bread in my kitchen?",
@@ -12,7 +13,11 @@ def test_real_embeddings_are_unit_vectors_that_capture_meaning(embedder):
     ])  # fmt: skip
     assert v.shape == (3, 384) and v.dtype == np.float32
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
-    assert v[0] @ v[1] > v[0] @ v[2] + 0.3
+    assert v[0] @ v[1] > v[0] @ v[2] + margin
+
+
+def test_real_embeddings_are_unit_vectors_that_capture_meaning(embedder):
+    assert_unit_vectors_that_capture_meaning(embedder, margin=0.3)
 
 
 def test_cache_serves_repeated_prompts_by_hash(embedder):
@@ -93,13 +98,6 @@ def test_the_static_embedder_is_distilled_locally_and_captures_meaning(tmp_path)
     from detectors.embedding import PromptEmbedder, embedder_for
 
     static = PromptEmbedder(backend="static", disk_cache=tmp_path / "emb.sqlite")
-    v = static.embed([
-        "How do I bake sourdough bread at home?",
-        "What is the best way to make sourdough bread in my kitchen?",
-        "How do I file an amended federal tax return?",
-    ])  # fmt: skip
-    assert v.shape == (3, 384) and v.dtype == np.float32
-    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
-    assert v[0] @ v[1] > v[0] @ v[2] + 0.15
+    assert_unit_vectors_that_capture_meaning(static, margin=0.15)
     assert static.name == "minilm-static"
     assert embedder_for({"embedder": {"backend": "static", "max_tokens": 256}}).backend == "static"
