@@ -102,7 +102,7 @@ class EmbeddedRunner:
         self.summary.embedder = self.vectorizer.embedder.name
         if model is not None:
             self._use_model(model, f"model file {config.model_path}")
-            self.watcher = ModelWatcher(config.model_path, current_version=model.version)
+            self.watcher = ModelWatcher(config.model_path, current_version=model.version, embedder=self.vectorizer.embedder.backend)
 
     def run(self) -> RunSummary:
         cfg = self.config

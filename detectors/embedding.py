@@ -24,6 +24,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 EMBEDDING_DIM = 384
 BACKENDS = ("torch", "onnx-int8", "static")
+# The space each backend's vectors live in: the int8 export stays close to fp32 (cosine 0.99),
+# the static embedding is a space of its own. A model scores only with an embedder of its space.
+SPACES = {"torch": "minilm", "onnx-int8": "minilm", "static": "minilm-static"}
 DEFAULT_MAX_TOKENS = 256  # the model's own limit
 # Prompts per forward pass. Each pass pads its prompts to the longest, and a batch of events
 # mixes one-line questions with 256-token documents: on CPU, passes of 8 prompts (sorted by
@@ -41,11 +44,32 @@ def default_backend(fallback: str = "torch") -> str:
     return backend
 
 
+def space_mismatch(model_metadata: dict | None, backend: str) -> str | None:
+    """Why a model cannot score prompts embedded by ``backend``, or None if it can: its text
+    references live in the space of the embedder it was trained with.
+
+    >>> space_mismatch({"embedder": {"backend": "torch"}}, "onnx-int8") is None
+    True
+    >>> print(space_mismatch({"embedder": {"backend": "static"}}, "torch"))
+    the model was trained with the static embedder, whose vectors live in another space than torch's; score with --embedder static, or train a model with --embedder torch
+    """
+    trained = ((model_metadata or {}).get("embedder") or {}).get("backend", "torch")
+    if SPACES.get(trained, trained) == SPACES.get(backend, backend):
+        return None
+    return (
+        f"the model was trained with the {trained} embedder, whose vectors live in another space than {backend}'s; "
+        f"score with --embedder {trained}, or train a model with --embedder {backend}"
+    )
+
+
 def embedder_for(model_metadata: dict | None, backend: str | None = None, **kwargs) -> PromptEmbedder:
     """The embedder to score with: ``backend`` if given, else ``$CLONEWATCH_EMBEDDER``, else the
-    one the model was trained with (its references live in that embedder's space), else torch."""
+    one the model was trained with (its references live in that embedder's space), else torch.
+    A backend whose vectors live in another space than the model's is refused (ValueError)."""
     trained = (model_metadata or {}).get("embedder") or {}
     chosen = backend or default_backend(trained.get("backend", "torch"))
+    if model_metadata is not None and (mismatch := space_mismatch(model_metadata, chosen)):
+        raise ValueError(mismatch)
     return PromptEmbedder(backend=chosen, max_tokens=trained.get("max_tokens", DEFAULT_MAX_TOKENS) if chosen == trained.get("backend") else DEFAULT_MAX_TOKENS, **kwargs)
 
 

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from detectors.vectorize import Vectorizer
 from schemas import AccessEvent
@@ -101,3 +102,7 @@ def test_the_static_embedder_is_distilled_locally_and_captures_meaning(tmp_path)
     assert_unit_vectors_that_capture_meaning(static, margin=0.15)
     assert static.name == "minilm-static"
     assert embedder_for({"embedder": {"backend": "static", "max_tokens": 256}}).backend == "static"
+    with pytest.raises(ValueError, match="another space"):  # its references are not in MiniLM's space
+        embedder_for({"embedder": {"backend": "static", "max_tokens": 256}}, "torch")
+    with pytest.raises(ValueError, match="another space"):
+        embedder_for({"embedder": {"backend": "torch", "max_tokens": 256}}, "static")

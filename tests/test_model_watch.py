@@ -14,9 +14,11 @@ from detectors.vectorize import Vectorizer
 from tests.streaming_support import numeric_traffic
 
 
-def _new_version(source: Path, target: Path, version: str) -> None:
+def _new_version(source: Path, target: Path, version: str, embedder: str | None = None) -> None:
     model = CloneModel.load(source)
     model.metadata["version"] = version
+    if embedder is not None:
+        model.metadata["embedder"] = {"backend": embedder, "max_tokens": 256}
     model.save(target)
     stat = os.stat(target)
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # a coarse clock must see the change too
@@ -34,6 +36,18 @@ def test_the_watcher_loads_a_changed_file_and_keeps_the_old_model_when_it_does_n
     newer = watcher.poll()
     assert newer is not None and newer.version == "cw-second" == watcher.current_version
     assert watcher.poll() is None
+
+
+def test_the_watcher_keeps_the_model_when_a_new_one_embeds_into_another_space(numeric_model: Path, tmp_path: Path) -> None:
+    path = tmp_path / "model.cwm"
+    shutil.copy(numeric_model, path)
+    current = CloneModel.load(path).version
+    watcher = ModelWatcher(path, every_s=0.0, current_version=current, embedder="torch")
+    _new_version(numeric_model, path, "cw-static", embedder="static")  # its references live in the static space
+    assert watcher.poll() is None and watcher.current_version == current
+    _new_version(numeric_model, path, "cw-int8", embedder="onnx-int8")  # the same space as torch
+    newer = watcher.poll()
+    assert newer is not None and newer.version == "cw-int8"
 
 
 class SwapsTheModelAfterTheFirstBatch(Vectorizer):

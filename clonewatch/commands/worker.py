@@ -80,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
     vectorizer = Vectorizer(embedder_for(model.metadata, args.embedder))
     if "text" in model.references:
         vectorizer.embedder.embed(["warm-up"])  # load the embedding model now, not on the first batch
-    watcher = ModelWatcher(config.model_path, current_version=model.version)
+    watcher = ModelWatcher(config.model_path, current_version=model.version, embedder=vectorizer.embedder.backend)
     detector = CloneDetector.from_model(model, config.policy, campaigns="elsewhere")  # the stage is an agent of the app
     processor = BatchProcessor(detector, vectorizer, config.recent_ids, watcher=watcher, max_lag_s=config.max_lag)
     app = create_app(config, processor, blocking, access_partitions)
