@@ -55,6 +55,7 @@ def test_the_broker_refuses_clients_without_the_password(sasl_broker: LocalBroke
     assert (sasl_broker.data_dir / "server.properties").stat().st_mode & 0o077 == 0  # it holds the broker's password
 
 
+@pytest.mark.parametrize("sasl_broker", ["SASL_SSL"], indirect=True)  # SASL over TLS: the credentials and the CA, end to end
 def test_shipper_worker_and_decision_follower_authenticate(sasl_broker: LocalBroker, numeric_model: Path, tmp_path: Path) -> None:
     events, labels = numeric_traffic()
     names = Names.fresh("sasl")
