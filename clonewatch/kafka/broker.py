@@ -377,14 +377,19 @@ class LocalBroker:
         return self.data_dir / "tls"
 
     @property
+    def _own_auth(self) -> KafkaAuth:
+        """The broker's own (first) user, over TLS if it speaks it (its CA must exist by then)."""
+        name, password = next(iter(self.users.items())) if self.users else (None, None)
+        return KafkaAuth(username=name, password=password, mechanism=SCRAM, ca_file=self.ca_file)
+
+    @property
     def client_security(self) -> dict[str, str]:
         """kafka-python settings to connect as the broker's own (first) user, over TLS if it
         speaks it; empty without SASL and TLS."""
-        name, password = next(iter(self.users.items())) if self.users else (None, None)
-        return KafkaAuth(username=name, password=password, mechanism=SCRAM, ca_file=self.ca_file).client_kwargs()
+        return self._own_auth.client_kwargs()
 
     def _server_properties(self) -> str:
-        listener = ("SASL_SSL" if self.tls else "SASL_PLAINTEXT") if self.users else ("SSL" if self.tls else "PLAINTEXT")
+        listener = self._own_auth.protocol  # its clients' protocol is the listener's
         settings = {
             "process.roles": "broker,controller",
             "node.id": "1",
