@@ -81,6 +81,37 @@ def _autocorrelation_time(x: np.ndarray) -> float:
     return tau
 
 
+def _between_clients(sequences: Sequence[np.ndarray]) -> tuple[float, float]:
+    """How much of the variation of log p is each client's own persistent level, which no
+    autocorrelation time centred on each client sees: the share of the variance of log p
+    that lies between clients' means, and the :data:`TAU_QUANTILE` quantile of the
+    autocorrelation time centred on all clients' mean instead (each client's long-run
+    offset then counts as memory).
+
+    >>> rng = np.random.default_rng(0)
+    >>> offsets = [rng.uniform(size=400) + level for level in rng.normal(scale=2.0, size=20)]  # habits, no memory
+    >>> share, pooled = _between_clients(offsets)
+    >>> round(_autocorrelation_time(offsets[0]), 1), share > 0.9, pooled > 100
+    (1.0, True, True)
+    """
+    everything = np.concatenate(sequences)
+    centred = [x - everything.mean() for x in sequences]
+    variance = float(everything.var())
+    if variance <= 0:
+        return 0.0, 1.0
+    between = float(sum(len(x) * (x.mean() - everything.mean()) ** 2 for x in sequences)) / len(everything) / variance
+    taus = []
+    for x in centred:
+        tau = 1.0
+        for lag in range(1, min(MAX_LAG, len(x) - 1) + 1):
+            rho = float(x[:-lag] @ x[lag:]) / (len(x) - lag) / variance
+            if rho < 0.05:
+                break
+            tau += 2.0 * rho
+        taus.append(tau)
+    return between, float(np.quantile(taus, TAU_QUANTILE))
+
+
 def _log_mean_exp(log_values: np.ndarray) -> float:
     top = float(log_values.max())
     return min(top + float(np.log(np.mean(np.exp(log_values - top)))), 700.0)
@@ -196,11 +227,14 @@ class SequentialTest:
         sequences = [np.log(np.asarray(s, dtype=np.float64)) for s in p_values_by_client if len(s) >= 2]
         if not sequences:
             self.tau_, self.weight = 1.0, 1.0
+            self.between_clients_share_, self.tau_across_clients_ = 0.0, 1.0
             return
         long_enough = min(MIN_EVENTS_FOR_TAU, max(len(x) for x in sequences))  # a small baseline: its longest clients
-        taus = [_autocorrelation_time(x) for x in sequences if len(x) >= long_enough]
-        self.tau_ = float(np.quantile(taus, TAU_QUANTILE))
+        used = [x for x in sequences if len(x) >= long_enough]
+        self.tau_ = float(np.quantile([_autocorrelation_time(x) for x in used], TAU_QUANTILE))
         self.weight = 1.0 / self.tau_
+        # Not used to bet: a record of how far the weight is from a guarantee on this baseline.
+        self.between_clients_share_, self.tau_across_clients_ = _between_clients(used)
 
 
 class KindPValues:

@@ -142,6 +142,9 @@ def fit_clone_model(
             "reference_events": len(rows),
             "statistic": "risk score, p-values among the events of the 5 nearest baseline clients, out of fold",
             "autocorrelation_time": sequential.tau_,
+            # What tau cannot see: clients' persistent levels (README, "Why this test").
+            "between_clients_share": sequential.between_clients_share_,
+            "autocorrelation_time_across_clients": sequential.tau_across_clients_,
         },
         "campaign_sequential": None if campaign_sequential is None else {
             "benign_groups": len(groups.sizes),

@@ -76,3 +76,13 @@ def test_a_benign_like_p_value_stream_stays_below_the_threshold_and_an_extreme_o
     lives = [test.paths(rng.uniform(size=500)).max() for _ in range(2000)]
     assert np.mean(np.array(lives) >= 1000) <= 0.001 * (1 + 500 / test.restart) * 1.5
     assert np.flatnonzero(test.paths(np.full(100, 1e-3)) >= 1000)[0] < 10
+
+
+def test_the_model_records_what_the_evidence_weight_does_not_cover(numeric_model):
+    """Customers keep their own habits: part of the p-values' variation is each client's
+    persistent level, which the weight (an autocorrelation time centred on each client) does
+    not see; centred on all clients, the memory is longer. Recorded for the operator."""
+    model = CloneModel.load(numeric_model)
+    recorded = model.metadata["sequential"]
+    assert 0.05 < recorded["between_clients_share"] < 1.0
+    assert recorded["autocorrelation_time_across_clients"] > recorded["autocorrelation_time"] == model.sequential.tau_
