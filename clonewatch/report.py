@@ -34,7 +34,7 @@ def render_summary(summary: RunSummary, config: RunConfig, top: int = 5) -> str:
     if riskiest:
         lines += [
             "",
-            f"riskiest clients with {min_events}+ events (a benign client reaches risk 1 - a with probability at most a;"
+            f"riskiest clients with {min_events}+ events (risk 1 - a: meant to be reached by a share a of benign clients;"
             f" throttle at {config.policy.throttle:g})",
         ]
         for score in riskiest:

@@ -37,8 +37,9 @@ class Assessment:
 
     def accumulate(self, test: SequentialTest | None, state: ClientState, policy: PolicyConfig) -> Assessment:
         """Add this event's evidence to the state's; risk is the larger of the snapshot and,
-        once the client has been screened, 1 - 1/evidence (a benign client ever reaches
-        evidence E with probability at most 1/E)."""
+        once the client has been screened, 1 - 1/evidence (for p-values independent beyond
+        the test's weight, a benign client ever reaches evidence E with probability at most
+        1/E; clients' persistent habits make that nominal, see the README)."""
         self._screen(state, policy)
         if test is None:
             self.risk = self.snapshot
@@ -108,8 +109,8 @@ class Assessment:
 
     def evidence_reason(self) -> str:
         return (
-            f"evidence accumulated over {self.events_seen} events {self.evidence:,.3g} to 1"
-            f" (a benign client ever gets this far with probability at most {1.0 / self.evidence:.2g})"
+            f"evidence accumulated over {self.events_seen} events {self.evidence:,.3g} to 1 against the benign clients"
+            " of its kind, after its snapshot put it among the top tenth of them"
         )
 
 def describe(reason: Reason) -> str:

@@ -15,10 +15,12 @@ DEFAULT_TARGET_FPR = 0.001
 def thresholds_for(target_fpr: float) -> tuple[float, float, float]:
     """Throttle, challenge and deny thresholds for a share of benign clients ever throttled.
 
-    Risk has two routes, each calibrated so that a benign client ever reaches ``1 - a``
-    with probability at most ``a``: the snapshot (beyond the sustained peak of a share of
-    benign clients) and the accumulated evidence (Ville's inequality). Each gets half of
-    the target. Challenges are ten times rarer, denies a hundred times.
+    Risk has two routes, each meant to let a benign client ever reach ``1 - a`` with
+    probability at most ``a``: the snapshot (beyond the sustained peak of a share of benign
+    clients, with an extrapolated tail) and the accumulated evidence (Ville's inequality, for
+    p-values independent beyond the test's weight). Each gets half of the target. Both are
+    nominal, and the detection benchmark measures them on held-out benign clients.
+    Challenges are ten times rarer, denies a hundred times.
 
     >>> [round(t, 6) for t in thresholds_for(0.001)]
     [0.9995, 0.99995, 0.999995]
@@ -37,7 +39,7 @@ class PolicyConfig:
 
     - ``throttle``/``challenge``/``deny``: the risk at which each action starts; by default
       those of :func:`thresholds_for` at a target of 0.1% of benign clients ever throttled
-      (:meth:`for_target_fpr` sets another). A benign client ever reaches a risk of
+      (:meth:`for_target_fpr` sets another). A benign client is meant to reach a risk of
       ``1 - a`` with probability at most ``a`` on each of the two routes to risk.
     - ``min_events``: no action but allow before a client has sent this many events.
       Training calibrates with this default and ``confirm_events``; other values still
