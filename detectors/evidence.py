@@ -56,8 +56,9 @@ MIN_EVENTS_FOR_TAU = 100  # clients with fewer events say little about how long 
 TAU_QUANTILE = 0.75  # the memory of three clients in four: those with longer memory are the false alarms
 
 
-def _autocorrelation_time(x: np.ndarray) -> float:
-    """1 + 2 * the autocorrelations of ``x`` (centred) summed until one falls below 0.05.
+def _autocorrelation_time(x: np.ndarray, centre: float | None = None, variance: float | None = None) -> float:
+    """1 + 2 * the autocorrelations of ``x`` summed until one falls below 0.05: centred on its
+    own mean and scaled by its own variance, unless ``centre`` and ``variance`` say otherwise.
 
     >>> rng = np.random.default_rng(0)
     >>> round(_autocorrelation_time(rng.normal(size=5000)), 1)
@@ -68,8 +69,8 @@ def _autocorrelation_time(x: np.ndarray) -> float:
     >>> 14 < _autocorrelation_time(ar) < 20  # 1 + 2 * 0.9 / (1 - 0.9) = 19, less the cut tail
     True
     """
-    x = x - x.mean()
-    variance = float(x @ x) / len(x)
+    x = x - (x.mean() if centre is None else centre)
+    variance = float(x @ x) / len(x) if variance is None else variance
     if variance <= 0:
         return 1.0
     tau = 1.0
@@ -95,20 +96,11 @@ def _between_clients(sequences: Sequence[np.ndarray]) -> tuple[float, float]:
     (1.0, True, True)
     """
     everything = np.concatenate(sequences)
-    centred = [x - everything.mean() for x in sequences]
-    variance = float(everything.var())
+    centre, variance = float(everything.mean()), float(everything.var())
     if variance <= 0:
         return 0.0, 1.0
-    between = float(sum(len(x) * (x.mean() - everything.mean()) ** 2 for x in sequences)) / len(everything) / variance
-    taus = []
-    for x in centred:
-        tau = 1.0
-        for lag in range(1, min(MAX_LAG, len(x) - 1) + 1):
-            rho = float(x[:-lag] @ x[lag:]) / (len(x) - lag) / variance
-            if rho < 0.05:
-                break
-            tau += 2.0 * rho
-        taus.append(tau)
+    between = float(sum(len(x) * (x.mean() - centre) ** 2 for x in sequences)) / len(everything) / variance
+    taus = [_autocorrelation_time(x, centre, variance) for x in sequences]
     return between, float(np.quantile(taus, TAU_QUANTILE))
 
 
