@@ -55,7 +55,7 @@ class ModelWatcher:
         if model.version == self.current_version:
             return None
         if self.embedder is not None and (mismatch := space_mismatch(model.metadata, self.embedder)):
-            log.warning("model file %s changed but %s; keeping model %s", self.path, mismatch.replace("the model was", "its model was"), self.current_version)
+            log.warning("model file %s changed but %s; keeping model %s", self.path, mismatch, self.current_version)
             return None
         log.warning("model file %s changed: switching from %s to %s", self.path, self.current_version, model.version)
         self.current_version = model.version

@@ -135,13 +135,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"risk calibrated on the peaks of {calibrated:,} clients")
     else:
         print("risk calibrated on snapshots only: too few clients are long enough to calibrate on; add baseline traffic")
-    sequential = meta.get("sequential") or {}
-    if "between_clients_share" in sequential:
-        print(
-            f"evidence counts each event as 1/{sequential['autocorrelation_time']:.0f} of a bet; "
-            f"{sequential['between_clients_share']:.0%} of the p-values' variation is clients' persistent habits, "
-            "which that weight does not cover (README: Why this test)"
-        )
+    sequential = meta["sequential"]
+    print(
+        f"evidence counts each event as 1/{sequential['autocorrelation_time']:.0f} of a bet; "
+        f"{sequential['between_clients_share']:.0%} of the p-values' variation is clients' persistent habits, "
+        "which that weight does not cover (README: Why this test)"
+    )
     print("spaces: " + ", ".join(f"{s} ({d['regions']} regions)" for s, d in meta["spaces"].items()) + f"; prompts embedded with {vectorizer.embedder.name}")
     print(f"saved to {args.model}")
     return 0
