@@ -133,8 +133,14 @@ def _normalised_entropy(counts: np.ndarray) -> float:
 
 
 def _share(column: np.ndarray) -> float:
-    known = column[~np.isnan(column)]
-    return float(known.mean()) if len(known) else np.nan
+    """Share of the known values of a 0/1 column that are 1, in the column's precision (as its ``mean``)."""
+    known = np.count_nonzero(~np.isnan(column))
+    return float(np.float32(np.count_nonzero(column == 1.0)) / np.float32(known)) if known else np.nan
+
+
+def _rate(mask: np.ndarray) -> float:
+    """Share of True in a boolean array: ``mask.mean()``, without its overhead on short arrays."""
+    return np.count_nonzero(mask) / len(mask)
 
 
 def _shape(state: ClientState) -> dict[str, float]:
@@ -167,22 +173,22 @@ def _geometry(state: ClientState, ref: SpaceReference) -> dict[str, float]:
     out["coverage_ratio"] = float(np.count_nonzero(counts) / ref.expected_regions(w.count))
     if w.count >= 2:
         out["region_entropy"] = _normalised_entropy(counts)
-    out["ood_rate"] = float((w.novelties > ref.ood_radius_).mean())
+    out["ood_rate"] = _rate(w.novelties > ref.ood_radius_)
 
     nearest = w.nearest
     nearest = nearest[~np.isnan(nearest)]
     if len(nearest):
         exact = nearest <= ref.exact_radius
-        out["exact_dup_rate"] = float(exact.mean())
+        out["exact_dup_rate"] = _rate(exact)
         near = ~exact & (nearest <= ref.near_dup_radius_)
-        out["near_dup_rate"] = float(near.mean())
+        out["near_dup_rate"] = _rate(near)
         # Probing needs volume: a developer's handful of edits and a prober's hundreds
         # have similar rates but very different counts.
-        out["near_dup_count"] = float(np.log1p(near.sum()))
+        out["near_dup_count"] = float(np.log1p(np.count_nonzero(near)))
         out["nearest_distance"] = float(np.median(nearest) / ref.unit_)
         steps = w.steps
         steps = steps[~np.isnan(steps)]
-        out["chain_rate"] = float(((steps > ref.exact_radius) & (steps <= ref.near_dup_radius_)).mean())
+        out["chain_rate"] = _rate((steps > ref.exact_radius) & (steps <= ref.near_dup_radius_))
     fresh = nearest[nearest > ref.exact_radius]
     if len(fresh) >= PRADA_MIN_SAMPLES:
         # Machine-made queries step by a fixed amount (augmentation, sweeps); people do not.

@@ -10,12 +10,14 @@ from scipy.stats import norm
 from sklearn.ensemble import IsolationForest
 
 from detectors.calibration import TailCalibrator
+from detectors.isolation_paths import IsolationPaths
 from detectors.neighbors import kth_nearest_distance, sample_rows
 from detectors.spread import robust_spread
 
 SIDES = ("high", "low", "both", "context")
 CONTEXT_BAND = float(np.log(2.0))  # tails come from reference rows whose context is this close (age within a factor of 2)
 MIN_PEERS = 20  # fewest reference clients a context band holds; it widens until it does
+_DERIVED = ("_paths", "_band_keys_cache")  # made from the fitted state on first use, never saved
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ class RiskModel:
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators, max_samples=self.max_samples, random_state=self.random_state
         ).fit(Xf)
-        self.forest_calibrator_ = TailCalibrator().fit(-self.forest_.score_samples(Xf))
+        self.forest_calibrator_ = TailCalibrator().fit(-self._forest_scores(Xf))
         self.tail_calibrator_ = TailCalibrator().fit(self._tail_evidence(Xf))
         Z = self._normal_scores(Xf).astype(np.float32)
         kept = sample_rows(len(Z), self.max_neighbors, self.random_state)
@@ -151,6 +153,10 @@ class RiskModel:
                 if len(others) >= 2:
                     self.leave_out_calibrators_[str(client)] = TailCalibrator().fit(others)
         return self
+
+    def __getstate__(self) -> dict:
+        """What a model file holds: the fitted state, without the arrays made from it for speed."""
+        return {k: v for k, v in self.__dict__.items() if k not in _DERIVED}
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """Scikit-learn convention: the lower, the more abnormal."""
@@ -263,15 +269,24 @@ class RiskModel:
             rows = np.flatnonzero(bands == band)
             reference, m, spread = self.band_sorted_[band], self.band_clients_[band], self.band_spread_[band]
             n = len(reference)
-            for j in range(X.shape[1]):
-                col, ref = X[rows, j], reference[:, j]
-                below = np.searchsorted(ref, col, side="left")
-                equal = np.searchsorted(ref, col, side="right") - below
-                lower[rows, j] = ((below + 0.5 * equal) / n * m + 0.5) / (m + 1)
-                upper[rows, j] = ((n - below - 0.5 * equal) / n * m + 0.5) / (m + 1)
-                upper[rows, j] /= 1.0 + np.maximum(col - ref[-1], 0.0) / spread[j]
-                lower[rows, j] /= 1.0 + np.maximum(ref[0] - col, 0.0) / spread[j]
+            values = X[rows]
+            keys, query = self._band_keys(band), _column_keys(values)
+            start = np.arange(X.shape[1]) * n
+            below = np.searchsorted(keys, query, side="left") - start
+            equal = np.searchsorted(keys, query, side="right") - start - below
+            lower[rows] = ((below + 0.5 * equal) / n * m + 0.5) / (m + 1)
+            upper[rows] = ((n - below - 0.5 * equal) / n * m + 0.5) / (m + 1)
+            upper[rows] /= 1.0 + np.maximum(values - reference[-1], 0.0) / spread
+            lower[rows] /= 1.0 + np.maximum(reference[0] - values, 0.0) / spread
         return lower, upper
+
+    def _band_keys(self, band: int) -> np.ndarray:
+        """The band's sorted reference, every column in one sorted array (:func:`_column_keys`),
+        so one search places a row's every value; made on first use."""
+        cache = self.__dict__.setdefault("_band_keys_cache", {})
+        if band not in cache:
+            cache[band] = _column_keys(self.band_sorted_[band]).T.ravel()
+        return cache[band]
 
     def _tail_share(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Two-sided share of reference values at least as extreme as each value, and whether it is the high side."""
@@ -302,6 +317,13 @@ class RiskModel:
         top_two = np.sort(logs, axis=1)[:, -2:] if logs.shape[1] > 1 else logs
         return top_two.sum(axis=1)
 
+    def _forest_scores(self, X: np.ndarray) -> np.ndarray:
+        """The isolation forest's ``score_samples``, all trees at once; its arrays are made on first use."""
+        paths = self.__dict__.get("_paths")
+        if paths is None:
+            paths = self.__dict__["_paths"] = IsolationPaths(self.forest_)
+        return paths.score_samples(X)
+
     def _neighbor_distance(self, Z: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         """Distance from each normal-score row to its n_neighbors-th nearest reference row of another client."""
         return kth_nearest_distance(Z, self.neighbors_, self.neighbor_k_, groups, self.neighbor_groups_)
@@ -314,9 +336,19 @@ class RiskModel:
         def evidence(calibrator: TailCalibrator, scores: np.ndarray) -> np.ndarray:
             return -np.log1p(-np.minimum(calibrator.transform(scores), 1 - 1e-12))
 
-        forest = evidence(self.forest_calibrator_, -self.forest_.score_samples(X))
+        forest = evidence(self.forest_calibrator_, -self._forest_scores(X))
         tail = evidence(self.tail_calibrator_, self._tail_evidence(X))
         Z = self._normal_scores(X) if Z is None else Z
         neighbors = evidence(self.neighbor_calibrator_, self._neighbor_distance(Z, groups))
         return np.maximum(forest, tail + neighbors)
 
+
+def _column_keys(values: np.ndarray) -> np.ndarray:
+    """Each value of a 2-d array as a complex number: its column as the real part, itself as the
+    imaginary. numpy orders complex numbers by real part, then imaginary, so columns sorted
+    one after another form one sorted array, and one ``searchsorted`` finds a row's every
+    value in its own column (exactly: the imaginary part is the value itself)."""
+    keys = np.empty(values.shape, dtype=np.complex128)
+    keys.real = np.arange(values.shape[1])[None, :]
+    keys.imag = values
+    return keys

@@ -143,3 +143,32 @@ def test_the_neighbor_reference_keeps_a_sample_of_a_large_baseline_and_still_fin
     assert model.neighbors_.shape == (500, 3) and len(model.neighbor_groups_) == 500
     risk = model.risk(np.array([[0.0, 0.0, 0.0], [0.0, 6.0, -6.0]]))
     assert risk[0] < 0.9 and risk[1] > 0.999
+
+
+def test_the_forest_scored_as_arrays_gives_scikit_learns_scores_ties_included():
+    from sklearn.ensemble import IsolationForest
+
+    from detectors.isolation_paths import IsolationPaths
+
+    rng = np.random.default_rng(3)
+    X = np.round(rng.normal(size=(2000, 6)), 1)  # coarse values: many lie exactly on a split
+    forest = IsolationForest(n_estimators=60, random_state=1).fit(X)
+    thresholds = np.concatenate([e.tree_.threshold[e.tree_.children_left != -1] for e in forest.estimators_])
+    queries = np.vstack([X, rng.normal(scale=4.0, size=(300, 6)), np.tile(thresholds[:300, None], (1, 6))])
+    paths = IsolationPaths(forest)
+    assert np.allclose(paths.score_samples(queries, chunk=97), forest.score_samples(queries), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="6 features"):
+        paths.score_samples(queries[:, :5])
+
+
+def test_a_saved_risk_model_keeps_its_fitted_state_and_not_what_scoring_derives_from_it():
+    import pickle
+
+    rng = np.random.default_rng(0)
+    X, groups = rng.normal(size=(400, 3)), np.arange(400) // 4
+    model = RiskModel(n_estimators=20).fit(X, ["a", "b", "c"], {"c": "context"}, groups)
+    before = model.score_samples(X[:50])
+    assert {"_paths", "_band_keys_cache"} <= set(vars(model))
+    copy = pickle.loads(pickle.dumps(model))
+    assert not {"_paths", "_band_keys_cache"} & set(vars(copy))
+    assert np.array_equal(copy.score_samples(X[:50]), before)
