@@ -51,14 +51,9 @@ class ActivityWindow:
         self.head = (self.head + 1) % self.size
         self.count = min(self.count + 1, self.size)
 
-    def ordered_times(self) -> np.ndarray:
-        if self.count < self.size:
-            return self.times[: self.count]
-        return np.concatenate([self.times[self.head :], self.times[: self.head]])
-
     def gaps(self) -> np.ndarray:
         """Seconds between successive requests (sorted, since logs may arrive slightly out of order)."""
-        return np.diff(np.sort(self.ordered_times()))
+        return np.diff(np.sort(self.times[: self.count]))  # sorted, the ring's order does not matter
 
     def column(self, name: str) -> np.ndarray:
         return self.shapes[: self.count, SHAPE_COLUMNS.index(name)]
