@@ -138,6 +138,21 @@ def _share(column: np.ndarray) -> float:
     return float(np.float32(np.count_nonzero(column == 1.0)) / np.float32(known)) if known else np.nan
 
 
+def _median(x: np.ndarray) -> np.floating:
+    """``np.median`` of a non-empty array without missing values, a scalar of its dtype, without
+    its overhead on short arrays: the middle value, or the mean of the middle two.
+
+    >>> x = np.array([3.0, 1.0, 4.0, 1.5], dtype=np.float32)
+    >>> _median(x) == np.median(x), _median(x[:3]) == np.median(x[:3]), _median(x).dtype
+    (np.True_, np.True_, dtype('float32'))
+    """
+    k = len(x) // 2
+    if len(x) % 2:
+        return np.partition(x, k)[k]
+    part = np.partition(x, (k - 1, k))
+    return (part[k - 1] + part[k]) / 2
+
+
 def _rate(mask: np.ndarray) -> float:
     """Share of True in a boolean array: ``mask.mean()``, without its overhead on short arrays."""
     return np.count_nonzero(mask) / len(mask)
@@ -160,7 +175,7 @@ def _words(state: ClientState) -> dict[str, float]:
     p = state.prompts
     edits = p.edit_distances()
     return {
-        "edit_distance": float(np.median(edits)) if len(edits) >= 3 else np.nan,
+        "edit_distance": float(_median(edits)) if len(edits) >= 3 else np.nan,
         "prefix_reuse": p.prefix_reuse() if p.count >= 3 else np.nan,
     }
 
@@ -185,7 +200,7 @@ def _geometry(state: ClientState, ref: SpaceReference) -> dict[str, float]:
         # Probing needs volume: a developer's handful of edits and a prober's hundreds
         # have similar rates but very different counts.
         out["near_dup_count"] = float(np.log1p(np.count_nonzero(near)))
-        out["nearest_distance"] = float(np.median(nearest) / ref.unit_)
+        out["nearest_distance"] = float(_median(nearest) / ref.unit_)
         steps = w.steps
         steps = steps[~np.isnan(steps)]
         out["chain_rate"] = _rate((steps > ref.exact_radius) & (steps <= ref.near_dup_radius_))
