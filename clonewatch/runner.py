@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from clonewatch import DEFAULT_OUT_DIR
 from clonewatch.inputs import open_lines
 from clonewatch.model_watch import ModelWatcher
 from detectors import ClientState, CloneDetector, CloneModel, PolicyConfig, fit_clone_model
@@ -27,7 +28,6 @@ from schemas import AccessEvent, Action, DeadLetter, RiskScore
 from sinks.clickhouse import DEFAULT_DSN, ClickHouseStore
 from sinks.jsonlines import JsonLinesWriter
 
-DEFAULT_OUT_DIR = Path("clonewatch-out")
 
 
 @dataclass

@@ -1,20 +1,33 @@
-"""Pure detection code: no Kafka, no ClickHouse. Shared by the embedded runner and the Faust workers."""
+"""Pure detection code: no Kafka, no ClickHouse. Shared by the embedded runner and the Faust workers.
 
-from detectors.client_state import ClientState
-from detectors.detector import BatchResult, CloneDetector
-from detectors.features import FEATURE_NAMES
-from detectors.model import CloneModel, ModelFileError
-from detectors.policy import Policy, PolicyConfig
-from detectors.training import fit_clone_model
+The names below are imported on first use (PEP 562), so that a process that needs one light
+module (the shipper's policy defaults, say) does not load scikit-learn, SciPy and torch.
+"""
 
-__all__ = [
-    "FEATURE_NAMES",
-    "BatchResult",
-    "ClientState",
-    "CloneDetector",
-    "CloneModel",
-    "ModelFileError",
-    "Policy",
-    "PolicyConfig",
-    "fit_clone_model",
-]
+from importlib import import_module
+
+_HOMES = {
+    "ClientState": "detectors.client_state",
+    "BatchResult": "detectors.detector",
+    "CloneDetector": "detectors.detector",
+    "FEATURE_NAMES": "detectors.features",
+    "CloneModel": "detectors.model",
+    "ModelFileError": "detectors.model",
+    "Policy": "detectors.policy",
+    "PolicyConfig": "detectors.policy",
+    "fit_clone_model": "detectors.training",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'detectors' has no attribute {name!r}")
+    value = getattr(import_module(_HOMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))

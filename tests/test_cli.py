@@ -73,6 +73,20 @@ def test_run_reads_stdin_and_fits_on_its_own_warmup_without_a_model(workdir):
     assert f"events accepted   {lines:,}" in summary
 
 
+def test_help_and_the_shipper_start_without_the_detection_engines():
+    """`--help`, `ship`, `receive` and `sql` must not load scikit-learn, SciPy or torch: a shipper
+    beside every gateway would pay seconds and hundreds of megabytes for nothing."""
+    probe = (
+        "import sys\n"
+        "from clonewatch.cli import build_parser\n"
+        "build_parser()\n"
+        "import ingest.shipper, ingest.receiver, clonewatch.commands.sql\n"
+        "print(sorted({'torch', 'sklearn', 'scipy', 'sentence_transformers'} & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, check=True)
+    assert loaded.stdout.decode().strip() == "[]"
+
+
 def test_user_errors_are_clear_and_do_not_crash(workdir):
     missing = clonewatch("run", "--input", "nope.jsonl", cwd=workdir, check=False)
     assert missing.returncode == 2 and b"nope.jsonl does not exist" in missing.stderr

@@ -13,12 +13,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import kstest
 
 from clonewatch.commands.options import add_store_option
 from clonewatch.commands.sql import existing_store
 from clonewatch.commands.train import parse_span
-from detectors.model import CloneModel
 from detectors.policy import PolicyConfig
 from sinks.clickhouse import ClickHouseStore
 
@@ -48,6 +46,8 @@ def drift_report(peaks: np.ndarray) -> dict:
     >>> drift_report(rng.uniform(size=400))["drift"], drift_report(rng.uniform(size=400) ** 0.3)["drift"]
     (False, True)
     """
+    from scipy.stats import kstest
+
     peaks = np.asarray(peaks, dtype=np.float64)
     if len(peaks) < 10:
         raise ValueError(f"only {len(peaks)} clients never acted on were scored by this model: too few to tell")
@@ -63,6 +63,8 @@ def drift_report(peaks: np.ndarray) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
+    from detectors.model import CloneModel
+
     model = CloneModel.load(args.model)
     existing_store(args.store)
     store = ClickHouseStore(args.store)

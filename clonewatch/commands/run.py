@@ -6,10 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from clonewatch import DEFAULT_OUT_DIR
 from clonewatch.commands.options import add_embedder_option, add_format_options, add_policy_options, add_store_option, log_format, policy_from_args
 from clonewatch.commands.ship import mostly_rejected_exit
-from clonewatch.report import render_summary
-from clonewatch.runner import DEFAULT_OUT_DIR, EmbeddedRunner, RunConfig
 
 
 def register(subparsers) -> None:
@@ -42,6 +41,9 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from clonewatch.report import render_summary
+    from clonewatch.runner import EmbeddedRunner, RunConfig
+
     config = RunConfig(
         input=args.input,
         format=log_format(args),

@@ -13,14 +13,6 @@ from tqdm import tqdm
 from clonewatch.inputs import open_lines
 from clonewatch.commands.options import add_embedder_option
 from clonewatch.commands.sql import existing_store
-from clonewatch.runner import batched
-from detectors import fit_clone_model
-from detectors.training import CALIBRATION_FOLDS
-from detectors.embedding import PromptEmbedder
-from detectors.vectorize import Vectorizer
-from ingest.decode import EventDecoder
-from schemas import AccessEvent
-from sinks.clickhouse import ClickHouseStore
 
 
 def register(subparsers) -> None:
@@ -81,6 +73,14 @@ def parse_span(text: str) -> float:
 
 
 def main(args: argparse.Namespace) -> int:
+    from clonewatch.runner import batched
+    from detectors.embedding import PromptEmbedder
+    from detectors.training import CALIBRATION_FOLDS, fit_clone_model
+    from detectors.vectorize import Vectorizer
+    from ingest.decode import EventDecoder
+    from schemas import AccessEvent
+    from sinks.clickhouse import ClickHouseStore
+
     started = time.monotonic()
     if args.since is not None and args.from_store is None:
         raise ValueError("--since goes with --from-store")
