@@ -44,6 +44,7 @@ class RunConfig:
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     keep_prompts: bool = False  # store prompt text in access_events (otherwise only its hash and length)
     embedder: str | None = None  # a backend of detectors.embedding.BACKENDS; default: $CLONEWATCH_EMBEDDER, the model's, torch
+    embedding_cache: Path | None = None  # an SQLite file of prompt vectors kept across runs
     progress: bool = True
 
 
@@ -98,7 +99,7 @@ class EmbeddedRunner:
         self.detector: CloneDetector | None = None
         self.watcher: ModelWatcher | None = None
         model = CloneModel.load(config.model_path) if config.model_path is not None else None
-        self.vectorizer = vectorizer or Vectorizer(embedder_for(model.metadata if model else None, config.embedder))
+        self.vectorizer = vectorizer or Vectorizer(embedder_for(model.metadata if model else None, config.embedder, disk_cache=config.embedding_cache))
         self.summary.embedder = self.vectorizer.embedder.name
         if model is not None:
             self._use_model(model, f"model file {config.model_path}")
@@ -137,6 +138,9 @@ class EmbeddedRunner:
                 bar.update(len(pending))
         self.summary.elapsed_s = time.monotonic() - started
         self.summary.format = reader.format
+        embedder = self.vectorizer.embedder
+        if self.config.embedding_cache is not None:
+            self.summary.embedder += f" ({embedder.disk_hits:,} of {embedder.cache_misses:,} distinct prompts from the cache)"
         return self.summary
 
     def _use_model(self, model: CloneModel, source: str) -> None:

@@ -24,6 +24,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 EMBEDDING_DIM = 384
 BACKENDS = ("torch", "onnx-int8", "static")
+EMBEDDING_CACHE_ENV = "CLONEWATCH_EMBEDDING_CACHE"  # the CLI's default --embedding-cache
 # The space each backend's vectors live in: the int8 export stays close to fp32 (cosine 0.99),
 # the static embedding is a space of its own. A model scores only with an embedder of its space.
 SPACES = {"torch": "minilm", "onnx-int8": "minilm", "static": "minilm-static"}
@@ -123,6 +124,7 @@ class PromptEmbedder:
         self.cache_size = cache_size
         self.cache_hits = 0
         self.cache_misses = 0
+        self.disk_hits = 0  # of the misses, those the disk cache held
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._model = None
         self._disk: sqlite3.Connection | None = None
@@ -192,6 +194,7 @@ class PromptEmbedder:
         self.cache_misses += len(missing)
         self.cache_hits += len(prompts) - len(missing)
         fresh = self._from_disk(missing)
+        self.disk_hits += len(fresh)
         for key in fresh:
             del missing[key]
         if missing:

@@ -1,6 +1,7 @@
 """The command line end to end, as a user runs it: each command in its own process."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -32,7 +33,7 @@ def workdir(tmp_path_factory):
 def test_train_then_run_flags_the_attackers_and_spares_benign_clients(workdir):
     train = clonewatch("train", "--input", "baseline/events.jsonl", "--model", "model.cwm", "-q", cwd=workdir)
     assert "saved to model.cwm" in train.stdout.decode()
-    out = clonewatch("run", "--input", "mixed.jsonl", "--model", "model.cwm", "--store", "chdb://./store", "-q", cwd=workdir)
+    out = clonewatch("run", "--input", "mixed.jsonl", "--model", "model.cwm", "--store", "chdb://./store", "--embedding-cache", "vectors.sqlite", "-q", cwd=workdir)
     summary = out.stdout.decode()
     assert "rejected 3" in summary and "riskiest clients" in summary and "clonewatch sql" in summary
 
@@ -66,11 +67,17 @@ def test_train_then_run_flags_the_attackers_and_spares_benign_clients(workdir):
 
 def test_run_reads_stdin_and_fits_on_its_own_warmup_without_a_model(workdir):
     events = (workdir / "traffic" / "events.jsonl").read_bytes()
-    out = clonewatch("run", "--input", "-", "--warmup", "500", "--store", "chdb://./store-stdin", "--decisions", "d2.jsonl", "-q", cwd=workdir, stdin=events)
+    # The same traffic as the run above: with its --embedding-cache, no prompt is embedded again.
+    out = clonewatch("run", "--input", "-", "--warmup", "500", "--store", "chdb://./store-stdin", "--decisions", "d2.jsonl",
+                     "--embedding-cache", "vectors.sqlite", "-q", cwd=workdir, stdin=events)  # fmt: skip
     summary = out.stdout.decode()
     assert "fitted on the first" in summary
     lines = events.count(b"\n")
     assert f"events accepted   {lines:,}" in summary
+    cached = re.search(r"\(([\d,]+) of ([\d,]+) distinct prompts from the cache\)", summary)
+    assert cached, summary
+    if (workdir / "clonewatch-out" / "decisions.jsonl").exists():  # the run above went first, and filled the cache
+        assert cached[1] == cached[2] != "0"
 
 
 def test_help_and_the_shipper_start_without_the_detection_engines():

@@ -7,7 +7,7 @@ import os
 
 from pathlib import Path
 
-from detectors.embedding import BACKENDS
+from detectors.embedding import BACKENDS, EMBEDDING_CACHE_ENV
 from detectors.policy import DEFAULT_TARGET_FPR, PolicyConfig, thresholds_for
 from ingest.formats import FORMATS, CustomFormat
 from ingest.mapping import FieldMapping
@@ -33,6 +33,12 @@ def add_embedder_option(parser: argparse.ArgumentParser, scoring: bool = True) -
         help=f"prompt embedder: torch (fp32; a GPU when there is one), onnx-int8 (an int8 ONNX export made locally "
         f"from the same weights, about 1.8x faster on CPU) or static (a static embedding distilled locally from the "
         f"same weights, a table lookup per token: many times faster, a different space) (default: {source})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--embedding-cache", type=Path, metavar="FILE", default=os.environ.get(EMBEDDING_CACHE_ENV) or None,
+        help="an SQLite file that keeps each prompt's vector (keyed by a hash of the prompt and the embedder), so that "
+        "training, scoring or replaying logs that share prompts embeds each prompt once; the vectors say much of "
+        f"what the prompts said: keep the file where the logs are kept (default: ${EMBEDDING_CACHE_ENV}, else none)",
     )  # fmt: skip
 
 

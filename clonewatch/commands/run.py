@@ -56,6 +56,7 @@ def main(args: argparse.Namespace) -> int:
         policy=policy_from_args(args),
         keep_prompts=args.keep_prompts,
         embedder=args.embedder,
+        embedding_cache=args.embedding_cache,
         progress=not args.quiet and sys.stderr.isatty(),
     )
     summary = EmbeddedRunner(config).run()

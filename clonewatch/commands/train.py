@@ -84,7 +84,7 @@ def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     if args.since is not None and args.from_store is None:
         raise ValueError("--since goes with --from-store")
-    vectorizer = Vectorizer(PromptEmbedder(backend=args.embedder))
+    vectorizer = Vectorizer(PromptEmbedder(backend=args.embedder, disk_cache=args.embedding_cache))
     events, vectors, rejected, source = [], [], 0, {}
     progress = tqdm(desc="embedding", unit=" ev", disable=args.quiet or not sys.stderr.isatty())
     if args.from_store is not None:
@@ -141,6 +141,8 @@ def main(args: argparse.Namespace) -> int:
         f"{sequential['between_clients_share']:.0%} of the p-values' variation is clients' persistent habits, "
         "which that weight does not cover (README: Why this test)"
     )
-    print("spaces: " + ", ".join(f"{s} ({d['regions']} regions)" for s, d in meta["spaces"].items()) + f"; prompts embedded with {vectorizer.embedder.name}")
+    embedder = vectorizer.embedder
+    cached = f" ({embedder.disk_hits:,} of {embedder.cache_misses:,} distinct prompts from the cache)" if args.embedding_cache else ""
+    print("spaces: " + ", ".join(f"{s} ({d['regions']} regions)" for s, d in meta["spaces"].items()) + f"; prompts embedded with {vectorizer.embedder.name}" + cached)
     print(f"saved to {args.model}")
     return 0

@@ -77,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"clonewatch worker: error: {exc}", file=sys.stderr)
         return 1
     access_partitions = partitions[config.access_topic]
-    vectorizer = Vectorizer(embedder_for(model.metadata, args.embedder))
+    vectorizer = Vectorizer(embedder_for(model.metadata, args.embedder, disk_cache=args.embedding_cache))
     if "text" in model.references:
         vectorizer.embedder.embed(["warm-up"])  # load the embedding model now, not on the first batch
     watcher = ModelWatcher(config.model_path, current_version=model.version, embedder=vectorizer.embedder.backend)
