@@ -61,7 +61,7 @@ def train_numeric_model(path: Path, seed: int = 11, scale: float = 2.0) -> Path:
     baseline = simulate("numeric", seed=seed, scale=scale)
     benign = {row["client_id"] for row in baseline.labels if row["label"] == "benign"}
     events = [msgspec.convert(e, AccessEvent) for e in baseline.events if e["client_id"] in benign and e.get("features")]
-    fit_clone_model(events, Vectorizer().vectors(events)).save(path)
+    fit_clone_model(events, Vectorizer().vectors(events), n_jobs=-1).save(path)  # the folds side by side: the same model, sooner
     return path
 
 
