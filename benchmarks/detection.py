@@ -32,10 +32,10 @@ from scipy.stats import shapiro
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clonewatch.simulate import simulate  # noqa: E402
+from clonewatch.lab.simulate import simulate  # noqa: E402
 from detectors import CloneDetector, fit_clone_model  # noqa: E402
 from detectors.calibration import sustained_peaks  # noqa: E402
-from clonewatch.simulate.scenarios import SCENARIOS  # noqa: E402
+from clonewatch.lab.simulate.scenarios import SCENARIOS  # noqa: E402
 from detectors.policy import thresholds_for  # noqa: E402
 from detectors.training import DEFAULT_WINDOW  # noqa: E402
 from detectors.embedding import BACKENDS, DEFAULT_MAX_TOKENS, PromptEmbedder  # noqa: E402

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clonewatch.simulate import simulate  # noqa: E402
+from clonewatch.lab.simulate import simulate  # noqa: E402
 from detectors.embedding import PromptEmbedder  # noqa: E402
 
 CALL = 128  # prompts per call, as a worker's batch of events brings them

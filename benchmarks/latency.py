@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import detection as bench  # noqa: E402
 
-from clonewatch.kafka.broker import LocalBroker  # noqa: E402
-from clonewatch.simulate import simulate  # noqa: E402
+from clonewatch.lab.kafka.broker import LocalBroker  # noqa: E402
+from clonewatch.lab.simulate import simulate  # noqa: E402
 from clonewatch.streaming.config import StreamingConfig  # noqa: E402
 from clonewatch.streaming.decision_feed import read_decisions  # noqa: E402
 from detectors import fit_clone_model  # noqa: E402

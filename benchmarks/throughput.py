@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import detection as bench  # noqa: E402
 
-from clonewatch.simulate import simulate  # noqa: E402
+from clonewatch.lab.simulate import simulate  # noqa: E402
 from detectors import CloneDetector, fit_clone_model  # noqa: E402
 from detectors.embedding import DEFAULT_MAX_TOKENS, PromptEmbedder, bundled_model_path  # noqa: E402
 from detectors.vectorize import Vectorizer  # noqa: E402

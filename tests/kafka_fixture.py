@@ -1,4 +1,4 @@
-"""pytest fixtures for a real local Kafka broker (see clonewatch.kafka.broker).
+"""pytest fixtures for a real local Kafka broker (see clonewatch.lab.kafka.broker).
 
 Import them into tests/conftest.py::
 
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from clonewatch.kafka.broker import BrokerError, LocalBroker
+from clonewatch.lab.kafka.broker import BrokerError, LocalBroker
 
 
 @pytest.fixture(scope="session")

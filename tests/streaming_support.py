@@ -34,7 +34,7 @@ def numeric_traffic(seed: int = 1, scale: float = 0.1, cap: int = 150) -> tuple[
 
     Numeric traffic needs no text embedder, which keeps worker start-up at a few seconds.
     """
-    from clonewatch.simulate import simulate
+    from clonewatch.lab.simulate import simulate
 
     traffic = simulate("numeric", seed=seed, scale=scale)
     kept: Counter[str] = Counter()
@@ -53,7 +53,7 @@ def train_numeric_model(path: Path, seed: int = 11, scale: float = 2.0) -> Path:
     Risk is calibrated on benign clients, so the baseline needs enough of them (about
     120 here) for the challenge and deny thresholds (0.999, 0.9999) to be reachable.
     """
-    from clonewatch.simulate import simulate
+    from clonewatch.lab.simulate import simulate
     from detectors import fit_clone_model
     from detectors.vectorize import Vectorizer
     from schemas import AccessEvent

@@ -11,7 +11,7 @@ import yaml
 
 from clonewatch.cli import build_parser
 from clonewatch.commands import api, receive, ship, worker
-from clonewatch.kafka.broker import KAFKA_VERSION
+from clonewatch.lab.kafka.broker import KAFKA_VERSION
 from clonewatch.streaming.config import ACCESS_TOPIC, DEAD_LETTER_TOPIC, DECISIONS_TOPIC, ENV_VARS, StreamingConfig
 
 ROOT = Path(__file__).resolve().parents[1]

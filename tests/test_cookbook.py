@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from clonewatch.simulate import simulate
+from clonewatch.lab.simulate import simulate
 from schemas import to_epoch
 from tests.streaming_support import REPO_ROOT, cli
 

@@ -12,7 +12,7 @@ import msgspec
 import numpy as np
 import pytest
 
-from clonewatch.simulate import simulate
+from clonewatch.lab.simulate import simulate
 from detectors import CloneDetector, CloneModel
 from detectors.evidence import SequentialTest
 from detectors.vectorize import Vectorizer

@@ -10,7 +10,7 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from clonewatch.kafka.broker import LocalBroker, make_certificates
+from clonewatch.lab.kafka.broker import LocalBroker, make_certificates
 from clonewatch.streaming.kafka_auth import KafkaAuth
 from tests.streaming_support import Names, Worker, cli, committed_everything, numeric_traffic, read_topic, wait_until, write_log
 

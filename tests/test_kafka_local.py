@@ -12,7 +12,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from clonewatch.kafka.broker import LocalBroker
+from clonewatch.lab.kafka.broker import LocalBroker
 
 pytestmark = pytest.mark.kafka
 

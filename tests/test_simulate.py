@@ -12,7 +12,7 @@ from datetime import datetime
 
 import pytest
 
-from clonewatch.simulate import SCENARIOS, SimulatedTraffic, simulate, write
+from clonewatch.lab.simulate import SCENARIOS, SimulatedTraffic, simulate, write
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 FIELDS = {

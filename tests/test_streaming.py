@@ -19,7 +19,7 @@ from types import ModuleType
 import msgspec
 import pytest
 
-from clonewatch.kafka.broker import LocalBroker
+from clonewatch.lab.kafka.broker import LocalBroker
 from tests.streaming_support import (
     BATCH_SIZE,
     REPO_ROOT,

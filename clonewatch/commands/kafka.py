@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from clonewatch.kafka.broker import KAFKA_VERSION, BrokerError, LocalBroker, fetch_jars
+from clonewatch.lab.kafka.broker import KAFKA_VERSION, BrokerError, LocalBroker, fetch_jars
 from clonewatch.streaming.kafka_auth import KafkaAuth
 
 DEFAULT_DATA_DIR = Path("kafka-data")

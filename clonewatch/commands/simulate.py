@@ -8,7 +8,7 @@ import textwrap
 from collections import Counter
 from pathlib import Path
 
-from clonewatch.simulate import SCENARIOS, simulate, write
+from clonewatch.lab.simulate import SCENARIOS, simulate, write
 
 
 def _scenario_list() -> str:

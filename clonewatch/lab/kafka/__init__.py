@@ -1,5 +1,5 @@
 """A local single-node Kafka broker for clonewatch development and tests."""
 
-from clonewatch.kafka.broker import KAFKA_VERSION, BrokerError, LocalBroker, fetch_jars
+from clonewatch.lab.kafka.broker import KAFKA_VERSION, BrokerError, LocalBroker, fetch_jars
 
 __all__ = ["KAFKA_VERSION", "BrokerError", "LocalBroker", "fetch_jars"]

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
-from clonewatch.simulate.scenarios import SimulatedTraffic
+from clonewatch.lab.simulate.scenarios import SimulatedTraffic
 
 
 class Written(NamedTuple):

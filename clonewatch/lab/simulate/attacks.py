@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from clonewatch.simulate import text
-from clonewatch.simulate.personas import (
+from clonewatch.lab.simulate import text
+from clonewatch.lab.simulate.personas import (
     ALL_AGENTS, ASNS, BROWSER_AGENTS, FORMATS, CHAT, CHAT_MODELS, CLASSIFY, COMPLETIONS, DAY, DIM,
     FRAUD_MODEL, INSTRUCT_MODELS, INTENT_MODEL, PREDICT, SDK_AGENTS, SENTIMENT_MODEL,
     TIMEZONES, Client, Device, Identity, Request, Subpopulation, TabularModel, World,

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from clonewatch.simulate import text
+from clonewatch.lab.simulate import text
 
 DAY = 86_400.0
 

@@ -13,8 +13,8 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from clonewatch.simulate.attacks import ATTACKS, campaign
-from clonewatch.simulate.personas import (
+from clonewatch.lab.simulate.attacks import ATTACKS, campaign
+from clonewatch.lab.simulate.personas import (
     DAY, PERSONAS, Client, Gateway, Record, TabularModel, World,
 )
 
