@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from types import SimpleNamespace
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from clonewatch.commands.decisions import describe
 from clonewatch.streaming.config import StreamingConfig
 from clonewatch.streaming.processing import BatchProcessor, ClientRecord, Incoming, expected_partition
+from clonewatch.streaming.topics import TopicError, ensure_topics
 from schemas import AccessEvent, Action, Decision
 
 PARTITIONS = 4
@@ -77,6 +79,15 @@ def test_config_from_environment_and_overrides() -> None:
         StreamingConfig.from_env({"CLONEWATCH_PARTITIONS": "many"})
     with pytest.raises(ValueError, match="partitions"):
         StreamingConfig.from_env({}, partitions=0)
+
+
+def test_a_broker_that_is_not_there_is_named_with_how_to_start_one() -> None:
+    with socket.socket() as probe:  # a free port: nothing listens there once it is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = StreamingConfig.from_env({"CLONEWATCH_BOOTSTRAP": f"127.0.0.1:{port}"})
+    with pytest.raises(TopicError, match="nothing accepts connections there.*clonewatch kafka start"):
+        ensure_topics(config, timeout_s=1.0)
 
 
 def test_decision_line_for_humans() -> None:

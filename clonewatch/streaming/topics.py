@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -51,6 +52,9 @@ def ensure_topics(config: StreamingConfig, timeout_s: float = 30.0, campaign_sta
 
     Existing topics are left as they are (their partition count included).
     """
+    addresses = config.bootstrap.split(",")
+    if not any(accepts_connections(address) for address in addresses):
+        log.warning("nothing accepts connections at %s yet: waiting up to %g s for a broker (for development: `clonewatch kafka start`)", config.bootstrap, timeout_s)
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=config.bootstrap.split(","),
@@ -60,6 +64,11 @@ def ensure_topics(config: StreamingConfig, timeout_s: float = 30.0, campaign_sta
             request_timeout_ms=int(timeout_s * 1000),
         )
     except KafkaError as exc:
+        if not any(accepts_connections(address) for address in addresses):
+            raise TopicError(
+                f"cannot reach Kafka at {config.bootstrap}: nothing accepts connections there. Is the broker running, and is "
+                "--bootstrap (or $CLONEWATCH_BOOTSTRAP) its address? For development, `clonewatch kafka start` runs one on 127.0.0.1:9092"
+            ) from exc
         raise TopicError(f"cannot reach Kafka at {config.bootstrap}: {exc}{config.kafka_auth.hint()}") from exc
     try:
         counts = _create_missing(admin, topic_specs(config), timeout_s)
@@ -76,6 +85,21 @@ def ensure_topics(config: StreamingConfig, timeout_s: float = 30.0, campaign_sta
     finally:
         admin.close()
     return counts
+
+
+def accepts_connections(address: str, timeout_s: float = 2.0) -> bool:
+    """Whether something accepts TCP connections at ``host:port`` (a broker that is up but drops
+    a client, for want of credentials or TLS, does; a stopped one or a wrong port does not).
+
+    >>> accepts_connections("127.0.0.1:1"), accepts_connections("no port")
+    (False, False)
+    """
+    host, _, port = address.strip().rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def _create_missing(admin: KafkaAdminClient, specs: dict[str, dict], timeout_s: float) -> dict[str, int]:
