@@ -15,6 +15,7 @@ SQL and the client code are the same for both.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -104,12 +105,44 @@ def redact(text: str) -> str:
     return _CREDENTIALS.sub(r"\1***@", text)
 
 
-def _engine_hint(exc: Exception) -> str:
+def _engine_hint(exc: Exception, dsn: str | None = None) -> str:
     """The engine's message, with what to do when the embedded store is held by another process."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+    holder = holding_process(dsn) if dsn else None
+    if holder is not None:
+        return (
+            f"process {holder} holds this embedded store (a running `clonewatch run`, worker or api: one process at a time "
+            "opens an embedded store): stop it, or share the data through a ClickHouse server (docker-compose.yml)"
+        )
     if "lock" in message.lower() or "already" in message.lower():
         message += " (another process, a running worker or run, holds this embedded store: stop it, or use a ClickHouse server)"
     return message
+
+
+def holding_process(dsn: str) -> int | None:
+    """The live process other than this one that has the embedded store at a ``chdb://`` DSN
+    open: the engine writes its PID into the store's ``status`` file, and leaves it there
+    when it exits (so a dead PID holds nothing).
+
+    >>> holding_process("http://ch:8123") is None and holding_process("chdb:///nonexistent") is None
+    True
+    """
+    if not dsn.startswith("chdb://"):
+        return None
+    try:
+        found = re.search(r"^PID: (\d+)$", (Path(dsn[len("chdb://") :]) / "status").read_text(), re.MULTILINE)
+    except (OSError, UnicodeDecodeError):
+        return None
+    pid = int(found[1]) if found else os.getpid()
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    return pid
 
 
 def _utc(ts: str) -> datetime:
@@ -133,7 +166,7 @@ class ClickHouseStore:
         try:
             self.client = clickhouse_connect.get_client(dsn=self.dsn)
         except Exception as exc:
-            raise StoreError(redact(f"cannot open the store at {self.dsn}: {_engine_hint(exc)}")) from exc
+            raise StoreError(redact(f"cannot open the store at {self.dsn}: {_engine_hint(exc, self.dsn)}")) from exc
         self.ensure_tables()
 
     @property

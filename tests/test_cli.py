@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tests.streaming_support import REPO_ROOT
+
 
 def clonewatch(*args: str, cwd, stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(
@@ -92,6 +94,22 @@ def test_help_and_the_shipper_start_without_the_detection_engines():
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, check=True)
     assert loaded.stdout.decode().strip() == "[]"
+
+
+def test_a_store_held_by_another_process_names_it(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from sinks.clickhouse import ClickHouseStore; store = ClickHouseStore(sys.argv[1]); print('open', flush=True); sys.stdin.read()",
+         f"chdb://{tmp_path / 'store'}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO_ROOT,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == b"open\n"
+        held = clonewatch("sql", "SELECT 1", "--store", f"chdb://{tmp_path / 'store'}", cwd=tmp_path, check=False)
+    finally:
+        holder.communicate(b"", timeout=60)
+    assert held.returncode == 2 and f"process {holder.pid} holds this embedded store".encode() in held.stderr
+    assert b"stop it, or share the data through a ClickHouse server" in held.stderr
+    assert clonewatch("sql", "SELECT 1", "--store", f"chdb://{tmp_path / 'store'}", cwd=tmp_path).returncode == 0  # released on exit
 
 
 def test_user_errors_are_clear_and_do_not_crash(workdir):
