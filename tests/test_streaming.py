@@ -96,6 +96,7 @@ def test_attacker_denied_benign_not(kafka_bootstrap: str, tmp_path: Path, model:
         wait_until(lambda: caught_up(kafka_bootstrap, names, worker), 120, "the worker to score every event")
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
+    assert "[ERROR]" not in worker.log() and "[WARNING]" not in worker.log(), worker.log()[-3000:]  # a healthy run says nothing alarming
 
     decisions = decisions_on_topic(kafka_bootstrap, names)
     assert as_set(decisions) == expected  # exactly the embedded detector's decisions

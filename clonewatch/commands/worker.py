@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 from clonewatch.commands.options import add_embedder_option, add_policy_options, add_store_option, policy_from_args
@@ -13,6 +14,33 @@ from clonewatch.streaming.topics import TopicError, ensure_topics
 
 # Faust logs every rebalance step at INFO; its warnings and errors are what an operator needs.
 _CHATTY_LOGGERS = ("faust", "mode", "aiokafka", "kafka")
+STARTUP_GRACE_S = 60.0
+
+
+class HealthyStartNoise(logging.Filter):
+    """Drops what a healthy start logs as trouble: a fresh broker has no group coordinator for
+    a moment (aiokafka: an ERROR, then warnings), and the worker reads offsets with consumers
+    that have no group (kafka-python: a warning each). A coordinator lost after the first
+    ``grace_s`` seconds is logged as it comes.
+
+    >>> noise = HealthyStartNoise(grace_s=60.0, clock=iter([0.0, 1.0, 120.0]).__next__)
+    >>> def record(message):
+    ...     return logging.LogRecord("aiokafka", logging.ERROR, "", 0, message, None, None)
+    >>> [noise.filter(record("Group Coordinator Request failed: [Error 15] GroupCoordinatorNotAvailableError")) for _ in range(2)]
+    [False, True]
+    """
+
+    def __init__(self, grace_s: float = STARTUP_GRACE_S, clock=time.monotonic) -> None:
+        super().__init__()
+        self.clock = clock
+        self.until = clock() + grace_s
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("group_id is None: disabling auto-commit"):
+            return False
+        starting = self.clock() < self.until
+        return not (starting and ("GroupCoordinatorNotAvailable" in message or message.startswith("Marking the coordinator dead")))
 
 
 def register(subparsers) -> None:
@@ -88,5 +116,8 @@ def main(args: argparse.Namespace) -> int:
     if args.log_level != "debug":
         for name in _CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
+        noise = HealthyStartNoise()
+        for name in ("aiokafka.consumer.group_coordinator", "kafka.coordinator.consumer"):
+            logging.getLogger(name).addFilter(noise)
     worker.execute_from_commandline()  # runs until SIGTERM/SIGINT, then exits the process
     return 0
