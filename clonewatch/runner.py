@@ -138,9 +138,7 @@ class EmbeddedRunner:
                 bar.update(len(pending))
         self.summary.elapsed_s = time.monotonic() - started
         self.summary.format = reader.format
-        embedder = self.vectorizer.embedder
-        if self.config.embedding_cache is not None:
-            self.summary.embedder += f" ({embedder.disk_hits:,} of {embedder.cache_misses:,} distinct prompts from the cache)"
+        self.summary.embedder += self.vectorizer.embedder.disk_cache_note
         return self.summary
 
     def _use_model(self, model: CloneModel, source: str) -> None:

@@ -138,6 +138,13 @@ class PromptEmbedder:
         """What made the vectors, for the model file and the disk cache: ``minilm-torch``, ``minilm-onnx-int8-128``."""
         return f"minilm-{self.backend}" + (f"-{self.max_tokens}" if self.max_tokens != DEFAULT_MAX_TOKENS else "")
 
+    @property
+    def disk_cache_note(self) -> str:
+        """For a run's summary: how many distinct prompts the disk cache held (empty without one)."""
+        if self._disk is None:
+            return ""
+        return f" ({self.disk_hits:,} of {self.cache_misses:,} distinct prompts from the cache)"
+
     def describe(self) -> dict:
         """For a model file's metadata: what made the vectors its references were fitted on."""
         return {"backend": self.backend, "max_tokens": self.max_tokens, "name": self.name}

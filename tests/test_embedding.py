@@ -53,6 +53,7 @@ def test_disk_cache_serves_a_new_embedder_without_loading_the_model(embedder, tm
     assert second._model is None
     assert np.array_equal(again, vectors[::-1])
     assert (first.disk_hits, second.disk_hits, second.cache_misses) == (0, 2, 2)
+    assert second.disk_cache_note == " (2 of 2 distinct prompts from the cache)" and embedder.disk_cache_note == ""
 
 
 def test_the_int8_onnx_embedder_agrees_with_torch_and_keeps_its_own_cache(embedder, tmp_path):

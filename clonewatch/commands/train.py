@@ -142,7 +142,6 @@ def main(args: argparse.Namespace) -> int:
         "which that weight does not cover (README: Why this test)"
     )
     embedder = vectorizer.embedder
-    cached = f" ({embedder.disk_hits:,} of {embedder.cache_misses:,} distinct prompts from the cache)" if args.embedding_cache else ""
-    print("spaces: " + ", ".join(f"{s} ({d['regions']} regions)" for s, d in meta["spaces"].items()) + f"; prompts embedded with {vectorizer.embedder.name}" + cached)
+    print("spaces: " + ", ".join(f"{s} ({d['regions']} regions)" for s, d in meta["spaces"].items()) + f"; prompts embedded with {embedder.name}{embedder.disk_cache_note}")
     print(f"saved to {args.model}")
     return 0
