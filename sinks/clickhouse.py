@@ -133,9 +133,9 @@ def holding_process(dsn: str) -> int | None:
         found = re.search(r"^PID: (\d+)$", (Path(dsn[len("chdb://") :]) / "status").read_text(), re.MULTILINE)
     except (OSError, UnicodeDecodeError):
         return None
-    pid = int(found[1]) if found else os.getpid()
-    if pid == os.getpid():
+    if found is None or int(found[1]) == os.getpid():
         return None
+    pid = int(found[1])
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -57,7 +57,7 @@ def ensure_topics(config: StreamingConfig, timeout_s: float = 30.0, campaign_sta
         log.warning("nothing accepts connections at %s yet: waiting up to %g s for a broker (for development: `clonewatch kafka start`)", config.bootstrap, timeout_s)
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=config.bootstrap.split(","),
+            bootstrap_servers=addresses,
             client_id=f"{config.app_id}-admin",
             bootstrap_timeout_ms=int(timeout_s * 1000),
             **config.kafka_auth.client_kwargs(),
