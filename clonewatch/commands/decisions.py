@@ -10,6 +10,7 @@ from kafka.errors import KafkaError
 
 from clonewatch.streaming.config import StreamingConfig, add_kafka_options
 from clonewatch.streaming.decision_feed import read_decisions
+from clonewatch.streaming.listener import ListenerMismatch
 from schemas import Decision
 
 _decoder = msgspec.json.Decoder(Decision)
@@ -58,6 +59,7 @@ def main(args: argparse.Namespace) -> int:
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 print(f"(unreadable decision: {exc}: {raw[:200]!r})", file=sys.stderr)
     except KafkaError as exc:
-        print(f"clonewatch decisions: error: cannot read {config.decisions_topic} at {config.bootstrap}: {exc}{config.kafka_auth.hint()}", file=sys.stderr)
+        hint = "" if isinstance(exc, ListenerMismatch) else config.kafka_auth.hint()
+        print(f"clonewatch decisions: error: cannot read {config.decisions_topic} at {config.bootstrap}: {exc}{hint}", file=sys.stderr)
         return 1
     return 0

@@ -8,10 +8,12 @@ from collections.abc import Iterator
 from kafka import KafkaConsumer, TopicPartition
 
 from clonewatch.streaming.config import StreamingConfig
+from clonewatch.streaming.listener import check_listener
 
 
 def read_decisions(config: StreamingConfig, follow: bool, from_beginning: bool, timeout_s: float) -> Iterator[bytes]:
     """Raw decision records: all the topic holds (and, following, every new one)."""
+    check_listener(config.bootstrap, config.kafka_auth)
     consumer = KafkaConsumer(
         bootstrap_servers=config.bootstrap.split(","),
         client_id="clonewatch-decisions",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import socket
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from clonewatch.streaming.config import StreamingConfig
+from clonewatch.streaming.listener import ListenerMismatch, accepts_connections, check_listener
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,10 @@ def ensure_topics(config: StreamingConfig, timeout_s: float = 30.0, campaign_sta
     Existing topics are left as they are (their partition count included).
     """
     addresses = config.bootstrap.split(",")
+    try:
+        check_listener(config.bootstrap, config.kafka_auth)
+    except ListenerMismatch as exc:
+        raise TopicError(f"cannot talk to Kafka: {exc}") from exc
     if not any(accepts_connections(address) for address in addresses):
         log.warning("nothing accepts connections at %s yet: waiting up to %g s for a broker (for development: `clonewatch kafka start`)", config.bootstrap, timeout_s)
     try:
@@ -85,21 +89,6 @@ def ensure_topics(config: StreamingConfig, timeout_s: float = 30.0, campaign_sta
     finally:
         admin.close()
     return counts
-
-
-def accepts_connections(address: str, timeout_s: float = 2.0) -> bool:
-    """Whether something accepts TCP connections at ``host:port`` (a broker that is up but drops
-    a client, for want of credentials or TLS, does; a stopped one or a wrong port does not).
-
-    >>> accepts_connections("127.0.0.1:1"), accepts_connections("no port")
-    (False, False)
-    """
-    host, _, port = address.strip().rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-            return True
-    except (OSError, ValueError):
-        return False
 
 
 def _create_missing(admin: KafkaAdminClient, specs: dict[str, dict], timeout_s: float) -> dict[str, int]:
