@@ -76,6 +76,7 @@ def main(args: argparse.Namespace) -> int:
     from clonewatch.runner import batched
     from detectors.embedding import PromptEmbedder
     from detectors.training import CALIBRATION_FOLDS, fit_clone_model
+    from detectors.policy import DEFAULT_TARGET_FPR
     from detectors.vectorize import Vectorizer
     from ingest.decode import EventDecoder
     from schemas import AccessEvent
@@ -133,6 +134,13 @@ def main(args: argparse.Namespace) -> int:
     )
     if calibrated:
         print(f"risk calibrated on the peaks of {calibrated:,} clients")
+        if calibrated * DEFAULT_TARGET_FPR < 1.0:
+            print(
+                f"  {calibrated:,} clients resolve 1 in {calibrated:,} by counting: the default target of 1 benign client in "
+                f"{1 / DEFAULT_TARGET_FPR:,.0f} rests on the tail fitted beyond their peaks and on accumulated evidence, so "
+                "attackers that look like the most unusual of these customers are acted on late or not at all; a larger "
+                "baseline (more days, more customers) acts sooner (README: Risk)"
+            )  # fmt: skip
     else:
         print("risk calibrated on snapshots only: too few clients are long enough to calibrate on; add baseline traffic")
     sequential = meta["sequential"]
