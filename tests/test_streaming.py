@@ -328,7 +328,7 @@ def test_the_campaign_stage_carries_on_after_its_worker_is_killed(kafka_bootstra
     learned = first.status()["campaign_facts"]
     assert learned < len(events), "killed too late to be mid-stream"
 
-    second = Worker(tmp_path / "second", model_path, env)  # deferred saves: it commits the facts only with one
+    second = Worker(tmp_path / "second", model_path, env)  # saves every 10 s: commits the facts only then
     try:
         wait_until(lambda: caught_up(kafka_bootstrap, names, second), 120, "the second worker to catch up")
         wait_until(lambda: campaign_consumed(kafka_bootstrap, names), 120, "the campaign stage and its verdicts done")
