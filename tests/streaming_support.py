@@ -109,7 +109,6 @@ class Names:
             "CLONEWATCH_DECISIONS_TOPIC": self.decisions,
             "CLONEWATCH_DEAD_LETTER_TOPIC": self.dead_letters,
             "CLONEWATCH_PARTITIONS": "4",
-            "CLONEWATCH_STAGE_SAVE_INTERVAL": "2",  # deferred saves as in production, without waiting 10 s for the last one
         }
 
 

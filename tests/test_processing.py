@@ -119,24 +119,3 @@ def test_a_worker_behind_the_traffic_embeds_only_what_keeps_up(embedder) -> None
     processor.score(events, records, lag_s=120.0, span_s=0.5)
     assert len(detector.vectors) == 60 and sum(v is not None for v in detector.vectors) == 20  # 0.8 * 50/s * 0.5 s
     assert {e.client_id for e, v in zip(events, detector.vectors) if v is not None} == {f"k{i}" for i in range(6)}
-
-
-def test_the_campaign_stage_is_saved_at_intervals_and_forgets_what_a_rebalance_replays() -> None:
-    """Facts become committable only with a save of the stage, made at most every interval;
-    a rebalance drops the stage and the facts learned since its last save (they come again)."""
-    from clonewatch.streaming.app import StageHolder
-
-    holder = StageHolder(SimpleNamespace(), {}, save_interval=3600.0)
-    holder.saved_at -= 10.0
-    epoch = holder.epoch
-    holder.learned("stream", ["fact 1", "fact 2"], epoch)
-    assert holder.pending == [("stream", "fact 1"), ("stream", "fact 2")] and not holder.due()
-    holder.saved_at -= 3600.0
-    assert holder.due()
-    holder.forget()
-    assert holder.pending == [] and holder.epoch != epoch
-    holder.learned("stream", ["fact 3"], epoch)  # learned by the stage the rebalance dropped
-    assert holder.pending == [] and not holder.due()
-    holder.save(b"x" * 10)
-    holder.save(b"y" * 10)
-    assert holder.table == {b"2:0": b"y" * 10, b"manifest": b"2:1"}  # the previous generation deleted

@@ -321,14 +321,13 @@ def test_the_campaign_stage_carries_on_after_its_worker_is_killed(kafka_bootstra
     write_log(log, events)
     ship(log, names, kafka_bootstrap)
 
-    # Never commits; saves its stage after every batch, so that the next one restores a campaign.
-    first = Worker(tmp_path / "first", model_path, {**env, "CLONEWATCH_COMMIT_INTERVAL": "3600", "CLONEWATCH_STAGE_SAVE_INTERVAL": "0"})
+    first = Worker(tmp_path / "first", model_path, {**env, "CLONEWATCH_COMMIT_INTERVAL": "3600"})  # never commits
     first.wait_for(lambda s: s.get("campaign_facts", 0) >= len(events) // 2, 120, "half the facts learned by the stage")
     first.kill()
     learned = first.status()["campaign_facts"]
     assert learned < len(events), "killed too late to be mid-stream"
 
-    second = Worker(tmp_path / "second", model_path, env)  # saves every 10 s: commits the facts only then
+    second = Worker(tmp_path / "second", model_path, env)
     try:
         wait_until(lambda: caught_up(kafka_bootstrap, names, second), 120, "the second worker to catch up")
         wait_until(lambda: campaign_consumed(kafka_bootstrap, names), 120, "the campaign stage and its verdicts done")

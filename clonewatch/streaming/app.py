@@ -22,10 +22,7 @@ runs the :class:`detectors.campaign_stage.CampaignStage` that ``clonewatch run``
 process, and its verdicts come back on a topic partitioned like the access topic, so each
 reaches the worker that holds its member's state. A member's risk is the larger of its own
 and its campaign's as the stage last said; a campaign's action reaches every member. The
-stage drops facts it has seen (by the client's event count), so replays count once. It saves
-itself (everything it remembers) at most every ``stage_save_interval`` seconds, not after
-every batch, and its facts are committed only by a save: a worker that takes it over replays
-the facts since, on the saved state, and the same facts in the same order give the same state.
+stage drops facts it has seen (by the client's event count), so replays count once.
 
 Poison and outages (:func:`with_retries`): a batch that keeps failing is tried event by
 event; an event that fails on its own while the store answers is dead-lettered with the
@@ -130,30 +127,16 @@ class Blocking:
 
 class StageHolder:
     """The campaign stage of this worker, read from its table when first needed after a
-    rebalance and saved back at most every ``save_interval`` seconds: chunks under a
-    generation's keys, then the generation's manifest, then the previous generation's chunks
-    deleted, so a reader never mixes two generations.
+    rebalance and saved back after every batch: chunks under a generation's keys, then the
+    generation's manifest, then the previous generation's chunks deleted, so a reader never
+    mixes two generations."""
 
-    A save writes everything the stage remembers, so it is not made after every batch. The
-    facts learned since the last save stay uncommitted (``pending``) until the next one: a
-    worker that takes the stage over, or this one after a rebalance, replays them on the
-    saved state, and the stage, being deterministic, reaches the same state again.
-    """
-
-    def __init__(self, processor: BatchProcessor, table: Any, save_interval: float = 0.0) -> None:
+    def __init__(self, processor: BatchProcessor, table: Any) -> None:
         self.processor = processor
         self.table = table
-        self.save_interval = save_interval
-        self.pending: list[tuple[Any, Any]] = []  # (stream, event) of the facts learned since the last save
-        self.saved_at = time.monotonic()
         self._stage: CampaignStage | None = None
         self._generation = 0
         self._chunks = 0
-        self._epoch = 0  # changes when the stage is forgotten: a batch learned before then is not saved
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch
 
     def stage(self) -> CampaignStage:
         detector = self.processor.detector
@@ -172,14 +155,6 @@ class StageHolder:
         self._stage.model = detector.model  # a newer model file, once the scorer has switched to it
         return self._stage
 
-    def learned(self, stream: Any, events: Sequence[Any], epoch: int) -> None:
-        """The stage learned ``events`` (in the holder's ``epoch`` when the batch began)."""
-        if epoch == self._epoch:
-            self.pending.extend((stream, event) for event in events)
-
-    def due(self) -> bool:
-        return bool(self.pending) and time.monotonic() - self.saved_at >= self.save_interval
-
     def save(self, data: bytes) -> None:
         old_generation, old_chunks = self._generation, self._chunks
         self._generation += 1
@@ -191,10 +166,7 @@ class StageHolder:
             self.table.pop(f"{old_generation}:{i}".encode(), None)
 
     def forget(self) -> None:
-        """Drop the stage and what it learned since its last save: the facts are delivered again."""
         self._stage = None
-        self._epoch += 1
-        self.pending = []
 
 
 def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blocking, partitions: int) -> faust.App:
@@ -237,8 +209,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     stage_table = app.Table(
         STAGE_TABLE, partitions=1, key_type=bytes, value_type=bytes, use_partitioner=True, help="the campaign stage, chunked"
     )
-    held = StageHolder(processor, stage_table, config.stage_save_interval)
-    stage_lock = asyncio.Lock()
+    held = StageHolder(processor, stage_table)
     clients_lock = asyncio.Lock()  # scoring and verdicts both rewrite client records
 
     stats = WorkerStats()
@@ -290,47 +261,20 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
 
     @app.agent(facts, supervisor_strategy=mode.CrashingSupervisor)
     async def track_campaigns(stream: StreamT) -> None:
-        """The campaign stage: one worker at a time holds the facts' one partition. Facts are
-        committed only once a save of the stage holds them (:class:`StageHolder`)."""
-        async for batch in stream.noack_take(config.batch_size, within=config.batch_within):
-            async with stage_lock:
-                epoch = held.epoch
-                await with_retries(stage_batch, batch, quarantine, healthy)
-                held.learned(stream, batch, epoch)
-                if held.due():
-                    await save_stage()
-
-    @app.timer(max(config.stage_save_interval, 1.0))
-    async def save_stage_when_quiet() -> None:
-        """Save what the stage learned when no batch has come to do it."""
-        async with stage_lock:
-            if held.due():
-                await save_stage()
+        """The campaign stage: one worker at a time holds the facts' one partition."""
+        await in_batches(stream, stage_batch)
 
     async def stage_batch(events: Sequence[EventT]) -> None:
-        """Facts in; campaigns to ClickHouse, verdicts to their members' partitions."""
+        """Facts in; campaigns to ClickHouse, verdicts to their members' partitions; the stage saved."""
         stage = held.stage()
         decoded = [decode_fact(e.message.value) for e in events]
         result = await blocking.run(stage.process, decoded)
         await blocking.run(lambda: blocking.store().insert_campaigns(result.campaigns))
         await publish(verdicts, [(v.client_id.encode(), encode(v)) for _, v in result.verdicts])
+        held.save(await blocking.run(stage.to_bytes))
         await drain(app)
         stats.facts += len(decoded)
         stats.verdicts += len(result.verdicts)
-
-    async def save_stage() -> None:
-        """Save the stage, then let the facts it learned since the last save be committed."""
-        pending, held.pending, epoch = held.pending, [], held.epoch
-        data = await blocking.run(held.stage().to_bytes)
-        if held.epoch != epoch:
-            return  # forgotten meanwhile (a rebalance): the facts are delivered again, to whoever holds them now
-        held.save(data)
-        await drain(app)
-        for stream, event in pending:
-            await stream.ack(event)
-        held.saved_at = time.monotonic()
-        stats.stage_saves += 1
-        stats.stage_bytes += len(data)
 
     @app.agent(verdicts, supervisor_strategy=mode.CrashingSupervisor)
     async def hear_verdicts(stream: StreamT) -> None:

@@ -45,7 +45,6 @@ ENV_VARS: dict[str, str] = {
     "status_file": "CLONEWATCH_STATUS_FILE",
     "keep_prompts": "CLONEWATCH_KEEP_PROMPTS",
     "max_lag": "CLONEWATCH_MAX_LAG",
-    "stage_save_interval": "CLONEWATCH_STAGE_SAVE_INTERVAL",
 }
 
 
@@ -68,11 +67,6 @@ class StreamingConfig:
       client's rate and shape signals. Off by default: measured, a client whose prompts are
       sampled looks unlike the fully embedded baseline, and benign clients get flagged
       (README, "Overload").
-    - ``stage_save_interval``: seconds between saves of the campaign stage to its table. A
-      save writes everything the stage remembers (every key it tracks), so it is not made
-      after every batch of facts; the facts learned since the last save are committed only
-      with the next one, and a worker that takes the stage over replays them on the saved
-      state (0: after every batch).
     - ``keep_prompts``: store each prompt's text in ClickHouse's ``access_events`` (by
       default only its hash and length).
     """
@@ -96,7 +90,6 @@ class StreamingConfig:
     status_file: Path | None = None
     keep_prompts: bool = False
     max_lag: float | None = None
-    stage_save_interval: float = 10.0
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     kafka_auth: KafkaAuth = field(default_factory=KafkaAuth)  # from $CLONEWATCH_KAFKA_* (clonewatch/streaming/kafka_auth.py)
 
@@ -109,8 +102,6 @@ class StreamingConfig:
             raise ValueError("recent ids must not be negative")
         if min(self.session_timeout, self.commit_interval, self.log_interval, self.max_lag or 1.0) <= 0:
             raise ValueError("session timeout, commit interval, log interval and max lag must be above 0 s")
-        if self.stage_save_interval < 0:
-            raise ValueError("the campaign stage's save interval must not be negative")
         if not self.bootstrap.strip():
             raise ValueError("the Kafka bootstrap address must not be empty")
 

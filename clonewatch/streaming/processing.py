@@ -257,8 +257,6 @@ class WorkerStats:
     decisions: int = 0
     facts: int = 0  # facts this worker's campaign stage learned (while it held the facts partition)
     verdicts: int = 0  # verdicts it sent
-    stage_saves: int = 0  # saves of the campaign stage to its table, and the bytes they wrote
-    stage_bytes: int = 0
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
     actions: dict[str, str] = field(default_factory=dict)  # latest action of each client scored since start
@@ -296,7 +294,5 @@ class WorkerStats:
             "not_embedded": self.not_embedded,
             "campaign_facts": self.facts,
             "campaign_verdicts": self.verdicts,
-            "campaign_stage_saves": self.stage_saves,
-            "campaign_stage_bytes": self.stage_bytes,
             "uptime_s": round(now - self.started, 1),
         }
