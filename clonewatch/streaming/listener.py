@@ -55,12 +55,17 @@ def accepts_connections(address: str, timeout_s: float = 2.0) -> bool:
     >>> accepts_connections("127.0.0.1:1"), accepts_connections("no port")
     (False, False)
     """
-    host, _, port = address.strip().rpartition(":")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+        with _connect(address, timeout_s):
             return True
     except (OSError, ValueError):
         return False
+
+
+def _connect(address: str, timeout_s: float) -> socket.socket:
+    """A TCP connection to ``host:port`` (``[v6]:port`` too); raises OSError or ValueError."""
+    host, _, port = address.strip().rpartition(":")
+    return socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s)
 
 
 def _request(api_key: int, version: int, correlation_id: int, body: bytes = b"") -> bytes:
@@ -101,9 +106,8 @@ def _response(sock: socket.socket, correlation_id: int) -> bytes | None:
 def listener_protocol(address: str, timeout_s: float = 3.0) -> str | None:
     """``"PLAINTEXT"``, ``"SASL_PLAINTEXT"`` or ``"TLS"`` (SSL or SASL_SSL: the handshake
     would tell which) for the Kafka listener at ``host:port``; None when it cannot tell."""
-    host, _, port = address.strip().rpartition(":")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as sock:
+        with _connect(address, timeout_s) as sock:
             sock.settimeout(timeout_s)
             sock.sendall(_request(API_VERSIONS, 0, 1))
             head = sock.recv(5, socket.MSG_PEEK)
