@@ -1,14 +1,16 @@
 """Kafka with SASL/SCRAM, in the clear and over TLS: a broker that refuses unauthenticated
 clients (and, over TLS, clients that do not trust its CA), and every clonewatch client
-(shipper, worker, decision follower) authenticating from the environment."""
+(shipper, worker, decision follower) authenticating from the environment. Over TLS the
+broker also enforces ACLs: each client runs as its own user with only the grants of
+`clonewatch kafka acls`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient
-from kafka.errors import KafkaError
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from clonewatch.lab.kafka.broker import LocalBroker, make_certificates
 from clonewatch.streaming.kafka_auth import KafkaAuth
@@ -17,12 +19,15 @@ from tests.streaming_support import Names, Worker, cli, committed_everything, nu
 
 pytestmark = pytest.mark.kafka
 
-USER, PASSWORD = "clonewatch", "correct-horse-battery"
+USER, PASSWORD = "clonewatch", "correct-horse-battery"  # the broker's own user: with ACLs, the super user
+ROLE_USERS = {"shipper": ("cw-shipper", "shipper-staple"), "worker": ("cw-worker", "worker-staple"), "reader": ("cw-reader", "reader-staple")}
 
 
 @pytest.fixture(scope="module", params=["SASL_PLAINTEXT", "SASL_SSL"])
 def sasl_broker(request, tmp_path_factory) -> LocalBroker:
-    broker = LocalBroker(tmp_path_factory.mktemp("kafka-sasl"), users={USER: PASSWORD}, tls=request.param == "SASL_SSL")
+    tls = request.param == "SASL_SSL"
+    users = {USER: PASSWORD, **dict(ROLE_USERS.values())} if tls else {USER: PASSWORD}
+    broker = LocalBroker(tmp_path_factory.mktemp("kafka-sasl"), users=users, tls=tls, authorize=tls)
     broker.start()
     yield broker
     broker.stop()
@@ -74,19 +79,40 @@ def test_a_client_without_the_listeners_security_is_told_what_to_set_at_once(sas
     assert refused.returncode != 0 and "does not use SASL on this listener" in refused.stderr.decode(), refused.stderr.decode()[-2000:]
 
 
-@pytest.mark.parametrize("sasl_broker", ["SASL_SSL"], indirect=True)  # SASL over TLS: the credentials and the CA, end to end
+def as_role(env: dict[str, str], role: str) -> dict[str, str]:
+    user, password = ROLE_USERS[role]
+    return {**env, "CLONEWATCH_KAFKA_USERNAME": user, "CLONEWATCH_KAFKA_PASSWORD": password}
+
+
+def can_write(bootstrap: str, topic: str, **security: str) -> bool:
+    # Without idempotence, so that the topic's ACL answers (not the cluster's, for a producer id).
+    producer = KafkaProducer(bootstrap_servers=bootstrap, max_block_ms=10_000, enable_idempotence=False, **security)
+    try:
+        producer.send(topic, key=b"forged", value=b"forged").get(timeout=10)  # decisions are compacted: keyed
+        return True
+    except TopicAuthorizationFailedError:
+        return False
+    finally:
+        producer.close()
+
+
+@pytest.mark.parametrize("sasl_broker", ["SASL_SSL"], indirect=True)  # SASL over TLS with ACLs: every client as its own role, end to end
 def test_shipper_worker_and_decision_follower_authenticate(sasl_broker: LocalBroker, numeric_model: Path, tmp_path: Path) -> None:
     events, labels = numeric_traffic()
     names = Names.fresh("sasl")
-    env = {**names.env(sasl_broker.bootstrap), "CLONEWATCH_KAFKA_USERNAME": USER, "CLONEWATCH_KAFKA_PASSWORD": PASSWORD}
-    if sasl_broker.ca_file is not None:
-        env["CLONEWATCH_KAFKA_CA_FILE"] = str(sasl_broker.ca_file)
+    env = {**names.env(sasl_broker.bootstrap), "CLONEWATCH_KAFKA_USERNAME": USER, "CLONEWATCH_KAFKA_PASSWORD": PASSWORD,
+           "CLONEWATCH_KAFKA_CA_FILE": str(sasl_broker.ca_file)}  # fmt: skip
     log = tmp_path / "access.log"
     write_log(log, events)
+    shipper = as_role(env, "shipper")
+    refused = cli("ship", "--file", str(log), "--once", env=shipper)  # nothing is granted yet
+    assert refused.returncode != 0 and "Authorization" in refused.stderr.decode(), refused.stderr.decode()[-2000:]
 
-    shipped = cli("ship", "--file", str(log), "--once", env=env)
+    granted = cli("kafka", "acls", *(f"--{role}={user}" for role, (user, _) in ROLE_USERS.items()), env=env)
+    assert granted.returncode == 0 and "granted 19 ACLs" in granted.stdout.decode(), granted.stderr.decode()
+    shipped = cli("ship", "--file", str(log), "--once", env=shipper)
     assert shipped.returncode == 0, shipped.stderr.decode()
-    worker = Worker(tmp_path / "worker", numeric_model, env)
+    worker = Worker(tmp_path / "worker", numeric_model, as_role(env, "worker"))
     try:
         wait_until(
             lambda: worker.alive() and committed_everything(sasl_broker.bootstrap, names.app_id, names.access, **sasl_broker.client_security),
@@ -96,8 +122,13 @@ def test_shipper_worker_and_decision_follower_authenticate(sasl_broker: LocalBro
         assert worker.stop() == 0, worker.log()[-3000:]
     assert read_topic(sasl_broker.bootstrap, names.decisions, **sasl_broker.client_security)
 
-    shown = cli("decisions", env=env)
+    shown = cli("decisions", env=as_role(env, "reader"))
     assert shown.returncode == 0, shown.stderr.decode()
     attackers = {cid for cid, label in labels.items() if label == "attack"}
     assert any(cid in shown.stdout.decode() for cid in attackers)
-    assert PASSWORD not in worker.log() + shown.stdout.decode() + shown.stderr.decode()
+    assert not any(password in worker.log() + shown.stdout.decode() + shown.stderr.decode() for _, password in [*ROLE_USERS.values(), (USER, PASSWORD)])
+    # Least privilege: neither a shipper's nor a gateway's password can forge a decision.
+    for role in ("shipper", "reader"):
+        security = KafkaAuth(username=ROLE_USERS[role][0], password=ROLE_USERS[role][1], ca_file=sasl_broker.ca_file).client_kwargs()
+        assert not can_write(sasl_broker.bootstrap, names.decisions, **security), role
+    assert can_write(sasl_broker.bootstrap, names.decisions, **sasl_broker.client_security)  # the check can tell

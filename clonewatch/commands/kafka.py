@@ -1,4 +1,5 @@
-"""``clonewatch kafka``: run the local development Kafka broker (start, stop, status, fetch)."""
+"""``clonewatch kafka``: run the local development Kafka broker (start, stop, status, fetch), and
+grant clonewatch's clients their ACLs on any broker (acls)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clonewatch.lab.kafka.broker import KAFKA_VERSION, BrokerError, LocalBroker, fetch_jars
+from clonewatch.streaming.acls import ROLES, grants
+from clonewatch.streaming.config import StreamingConfig, add_kafka_options
 from clonewatch.streaming.kafka_auth import KafkaAuth
+
+ROLE_COMMANDS = {"shipper": "clonewatch ship and receive", "worker": "clonewatch worker", "reader": "clonewatch decisions and api"}
 
 DEFAULT_DATA_DIR = Path("kafka-data")
 DEFAULT_PORT = 9092
@@ -93,6 +98,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     fetch.set_defaults(func=_fetch)
 
+    acls = commands.add_parser(
+        "acls",
+        help="grant the shipper, worker and reader users what each needs, on any broker that enforces ACLs",
+        description=(
+            "On a broker that enforces ACLs, allow each clonewatch client what its job needs and nothing more: "
+            "the shipper user (ship, receive) writes the access and dead-letter topics; the worker user reads "
+            "access, writes decisions and dead letters, and owns its <app-id>-* topics and consumer group; the "
+            "reader user (decisions, api) reads the decisions topic. A stolen shipper or gateway password then "
+            "cannot write decisions. Connects as $CLONEWATCH_KAFKA_USERNAME, which must be allowed to alter the "
+            "cluster's ACLs (a super user). Granting twice changes nothing. Topic names and the app id come from "
+            "the same options and variables as the other commands."
+        ),
+    )
+    for role in ROLES:
+        acls.add_argument(f"--{role}", metavar="USER", help=f"the SASL user of the {role} ({ROLE_COMMANDS[role]})")
+    add_kafka_options(acls, topics=("access", "decisions", "dead_letter"))
+    acls.add_argument("--app-id", help="the workers' app id (default: $CLONEWATCH_APP_ID or clonewatch)")
+    acls.add_argument("--dry-run", action="store_true", help="print the grants without connecting")
+    acls.set_defaults(func=_acls)
+
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -163,4 +188,37 @@ def _status(args: argparse.Namespace) -> int:
 @_reporting_errors
 def _fetch(args: argparse.Namespace) -> int:
     print(fetch_jars())
+    return 0
+
+
+def _acls(args: argparse.Namespace) -> int:
+    users = {role: getattr(args, role) for role in ROLES if getattr(args, role)}
+    if not users:
+        raise ValueError("name at least one user: --shipper, --worker or --reader")
+    config = StreamingConfig.from_args(args)
+    for role, user in users.items():
+        for grant in grants(role, config):
+            print(f"User:{user:<16} {role:<8} {grant}")
+    if args.dry_run:
+        return 0
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    from clonewatch.streaming.acls import apply_acls
+
+    if not config.kafka_auth.username:
+        raise ValueError("granting ACLs needs a user allowed to: set $CLONEWATCH_KAFKA_USERNAME and $CLONEWATCH_KAFKA_PASSWORD")
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=config.bootstrap.split(","), client_id=f"{config.app_id}-acls", **config.kafka_auth.client_kwargs())
+    except KafkaError as exc:
+        print(f"clonewatch kafka acls: cannot reach Kafka at {config.bootstrap}: {exc}{config.kafka_auth.hint()}", file=sys.stderr)
+        return 1
+    try:
+        granted = apply_acls(admin, users, config)
+    except KafkaError as exc:
+        print(f"clonewatch kafka acls: {exc} (is {config.kafka_auth.username} a super user, and does the broker enforce ACLs?)", file=sys.stderr)
+        return 1
+    finally:
+        admin.close()
+    print(f"granted {granted} ACLs at {config.bootstrap}")
     return 0

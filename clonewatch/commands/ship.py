@@ -56,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
     fmt = log_format(args)
     config = StreamingConfig.from_args(args)
     try:
-        ensure_topics(config)
+        ensure_topics(config, only=(config.access_topic, config.dead_letter_topic))
     except TopicError as exc:
         print(f"clonewatch ship: error: {exc}", file=sys.stderr)
         return 1

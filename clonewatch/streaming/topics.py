@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -46,9 +47,12 @@ def campaign_topic_specs(config: StreamingConfig, access_partitions: int) -> dic
     }
 
 
-def ensure_topics(config: StreamingConfig, timeout_s: float = 30.0, campaign_stage: bool = False) -> dict[str, int]:
+def ensure_topics(
+    config: StreamingConfig, timeout_s: float = 30.0, campaign_stage: bool = False, only: Collection[str] | None = None
+) -> dict[str, int]:
     """Create the missing topics (with ``campaign_stage``, the workers' campaign topics too);
-    return the partition count of every topic.
+    return the partition count of every topic. ``only`` names the topics a client uses, when
+    not all three: a shipper may not be allowed to see the decisions (clonewatch/streaming/acls.py).
 
     Existing topics are left as they are (their partition count included).
     """
@@ -75,7 +79,8 @@ def ensure_topics(config: StreamingConfig, timeout_s: float = 30.0, campaign_sta
             ) from exc
         raise TopicError(f"cannot reach Kafka at {config.bootstrap}: {exc}{config.kafka_auth.hint()}") from exc
     try:
-        counts = _create_missing(admin, topic_specs(config), timeout_s)
+        specs = topic_specs(config)
+        counts = _create_missing(admin, {name: spec for name, spec in specs.items() if only is None or name in only}, timeout_s)
         if campaign_stage:
             counts |= _create_missing(admin, campaign_topic_specs(config, counts[config.access_topic]), timeout_s)
             verdicts = counts[config.campaign_verdicts_topic]

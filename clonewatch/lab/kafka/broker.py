@@ -209,6 +209,11 @@ class LocalBroker:
     With ``tls`` the client listener speaks TLS (SASL_SSL with users, else SSL) with a
     certificate for 127.0.0.1 from a CA made for this broker (:func:`make_certificates`);
     clients trust :attr:`ca_file` (``CLONEWATCH_KAFKA_CA_FILE``).
+
+    With ``authorize`` (users required) the broker enforces ACLs (KRaft's StandardAuthorizer):
+    the first user is the only super user, every other may do only what an ACL grants it
+    (``clonewatch kafka acls``). The controller listener then authenticates too (SASL/PLAIN
+    as the first user), so that no anonymous connection is trusted anywhere.
     """
 
     def __init__(
@@ -219,6 +224,7 @@ class LocalBroker:
         version: str = KAFKA_VERSION,
         users: dict[str, str] | None = None,
         tls: bool = False,
+        authorize: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port if port is not None else _free_port(exclude=controller_port)
@@ -232,6 +238,9 @@ class LocalBroker:
         if any(not name or not password or "," in name + password or "]" in name + password for name, password in self.users.items()):
             raise ValueError("SASL user names and passwords must be non-empty, without ',' or ']'")
         self.tls = tls
+        if authorize and not self.users:
+            raise ValueError("ACLs need SASL users: the first one is the super user")
+        self.authorize = authorize
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
 
@@ -415,6 +424,18 @@ class LocalBroker:
                 "sasl.mechanism.inter.broker.protocol": SCRAM,
                 f"listener.name.{listener.lower()}.{SCRAM.lower()}.sasl.jaas.config": (
                     f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{name}" password="{password}";'
+                ),
+            }
+        if self.authorize:  # SCRAM needs the metadata the controller serves: its own listener uses PLAIN
+            settings |= {
+                "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "super.users": f"User:{name}",
+                "listener.security.protocol.map": f"{listener}:{listener},CONTROLLER:SASL_PLAINTEXT",
+                "sasl.mechanism.controller.protocol": "PLAIN",
+                "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+                "listener.name.controller.plain.sasl.jaas.config": (
+                    f'org.apache.kafka.common.security.plain.PlainLoginModule required username="{name}" password="{password}" '
+                    f'user_{name}="{password}";'
                 ),
             }
         if self.tls:
