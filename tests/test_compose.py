@@ -12,6 +12,9 @@ import yaml
 from clonewatch.cli import build_parser
 from clonewatch.commands import api, receive, ship, worker
 from clonewatch.lab.kafka.broker import KAFKA_VERSION
+from clonewatch.streaming.kafka_auth import ENV as KAFKA_AUTH_ENV
+from clonewatch.streaming.kafka_auth import KafkaAuth
+from clonewatch.streaming.acls import ROLES
 from clonewatch.streaming.config import ACCESS_TOPIC, DEAD_LETTER_TOPIC, DECISIONS_TOPIC, ENV_VARS, StreamingConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +53,7 @@ def test_services_and_pinned_images(services: dict) -> None:
 def test_clonewatch_environment_matches_the_config(services: dict) -> None:
     for name in ("worker", "shipper"):
         variables = env(services[name])
-        unknown = {k for k in variables if k.startswith("CLONEWATCH_")} - set(ENV_VARS.values())
+        unknown = {k for k in variables if k.startswith("CLONEWATCH_")} - set(ENV_VARS.values()) - set(KAFKA_AUTH_ENV.values())
         assert not unknown, f"{name} sets variables the code does not read: {unknown}"
         config = StreamingConfig.from_env(variables)  # every value parses
         assert (config.access_topic, config.decisions_topic, config.dead_letter_topic) == (ACCESS_TOPIC, DECISIONS_TOPIC, DEAD_LETTER_TOPIC)
@@ -62,7 +65,7 @@ def test_addresses_match_the_servers(services: dict) -> None:
     listeners = dict(item.split("://") for item in kafka["KAFKA_LISTENERS"].split(","))
     for name in ("worker", "shipper"):
         config = StreamingConfig.from_env(env(services[name]))
-        assert config.bootstrap == advertised["PLAINTEXT"] == "kafka:" + listeners["PLAINTEXT"].lstrip(":")
+        assert config.bootstrap == advertised["INTERNAL"] == "kafka:" + listeners["INTERNAL"].lstrip(":")
         assert "kafka" in services[name]["depends_on"]
     host_port = next(p for p in services["kafka"]["ports"] if p.endswith(":29092"))
     assert advertised["HOST"] == "localhost:" + host_port.rsplit(":", 1)[1]
@@ -106,3 +109,32 @@ def test_api_and_receiver_parse_with_the_cli_and_answer_health_checks(services: 
         published = next(p for p in service["ports"] if p.startswith("127.0.0.1:"))
         assert published.rsplit(":", 1)[1] == str(args.port) and f":{args.port}/healthz" in " ".join(service["healthcheck"]["test"])
     assert StreamingConfig.from_env(env(services["api"])).store_dsn.startswith("http://clonewatch:")
+
+
+def test_kafka_authenticates_each_role_and_grants_it_no_more(services: dict) -> None:
+    """Every Kafka client logs in as its role's user, with the password the broker knows that
+    user by; kafka-acls grants those users their roles as the one super user, before any of
+    them starts; no listener is left without authentication."""
+    kafka = env(services["kafka"])
+    protocols = dict(item.split(":") for item in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert set(protocols.values()) == {"SASL_PLAINTEXT"} and kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == "PLAIN"
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer") and kafka["KAFKA_SUPER_USERS"] == "User:admin"
+    for listener in protocols:
+        jaas = services["kafka"]["environment"][f"KAFKA_LISTENER_NAME_{listener}_PLAIN_SASL_JAAS_CONFIG"]
+        known = dict(re.findall(r'user_([a-z]+)="\$\{([A-Z_]+)', jaas))  # user -> the variable holding its password
+        assert set(known) == {"admin", *ROLES} and 'username="admin" password="${KAFKA_ADMIN_PASSWORD' in jaas
+
+    roles = {"shipper": "shipper", "receiver": "shipper", "worker": "worker", "api": "reader"}
+    for name, role in roles.items():
+        raw = services[name]["environment"]
+        user = raw["CLONEWATCH_KAFKA_USERNAME"]
+        assert user == role and raw["CLONEWATCH_KAFKA_PASSWORD"].startswith("${" + known[user] + ":?")
+        assert KafkaAuth.from_env(env(services[name])).mechanism == "PLAIN"
+        assert services[name]["depends_on"]["kafka-acls"]["condition"] == "service_completed_successfully"
+
+    acls = services["kafka-acls"]
+    args = build_parser().parse_args([interpolate(a) for a in acls["command"]])
+    assert {role: getattr(args, role) for role in ROLES} == {role: role for role in ROLES}
+    assert acls["environment"]["CLONEWATCH_KAFKA_USERNAME"] == "admin"
+    assert acls["environment"]["CLONEWATCH_KAFKA_PASSWORD"].startswith("${" + known["admin"] + ":?")
+    assert acls["restart"] == "no" and acls["depends_on"]["kafka"]["condition"] == "service_healthy"
