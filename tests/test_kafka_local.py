@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
 from clonewatch.lab.kafka.broker import LocalBroker
+from clonewatch.streaming.acls import ROLES
 
 pytestmark = pytest.mark.kafka
 
@@ -102,10 +104,11 @@ def test_data_survives_restart(tmp_path: Path) -> None:
     assert received == sent
 
 
-def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
+def _cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", CLI, "kafka", *argv],
         cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=90,
@@ -135,6 +138,33 @@ def test_cli_start_status_stop(tmp_path: Path) -> None:
         assert not broker.is_running()
         assert not (data_dir / "broker.json").exists()
         assert _cli("status", "--data-dir", str(data_dir)).returncode == 1
+    finally:
+        leftover = LocalBroker.attach(data_dir)
+        if leftover is not None:
+            leftover.stop()
+
+
+def test_cli_starts_a_broker_with_acls_and_role_users(tmp_path: Path) -> None:
+    """`kafka start --sasl --acls`: the role users' credentials in owner-only files, nothing
+    allowed to them until `kafka acls` grants it as the super user."""
+    data_dir = tmp_path / "kafka-acls"
+    port = LocalBroker(data_dir).port
+    admin = {"CLONEWATCH_KAFKA_USERNAME": "admin", "CLONEWATCH_KAFKA_PASSWORD": "admin-staple"}
+    assert _cli("start", "--data-dir", str(data_dir), "--acls", env=admin).returncode == 1  # ACLs need --sasl
+    try:
+        started = _cli("start", "--data-dir", str(data_dir), "--port", str(port), "--sasl", "--acls", env=admin)
+        assert started.returncode == 0 and "with SASL/SCRAM and ACLs" in started.stdout, started.stderr
+        roles = {role: dict(line.split("=", 1) for line in (data_dir / f"{role}.env").read_text().splitlines()) for role in ROLES}
+        assert all((data_dir / f"{role}.env").stat().st_mode & 0o077 == 0 for role in ROLES)
+        assert {r["CLONEWATCH_KAFKA_USERNAME"] for r in roles.values()} == set(ROLES) and len({r["CLONEWATCH_KAFKA_PASSWORD"] for r in roles.values()}) == 3
+        bootstrap = {"CLONEWATCH_BOOTSTRAP": f"127.0.0.1:{port}"}
+        refused = _cli("acls", "--shipper", "shipper", env={**bootstrap, **roles["shipper"]})  # only the super user grants
+        assert refused.returncode == 1 and "ClusterAuthorizationFailed" in refused.stderr, refused.stderr
+        granted = _cli("acls", "--shipper", "shipper", "--worker", "worker", "--reader", "reader", env={**bootstrap, **admin})
+        assert granted.returncode == 0 and "granted 19 ACLs" in granted.stdout, granted.stderr
+        assert _cli("stop", "--data-dir", str(data_dir)).returncode == 0
+        plain = _cli("start", "--data-dir", str(data_dir), "--port", str(port), "--sasl", env=admin)  # ACLs are not dropped by forgetting them
+        assert plain.returncode == 1 and "start it with --acls again" in plain.stderr
     finally:
         leftover = LocalBroker.attach(data_dir)
         if leftover is not None:

@@ -64,6 +64,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "$CLONEWATCH_KAFKA_PASSWORD (the same variables clonewatch's clients read); only on a fresh data directory",
     )
     start.add_argument(
+        "--acls",
+        action="store_true",
+        help="with --sasl: enforce ACLs (the $CLONEWATCH_KAFKA_USERNAME user is the only super user) and create the "
+        "role users shipper, worker and reader with random passwords, kept in DATA_DIR/ROLE.env for their clients; "
+        "grant them with `clonewatch kafka acls --shipper shipper --worker worker --reader reader`; only on a fresh data directory",
+    )
+    start.add_argument(
         "--tls",
         action="store_true",
         help="speak TLS to clients, with a certificate for 127.0.0.1 from a CA made for this broker with openssl "
@@ -150,15 +157,55 @@ def _start(args: argparse.Namespace) -> int:
         if not auth.username:
             raise BrokerError("--sasl needs $CLONEWATCH_KAFKA_USERNAME and $CLONEWATCH_KAFKA_PASSWORD")
         users = {auth.username: auth.password}
-    broker = LocalBroker(args.data_dir, port=args.port, users=users, tls=args.tls)
+    if args.acls and not args.sasl:
+        raise BrokerError("--acls needs --sasl: ACLs name authenticated users")
+    if set(users) & set(ROLES):
+        raise BrokerError(f"$CLONEWATCH_KAFKA_USERNAME must not be one of the role users ({', '.join(ROLES)})")
+    broker = LocalBroker(args.data_dir, port=args.port, users=users, tls=args.tls, authorize=args.acls)
+    roles = _role_passwords(broker, args.acls)
+    broker.users |= roles
     broker.start(timeout=args.timeout, detach=True)
-    security = " and ".join(name for name, on in (("SASL/SCRAM", users), ("TLS", args.tls)) if on)
+    security = " and ".join(name for name, on in (("SASL/SCRAM", users), ("TLS", args.tls), ("ACLs", args.acls)) if on)
     print(f"Kafka {broker.version} is running at {broker.bootstrap} (pid {broker.pid}){' with ' + security if security else ''}.")
     if broker.ca_file is not None:
         print(f"Clients trust its CA with: export CLONEWATCH_KAFKA_CA_FILE={broker.ca_file}")
+    if roles:
+        print(f"Role users {', '.join(roles)}, each allowed nothing until granted (as {users and next(iter(users))}, the super user):")
+        print("  clonewatch kafka acls --shipper shipper --worker worker --reader reader")
+        print(f"Their credentials: {_role_file(args.data_dir, 'ROLE')} (owner-only); e.g. (set -a; . {_role_file(args.data_dir, 'shipper')}; clonewatch ship ...)")
     print(f"Data and log: {broker.data_dir}")
     print(f"Stop it with: clonewatch kafka stop --data-dir {args.data_dir}")
     return 0
+
+
+def _role_file(data_dir: Path, role: str) -> Path:
+    return data_dir / f"{role}.env"
+
+
+def _role_passwords(broker: LocalBroker, acls: bool) -> dict[str, str]:
+    """The role users' passwords: those of an earlier start (SCRAM users exist from the first
+    start's format on), else new random ones, written to DATA_DIR/ROLE.env (owner-only) first."""
+    files = {role: _role_file(broker.data_dir, role) for role in ROLES}
+    kept = {role: _env_file(path)["CLONEWATCH_KAFKA_PASSWORD"] for role, path in files.items() if path.exists()}
+    if kept and not acls:
+        raise BrokerError(f"{broker.data_dir} was started with --acls (its role users' credentials are there): start it with --acls again")
+    if not acls or kept:
+        return kept
+    import secrets
+
+    broker.data_dir.mkdir(parents=True, exist_ok=True)
+    passwords = {role: secrets.token_hex(16) for role in ROLES}
+    for role, path in files.items():
+        path.touch(mode=0o600)
+        path.write_text(
+            f"CLONEWATCH_KAFKA_USERNAME={role}\nCLONEWATCH_KAFKA_PASSWORD={passwords[role]}\n"
+            + (f"CLONEWATCH_KAFKA_CA_FILE={broker.ca_file}\n" if broker.ca_file is not None else "")
+        )
+    return passwords
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
 @_reporting_errors
