@@ -26,8 +26,9 @@ demo: $(STAMP)
 		--store chdb://./demo-data/store --decisions demo-data/out/decisions.jsonl \
 		--dead-letters demo-data/out/dead-letters.jsonl
 
+# Two test processes, a file each at a time: one waits on Kafka and subprocesses while the other computes.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/detection.py --scale 0.3 --baseline-clients 100 300 1000

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from filelock import FileLock
 
 from tests.kafka_fixture import kafka_bootstrap, kafka_broker  # noqa: F401
 
@@ -26,4 +29,10 @@ def numeric_model(tmp_path_factory):
     detection-rate and streaming tests."""
     from tests.streaming_support import train_numeric_model
 
-    return train_numeric_model(tmp_path_factory.mktemp("model") / "numeric.cwm")
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return train_numeric_model(tmp_path_factory.mktemp("model") / "numeric.cwm")
+    path = tmp_path_factory.getbasetemp().parent / "numeric.cwm"  # shared by this run's test processes
+    with FileLock(f"{path}.lock"):  # the first process to need it fits it; the others wait and load it
+        if not path.is_file():
+            train_numeric_model(path)
+    return path
