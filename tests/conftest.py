@@ -36,3 +36,17 @@ def numeric_model(tmp_path_factory):
         if not path.is_file():
             train_numeric_model(path)
     return path
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Every test that was collected reports a result, or the run fails: a plugin whose items
+    run otherwise would go unnoticed (schemathesis's single item with an operation per subtest
+    ran only its first operation under pytest-xdist, and said 1 passed)."""
+    if hasattr(session.config, "workerinput") or session.shouldfail or session.shouldstop or exitstatus not in (0, 1):
+        return  # a test process of pytest-xdist (the controller counts), or a run cut short
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    outcomes = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
+    reported = {report.nodeid for outcome in outcomes for report in reporter.stats.get(outcome, []) if getattr(report, "nodeid", "")}
+    if reporter is not None and len(reported) != session.testscollected:
+        reporter.write_line(f"{session.testscollected} tests collected but {len(reported)} reported a result", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
