@@ -45,8 +45,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(session.config, "workerinput") or session.shouldfail or session.shouldstop or exitstatus not in (0, 1):
         return  # a test process of pytest-xdist (the controller counts), or a run cut short
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
     outcomes = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
     reported = {report.nodeid for outcome in outcomes for report in reporter.stats.get(outcome, []) if getattr(report, "nodeid", "")}
-    if reporter is not None and len(reported) != session.testscollected:
+    if len(reported) != session.testscollected:
+        reporter.ensure_newline()
         reporter.write_line(f"{session.testscollected} tests collected but {len(reported)} reported a result", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
