@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clonewatch.lab.kafka.broker import KAFKA_VERSION, BrokerError, LocalBroker, fetch_jars
-from clonewatch.streaming.acls import ROLES, grants
+from clonewatch.streaming.acls import ROLES, apply_acls, grants
 from clonewatch.streaming.config import StreamingConfig, add_kafka_options
 from clonewatch.streaming.kafka_auth import KafkaAuth
 
@@ -161,16 +161,16 @@ def _start(args: argparse.Namespace) -> int:
         raise BrokerError("--acls needs --sasl: ACLs name authenticated users")
     if set(users) & set(ROLES):
         raise BrokerError(f"$CLONEWATCH_KAFKA_USERNAME must not be one of the role users ({', '.join(ROLES)})")
-    broker = LocalBroker(args.data_dir, port=args.port, users=users, tls=args.tls, authorize=args.acls)
-    roles = _role_passwords(broker, args.acls)
-    broker.users |= roles
+    roles = _role_passwords(args.data_dir, args.acls)
+    broker = LocalBroker(args.data_dir, port=args.port, users=users | roles, tls=args.tls, authorize=args.acls)
+    _write_role_files(broker, roles)  # before the start formats the storage with them: never lost
     broker.start(timeout=args.timeout, detach=True)
     security = " and ".join(name for name, on in (("SASL/SCRAM", users), ("TLS", args.tls), ("ACLs", args.acls)) if on)
     print(f"Kafka {broker.version} is running at {broker.bootstrap} (pid {broker.pid}){' with ' + security if security else ''}.")
     if broker.ca_file is not None:
         print(f"Clients trust its CA with: export CLONEWATCH_KAFKA_CA_FILE={broker.ca_file}")
     if roles:
-        print(f"Role users {', '.join(roles)}, each allowed nothing until granted (as {users and next(iter(users))}, the super user):")
+        print(f"Role users {', '.join(roles)}, each allowed nothing until granted (as {next(iter(users))}, the super user):")
         print("  clonewatch kafka acls --shipper shipper --worker worker --reader reader")
         print(f"Their credentials: {_role_file(args.data_dir, 'ROLE')} (owner-only); e.g. (set -a; . {_role_file(args.data_dir, 'shipper')}; clonewatch ship ...)")
     print(f"Data and log: {broker.data_dir}")
@@ -182,26 +182,30 @@ def _role_file(data_dir: Path, role: str) -> Path:
     return data_dir / f"{role}.env"
 
 
-def _role_passwords(broker: LocalBroker, acls: bool) -> dict[str, str]:
+def _role_passwords(data_dir: Path, acls: bool) -> dict[str, str]:
     """The role users' passwords: those of an earlier start (SCRAM users exist from the first
-    start's format on), else new random ones, written to DATA_DIR/ROLE.env (owner-only) first."""
-    files = {role: _role_file(broker.data_dir, role) for role in ROLES}
+    start's format on), else new random ones; none without ``acls``."""
+    files = {role: _role_file(data_dir, role) for role in ROLES}
     kept = {role: _env_file(path)["CLONEWATCH_KAFKA_PASSWORD"] for role, path in files.items() if path.exists()}
     if kept and not acls:
-        raise BrokerError(f"{broker.data_dir} was started with --acls (its role users' credentials are there): start it with --acls again")
+        raise BrokerError(f"{data_dir} was started with --acls (its role users' credentials are there): start it with --acls again")
     if not acls or kept:
         return kept
     import secrets
 
+    return {role: secrets.token_hex(16) for role in ROLES}
+
+
+def _write_role_files(broker: LocalBroker, roles: dict[str, str]) -> None:
+    """Each role user's client settings in DATA_DIR/ROLE.env, owner-only."""
     broker.data_dir.mkdir(parents=True, exist_ok=True)
-    passwords = {role: secrets.token_hex(16) for role in ROLES}
-    for role, path in files.items():
+    for role, password in roles.items():
+        path = _role_file(broker.data_dir, role)
         path.touch(mode=0o600)
         path.write_text(
-            f"CLONEWATCH_KAFKA_USERNAME={role}\nCLONEWATCH_KAFKA_PASSWORD={passwords[role]}\n"
+            f"CLONEWATCH_KAFKA_USERNAME={role}\nCLONEWATCH_KAFKA_PASSWORD={password}\n"
             + (f"CLONEWATCH_KAFKA_CA_FILE={broker.ca_file}\n" if broker.ca_file is not None else "")
         )
-    return passwords
 
 
 def _env_file(path: Path) -> dict[str, str]:
@@ -250,8 +254,6 @@ def _acls(args: argparse.Namespace) -> int:
         return 0
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
-
-    from clonewatch.streaming.acls import apply_acls
 
     if not config.kafka_auth.username:
         raise ValueError("granting ACLs needs a user allowed to: set $CLONEWATCH_KAFKA_USERNAME and $CLONEWATCH_KAFKA_PASSWORD")
