@@ -252,15 +252,16 @@ def _acls(args: argparse.Namespace) -> int:
             print(f"User:{user:<16} {role:<8} {grant}")
     if args.dry_run:
         return 0
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
+
+    from clonewatch.streaming.topics import TopicError, admin_client
 
     if not config.kafka_auth.username:
         raise ValueError("granting ACLs needs a user allowed to: set $CLONEWATCH_KAFKA_USERNAME and $CLONEWATCH_KAFKA_PASSWORD")
     try:
-        admin = KafkaAdminClient(bootstrap_servers=config.bootstrap.split(","), client_id=f"{config.app_id}-acls", **config.kafka_auth.client_kwargs())
-    except KafkaError as exc:
-        print(f"clonewatch kafka acls: cannot reach Kafka at {config.bootstrap}: {exc}{config.kafka_auth.hint()}", file=sys.stderr)
+        admin = admin_client(config, purpose="acls")
+    except TopicError as exc:
+        print(f"clonewatch kafka acls: {exc}", file=sys.stderr)
         return 1
     try:
         granted = apply_acls(admin, users, config)

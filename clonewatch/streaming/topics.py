@@ -47,15 +47,10 @@ def campaign_topic_specs(config: StreamingConfig, access_partitions: int) -> dic
     }
 
 
-def ensure_topics(
-    config: StreamingConfig, timeout_s: float = 30.0, campaign_stage: bool = False, only: Collection[str] | None = None
-) -> dict[str, int]:
-    """Create the missing topics (with ``campaign_stage``, the workers' campaign topics too);
-    return the partition count of every topic. ``only`` names the topics a client uses, when
-    not all three: a shipper may not be allowed to see the decisions (clonewatch/streaming/acls.py).
-
-    Existing topics are left as they are (their partition count included).
-    """
+def admin_client(config: StreamingConfig, timeout_s: float = 30.0, purpose: str = "admin") -> KafkaAdminClient:
+    """An admin client for ``config``'s broker, authenticated as its settings say; raises
+    TopicError saying what to do when the listener wants other security settings or nothing
+    listens there. ``purpose`` ends its client id (``<app-id>-<purpose>``)."""
     addresses = config.bootstrap.split(",")
     try:
         check_listener(config.bootstrap, config.kafka_auth)
@@ -64,9 +59,9 @@ def ensure_topics(
     if not any(accepts_connections(address) for address in addresses):
         log.warning("nothing accepts connections at %s yet: waiting up to %g s for a broker (for development: `clonewatch kafka start`)", config.bootstrap, timeout_s)
     try:
-        admin = KafkaAdminClient(
+        return KafkaAdminClient(
             bootstrap_servers=addresses,
-            client_id=f"{config.app_id}-admin",
+            client_id=f"{config.app_id}-{purpose}",
             bootstrap_timeout_ms=int(timeout_s * 1000),
             **config.kafka_auth.client_kwargs(),
             request_timeout_ms=int(timeout_s * 1000),
@@ -78,6 +73,18 @@ def ensure_topics(
                 "--bootstrap (or $CLONEWATCH_BOOTSTRAP) its address? For development, `clonewatch kafka start` runs one on 127.0.0.1:9092"
             ) from exc
         raise TopicError(f"cannot reach Kafka at {config.bootstrap}: {exc}{config.kafka_auth.hint()}") from exc
+
+
+def ensure_topics(
+    config: StreamingConfig, timeout_s: float = 30.0, campaign_stage: bool = False, only: Collection[str] | None = None
+) -> dict[str, int]:
+    """Create the missing topics (with ``campaign_stage``, the workers' campaign topics too);
+    return the partition count of every topic. ``only`` names the topics a client uses, when
+    not all three: a shipper may not be allowed to see the decisions (clonewatch/streaming/acls.py).
+
+    Existing topics are left as they are (their partition count included).
+    """
+    admin = admin_client(config, timeout_s)
     try:
         specs = topic_specs(config)
         counts = _create_missing(admin, {name: spec for name, spec in specs.items() if only is None or name in only}, timeout_s)
