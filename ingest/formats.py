@@ -902,15 +902,45 @@ def _text_of(line: bytes | str) -> str:
     return line.decode("utf-8", errors="replace") if isinstance(line, (bytes, bytearray)) else line
 
 
-def _decode_json(line: bytes | str) -> Any:
+def _decode_json(line: bytes | str, *, unescaped: bool = False) -> Any:
     try:
         return msgspec.json.decode(line)
     except UnicodeDecodeError:
-        return _decode_json(_text_of(line))
+        return _decode_json(_text_of(line), unescaped=unescaped)
     except RecursionError:
         raise FormatError("JSON nested too deeply") from None
     except msgspec.DecodeError as exc:
+        if not unescaped and (as_json := _nginx_default_escape_as_json(line)) is not None:
+            return _decode_json(as_json, unescaped=True)
         raise FormatError(f"not JSON: {exc}") from None
+
+
+_NGINX_ESCAPE = re.compile(rb"\\x([0-9A-Fa-f]{2})")
+
+
+def _json_byte(match: re.Match) -> bytes:
+    byte = int(match[1], 16)
+    if byte in (0x22, 0x5C):
+        return b"\\" + bytes([byte])
+    return b"\\u%04x" % byte if byte < 0x20 or byte == 0x7F else bytes([byte])
+
+
+def _nginx_default_escape_as_json(line: bytes | str) -> bytes | None:
+    """A JSON-shaped line from a ``log_format`` without ``escape=json``, as JSON; None for any other line.
+
+    nginx's default escaping writes ``"``, ``\\``, control characters and every byte above
+    0x7E as ``\\xHH``, which JSON does not allow, so the first request body breaks the line.
+    Each such escape is put back as the byte (multi-byte UTF-8 characters come back whole),
+    and quotes, backslashes and control characters are escaped the JSON way instead.
+
+    >>> _decode_json(rb'{"request_body":"{\\x22prompt\\x22: \\x22caf\\xC3\\xA9\\x22}","http_x_api_key":"-"}')
+    {'request_body': '{"prompt": "café"}', 'http_x_api_key': '-'}
+    """
+    raw = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else bytes(line)
+    if b"\\x" not in raw:
+        return None
+    unescaped = _NGINX_ESCAPE.sub(_json_byte, raw)
+    return None if unescaped == raw else unescaped
 
 
 def parse_line(fmt: str, line: bytes | str, parser: Callable[[Mapping], list[Record]] | None = None) -> list[Record]:

@@ -1,7 +1,8 @@
 """Real gateway logs in, and no line, however malformed, stops anything.
 
 ``tests/data/nginx-*.log`` were written by a real nginx (Debian's 1.22, ``escape=json``
-with keys named after the variables, and the default ``combined`` format),
+with keys named after the variables, the same format without ``escape=json``, and the
+default ``combined`` format),
 ``tests/data/envoy-json.log`` by a real Envoy (1.40, ``json_format``, the body put in
 dynamic metadata by a Lua filter; configuration in docs/gateways.md), for requests sent
 through them: a chat call with an API key and X-Forwarded-For, a KServe-style predict
@@ -54,6 +55,23 @@ def test_a_real_nginx_combined_log_is_read_as_rate_and_shape():
     assert reader.format == "nginx" and not dead and len(events) == 5
     assert len({e.client_id for e in events}) == 1 and events[0].client_id.startswith("ip_")
     assert (events[0].method, events[0].path, events[0].status) == ("POST", "/v1/chat/completions", 200)
+
+
+def test_a_real_nginx_json_log_without_escape_json_is_read_whole():
+    """The same log_format without ``escape=json``: nginx writes quotes, backslashes and
+    non-ASCII bytes of the body as ``\\xHH`` (not JSON) and absent values as ``-``."""
+    raw = (DATA / "nginx-json-default-escape.log").read_bytes()
+    assert rb"\x22" in raw and rb"\xFF\xFE" in raw and b'"http_authorization":"-"' in raw  # the escaping under test
+    events, dead, reader = read(DATA / "nginx-json-default-escape.log")
+    assert reader.format == "nginx" and not dead and len(events) == 6
+    chat, batch_a, batch_b, bad_bytes, slash, get = events
+    key = client_id_for_key("sk-live-abcdef123456")
+    assert (chat.client_id, chat.ip, chat.params.temperature, chat.params.logprobs) == (key, "198.51.100.7", 0.0, True)
+    assert chat.prompt == 'What is "a" mortgage?\nTwo lines, café' and chat.ts == pytest.approx(1796207648.333, abs=1e-6)
+    assert batch_a.client_id == batch_b.client_id == client_id_for_key("sk-bearer-999999999") and batch_a.ip == "127.0.0.1"
+    assert (batch_a.features, batch_b.features) == ([1.5, 2.0, 3.0], [4.0, 5.0, 6.25])
+    assert bad_bytes.prompt == "bad \ufffd\ufffd bytes" and slash.prompt == "a back\\slash and a tab\there"
+    assert get.method == "GET" and get.prompt is None and get.client_id == key
 
 
 def test_a_real_envoy_json_log_with_a_lua_captured_body_is_read_whole():
