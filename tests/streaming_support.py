@@ -148,6 +148,19 @@ def committed_everything(bootstrap: str, group: str, topic: str, **security: str
         admin.close()
 
 
+def committed_offset(bootstrap: str, group: str, topic: str, partition: int = 0, **security: str) -> int:
+    """The group's committed offset of one partition (-1 while it has none)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **security)
+    try:
+        committed = admin.list_group_offsets(group).get(group, {})
+    except KafkaError:
+        return -1
+    finally:
+        admin.close()
+    found = committed.get(TopicPartition(topic, partition))
+    return found.offset if found is not None else -1
+
+
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import time
 from collections import Counter
@@ -28,6 +29,7 @@ from tests.streaming_support import (
     Worker,
     cli,
     committed_everything,
+    committed_offset,
     max_events_seen,
     numeric_traffic,
     read_topic,
@@ -310,10 +312,50 @@ def test_two_workers_act_on_a_campaign_whose_keys_they_split(kafka_bootstrap: st
         assert members & bots, "a worker acted on none of its campaign members"
 
 
-def test_the_campaign_stage_carries_on_after_its_worker_is_killed(kafka_bootstrap: str, tmp_path: Path, campaign_traffic) -> None:
-    """The worker holding the stage dies mid-stream without ever committing; the next one
-    restores the stage from its table, drops the facts it had learned, and ends where an
-    uninterrupted run ends."""
+def test_the_campaign_stage_is_saved_with_the_offset_it_holds_facts_up_to() -> None:
+    """The stage is saved every few seconds, not after each batch; the save names the offset
+    of the first fact it does not hold, and a stage loaded from it learns the facts from
+    there again (undecodable ones skipped), dropping those it holds already."""
+    from types import SimpleNamespace
+
+    from clonewatch.streaming.app import StageHolder, learn_again
+    from clonewatch.streaming.processing import encode_fact
+    from detectors.policy import Policy
+    from schemas import AccessEvent, CampaignFact
+
+    table: dict[bytes, bytes] = {}
+    processor = SimpleNamespace(detector=SimpleNamespace(model=None, policy=Policy()))
+    held = StageHolder(processor, table, save_interval=3600.0)
+    stage = held.stage()
+    assert held.saved_up_to == 0 and held.due()  # a fresh stage holds no fact, and is saved at once
+    facts = [CampaignFact(AccessEvent(ts=1795428000 + i, client_id=f"user{i % 5}", ip=f"10.0.0.{i % 5}"), events_seen=1 + i // 5) for i in range(20)]
+    stage.process(facts[:10])
+    held.save(stage.to_bytes(), up_to=10)
+    assert table[b"manifest"] == b"1:1:10" and not held.due()
+
+    stage.process(facts[10:15])  # learned, acknowledged, then the worker dies before the next save
+    held.forget()
+    restored = held.stage()
+    assert restored is not stage and held.saved_up_to == 10 and held.due()
+    assert len(restored.tracker) == 5 and restored._seen["user0"] == 2
+    assert learn_again(restored, [encode_fact(f) for f in facts[5:15]] + [b"not a fact"]) == 10
+    assert restored._seen == stage._seen  # the five it held were dropped, the five after the save learned
+    held.save(restored.to_bytes(), up_to=15)
+    assert set(table) == {b"manifest", b"2:0"}  # the older generation's chunks are gone
+
+    table[b"manifest"] = b"2:1"  # saved by a version that saved after every batch, without an offset
+    held.forget()
+    held.stage()
+    assert held.saved_up_to is None
+
+
+@pytest.mark.parametrize("after", ["its last save, having committed nothing", "committing facts its one save does not hold"])
+def test_the_campaign_stage_carries_on_after_its_worker_is_killed(kafka_bootstrap: str, tmp_path: Path, campaign_traffic, after: str) -> None:
+    """The worker holding the stage dies mid-stream; the next one restores the stage from its
+    table, learns again the facts acknowledged after its last save, drops those it holds, and
+    ends where an uninterrupted run ends. Killed (1) after saving every second, never having
+    committed: every fact comes again; (2) after saving once (its first batch) while its
+    facts' offsets were committed far beyond: those must be read again from the save."""
     model_path, events, bots, expected = campaign_traffic
     names = Names.fresh("campkill")
     env = names.env(kafka_bootstrap)
@@ -321,8 +363,16 @@ def test_the_campaign_stage_carries_on_after_its_worker_is_killed(kafka_bootstra
     write_log(log, events)
     ship(log, names, kafka_bootstrap)
 
-    first = Worker(tmp_path / "first", model_path, {**env, "CLONEWATCH_COMMIT_INTERVAL": "3600"})  # never commits
-    first.wait_for(lambda s: s.get("campaign_facts", 0) >= len(events) // 2, 120, "half the facts learned by the stage")
+    never_commits = after.startswith("its last save")
+    first = Worker(tmp_path / "first", model_path, {
+        **env, "CLONEWATCH_STAGE_SAVE_INTERVAL": "1" if never_commits else "3600",
+        **({"CLONEWATCH_COMMIT_INTERVAL": "3600"} if never_commits else {}),
+    })  # fmt: skip
+    facts_topic = f"{names.app_id}-campaign-facts"
+    if never_commits:
+        first.wait_for(lambda s: s.get("campaign_facts", 0) >= len(events) // 2, 120, "half the facts learned by the stage")
+    else:
+        wait_until(lambda: committed_offset(kafka_bootstrap, names.app_id, facts_topic) >= len(events) // 2, 120, "half the facts committed")
     first.kill()
     learned = first.status()["campaign_facts"]
     assert learned < len(events), "killed too late to be mid-stream"
@@ -333,6 +383,12 @@ def test_the_campaign_stage_carries_on_after_its_worker_is_killed(kafka_bootstra
         wait_until(lambda: campaign_consumed(kafka_bootstrap, names), 120, "the campaign stage and its verdicts done")
     finally:
         assert second.stop() == 0, second.log()[-3000:]
-    assert "running the campaign stage: 1 campaigns" in second.log()  # restored, not started afresh
+    restored = re.search(r"running the campaign stage: (\d+) campaigns, (\d+) clients remembered", second.log())
+    assert restored and int(restored[2]) > 0, "started afresh, not restored"
+    again = re.search(r"learned again (\d+) facts acknowledged after its last save", second.log())
+    if never_commits:
+        assert again is None and second.status()["campaign_facts"] == len(events)  # every fact came again
+    else:
+        assert again and int(again[1]) >= len(events) // 2 - 256, second.log()[-3000:]
     acted = {d["client_id"] for d in decisions_on_topic(kafka_bootstrap, names) if d["action"] != "allow"}
     assert acted == expected

@@ -11,7 +11,7 @@ client id everywhere::
                                                         └─> one fact per event ─> campaign facts topic (1 partition)
 
     campaign facts ──> campaign stage (one worker at a time) ─> campaigns -> ClickHouse
-                               │                              └─> stage ──> stage table (changelog)
+                               │                              └─> stage, every few seconds ──> stage table (changelog)
                                └─> verdicts, keyed by member ─> campaign verdicts topic
 
     campaign verdicts ──> the member's state (client table) ─> action changed ─> decisions topic + ClickHouse
@@ -22,7 +22,9 @@ runs the :class:`detectors.campaign_stage.CampaignStage` that ``clonewatch run``
 process, and its verdicts come back on a topic partitioned like the access topic, so each
 reaches the worker that holds its member's state. A member's risk is the larger of its own
 and its campaign's as the stage last said; a campaign's action reaches every member. The
-stage drops facts it has seen (by the client's event count), so replays count once.
+stage drops facts it has seen (by the client's event count), so replays count once. It is
+saved every ``stage_save_interval`` seconds, not after each batch, and reads again the facts
+acknowledged after its last save when it is next loaded (:class:`StageHolder`).
 
 Poison and outages (:func:`with_retries`): a batch that keeps failing is tried event by
 event; an event that fails on its own while the store answers is dead-lettered with the
@@ -75,7 +77,7 @@ from clonewatch.streaming.processing import (
     encode,
     encode_fact,
 )
-from clonewatch.streaming.topics import rewind_points
+from clonewatch.streaming.topics import read_partition, rewind_points
 from detectors import BatchResult
 from detectors.campaign_stage import CampaignStage
 from ingest.formats import dead_letter_raw
@@ -127,27 +129,44 @@ class Blocking:
 
 class StageHolder:
     """The campaign stage of this worker, read from its table when first needed after a
-    rebalance and saved back after every batch: chunks under a generation's keys, then the
-    generation's manifest, then the previous generation's chunks deleted, so a reader never
-    mixes two generations."""
+    rebalance and saved back every ``save_interval`` seconds while facts come in (at once
+    after a rebalance): chunks under a generation's keys, then the generation's manifest,
+    then the previous generation's chunks deleted, so a reader never mixes two generations.
 
-    def __init__(self, processor: BatchProcessor, table: Any) -> None:
+    The stage holds every client it remembers (megabytes with tens of thousands), so it is
+    not rewritten after each batch. The manifest names the offset of the first fact the save
+    does not hold: facts acknowledged after the last save are read again from there when the
+    stage is next loaded (:attr:`saved_up_to`), and those a replay repeats are dropped by
+    their client's event count, so none is lost or counted twice.
+    """
+
+    def __init__(self, processor: BatchProcessor, table: Any, save_interval: float) -> None:
         self.processor = processor
         self.table = table
+        self.save_interval = save_interval
+        self.saved_up_to: int | None = None  # the offset of the first fact the loaded save does not hold
         self._stage: CampaignStage | None = None
         self._generation = 0
         self._chunks = 0
+        self._saved_at = float("-inf")
+
+    @property
+    def loaded(self) -> bool:
+        return self._stage is not None
 
     def stage(self) -> CampaignStage:
         detector = self.processor.detector
         if self._stage is None:
             manifest = self.table.get(b"manifest")
             if manifest is None:
-                self._stage = CampaignStage(detector.model, detector.policy)
+                self._stage, self.saved_up_to = CampaignStage(detector.model, detector.policy), 0
             else:
-                self._generation, self._chunks = (int(x) for x in manifest.decode().split(":"))
+                generation, chunks, *offset = (int(x) for x in manifest.decode().split(":"))
+                self._generation, self._chunks = generation, chunks
+                self.saved_up_to = offset[0] if offset else None  # a stage saved after every batch kept none
                 data = b"".join(self.table[f"{self._generation}:{i}".encode()] for i in range(self._chunks))
                 self._stage = CampaignStage.from_bytes(data, detector.model, detector.policy)
+            self._saved_at = float("-inf")
             log.info(
                 "running the campaign stage: %d campaigns, %d clients remembered",
                 len(self._stage.tracker.campaigns), len(self._stage.tracker),
@@ -155,15 +174,20 @@ class StageHolder:
         self._stage.model = detector.model  # a newer model file, once the scorer has switched to it
         return self._stage
 
-    def save(self, data: bytes) -> None:
+    def due(self) -> bool:
+        return time.monotonic() - self._saved_at >= self.save_interval
+
+    def save(self, data: bytes, up_to: int) -> None:
+        """Write ``data`` (the stage's ``to_bytes()``), which holds the facts before offset ``up_to``."""
         old_generation, old_chunks = self._generation, self._chunks
         self._generation += 1
         self._chunks = max(1, -(-len(data) // STAGE_CHUNK_BYTES))
         for i in range(self._chunks):
             self.table[f"{self._generation}:{i}".encode()] = data[i * STAGE_CHUNK_BYTES : (i + 1) * STAGE_CHUNK_BYTES]
-        self.table[b"manifest"] = f"{self._generation}:{self._chunks}".encode()
+        self.table[b"manifest"] = f"{self._generation}:{self._chunks}:{up_to}".encode()
         for i in range(old_chunks):
             self.table.pop(f"{old_generation}:{i}".encode(), None)
+        self._saved_at = time.monotonic()
 
     def forget(self) -> None:
         self._stage = None
@@ -204,12 +228,12 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         use_partitioner=True,
         help="per-client detector state and replay guard",
     )
-    # The campaign stage, saved after every batch of facts in chunks (one Kafka message is
+    # The campaign stage, saved every few seconds in chunks (one Kafka message is
     # at most 1 MB); on the worker that holds the facts partition.
     stage_table = app.Table(
         STAGE_TABLE, partitions=1, key_type=bytes, value_type=bytes, use_partitioner=True, help="the campaign stage, chunked"
     )
-    held = StageHolder(processor, stage_table)
+    held = StageHolder(processor, stage_table, config.stage_save_interval)
     clients_lock = asyncio.Lock()  # scoring and verdicts both rewrite client records
 
     stats = WorkerStats()
@@ -262,16 +286,41 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     @app.agent(facts, supervisor_strategy=mode.CrashingSupervisor)
     async def track_campaigns(stream: StreamT) -> None:
         """The campaign stage: one worker at a time holds the facts' one partition."""
-        await in_batches(stream, stage_batch)
+        async for batch in stream.noack_take(config.batch_size, within=config.batch_within):
+            await catch_up(batch[0].message.offset)
+            await with_retries(stage_batch, batch, quarantine, healthy)
+            for event in batch:
+                await stream.ack(event)
+
+    async def catch_up(offset: int) -> None:
+        """Load the stage if a rebalance dropped it, and let it learn again the facts before
+        ``offset`` that were acknowledged after its last save (their verdicts went out then)."""
+        if held.loaded:
+            return
+        stage = held.stage()
+        start = held.saved_up_to
+        if start is None or start >= offset:
+            return
+        try:
+            values = await asyncio.get_running_loop().run_in_executor(
+                None, read_partition, config, config.campaign_facts_topic, 0, start, offset
+            )  # fmt: skip
+        except Exception:
+            held.forget()  # loaded but not caught up: never use it
+            raise
+        learned = await blocking.run(learn_again, stage, values)
+        log.info("the campaign stage learned again %d facts acknowledged after its last save", learned)
 
     async def stage_batch(events: Sequence[EventT]) -> None:
-        """Facts in; campaigns to ClickHouse, verdicts to their members' partitions; the stage saved."""
+        """Facts in; campaigns to ClickHouse, verdicts to their members' partitions; the stage
+        saved when its interval has passed."""
         stage = held.stage()
         decoded = [decode_fact(e.message.value) for e in events]
         result = await blocking.run(stage.process, decoded)
         await blocking.run(lambda: blocking.store().insert_campaigns(result.campaigns))
         await publish(verdicts, [(v.client_id.encode(), encode(v)) for _, v in result.verdicts])
-        held.save(await blocking.run(stage.to_bytes))
+        if held.due():
+            held.save(await blocking.run(stage.to_bytes), max(e.message.offset for e in events) + 1)
         await drain(app)
         stats.facts += len(decoded)
         stats.verdicts += len(result.verdicts)
@@ -377,6 +426,26 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
             scratch.replace(config.status_file)
 
     return app
+
+
+def learn_again(stage: CampaignStage, values: Sequence[bytes]) -> int:
+    """Let ``stage`` learn facts it learned once already (their verdicts dropped); one that
+    fails on its own was dead-lettered the first time and is skipped. Returns how many."""
+    facts = []
+    for value in values:
+        try:
+            facts.append(decode_fact(value))
+        except Exception:
+            continue
+    try:
+        stage.process(facts)
+    except Exception:
+        for fact in facts:  # those learned before the failure are dropped by their event count
+            try:
+                stage.process([fact])
+            except Exception:
+                continue
+    return len(facts)
 
 
 async def with_retries(

@@ -45,6 +45,7 @@ ENV_VARS: dict[str, str] = {
     "status_file": "CLONEWATCH_STATUS_FILE",
     "keep_prompts": "CLONEWATCH_KEEP_PROMPTS",
     "max_lag": "CLONEWATCH_MAX_LAG",
+    "stage_save_interval": "CLONEWATCH_STAGE_SAVE_INTERVAL",
 }
 
 
@@ -67,6 +68,9 @@ class StreamingConfig:
       client's rate and shape signals. Off by default: measured, a client whose prompts are
       sampled looks unlike the fully embedded baseline, and benign clients get flagged
       (README, "Overload").
+    - ``stage_save_interval``: seconds between saves of the campaign stage (all the clients
+      it remembers, megabytes with many); a stage that dies or moves reads again the facts
+      acknowledged after its last save, at most about this many seconds of them.
     - ``keep_prompts``: store each prompt's text in ClickHouse's ``access_events`` (by
       default only its hash and length).
     """
@@ -90,6 +94,7 @@ class StreamingConfig:
     status_file: Path | None = None
     keep_prompts: bool = False
     max_lag: float | None = None
+    stage_save_interval: float = 5.0
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     kafka_auth: KafkaAuth = field(default_factory=KafkaAuth)  # from $CLONEWATCH_KAFKA_* (clonewatch/streaming/kafka_auth.py)
 
@@ -100,8 +105,8 @@ class StreamingConfig:
             raise ValueError("batch size must be at least 1 and batch wait above 0 s")
         if self.recent_ids < 0:
             raise ValueError("recent ids must not be negative")
-        if min(self.session_timeout, self.commit_interval, self.log_interval, self.max_lag or 1.0) <= 0:
-            raise ValueError("session timeout, commit interval, log interval and max lag must be above 0 s")
+        if min(self.session_timeout, self.commit_interval, self.log_interval, self.max_lag or 1.0, self.stage_save_interval) <= 0:
+            raise ValueError("session timeout, commit interval, log interval, max lag and stage save interval must be above 0 s")
         if not self.bootstrap.strip():
             raise ValueError("the Kafka bootstrap address must not be empty")
 

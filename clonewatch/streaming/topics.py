@@ -1,8 +1,9 @@
-"""Create clonewatch's topics when they are missing, with kafka-python's admin client."""
+"""clonewatch's topics with kafka-python: created when missing, and read at given offsets where Faust does not."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Collection
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -130,5 +131,28 @@ def rewind_points(config: StreamingConfig, topic: str, partitions: list[int]) ->
     consumer = KafkaConsumer(bootstrap_servers=config.bootstrap.split(","), client_id=f"{config.app_id}-offsets", **config.kafka_auth.client_kwargs())
     try:
         return {tp.partition: offset for tp, offset in consumer.beginning_offsets(missing).items()}
+    finally:
+        consumer.close()
+
+
+def read_partition(config: StreamingConfig, topic: str, partition: int, start: int, stop: int, timeout_s: float = 60.0) -> list[bytes]:
+    """The values of the messages of one partition from offset ``start`` up to, not
+    including, ``stop`` (from the partition's first message if ``start`` is gone)."""
+    tp = TopicPartition(topic, partition)
+    consumer = KafkaConsumer(
+        bootstrap_servers=config.bootstrap.split(","), client_id=f"{config.app_id}-reread", enable_auto_commit=False,
+        auto_offset_reset="earliest", **config.kafka_auth.client_kwargs(),
+    )  # fmt: skip
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, max(start, consumer.beginning_offsets([tp])[tp]))
+        values: list[bytes] = []
+        deadline = time.monotonic() + timeout_s
+        while consumer.position(tp) < stop:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read {topic}[{partition}] only to offset {consumer.position(tp)} of {stop} in {timeout_s:.0f} s")
+            for records in consumer.poll(timeout_ms=1000).values():
+                values += [r.value for r in records if r.offset < stop]
+        return values
     finally:
         consumer.close()
