@@ -164,7 +164,9 @@ class PromptEmbedder:
             else:
                 import torch
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
 
+                transformers_logging.disable_progress_bar()  # "Loading weights" from local disk: noise in every command's output
                 device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
                 self._model = SentenceTransformer(str(path), device=device)
                 self._model.max_seq_length = self.max_tokens

@@ -117,9 +117,8 @@ class RiskModel:
         self.spread_ = robust_spread(Xf)
         self._fit_peer_bands(Xf, groups, side == "context")
 
-        self.forest_ = IsolationForest(
-            n_estimators=self.n_estimators, max_samples=self.max_samples, random_state=self.random_state
-        ).fit(Xf)
+        max_samples = min(self.max_samples, len(Xf)) if isinstance(self.max_samples, int) else self.max_samples  # as sklearn would, unwarned
+        self.forest_ = IsolationForest(n_estimators=self.n_estimators, max_samples=max_samples, random_state=self.random_state).fit(Xf)
         self.forest_calibrator_ = TailCalibrator().fit(-self._forest_scores(Xf))
         self.tail_calibrator_ = TailCalibrator().fit(self._tail_evidence(Xf))
         Z = self._normal_scores(Xf).astype(np.float32)
