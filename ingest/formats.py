@@ -15,8 +15,10 @@ id of the key it is looking at to consult the decisions (examples/gateway_decisi
 Formats (``--format`` of ``clonewatch ship``):
 
 - ``canonical``: clonewatch's own JSON record, passed through.
-- ``nginx``: nginx ``log_format ... escape=json`` (:data:`NGINX_LOG_FORMAT`).
-- ``envoy``: Envoy file access log with ``json_format`` (:data:`ENVOY_JSON_FORMAT`).
+- ``nginx``: nginx ``log_format ... escape=json`` (:data:`NGINX_LOG_FORMAT`), the same
+  without ``escape=json``, or the default ``combined`` text format.
+- ``envoy``: Envoy file access log with ``json_format`` (:data:`ENVOY_JSON_FORMAT`), or its
+  default text format.
 - ``kong``: Kong's log serializer, as written by the file-log plugin or posted by http-log.
 - ``litellm``: LiteLLM proxy ``StandardLoggingPayload`` (logging callbacks) or a SpendLogs row.
 - ``kserve``: model-server predict requests: KServe v1/v2 and TF-Serving REST bodies
@@ -130,6 +132,15 @@ def client_ip(remote: Any, forwarded: Any) -> str | None:
         if hops:
             return hops[0]
     return peer
+
+
+def _is_address(value: str) -> bool:
+    """Whether ``value`` is an IP address, with or without a port."""
+    try:
+        ipaddress.ip_address(_strip_port(value))
+    except ValueError:
+        return False
+    return True
 
 
 def _strip_port(address: str) -> str:
@@ -461,7 +472,7 @@ def parse_nginx_text(line: str) -> list[Record]:
     ip = client_ip(match["remote_addr"], forwarded)
     return [_finish({
         "ts": _nginx_time(match["time_local"]),
-        "client_id": _key_client(_first(key, _bearer(key))) if key else (client_id_for_ip(ip) if ip else None),
+        "client_id": _key_client(_first(_bearer(key), key)) if key else (client_id_for_ip(ip) if ip else None),
         "ip": ip,
         "method": request[0] if len(request) >= 2 else None,
         "path": request[1] if len(request) >= 2 else None,
@@ -492,6 +503,53 @@ access_log:
         api_key: "%REQ(X-API-KEY)%"
         request_body: "%DYNAMIC_METADATA(clonewatch:request_body)%"
 """.strip()
+
+
+_ENVOY_DEFAULT = re.compile(
+    r'^\[(?P<start_time>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+) (?P<protocol>[^"]*)" (?P<response_code>\d+) \S+ '
+    r'(?:\d+|-) (?:\d+|-) (?P<duration>\d+|-) (?:\d+|-) "(?P<x_forwarded_for>[^"]*)" "(?P<user_agent>.*?)" '  # Envoy writes quotes in a value as they came
+    r'"(?P<request_id>[^"]*)" "[^"]*" "[^"]*"(?P<extra>(?: "[^"]*")*)\s*$'
+)
+
+
+def parse_envoy_text(line: str) -> list[Record]:
+    """Envoy's default access log format (a file access log without ``json_format``): no
+    key, no body and no peer address.
+
+    The client is its address (hashed: ``ip_...``), so only rate and request shape count:
+    the ``X-Forwarded-For`` one, or a peer address appended to the format
+    (``"%DOWNSTREAM_REMOTE_ADDRESS%"``, read through the trusted proxies as everywhere).
+    Another field appended (``"%REQ(X-API-KEY)%"``) names the client by its key.
+
+    >>> r = parse_envoy_text('[2026-11-23T10:00:00.125Z] "POST /v1/chat/completions HTTP/1.1" 200 - 45 11 7 6 '
+    ...                      '"203.0.113.7" "curl/8.5.0" "cf76552e-b9ee" "api.example.com" "10.0.0.5:8000"')[0]
+    >>> (r["ts"], r["method"], r["path"], r["status"], r["latency_ms"], r["ip"], r["client_id"].startswith("ip_"))
+    (1795428000.125, 'POST', '/v1/chat/completions', 200, 7.0, '203.0.113.7', True)
+    """
+    match = _ENVOY_DEFAULT.match(line)
+    if match is None:
+        raise FormatError("not Envoy's default text access log format (nor JSON)")
+    extras = [x for x in re.findall(r'"([^"]*)"', match["extra"] or "") if not _missing(x)]
+    peer = next((x for x in extras if _is_address(x)), None)
+    key = next((x for x in extras if x is not peer), None)
+    ip = client_ip(peer, match["x_forwarded_for"])
+    if ip is None and key is None:
+        raise FormatError(
+            "no client in the line: Envoy's default format logs neither a key nor the peer address; append "
+            '"%DOWNSTREAM_REMOTE_ADDRESS%" "%REQ(X-API-KEY)%" to it, or use json_format (docs/gateways.md)'
+        )
+    duration = match["duration"]
+    return [_finish({
+        "ts": _ts(match["start_time"], "start_time"),
+        "client_id": _key_client(_first(_bearer(key), key)) if key else (client_id_for_ip(ip) if ip else None),
+        "ip": ip,
+        "method": match["method"],
+        "path": match["path"],
+        "status": int(match["response_code"]) or None,
+        "latency_ms": None if duration == "-" else float(duration),
+        "user_agent": match["user_agent"],
+        "request_id": match["request_id"],
+    })]  # fmt: skip
 
 
 def parse_envoy(data: Mapping) -> list[Record]:
@@ -792,8 +850,8 @@ def guess_format(line: bytes | str) -> str | None:
     try:
         data = _decode_json(line)
     except FormatError:
-        text = _text_of(line)
-        return "nginx" if _COMBINED.match(text.rstrip("\r\n")) else None
+        text = _text_of(line).rstrip("\r\n")
+        return "nginx" if _COMBINED.match(text) else "envoy" if _ENVOY_DEFAULT.match(text) else None
     if isinstance(data, list) and data and isinstance(data[0], dict):
         data = data[0]  # a batch (Kong http-log's queue): its records share a format
     if not isinstance(data, dict):
@@ -893,7 +951,10 @@ class LineParser:
                 self._votes[guess] = self._votes.get(guess, 0) + 1
         fmt = self.format
         if fmt is None:
-            raise FormatError("no known log format in the line (--format auto); name one with --format")
+            raise FormatError(
+                "no log format clonewatch reads in the line (--format auto): not a JSON object of a known gateway, nor "
+                "nginx's combined or Envoy's default text format; name the format with --format, or map a JSON layout with --mapping"
+            )
         return parse_line(fmt, line, self.custom.parse if self.custom is not None else None)
 
 
@@ -956,6 +1017,8 @@ def parse_line(fmt: str, line: bytes | str, parser: Callable[[Mapping], list[Rec
     except FormatError:
         if fmt == "nginx":
             return parse_nginx_text(_text_of(line).rstrip("\r\n"))
+        if fmt == "envoy":
+            return parse_envoy_text(_text_of(line).rstrip("\r\n"))
         raise
     if isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
         return [record for item in data for record in _parse_one(parser, fmt, item)]  # a batch (Kong http-log queue)

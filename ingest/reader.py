@@ -50,8 +50,8 @@ class EventReader:
         try:
             records = self._parser.parse(line)
         except FormatError as exc:
-            if self._parser.format in (None, "canonical"):  # the decoder's reasons are the more precise
-                yield self._decoder.decode(line, number)
+            if self._parser.format == "canonical" or (self._parser.format is None and _opens_an_object(line)):
+                yield self._decoder.decode(line, number)  # its reasons are the more precise
                 return
             yield DeadLetter(source=self.source, line=number, reason=printable(str(exc)), raw=dead_letter_raw(line))
             return
@@ -63,3 +63,7 @@ class EventReader:
                 stable = hashlib.sha256(f"{self.source}:{number}".encode()).hexdigest()[:16]
                 record["request_id"] = stable if len(records) == 1 else f"{stable}#{i}"
             yield self._decoder.decode(_encoder.encode(record), number)
+
+
+def _opens_an_object(line: bytes | str) -> bool:
+    return line.lstrip()[:1] in (b"{", "{")

@@ -4,7 +4,8 @@
 with keys named after the variables, the same format without ``escape=json``, and the
 default ``combined`` format),
 ``tests/data/envoy-json.log`` by a real Envoy (1.40, ``json_format``, the body put in
-dynamic metadata by a Lua filter; configuration in docs/gateways.md), for requests sent
+dynamic metadata by a Lua filter; configuration in docs/gateways.md), ``envoy-default*.log``
+by the same Envoy with its default text format (and with the peer and key appended), for requests sent
 through them: a chat call with an API key and X-Forwarded-For, a KServe-style predict
 batch with a bearer token, a body with invalid UTF-8 bytes, and a GET without a body.
 """
@@ -22,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.decode import EventDecoder
-from ingest.formats import PARSERS, FormatError, LineParser, client_id_for_key, guess_format, mask_secrets, parse_line
+from ingest.formats import PARSERS, FormatError, LineParser, client_id_for_ip, client_id_for_key, guess_format, mask_secrets, parse_line
 from ingest.reader import EventReader
 from schemas import AccessEvent, DeadLetter
 
@@ -83,6 +84,33 @@ def test_a_real_envoy_json_log_with_a_lua_captured_body_is_read_whole():
     assert row_a.client_id == client_id_for_key("sk-bearer-999999999") and row_b.features == [4.0, 5.0, 6.25]
     assert bad_bytes.prompt.startswith("bad ") and get.prompt is None and get.ip == "127.0.0.1"
     assert chat.ts == pytest.approx(1796050145.170, abs=1e-6)
+
+
+def test_a_real_envoy_default_text_log_is_read_as_rate_and_shape():
+    """Envoy's default format names no key and no peer: the X-Forwarded-For address is the
+    client, and a line without one says how to log one. Fields appended to the format (the
+    peer address and the key) name the client; a user agent with quotes in it is read whole."""
+    events, dead, reader = read(DATA / "envoy-default.log")
+    assert reader.format == "envoy" and len(events) == 2 and [d.line for d in dead] == [3, 4]
+    assert all("%DOWNSTREAM_REMOTE_ADDRESS%" in d.reason for d in dead)
+    chat, predict = events
+    assert chat.client_id == predict.client_id == client_id_for_ip("198.51.100.7") and chat.ip == "198.51.100.7"
+    assert (chat.method, chat.path, chat.status, chat.latency_ms) == ("POST", "/v1/chat/completions", 200, 3.0)
+    assert chat.ts == pytest.approx(1796210294.845, abs=1e-6) and chat.request_id == "9bc5029b-f9c0-4b2b-87cd-419b8006ab07"
+
+    events, dead, reader = read(DATA / "envoy-default-extended.log")
+    assert reader.format == "envoy" and not dead and len(events) == 4
+    chat, predict, other_key, no_key = events
+    assert chat.client_id == predict.client_id == client_id_for_key("sk-live-abcdef123456")
+    assert other_key.client_id == client_id_for_key("sk-live-zzzzzz999999") and other_key.ip == "127.0.0.1"
+    assert no_key.client_id == client_id_for_ip("127.0.0.1") and no_key.user_agent == 'odd "quoted" agent'
+
+
+def test_a_line_of_no_known_format_says_what_is_read():
+    lines = [b"hello world", b'{"foo": 1}']
+    text, json_object = list(EventReader("junk.log").read(lines))
+    assert "nginx's combined or Envoy's default text format" in text.reason and "--mapping" in text.reason
+    assert "ts" in json_object.reason  # a JSON object: the canonical decoder names what it lacks
 
 
 def test_format_auto_tells_the_gateways_apart():
