@@ -507,7 +507,7 @@ access_log:
 
 _ENVOY_DEFAULT = re.compile(
     r'^\[(?P<start_time>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+) (?P<protocol>[^"]*)" (?P<response_code>\d+) \S+ '
-    r'(?:\d+|-) (?:\d+|-) (?P<duration>\d+|-) (?:\d+|-) "(?P<x_forwarded_for>[^"]*)" "(?P<user_agent>.*?)" '  # Envoy writes quotes in a value as they came
+    r'(?:\d+|-) (?:\d+|-) (?P<duration>\d+|-) (?:\d+|-) "(?P<x_forwarded_for>[^"]*)" "(?P<user_agent>(?:[^"]|"(?! "))*)" '  # Envoy writes quotes in a value as they came
     r'"(?P<request_id>[^"]*)" "[^"]*" "[^"]*"(?P<extra>(?: "[^"]*")*)\s*$'
 )
 
