@@ -96,6 +96,14 @@ def test_help_and_the_shipper_start_without_the_detection_engines():
     assert loaded.stdout.decode().strip() == "[]"
 
 
+def test_ship_takes_its_log_file_as_an_argument(tmp_path):
+    """`clonewatch ship access.log`, as a new user types it, is `--file access.log`."""
+    missing = clonewatch("ship", "access.log", "--once", cwd=tmp_path, check=False)
+    assert missing.returncode == 2 and b"log file access.log does not exist" in missing.stderr
+    neither = clonewatch("ship", cwd=tmp_path, check=False)
+    assert neither.returncode == 2 and b"give one log file (FILE or --file FILE) or -" in neither.stderr
+
+
 def test_a_store_held_by_another_process_names_it(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys; from sinks.clickhouse import ClickHouseStore; store = ClickHouseStore(sys.argv[1]); print('open', flush=True); sys.stdin.read()",

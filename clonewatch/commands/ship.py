@@ -27,11 +27,11 @@ def register(subparsers) -> None:
             "that cannot be read go to the dead-letter topic with the reason."
         ),
         epilog=(
-            "examples: clonewatch ship --file /var/log/nginx/clonewatch.log --format nginx; "
+            "examples: clonewatch ship /var/log/nginx/clonewatch.log; "
             "zcat old.log.gz | clonewatch ship - --format envoy"
         ),
     )
-    parser.add_argument("source", nargs="?", choices=["-"], help="- to read standard input (until it ends)")
+    parser.add_argument("source", nargs="?", metavar="FILE|-", help="log file to follow (as --file), or - to read standard input until it ends")
     parser.add_argument("--file", type=Path, help="log file to follow")
     add_format_options(parser, per="the first lines of each source")
     add_kafka_options(parser, topics=("access", "dead_letter"))
@@ -45,8 +45,10 @@ def register(subparsers) -> None:
 def main(args: argparse.Namespace) -> int:
     from ingest.shipper import Shipper, make_producer, ship_file, ship_stream
 
+    if args.source not in (None, "-") and args.file is None:
+        args.source, args.file = None, Path(args.source)
     if (args.source is None) == (args.file is None):
-        raise ValueError("give either --file PATH or - (standard input)")
+        raise ValueError("give one log file (FILE or --file FILE) or - (standard input)")
     if args.batch_lines < 1:
         raise ValueError("--batch-lines must be at least 1")
     if args.file is not None and args.once and not args.file.is_file():
