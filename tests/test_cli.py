@@ -1,5 +1,6 @@
 """The command line end to end, as a user runs it: each command in its own process."""
 
+import gzip
 import json
 import re
 import subprocess
@@ -102,6 +103,21 @@ def test_ship_takes_its_log_file_as_an_argument(tmp_path):
     assert missing.returncode == 2 and b"log file access.log does not exist" in missing.stderr
     neither = clonewatch("ship", cwd=tmp_path, check=False)
     assert neither.returncode == 2 and b"give one log file (FILE or --file FILE) or -" in neither.stderr
+
+
+def test_a_rotated_gzip_log_is_read_and_a_truncated_one_says_where_it_ends(tmp_path, capsys):
+    from clonewatch.inputs import open_lines
+
+    lines = [f'{{"n": {i}, "prompt": "question {i * 7919 % 10007}"}}\n'.encode() for i in range(20_000)]
+    data = gzip.compress(b"".join(lines))
+    (tmp_path / "access.log.1").write_bytes(data)  # as logrotate leaves it: the name says nothing
+    with open_lines(str(tmp_path / "access.log.1")) as got:
+        assert list(got) == lines
+    (tmp_path / "cut.gz").write_bytes(data[: len(data) // 2])
+    with open_lines(str(tmp_path / "cut.gz")) as got:
+        read = list(got)
+    assert 0 < len(read) < len(lines) and read == lines[: len(read)]
+    assert f"ends early after {len(read):,} lines" in capsys.readouterr().err
 
 
 def test_a_store_held_by_another_process_names_it(tmp_path):

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
         ),
         epilog="example: clonewatch simulate --scenario demo --out demo && clonewatch run --input demo/events.jsonl",
     )
-    parser.add_argument("--input", "-i", required=True, metavar="FILE|-", help="access log (canonical JSON lines or a gateway's log), or - for standard input")
+    parser.add_argument("--input", "-i", required=True, metavar="FILE|-", help="access log (canonical JSON lines or a gateway's log; gzip-compressed too), or - for standard input")
     add_format_options(parser)
     parser.add_argument("--model", type=Path, help="model file from `clonewatch train`; without it the model is fitted on the first --warmup events of the input")
     add_store_option(parser)

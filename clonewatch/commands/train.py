@@ -30,7 +30,7 @@ def register(subparsers) -> None:
         epilog="example: clonewatch simulate --scenario benign --out base && clonewatch train --input base/events.jsonl --model model.cwm",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--input", "-i", metavar="FILE|-", help="baseline JSON-lines access log (mostly benign clients)")
+    source.add_argument("--input", "-i", metavar="FILE|-", help="baseline JSON-lines access log (mostly benign clients; gzip-compressed too)")
     source.add_argument(
         "--from-store", metavar="DSN",
         help="retrain on the requests stored in this ClickHouse store (access_events) of clients never acted on; "
