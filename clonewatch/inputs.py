@@ -38,6 +38,11 @@ def open_lines(source: str) -> Iterator[Iterable[bytes]]:
             yield handle
 
 
+def is_gzip(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(2) == GZIP_MAGIC
+
+
 def _until_damaged(lines: Iterable[bytes], path: Path) -> Iterator[bytes]:
     count = 0
     try:

@@ -101,6 +101,9 @@ def test_ship_takes_its_log_file_as_an_argument(tmp_path):
     """`clonewatch ship access.log`, as a new user types it, is `--file access.log`."""
     missing = clonewatch("ship", "access.log", "--once", cwd=tmp_path, check=False)
     assert missing.returncode == 2 and b"log file access.log does not exist" in missing.stderr
+    (tmp_path / "old.log").write_bytes(gzip.compress(b'{"ts": 1795428000, "client_id": "k"}\n'))
+    compressed = clonewatch("ship", "old.log", "--once", cwd=tmp_path, check=False)
+    assert compressed.returncode == 2 and b"zcat old.log | clonewatch ship -" in compressed.stderr
     neither = clonewatch("ship", cwd=tmp_path, check=False)
     assert neither.returncode == 2 and b"give one log file (FILE or --file FILE) or -" in neither.stderr
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from clonewatch.streaming.config import StreamingConfig, add_kafka_options
 from clonewatch.streaming.topics import TopicError, ensure_topics
 from clonewatch.commands.options import add_format_options, log_format
+from clonewatch.inputs import is_gzip
 
 log = logging.getLogger("clonewatch.ship")
 
@@ -53,6 +54,8 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError("--batch-lines must be at least 1")
     if args.file is not None and args.once and not args.file.is_file():
         raise FileNotFoundError(f"log file {args.file} does not exist")
+    if args.file is not None and args.file.is_file() and is_gzip(args.file):
+        raise ValueError(f"{args.file} is gzip-compressed: ship follows plain log files; for this one, zcat {args.file} | clonewatch ship -")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python logs every connection at INFO
     fmt = log_format(args)
