@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import msgspec
 
 from schemas import AccessEvent, DeadLetter
-from ingest.formats import client_id_for_key, dead_letter_raw, looks_like_key
+from ingest.formats import client_id_for_key, dead_letter_raw, looks_like_key, without_bom
 from schemas.text import printable
 
 DEFAULT_MAX_PROMPT_CHARS = 32_000
@@ -64,6 +64,7 @@ class EventDecoder:
         return event
 
     def _decode(self, line: bytes | str) -> AccessEvent:
+        line = without_bom(line)
         try:
             return self._decoder.decode(line)
         except UnicodeDecodeError:

@@ -944,6 +944,7 @@ class LineParser:
 
     def parse(self, line: bytes | str) -> list[Record]:
         """Canonical records of one line; raises FormatError with the reason."""
+        line = without_bom(line)
         if self.requested == "auto" and self._seen < self.decide_after:
             self._seen += 1
             guess = guess_format(line)
@@ -956,6 +957,13 @@ class LineParser:
                 "nginx's combined or Envoy's default text format; name the format with --format, or map a JSON layout with --mapping"
             )
         return parse_line(fmt, line, self.custom.parse if self.custom is not None else None)
+
+
+def without_bom(line: bytes | str) -> bytes | str:
+    """``line`` without the byte-order mark that Windows tools write at the start of a file."""
+    if isinstance(line, str):
+        return line[1:] if line.startswith("\ufeff") else line
+    return line[3:] if line.startswith(b"\xef\xbb\xbf") else line
 
 
 def _text_of(line: bytes | str) -> str:

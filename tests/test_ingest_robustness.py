@@ -106,6 +106,16 @@ def test_a_real_envoy_default_text_log_is_read_as_rate_and_shape():
     assert no_key.client_id == client_id_for_ip("127.0.0.1") and no_key.user_agent == 'odd "quoted" agent'
 
 
+@pytest.mark.parametrize("fmt", ["auto", "nginx"])
+def test_a_byte_order_mark_at_the_start_of_a_file_loses_no_line(fmt):
+    """Windows tools start a UTF-8 file with a byte-order mark; the first line is still read."""
+    lines = (DATA / "nginx-json.log").read_bytes().splitlines()
+    out = list(EventReader("bom.log", fmt).read([b"\xef\xbb\xbf" + lines[0], *lines[1:]]))
+    assert all(isinstance(r, AccessEvent) for r in out) and len(out) == 6
+    canonical = '{"ts": 1795428000, "client_id": "k"}'
+    assert isinstance(EventDecoder("bom.log").decode("\ufeff" + canonical, 1), AccessEvent)
+
+
 def test_a_line_of_no_known_format_says_what_is_read():
     lines = [b"hello world", b'{"foo": 1}']
     text, json_object = list(EventReader("junk.log").read(lines))
