@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 
 import msgspec
 
+from ingest.containers import ContainerLines
 from ingest.decode import DecodeLimits, EventDecoder
 from ingest.formats import CustomFormat, FormatError, LineParser, dead_letter_raw
 from schemas import AccessEvent, DeadLetter
@@ -20,7 +21,8 @@ class EventReader:
     letters with the line number and the reason out. Raises on nothing.
 
     Canonical lines go straight to the decoder; other formats through their parser first
-    (``auto``: the format the first lines show). A record without a request id gets one
+    (``auto``: the format the first lines show). Lines a container runtime wrapped are
+    unwrapped first (:class:`ingest.containers.ContainerLines`). A record without a request id gets one
     from the source and line, the same on a rerun.
 
     >>> lines = [b'{"msec":"1795428000.125","http_x_api_key":"sk-live-4f9a8b7c","status":"200"}', b'{oops']
@@ -33,17 +35,31 @@ class EventReader:
         self.source = source
         self._decoder = EventDecoder(source=source, limits=limits)
         self._parser = LineParser(fmt)
+        self._containers = ContainerLines()
 
     @property
     def format(self) -> str | None:
         return self._parser.format
 
     def read(self, lines: Iterable[bytes | str]) -> Iterator[AccessEvent | DeadLetter]:
+        number = 0
         for number, line in enumerate(lines, start=1):
             if line.strip():
                 yield from self.read_line(line, number)
+        if self._containers.pending:
+            yield DeadLetter(
+                source=self.source, line=number, reason="the input ends inside a line split by the container runtime (its last part never came)",
+                raw=dead_letter_raw(self._containers.drop()),
+            )  # fmt: skip
 
     def read_line(self, line: bytes | str, number: int) -> Iterator[AccessEvent | DeadLetter]:
+        try:
+            line = self._containers.unwrap(line)  # Kubernetes' or Docker's wrapper, partial lines joined
+        except FormatError as exc:
+            yield DeadLetter(source=self.source, line=number, reason=printable(str(exc)), raw=dead_letter_raw(line))
+            return
+        if line is None:
+            return
         if self._parser.requested == "canonical":
             yield self._decoder.decode(line, number)
             return

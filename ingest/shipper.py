@@ -33,6 +33,7 @@ import msgspec
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from ingest.containers import ContainerLines
 from ingest.formats import CustomFormat, FormatError, LineParser, dead_letter_raw
 from schemas.text import printable
 from schemas import DeadLetter
@@ -243,6 +244,7 @@ class Shipper:
         self.producer = producer
         self.fmt = fmt
         self._parsers: dict[str, LineParser] = {}  # per source: --format auto decides per file
+        self._containers: dict[str, ContainerLines] = {}  # per source: a split line's parts so far
         self.access_topic = access_topic
         self.dead_letter_topic = dead_letter_topic
         self.flush_timeout_s = flush_timeout_s
@@ -253,13 +255,17 @@ class Shipper:
         """Let --format auto guess again for the next lines of this source (each pushed batch
         is guessed on its own: one receiver may hear several kinds of gateway)."""
         self._parsers.pop(source_name, None)
+        self._containers.pop(source_name, None)
 
     def messages(self, source: LineSource, line: Line) -> Iterator[tuple[str, bytes, bytes]]:
         """(topic, key, value) of each record of a line, or of its dead letter."""
         if not line.data.strip():
             return
         try:
-            records = self._parsers.setdefault(source.name, LineParser(self.fmt)).parse(line.data)
+            data = self._containers.setdefault(source.name, ContainerLines()).unwrap(line.data)
+            if data is None:
+                return  # the first parts of a line the container runtime split: shipped with its last
+            records = self._parsers.setdefault(source.name, LineParser(self.fmt)).parse(data)
         except FormatError as exc:
             yield self._dead_letter(source, line, str(exc))
             return

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import random
 import tracemalloc
+from types import SimpleNamespace
 from pathlib import Path
 
 import msgspec
@@ -25,14 +26,19 @@ from hypothesis import strategies as st
 from ingest.decode import EventDecoder
 from ingest.formats import PARSERS, FormatError, LineParser, client_id_for_ip, client_id_for_key, guess_format, mask_secrets, parse_line
 from ingest.reader import EventReader
+from ingest.shipper import Line, Shipper
 from schemas import AccessEvent, DeadLetter
 
 DATA = Path(__file__).parent / "data"
 
 
 def read(path: Path, fmt: str = "auto") -> tuple[list[AccessEvent], list[DeadLetter], EventReader]:
-    reader = EventReader(path.name, fmt)
-    out = list(reader.read(path.read_bytes().splitlines()))
+    return read_lines(path.read_bytes().splitlines(), path.name, fmt)
+
+
+def read_lines(lines: list[bytes], name: str, fmt: str = "auto") -> tuple[list[AccessEvent], list[DeadLetter], EventReader]:
+    reader = EventReader(name, fmt)
+    out = list(reader.read(lines))
     return [r for r in out if isinstance(r, AccessEvent)], [r for r in out if isinstance(r, DeadLetter)], reader
 
 
@@ -114,6 +120,45 @@ def test_a_byte_order_mark_at_the_start_of_a_file_loses_no_line(fmt):
     assert all(isinstance(r, AccessEvent) for r in out) and len(out) == 6
     canonical = '{"ts": 1795428000, "client_id": "k"}'
     assert isinstance(EventDecoder("bom.log").decode("\ufeff" + canonical, 1), AccessEvent)
+
+
+def container_logs(lines: list[bytes]) -> dict[str, list[bytes]]:
+    """``lines`` as Kubernetes (CRI) and Docker (json-file) write a container's standard output:
+    each line wrapped, and lines longer than 16 KB split into partial lines."""
+    cri, docker = [], []
+    for i, line in enumerate(lines):
+        parts = [line[j : j + 16384] for j in range(0, len(line), 16384)]
+        for k, part in enumerate(parts):
+            last = k == len(parts) - 1
+            cri.append(b"2026-11-30T14:47:45.%09dZ stdout %s %s" % (i * 10 + k, b"F" if last else b"P", part))
+            text = part.decode("utf-8", "replace") + ("\n" if last else "")  # as Docker's Go encoder writes bytes that are not UTF-8
+            docker.append(json.dumps({"log": text, "stream": "stdout", "time": "2026-11-30T14:47:45Z"}, ensure_ascii=False).encode())
+    return {"cri": cri, "docker": docker}
+
+
+@pytest.mark.parametrize("runtime", ["cri", "docker"])
+def test_a_gateway_log_written_by_a_container_runtime_is_read_whole(runtime):
+    """nginx in a pod or a container: every line wrapped by the runtime, a long request body
+    split into partial lines; the same events as the log itself, through run's reader and the shipper."""
+    plain = [line for line in (DATA / "nginx-json.log").read_bytes().splitlines() if line.strip()]
+    long_prompt = "a long document " * 1300  # 21 KB: split in two by the runtime
+    plain.append(plain[0].replace(b"mortgage?", long_prompt.encode()))
+    wrapped = container_logs(plain)[runtime]
+    assert len(wrapped) == len(plain) + 1
+
+    expected = [e for e in EventReader("plain.log").read(plain) if isinstance(e, AccessEvent)]
+    events, dead, reader = read_lines(wrapped, f"{runtime}.log")
+    assert reader.format == "nginx" and not dead and len(events) == len(expected) == 7
+    assert [(e.client_id, e.prompt, e.features, e.ts) for e in events] == [(e.client_id, e.prompt, e.features, e.ts) for e in expected]
+    assert long_prompt in events[-1].prompt
+
+    shipper = Shipper(None, "auto", "access", "dead")
+    source = SimpleNamespace(name=f"{runtime}.log", request_id=lambda line: f"r{line.number}")
+    shipped = [m for n, data in enumerate(wrapped, 1) for m in shipper.messages(source, Line(0, n, data))]
+    assert [topic for topic, _, _ in shipped] == ["access"] * 7 and long_prompt in json.loads(shipped[-1][2])["prompt"]
+
+    _, dead, _ = read_lines(wrapped[:-1], f"{runtime}.log")  # the log ends inside the split line
+    assert len(dead) == 1 and "ends inside a line split by the container runtime" in dead[0].reason
 
 
 def test_a_line_of_no_known_format_says_what_is_read():

@@ -1,0 +1,87 @@
+"""Gateway log lines as a container runtime wrote them, unwrapped.
+
+A gateway in a container writes its access log to standard output, and the runtime wraps
+every line: Kubernetes nodes (containerd, CRI-O) in the CRI log format of
+``/var/log/containers/*.log``, Docker in its json-file driver's records. Both split lines
+longer than 16 KB into partial lines, which are joined here before the gateway's format is
+read. Lines without such a wrapper pass through untouched.
+
+>>> lines = ContainerLines()
+>>> lines.unwrap(b'2026-11-23T10:00:00.125456789Z stdout F {"msec":"1795428000.125"}')
+b'{"msec":"1795428000.125"}'
+>>> lines.unwrap(b'2026-11-23T10:00:00.2Z stdout P {"msec":"17954'), lines.pending
+(None, True)
+>>> lines.unwrap(b'2026-11-23T10:00:00.2Z stdout F 28000.2"}')
+b'{"msec":"1795428000.2"}'
+>>> lines.unwrap(b'{"log":"203.0.113.7 - - [23/Nov/2026:10:00:00 +0000] \\\\"GET / HTTP/1.1\\\\" 200 5\\\\n","stream":"stdout","time":"2026-11-23T10:00:00Z"}')
+b'203.0.113.7 - - [23/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5'
+>>> lines.unwrap(b'{"msec":"1795428000.3"}')  # not wrapped
+b'{"msec":"1795428000.3"}'
+"""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from ingest.formats import FormatError
+
+MAX_JOINED_BYTES = 4 * 1024 * 1024  # a line split by the runtime may not grow beyond this
+
+_CRI = re.compile(rb"^\d{4}-\d{2}-\d{2}T\S+ (?:stdout|stderr) ([PF])\S* ?(.*)$", re.DOTALL)
+_DOCKER_PREFIX = b'{"log":'
+
+
+class _DockerRecord(msgspec.Struct):
+    log: str
+
+
+_docker = msgspec.json.Decoder(_DockerRecord)
+
+
+class ContainerLines:
+    """Unwraps the lines of one source; joins the partial lines the runtime split."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    @property
+    def pending(self) -> bool:
+        """Whether a split line has begun and not yet ended."""
+        return bool(self._parts)
+
+    def drop(self) -> bytes:
+        """The parts of an unfinished split line, forgotten."""
+        parts, self._parts, self._size = self._parts, [], 0
+        return b"".join(parts)
+
+    def unwrap(self, line: bytes | str) -> bytes | str | None:
+        """The gateway's line inside ``line``; None while a split line is still incomplete.
+        Raises FormatError for a split line that grows beyond :data:`MAX_JOINED_BYTES`."""
+        raw = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line
+        if raw[:1].isdigit():
+            match = _CRI.match(raw)
+            if match is not None:
+                return self._joined(match[2], complete=match[1] == b"F")
+        elif raw.startswith(_DOCKER_PREFIX):
+            try:
+                log = _docker.decode(raw.decode("utf-8", "replace")).log.encode("utf-8", "surrogatepass")
+            except (msgspec.DecodeError, UnicodeEncodeError):
+                return line  # not a json-file record after all: let the gateway's parser say why
+            complete = log.endswith(b"\n")
+            return self._joined(log[:-1] if complete else log, complete)
+        return line
+
+    def _joined(self, part: bytes, complete: bool) -> bytes | None:
+        self._size += len(part)
+        if self._size > MAX_JOINED_BYTES:
+            self._parts, self._size = [], 0
+            raise FormatError(f"a line split by the container runtime grew beyond {MAX_JOINED_BYTES:,} bytes")
+        if not complete:
+            self._parts.append(part)
+            return None
+        whole = b"".join([*self._parts, part]) if self._parts else part
+        self._parts, self._size = [], 0
+        return whole.rstrip(b"\r")
