@@ -123,6 +123,17 @@ def test_a_rotated_gzip_log_is_read_and_a_truncated_one_says_where_it_ends(tmp_p
     assert f"ends early after {len(read):,} lines" in capsys.readouterr().err
 
 
+def test_train_reads_a_gateway_log_as_run_does(tmp_path):
+    """A baseline day is usually the gateway's own log: train reads every format run reads,
+    here nginx's, gzip-compressed as logrotate leaves it."""
+    (tmp_path / "access.log.1.gz").write_bytes(gzip.compress((REPO_ROOT / "tests" / "data" / "nginx-json.log").read_bytes()))
+    train = clonewatch("train", "--input", "access.log.1.gz", "--model", "m.cwm", "-q", cwd=tmp_path)
+    assert "on 6 events from 2 clients" in train.stdout.decode() and "0 lines rejected" in train.stdout.decode()
+    (tmp_path / "junk.log").write_bytes(b"not a log line\n")
+    junk = clonewatch("train", "--input", "junk.log", "--model", "j.cwm", cwd=tmp_path, check=False)
+    assert junk.returncode == 1 and b"line 1: no log format clonewatch reads" in junk.stderr
+
+
 def test_a_store_held_by_another_process_names_it(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys; from sinks.clickhouse import ClickHouseStore; store = ClickHouseStore(sys.argv[1]); print('open', flush=True); sys.stdin.read()",

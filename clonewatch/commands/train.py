@@ -11,7 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from clonewatch.inputs import open_lines
-from clonewatch.commands.options import add_embedder_option
+from clonewatch.commands.options import add_embedder_option, add_format_options, log_format
 from clonewatch.commands.sql import existing_store
 
 
@@ -30,12 +30,13 @@ def register(subparsers) -> None:
         epilog="example: clonewatch simulate --scenario benign --out base && clonewatch train --input base/events.jsonl --model model.cwm",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--input", "-i", metavar="FILE|-", help="baseline JSON-lines access log (mostly benign clients; gzip-compressed too)")
+    source.add_argument("--input", "-i", metavar="FILE|-", help="baseline access log, mostly benign clients (canonical JSON lines or a gateway's log; gzip-compressed too)")
     source.add_argument(
         "--from-store", metavar="DSN",
         help="retrain on the requests stored in this ClickHouse store (access_events) of clients never acted on; "
         "text requests count only if their prompt was kept (--keep-prompts on run or worker)",
     )  # fmt: skip
+    add_format_options(parser, strict=False)
     parser.add_argument("--since", metavar="SPAN", type=parse_span, help="with --from-store: the last SPAN of stored traffic (e.g. 7d, 12h; default: all of it)")
     parser.add_argument("--model", required=True, type=Path, help="where to write the model file")
     parser.add_argument("--window", type=int, default=200, help="events per client kept in the sliding window (default: %(default)s)")
@@ -78,15 +79,16 @@ def main(args: argparse.Namespace) -> int:
     from detectors.training import CALIBRATION_FOLDS, fit_clone_model
     from detectors.policy import DEFAULT_TARGET_FPR
     from detectors.vectorize import Vectorizer
-    from ingest.decode import EventDecoder
-    from schemas import AccessEvent
+    from ingest.reader import EventReader
+    from schemas import AccessEvent, DeadLetter
     from sinks.clickhouse import ClickHouseStore
 
     started = time.monotonic()
     if args.since is not None and args.from_store is None:
         raise ValueError("--since goes with --from-store")
+    reader = EventReader(args.input or "", log_format(args))
     vectorizer = Vectorizer(PromptEmbedder(backend=args.embedder, disk_cache=args.embedding_cache))
-    events, vectors, rejected, source = [], [], 0, {}
+    events, vectors, rejected, source, first_rejected = [], [], 0, {}, None
     progress = tqdm(desc="embedding", unit=" ev", disable=args.quiet or not sys.stderr.isatty())
     if args.from_store is not None:
         existing_store(args.from_store)
@@ -101,15 +103,17 @@ def main(args: argparse.Namespace) -> int:
             progress.update(len(batch))
     else:
         with open_lines(args.input) as lines:
-            for batch in batched(EventDecoder(source=args.input).decode_lines(lines), 256):
+            for batch in batched(reader.read(lines), 256):
                 accepted = [r for r in batch if isinstance(r, AccessEvent)]
                 rejected += len(batch) - len(accepted)
+                first_rejected = first_rejected or next((r for r in batch if isinstance(r, DeadLetter)), None)
                 events.extend(accepted)
                 vectors.extend(vectorizer.vectors(accepted))
                 progress.update(len(accepted))
     progress.close()
     if not events:
-        print(f"clonewatch train: no valid events in {args.input or args.from_store} ({rejected} rejected)", file=sys.stderr)
+        why = f"; line {first_rejected.line}: {first_rejected.reason}" if first_rejected is not None else ""
+        print(f"clonewatch train: no valid events in {args.input or args.from_store} ({rejected} rejected{why})", file=sys.stderr)
         return 1
     fit_started = time.monotonic()
     stages = 2 + 2 * CALIBRATION_FOLDS  # references, features and a risk model per fold, sequential tests
