@@ -387,7 +387,8 @@ def test_the_campaign_stage_carries_on_after_its_worker_is_killed(kafka_bootstra
     assert restored and int(restored[2]) > 0, "started afresh, not restored"
     again = re.search(r"learned again (\d+) facts acknowledged after its last save", second.log())
     if never_commits:
-        assert again is None and second.status()["campaign_facts"] == len(events)  # every fact came again
+        # every fact came again, some twice (a batch whose facts went out before its worker died is scored again)
+        assert again is None and second.status()["campaign_facts"] >= len(events)
     else:
         assert again and int(again[1]) >= len(events) // 2 - 256, second.log()[-3000:]
     acted = {d["client_id"] for d in decisions_on_topic(kafka_bootstrap, names) if d["action"] != "allow"}
