@@ -319,6 +319,14 @@ def _key_client(api_key: Any) -> str | None:
     return client_id_for_key(api_key) if isinstance(api_key, str) and not _missing(api_key) else None
 
 
+def _text_line_client(key: str | None, ip: str | None) -> str | None:
+    """The client of a text log line (nginx combined, Envoy's default): its key if a field
+    appended to the format holds one, else its address."""
+    if key:
+        return _key_client(_first(_bearer(key), key))
+    return client_id_for_ip(ip) if ip else None
+
+
 def _finish(record: Record) -> Record:
     """Drop empty fields; require the two fields every record needs."""
     out = {k: v for k, v in record.items() if v not in _ABSENT}
@@ -472,7 +480,7 @@ def parse_nginx_text(line: str) -> list[Record]:
     ip = client_ip(match["remote_addr"], forwarded)
     return [_finish({
         "ts": _nginx_time(match["time_local"]),
-        "client_id": _key_client(_first(_bearer(key), key)) if key else (client_id_for_ip(ip) if ip else None),
+        "client_id": _text_line_client(key, ip),
         "ip": ip,
         "method": request[0] if len(request) >= 2 else None,
         "path": request[1] if len(request) >= 2 else None,
@@ -541,7 +549,7 @@ def parse_envoy_text(line: str) -> list[Record]:
     duration = match["duration"]
     return [_finish({
         "ts": _ts(match["start_time"], "start_time"),
-        "client_id": _key_client(_first(_bearer(key), key)) if key else (client_id_for_ip(ip) if ip else None),
+        "client_id": _text_line_client(key, ip),
         "ip": ip,
         "method": match["method"],
         "path": match["path"],
