@@ -278,6 +278,19 @@ def prompt_of(messages: Any = None, prompt: Any = None, input_: Any = None) -> s
     return None
 
 
+def turns_of(messages: Any = None) -> int | None:
+    """How many earlier answers a chat request carries (its assistant messages): 0 for a
+    fresh question; None when the request has no ``messages`` list (a completion, an embedding).
+
+    >>> turns_of([{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."},
+    ...           {"role": "user", "content": "And in French?"}])
+    1
+    """
+    if not isinstance(messages, list):
+        return None
+    return sum(1 for m in messages if isinstance(m, Mapping) and m.get("role") == "assistant")
+
+
 _PARAMS = ("temperature", "max_tokens", "logprobs", "top_logprobs", "n")
 
 
@@ -294,6 +307,7 @@ def from_openai_body(body: Mapping | None) -> Record:
     if not body:
         return {}
     out: Record = {"prompt": prompt_of(body.get("messages"), body.get("prompt"), body.get("input"))}
+    out["turns"] = turns_of(body.get("messages"))
     if isinstance(body.get("model"), str):
         out["model"] = body["model"]
     out["params"] = params_of(body)
@@ -683,6 +697,7 @@ def parse_litellm(data: Mapping) -> list[Record]:
         "latency_ms": None if start is None or end is None else round((end - start) * 1000.0, 3),
         "model": _first(data.get("model_group"), data.get("model")),
         "prompt": prompt_of(messages, data.get("prompt")),
+        "turns": turns_of(messages),
         "params": params_of(parameters) if isinstance(parameters, Mapping) else None,
         "tokens_in": _int(data.get("prompt_tokens"), "prompt_tokens"),
         "tokens_out": _int(data.get("completion_tokens"), "completion_tokens"),

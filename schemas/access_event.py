@@ -48,6 +48,9 @@ class AccessEvent(msgspec.Struct, omit_defaults=True):
     request_id: str | None = None
     asn: int | None = None
     key_created: str | None = None
+    # Earlier answers the request carries: the assistant messages of a chat request's history.
+    # 0 is a fresh question, 2 a question after two exchanges; None where the log does not say.
+    turns: int | None = None
 
     def __post_init__(self) -> None:
         self.ts = to_epoch(self.ts)
@@ -58,6 +61,8 @@ class AccessEvent(msgspec.Struct, omit_defaults=True):
                 raise ValueError("features must not be empty")
             if not all(math.isfinite(x) for x in self.features):
                 raise ValueError("features must be finite numbers (no NaN or infinity)")
+        if self.turns is not None and self.turns < 0:
+            raise ValueError("turns must not be negative")
 
     @property
     def space(self) -> str | None:

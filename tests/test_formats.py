@@ -42,6 +42,7 @@ def test_nginx() -> None:
     assert (event.prompt, event.model) == ("What is a mortgage?", "aurora-70b-chat")
     assert (event.params.temperature, event.params.logprobs, event.params.max_tokens) == (0, True, 64)
     assert event.tokens_in is None
+    assert event.turns == 0  # a fresh question: no earlier answer in its messages
 
 
 def test_nginx_bearer_token_and_missing_key() -> None:
@@ -62,6 +63,7 @@ def test_envoy() -> None:
     assert event.client_id == client_id_for_key("sk-live-77aa")
     assert (event.ts, event.ip, event.latency_ms) == (to_epoch("2026-11-23T10:00:00.125Z"), "198.51.100.23", 431.0)
     assert (event.prompt, event.params.n, event.path) == ("Translate: good morning", 3, "/v1/completions")
+    assert event.turns is None  # a completion carries no conversation to count
 
 
 def test_envoy_dash_means_missing() -> None:
@@ -77,13 +79,16 @@ def test_kong() -> None:
                     "headers": {"User-Agent": "OpenAI/Python 1.54.3", "apikey": "sk-live-kong-1"}},
         "response": {"status": 200, "size": 1843}, "latencies": {"request": 640, "kong": 4, "proxy": 630},
         "consumer": {"id": "4a1e6f1c", "username": "acme-prod"},
-        "request_body": json.dumps({"messages": [{"role": "user", "content": "hello"}]}),
+        "request_body": json.dumps({"messages": [
+            {"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "Hi! How can I help?"}, {"role": "user", "content": "hello"}]}),
         "ai": {"proxy": {"usage": {"prompt_tokens": 12, "completion_tokens": 210}, "meta": {"request_model": "aurora-70b-chat"}}},
     }  # fmt: skip
     (event,) = accepted("kong", line)
     assert (event.client_id, event.ts, event.user_agent) == ("consumer_4a1e6f1c", 1795428000.125, "OpenAI/Python 1.54.3")
     assert (event.prompt, event.model, event.tokens_in, event.tokens_out) == ("hello", "aurora-70b-chat", 12, 210)
     assert (event.status, event.latency_ms, event.request_id) == (200, 640.0, "b3a8f4e0")
+    assert event.turns == 1  # a follow-up: the latest user message after one earlier answer
     del line["consumer"]  # no consumer: the key identifies the client
     assert accepted("kong", line)[0].client_id == client_id_for_key("sk-live-kong-1")
 
@@ -107,6 +112,7 @@ def test_litellm_standard_logging_payload_and_spend_log_row() -> None:
            "model": "aurora-8b-chat", "messages": json.dumps([{"role": "user", "content": "hi"}]), "status": "failure"}  # fmt: skip
     (event,) = accepted("litellm", row)
     assert (event.client_id, event.prompt, event.status, event.latency_ms) == (client_id_for_key("sk-litellm-1"), "hi", 500, 2000.0)
+    assert event.turns == 0
 
 
 def test_kserve_v1_cloudevent_one_event_per_instance() -> None:

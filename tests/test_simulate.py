@@ -19,7 +19,7 @@ FIELDS = {
     "ts": str, "client_id": str, "ip": str, "method": str, "path": str, "status": int,
     "latency_ms": float, "model": str, "prompt": str, "features": list, "params": dict,
     "tokens_in": int, "tokens_out": int, "user_agent": str, "request_id": str, "asn": int,
-    "key_created": str,
+    "key_created": str, "turns": int,
 }
 PARAMS = {"temperature": (float,), "max_tokens": (int,), "logprobs": (bool, int),
           "top_logprobs": (int,), "n": (int,)}
@@ -91,6 +91,22 @@ def test_records_parse_with_the_canonical_schema(full):
 def test_dimensions_are_consistent_per_api(full):
     dims = {len(event["features"]) for event in full.events if "features" in event}
     assert len(dims) == 1
+
+
+@pytest.mark.parametrize("scenario", ["full", "demo"])
+def test_chat_requests_say_how_deep_into_a_conversation_they_are(full, scenario):
+    """Every chat request says how many earlier answers it carries, and only chat requests
+    do; a follow-up's input tokens include the conversation it resends (the full scenario's
+    gateway at this seed logs no tokens, the demo's does)."""
+    events = full.events if scenario == "full" else simulate("demo", seed=1, scale=0.2).events
+    chats = [e for e in events if e["path"] == "/v1/chat/completions"]
+    assert all("turns" in e for e in chats)
+    assert not any("turns" in e for e in events if e["path"] != "/v1/chat/completions")
+    follow_ups = [e for e in chats if e["turns"] > 0]
+    assert 0 < len(follow_ups) < len(chats)
+    logged = [e for e in follow_ups if "tokens_in" in e]
+    assert (len(logged) > 0) == (scenario == "demo")
+    assert all(e["tokens_in"] > len(e["prompt"]) / 3.8 + 20 for e in logged)
 
 
 def test_labels_cover_every_client_exactly_once(full):

@@ -21,7 +21,7 @@ from clonewatch.lab.simulate.personas import (
     ALL_AGENTS, ASNS, BROWSER_AGENTS, FORMATS, CHAT, CHAT_MODELS, CLASSIFY, COMPLETIONS, DAY, DIM,
     FRAUD_MODEL, INSTRUCT_MODELS, INTENT_MODEL, PREDICT, SDK_AGENTS, SENTIMENT_MODEL,
     TIMEZONES, Client, Device, Identity, Request, Subpopulation, TabularModel, World,
-    active_time, address, identity, regular_gap, rows_to_lists, subnet, think_time,
+    active_time, address, identity, regular_gap, rows_to_lists, subnet, think_time, tokens,
 )
 
 Step = tuple[Request, str | None]  # a request and its (never logged) topic
@@ -342,13 +342,35 @@ def _interleave(
             yield step, "attack"
 
 
-def _chat_cover(rng: random.Random, topics: list[str], model: str, params: dict) -> Iterator[Step]:
-    """Endless focused chat on a couple of topics, with follow-ups."""
+def _chat_cover(
+    rng: random.Random, topics: list[str], model: str, params: dict, history: bool = False
+) -> Iterator[Step]:
+    """Endless focused chat on a couple of topics, with follow-ups: sent as isolated
+    prompts by a script, or with ``history``, each follow-up carrying the conversation
+    so far, as a chat front end sends it."""
     prompt = text.question(rng, rng.choice(topics))
+    turn, context = 0, 0
     while True:
-        yield Request(CHAT, model, prompt.text, None, params), prompt.topic
-        prompt = (text.follow_up(rng, prompt) if rng.random() < 0.6
-                  else text.question(rng, rng.choice(topics)))
+        request = Request(CHAT, model, prompt.text, None, params)
+        if history:
+            request.turns, request.context_tokens = turn, context
+        yield request, prompt.topic
+        if rng.random() < 0.6:
+            if history:
+                context += tokens(prompt.text) + int(rng.lognormvariate(math.log(170), 0.75))
+            prompt, turn = text.follow_up(rng, prompt), turn + 1
+        else:
+            prompt, turn, context = text.question(rng, rng.choice(topics)), 0, 0
+
+
+def _with_made_up_history(rng: random.Random, steps: Iterator[Step], share: float) -> Iterator[Step]:
+    """Chat requests that carry a made-up earlier exchange or two ``share`` of the time,
+    so that they look like follow-ups in a conversation."""
+    for request, topic in steps:
+        if request.path == CHAT and rng.random() < share:
+            request.turns = rng.choice((1, 1, 2, 3))
+            request.context_tokens = request.turns * int(rng.lognormvariate(math.log(220), 0.5))
+        yield request, topic
 
 
 def _classify_cover(rng: random.Random, model: str, params: dict | None) -> Iterator[Step]:
@@ -503,7 +525,9 @@ def adaptive(world: World, rng: random.Random, variant: str, size: int) -> Clien
     ``slow``: a distillation sweep at human pace in short daytime sessions, long pauses
     between them, half of the queries a focused benign-looking conversation.
     ``shaped``: a sweep whose requests copy an ordinary customer's shape (default
-    temperature, no logprobs, modest max_tokens) and interleave a third of cover chat.
+    temperature, no logprobs, modest max_tokens, a made-up earlier exchange in most chat
+    requests, so they read as follow-ups) and interleave a third of cover chat.
+    Both send their cover chat as a chat front end does, the conversation with each follow-up.
     """
     client = _attacker(world, rng, human=True)
     model = _target(rng, CHAT_MODELS)
@@ -511,7 +535,9 @@ def adaptive(world: World, rng: random.Random, variant: str, size: int) -> Clien
     attack_size = int(size * (1 - share))
     params = {} if variant == "shaped" else rng.choice(({"temperature": 0.7}, {}))
     attack = _text_steps(rng, sweep_topics(rng, attack_size), CHAT, model, params)
-    cover = _chat_cover(rng, text.popular_topics(rng, 2), model, params)
+    if variant == "shaped":
+        attack = _with_made_up_history(rng, attack, 0.6)
+    cover = _chat_cover(rng, text.popular_topics(rng, 2), model, params, history=True)
     steps = list(_interleave(rng, attack, cover, share))
     tz = rng.choice(TIMEZONES)
     if variant == "slow":

@@ -158,6 +158,7 @@ class Request:
     features: list[float] | None = None
     params: dict[str, float | int | bool] | None = None
     context_tokens: int = 0  # earlier turns of the conversation sent along with the prompt
+    turns: int = 0  # earlier answers among them (a chat request's assistant messages)
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,8 @@ class Client:
             event["features"] = request.features
         if request.params:
             event["params"] = dict(request.params)
+        if request.path == CHAT:  # a chat request's messages say how deep into a conversation it is
+            event["turns"] = request.turns
         if gateway.log_tokens and request.prompt is not None and status != 429:
             event["tokens_in"] = tokens(request.prompt) + request.context_tokens
             if request.path in GENERATIVE:
@@ -529,8 +532,8 @@ def conversation(
     rng = client.rng
     prompt = first or text.question(rng, topic_id)
     history = 0
-    for _ in range(turns):
-        reply = client.send(t, Request(CHAT, model, prompt.text, None, params, history),
+    for turn in range(turns):
+        reply = client.send(t, Request(CHAT, model, prompt.text, None, params, history, turn),
                             topic_id, role)
         history += tokens(prompt.text) + reply.tokens_out
         prompt = text.follow_up(rng, prompt)
