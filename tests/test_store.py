@@ -49,6 +49,11 @@ def test_migrations_events_campaigns_and_the_latest_state_view(chdb_dsn):
     assert [r[:6] for r in rows] == [("a", 12, 0, True, 0.0, "secret plans"), ("a", 0, 2, False, None, None)] and rows[0][6] == 7
     store.insert_access_events([AccessEvent(ts=1795428002, client_id="b", prompt="private")])
     assert store.query("SELECT prompt, length(prompt_hash) FROM schema.access_events WHERE client_id = 'b'")[1] == [(None, 32)]
+    # A chat request's conversation depth comes back for retraining; unknown stays unknown.
+    chats = [AccessEvent(ts=1795428003 + i, client_id="c", prompt=f"q{i}", turns=turns) for i, turns in enumerate([0, 2, None])]
+    store.insert_access_events(chats, keep_prompts=True)
+    history, _ = store.history()
+    assert [e.turns for e in history if e.client_id == "c"] == [0, 2, None]
 
     store.insert_risk_scores([
         RiskScore(ts="2026-11-23T10:00:00Z", client_id="a", events_seen=1, window_events=1, risk=0.9, action="allow", reasons=[], features={}, model_version="m"),
