@@ -8,7 +8,7 @@ from detectors.ring import held, room_for, stored
 from schemas import AccessEvent
 
 # Columns of the per-event shape record, in order.
-SHAPE_COLUMNS = ("temp0", "logprobs", "multi_n", "error", "prompt_chars", "max_tokens")
+SHAPE_COLUMNS = ("temp0", "logprobs", "multi_n", "error", "prompt_chars", "max_tokens", "followup")
 
 
 def shape_of(event: AccessEvent) -> tuple[float, ...]:
@@ -22,6 +22,7 @@ def shape_of(event: AccessEvent) -> tuple[float, ...]:
         float(event.status >= 400) if event.status is not None else np.nan,
         float(len(event.prompt)) if event.prompt else np.nan,
         float(p.max_tokens) if p and p.max_tokens is not None else np.nan,
+        float(event.turns > 0) if event.turns is not None else np.nan,
     )
 
 
@@ -62,6 +63,7 @@ class ActivityWindow:
         return {
             "size": self.size, "head": self.head, "count": self.count,
             "times": stored(self.times, self.count), "shapes": stored(self.shapes, self.count),
+            "columns": len(SHAPE_COLUMNS),
         }  # fmt: skip
 
     @classmethod
@@ -69,5 +71,8 @@ class ActivityWindow:
         w = cls(size=state["size"])
         w.head, w.count = state["head"], state["count"]
         w.times = held(state["times"], np.float64, w.count, w.size)
-        w.shapes = held(state["shapes"], np.float32, w.count, w.size, len(SHAPE_COLUMNS))
+        width = state.get("columns", 6)  # states stored before a column was added hold the first ones
+        shapes = held(state["shapes"], np.float32, w.count, w.size, width)
+        w.shapes = np.full((len(shapes), len(SHAPE_COLUMNS)), np.nan, dtype=np.float32)
+        w.shapes[:, :width] = shapes
         return w

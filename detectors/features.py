@@ -42,6 +42,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "error_rate",
     "prompt_len_cv",
     "prefix_reuse",
+    "followup_share",
     "events_seen_log",
 )
 
@@ -66,14 +67,18 @@ FEATURE_LABELS: dict[str, str] = {
     "error_rate": "error rate",
     "prompt_len_cv": "prompt length variation",
     "prefix_reuse": "template (prompt opening) reuse",
+    "followup_share": "follow-up share (chat requests carrying earlier answers)",
     "events_seen_log": "events seen (log)",
 }
 
-# Which side of the benign distribution is suspicious. Humans are bursty (high gap CV)
-# and repeat themselves now and then; machines are regular, broad and precise. Values
+# Which side of the benign distribution is suspicious. Humans are bursty (high gap CV),
+# repeat themselves now and then and follow up on answers; machines are regular, broad and
+# precise, and an extraction script asks each question once, without the conversation. Values
 # on the harmless side are clipped to the reference median before scoring, so an
 # unusually human client is never flagged for it. A client's age is context, never
-# evidence: it picks the benign clients of a similar age to compare with.
+# evidence: it picks the benign clients of a similar age to compare with. Whether a client
+# follows up is its kind, never evidence alone (batch jobs never follow up either): a
+# client that asks like a chat user and never follows up is far from every benign kind.
 FEATURE_SUSPICIOUS_SIDE: dict[str, str] = {
     "rate_per_min": "high",
     "gap_cv": "low",
@@ -95,6 +100,7 @@ FEATURE_SUSPICIOUS_SIDE: dict[str, str] = {
     "error_rate": "high",
     "prompt_len_cv": "both",
     "prefix_reuse": "high",
+    "followup_share": "kind",
     "events_seen_log": "context",
 }
 
@@ -167,6 +173,7 @@ def _shape(state: ClientState) -> dict[str, float]:
         "logprobs_share": _share(a.column("logprobs")),
         "multi_n_share": _share(a.column("multi_n")),
         "error_rate": _share(a.column("error")),
+        "followup_share": _share(a.column("followup")),
         "prompt_len_cv": float(lengths.std() / lengths.mean()) if len(lengths) >= 3 and lengths.mean() > 0 else np.nan,
     }
 

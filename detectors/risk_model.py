@@ -14,7 +14,7 @@ from detectors.isolation_paths import IsolationPaths
 from detectors.neighbors import kth_nearest_distance, sample_rows
 from detectors.spread import robust_spread
 
-SIDES = ("high", "low", "both", "context")
+SIDES = ("high", "low", "both", "context", "kind")
 CONTEXT_BAND = float(np.log(2.0))  # tails come from reference rows whose context is this close (age within a factor of 2)
 MIN_PEERS = 20  # fewest reference clients a context band holds; it widens until it does
 _DERIVED = ("_paths", "_band_keys_cache")  # made from the fitted state on first use, never saved
@@ -48,14 +48,16 @@ class RiskModel:
     again: a risk of 0.99 means "more anomalous than 99% of the reference".
 
     ``suspicious_side`` says per feature which side of the reference is suspicious:
-    "high", "low", "both" (the default) or "context". Values on the harmless side are
+    "high", "low", "both" (the default), "context" or "kind". Values on the harmless side are
     clipped to the reference median, so they neither isolate a client nor count as
     evidence. A context feature (how many events a client has sent, say) is never
     evidence; it chooses which benign clients a client is compared with: the nearest
     neighbors are found with it, and the tails are those of reference rows whose context
     lies within ``CONTEXT_BAND`` of the client's. A rate measured over ten events spreads
     far wider than one over two hundred, so an old client's 90% must not be compared with
-    a young client's 3 out of 3.
+    a young client's 3 out of 3. A "kind" feature (whether a client follows up on answers,
+    say) is not evidence either, on either side: it says what kind of client this is, so
+    the neighbors and the forest see it, unclipped, and the tails do not.
 
     >>> rng = np.random.default_rng(0)
     >>> X, groups = rng.normal(size=(500, 3)), np.arange(500) // 5
@@ -108,7 +110,8 @@ class RiskModel:
         if unknown:
             raise ValueError(f"suspicious_side values must be one of {', '.join(SIDES)}, not {sorted(unknown)}")
         side = np.array([sides.get(f, "both") for f in self.feature_names_])
-        self.clip_high_, self.clip_low_, self.evidence_ = side == "low", side == "high", side != "context"
+        self.clip_high_, self.clip_low_ = side == "low", side == "high"
+        self.evidence_ = (side != "context") & (side != "kind")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns get 0
             medians = np.nanmedian(X, axis=0)

@@ -47,6 +47,22 @@ def test_a_mix_of_two_benign_habits_is_anomalous_though_each_value_is_common():
     assert kind_a < 0.9 and kind_b < 0.9 and both > 0.999
 
 
+def test_a_kind_feature_is_never_evidence_alone_but_sets_who_a_client_is_compared_with():
+    # Chat users follow up and send ordinary volume; batch jobs never follow up and send
+    # a lot. A client with a batch job's silence and a chat user's volume is of no kind.
+    rng = np.random.default_rng(6)
+    chat = rng.integers(0, 2, size=3000)
+    volume = np.where(chat == 1, 0.0, 3.0) + rng.normal(scale=0.3, size=3000)
+    followups = np.where(chat == 1, 0.7, 0.0) + np.where(chat == 1, rng.normal(scale=0.05, size=3000), 0.0)
+    X = np.column_stack([volume, followups])
+    model = RiskModel(n_estimators=100).fit(X, ["volume", "followup_share"], {"volume": "high", "followup_share": "kind"}, groups=np.arange(3000) // 10)
+    chat_user, batch_job, silent_chatter = model.risk(np.array([[0.0, 0.7], [3.0, 0.0], [0.0, 0.0]]))
+    assert chat_user < 0.9 and batch_job < 0.9 and silent_chatter > 0.99
+    tails = model._tail_evidence(model._impute(np.array([[0.0, 0.7], [0.0, 0.0], [0.0, 5.0]])))
+    assert tails[0] == tails[1] == tails[2]  # the tails never see it
+    assert all(r.feature != "followup_share" for r in model.explain(np.array([0.0, 0.0])))
+
+
 def test_calibrating_on_client_peaks_sets_the_false_positive_rate():
     rng = np.random.default_rng(6)
     model = RiskModel(n_estimators=50).fit(rng.normal(size=(500, 2)), ["a", "b"])

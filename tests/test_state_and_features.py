@@ -66,7 +66,8 @@ def _learn(state, ref, rng, start, n):
 
 
 def _as_stored_before_rings_grew(data: bytes) -> bytes:
-    """A state's bytes as versions before detectors.ring wrote them: every ring whole, words as lists."""
+    """A state's bytes as versions before detectors.ring wrote them: every ring whole, words as
+    lists, and the six request-shape columns they had (no follow-up column, no column count)."""
     import msgspec
 
     raw = msgspec.msgpack.decode(data)
@@ -78,7 +79,8 @@ def _as_stored_before_rings_grew(data: bytes) -> bytes:
         return out.tobytes()
 
     a, p = raw["activity"], raw["prompts"]
-    a["times"], a["shapes"] = whole(a["times"], np.float64, a["size"], 0.0), whole(a["shapes"], np.float32, a["size"], np.nan, 6)
+    shapes = np.frombuffer(a.pop("shapes"), dtype=np.float32).reshape(-1, a.pop("columns"))[:, :6]
+    a["times"], a["shapes"] = whole(a["times"], np.float64, a["size"], 0.0), whole(shapes.tobytes(), np.float32, a["size"], np.nan, 6)
     p["distances"], p["prefixes"] = whole(p["distances"], np.float32, p["size"], np.nan), whole(p["prefixes"], np.int64, p["size"], 0)
     p["recent"] = [r.split() for r in p["recent"]]
     for g in raw["geometry"].values():
@@ -182,6 +184,20 @@ def test_timing_features_need_enough_events():
     state.learn_one(AccessEvent(ts=1795428000, client_id="k"))
     features = dict(zip(FEATURE_NAMES, extract_features(state, {})))
     assert np.isnan(features["gap_cv"]) and np.isnan(features["rate_per_min"]) and np.isnan(features["diversity"])
+
+
+def test_follow_up_share_counts_only_requests_that_say_how_deep_they_are():
+    """A chat request with earlier answers in it is a follow-up; a request whose log does not
+    say (a completion, a classifier call) neither counts for nor against."""
+    state = ClientState()
+    for i, turns in enumerate([0, 1, 2, None, None, 0, 3, None]):
+        state.learn_one(AccessEvent(ts=1795428000 + i, client_id="k", prompt=f"question {i}", turns=turns))
+    assert dict(zip(FEATURE_NAMES, extract_features(state, {})))["followup_share"] == pytest.approx(3 / 5)
+    silent = ClientState()
+    silent.learn_one(AccessEvent(ts=1795428000, client_id="k", prompt="classify this"))
+    assert np.isnan(dict(zip(FEATURE_NAMES, extract_features(silent, {})))["followup_share"])
+    with pytest.raises(ValueError, match="turns"):
+        AccessEvent(ts=1795428000, client_id="k", turns=-1)
 
 
 def test_shapiro_w_is_scipys_statistic_exactly():
