@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
 
 from clonewatch import DEFAULT_OUT_DIR
 from clonewatch.inputs import open_lines
 from clonewatch.model_watch import ModelWatcher
+from clonewatch.progress import progress_bar
 from detectors import ClientState, CloneDetector, CloneModel, PolicyConfig, fit_clone_model
 from detectors.embedding import embedder_for
 from detectors.vectorize import Vectorizer
@@ -113,7 +113,7 @@ class EmbeddedRunner:
             open_lines(cfg.input) as lines,
             JsonLinesWriter(cfg.decisions_path, create=True) as decisions,
             JsonLinesWriter(cfg.dead_letters_path) as dead_letters,
-            tqdm(desc="events", unit=" ev", disable=not cfg.progress, mininterval=0.5) as bar,
+            progress_bar(not cfg.progress, desc="events", unit=" ev", mininterval=0.5) as bar,
         ):
             pending: list[tuple[AccessEvent, object]] = []  # warm-up buffer: (event, vector)
             reader = EventReader(cfg.input, cfg.format, cfg.limits)

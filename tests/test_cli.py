@@ -34,8 +34,11 @@ def workdir(tmp_path_factory):
 
 
 def test_train_then_run_flags_the_attackers_and_spares_benign_clients(workdir):
-    train = clonewatch("train", "--input", "baseline/events.jsonl", "--model", "model.cwm", "-q", cwd=workdir)
+    train = clonewatch("train", "--input", "baseline/events.jsonl", "--model", "model.cwm", cwd=workdir)
     assert "saved to model.cwm" in train.stdout.decode()
+    # Off a terminal (a log, CI) progress is whole lines, not a bar redrawn with carriage returns.
+    log = train.stderr.decode()
+    assert "\r" not in log and re.search(r"^embedding: [\d,]+ ev", log, re.M) and re.search(r"^fitting: (\d+)/\1 steps", log, re.M), log
     out = clonewatch("run", "--input", "mixed.jsonl", "--model", "model.cwm", "--store", "chdb://./store", "--embedding-cache", "vectors.sqlite", "-q", cwd=workdir)
     summary = out.stdout.decode()
     assert "rejected 3" in summary and "riskiest clients" in summary and "clonewatch sql" in summary

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from clonewatch import DEFAULT_OUT_DIR
@@ -57,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
         keep_prompts=args.keep_prompts,
         embedder=args.embedder,
         embedding_cache=args.embedding_cache,
-        progress=not args.quiet and sys.stderr.isatty(),
+        progress=not args.quiet,
     )
     summary = EmbeddedRunner(config).run()
     print(render_summary(summary, config, top=args.top))

@@ -8,11 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
 
 from clonewatch.inputs import open_lines
 from clonewatch.commands.options import add_embedder_option, add_format_options, log_format
 from clonewatch.commands.sql import existing_store
+from clonewatch.progress import progress_bar
 
 
 def register(subparsers) -> None:
@@ -89,7 +89,7 @@ def main(args: argparse.Namespace) -> int:
     reader = EventReader(args.input or "", log_format(args))
     vectorizer = Vectorizer(PromptEmbedder(backend=args.embedder, disk_cache=args.embedding_cache))
     events, vectors, rejected, source, first_rejected = [], [], 0, {}, None
-    progress = tqdm(desc="embedding", unit=" ev", disable=args.quiet or not sys.stderr.isatty())
+    embedding = progress_bar(args.quiet, desc="embedding", unit=" ev")
     if args.from_store is not None:
         existing_store(args.from_store)
         events, source = ClickHouseStore(args.from_store).history(args.since)
@@ -100,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
         )
         for batch in batched(events, 256):
             vectors.extend(vectorizer.vectors(batch))
-            progress.update(len(batch))
+            embedding.update(len(batch))
     else:
         with open_lines(args.input) as lines:
             for batch in batched(reader.read(lines), 256):
@@ -109,15 +109,15 @@ def main(args: argparse.Namespace) -> int:
                 first_rejected = first_rejected or next((r for r in batch if isinstance(r, DeadLetter)), None)
                 events.extend(accepted)
                 vectors.extend(vectorizer.vectors(accepted))
-                progress.update(len(accepted))
-    progress.close()
+                embedding.update(len(accepted))
+    embedding.close()
     if not events:
         why = f"; line {first_rejected.line}: {first_rejected.reason}" if first_rejected is not None else ""
         print(f"clonewatch train: no valid events in {args.input or args.from_store} ({rejected} rejected{why})", file=sys.stderr)
         return 1
     fit_started = time.monotonic()
     stages = 2 + 2 * CALIBRATION_FOLDS  # references, features and a risk model per fold, sequential tests
-    fitting = tqdm(desc="fitting", total=stages, bar_format="{desc}: {n}/{total} steps, {elapsed}{postfix}", disable=args.quiet or not sys.stderr.isatty())
+    fitting = progress_bar(args.quiet, desc="fitting", total=stages, bar_format="{desc}: {n}/{total} steps, {elapsed}{postfix}")
 
     def report(stage: str) -> None:
         fitting.set_postfix_str(stage, refresh=False)
