@@ -349,6 +349,47 @@ def test_the_campaign_stage_is_saved_with_the_offset_it_holds_facts_up_to() -> N
     assert held.saved_up_to is None
 
 
+def test_a_table_changelog_made_after_the_producer_first_sent_is_still_written(kafka_bootstrap: str) -> None:
+    """Seen in CI: the stage table's changelog was created after the worker's producer had
+    sent elsewhere, its metadata never held it, and every save failed until the facts were
+    dead-lettered. The worker now asks for a changelog's partitions before writing to it."""
+    import asyncio
+    import uuid
+
+    from aiokafka import AIOKafkaProducer
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    from clonewatch.streaming.app import know_partitions
+
+    first, later = f"sent-{uuid.uuid4().hex[:8]}", f"changelog-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+
+    def partition_of(producer: AIOKafkaProducer, topic: str) -> int:  # what a Faust table write does
+        return producer._partition(topic, None, None, None, b"manifest", None)
+
+    async def scenario() -> int:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            admin.create_topics([NewTopic(first, 1, 1)])
+            await producer.send_and_wait(first, b"x")
+            admin.create_topics([NewTopic(later, 3, 1)])
+            await producer.client.force_metadata_update()
+            with pytest.raises(TypeError):
+                partition_of(producer, later)  # the refresh asked only for the topic it sent to
+            await know_partitions(producer, later)
+            return partition_of(producer, later)
+        finally:
+            await producer.stop()
+
+    try:
+        assert asyncio.run(scenario()) in range(3)
+    finally:
+        admin.delete_topics([first, later])
+        admin.close()
+
+
 @pytest.mark.parametrize("after", ["its last save, having committed nothing", "committing facts its one save does not hold"])
 def test_the_campaign_stage_carries_on_after_its_worker_is_killed(kafka_bootstrap: str, tmp_path: Path, campaign_traffic, after: str) -> None:
     """The worker holding the stage dies mid-stream; the next one restores the stage from its

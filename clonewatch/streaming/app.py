@@ -278,6 +278,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
             log.debug("batch of %d events, the oldest %.2f s old; scored in %.2f s, stored and its decisions sent in %.2f s", len(events), lag_s, scored - started, time.monotonic() - scored)
         await publish(dead_letters, [(letter.source.encode(), encode(letter)) for letter in admitted.dead_letters])
         await publish(facts, [(f.event.client_id.encode(), encode_fact(f)) for f in result.facts])
+        await know_changelog(app, clients)
         for cid in admitted.client_ids:
             clients[cid.encode()] = records[cid].to_bytes()
         await drain(app)
@@ -320,6 +321,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         await blocking.run(lambda: blocking.store().insert_campaigns(result.campaigns))
         await publish(verdicts, [(v.client_id.encode(), encode(v)) for _, v in result.verdicts])
         if held.due():
+            await know_changelog(app, stage_table)
             held.save(await blocking.run(stage.to_bytes), max(e.message.offset for e in events) + 1)
         await drain(app)
         stats.facts += len(decoded)
@@ -340,6 +342,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
             changed = processor.detector.apply_verdicts(said, {cid: r.state for cid, r in records.items()})
             await blocking.run(lambda: blocking.store().insert_decisions(changed))
             await publish(decisions, [decision_message(d) for d in changed])
+            await know_changelog(app, clients)
             for cid, record in records.items():
                 clients[cid.encode()] = record.to_bytes()
             await drain(app)
@@ -519,6 +522,22 @@ async def publish(topic: faust.types.TopicT, messages: Sequence[tuple[bytes, byt
     pending = [await topic.send(key=key, value=value) for key, value in messages]
     if pending:
         await asyncio.gather(*pending)
+
+
+async def know_changelog(app: faust.App, table: faust.types.TableT) -> None:
+    """Make sure the producer knows ``table``'s changelog partitions before a write to it."""
+    await know_partitions(app.producer._ensure_producer(), table.changelog_topic.get_topic_name())
+
+
+async def know_partitions(producer: Any, topic: str) -> None:
+    """Fetch ``topic``'s metadata into an aiokafka ``producer`` unless it has it.
+
+    A Faust table write picks its changelog partition from the producer's metadata without
+    waiting for it, and once the producer has sent anything its metadata refreshes hold only
+    the topics it was asked about: a changelog topic created after that is never learned,
+    and every write to the table fails with "'NoneType' object is not iterable".
+    """
+    await producer.partitions_for(topic)
 
 
 async def drain(app: faust.App) -> None:
