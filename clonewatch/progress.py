@@ -50,6 +50,40 @@ class _Lines:
         self.stream.flush()
 
 
+def time_left(share_done: float | None, elapsed_s: float) -> str | None:
+    """What is left of work of which ``share_done`` took ``elapsed_s``, as a reader says it.
+
+    >>> time_left(0.25, 30.0), time_left(0.5, 600.0), time_left(0.001, 1.0), time_left(1.0, 5.0), time_left(None, 5.0)
+    ('about 2 min left', 'about 10 min left', None, None, None)
+    """
+    if share_done is None or not 0.01 <= share_done < 1.0 or elapsed_s <= 0:
+        return None
+    left = elapsed_s * (1.0 - share_done) / share_done
+    if left < 60:
+        return "under a minute left"
+    if left < 5400:
+        return f"about {left / 60:.0f} min left"
+    return f"about {left / 3600:.1f} h left"
+
+
+def how_far(lines: Any, started: float) -> list[str]:
+    """How far through its input a reading of ``lines`` (:class:`clonewatch.inputs.Lines`)
+    begun at ``started`` (``time.monotonic()``) is, and the time left: nothing for a pipe.
+
+    >>> from clonewatch.inputs import Lines
+    >>> import io
+    >>> log = io.BytesIO(b"x" * 100)
+    >>> _ = log.read(40)
+    >>> how_far(Lines(log, log, size=100), time.monotonic() - 60)
+    ['40% of the input', 'about 2 min left']
+    """
+    share = lines.share_read()
+    if share is None:
+        return []
+    left = time_left(share, time.monotonic() - started)
+    return [f"{share:.0%} of the input", *([left] if left else [])]
+
+
 def progress_bar(quiet: bool = False, **options: Any) -> tqdm:
     """A tqdm bar on stderr (``options`` as tqdm's): drawn on a terminal, written as lines
     elsewhere (:class:`_Lines`), nothing when ``quiet``."""

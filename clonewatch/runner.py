@@ -17,7 +17,7 @@ from pathlib import Path
 from clonewatch import DEFAULT_OUT_DIR
 from clonewatch.inputs import open_lines
 from clonewatch.model_watch import ModelWatcher
-from clonewatch.progress import progress_bar
+from clonewatch.progress import how_far, progress_bar
 from detectors import ClientState, CloneDetector, CloneModel, PolicyConfig, fit_clone_model
 from detectors.embedding import embedder_for
 from detectors.vectorize import Vectorizer
@@ -130,8 +130,8 @@ class EmbeddedRunner:
                     events, vectors = [e for e, _ in pending], [v for _, v in pending]
                     pending = []
                 self._detect(events, vectors, decisions, store)
+                bar.set_postfix_str(", ".join([f"clients={len(self.states)}", f"flagged={self._flagged()}", *how_far(lines, started)]), refresh=False)
                 bar.update(len(events))
-                bar.set_postfix(clients=len(self.states), flagged=self._flagged())
             if pending:
                 self._fit_on(pending, lambda stage: bar.set_postfix_str(f"fitting on the warm-up: {stage}"))
                 self._detect([e for e, _ in pending], [v for _, v in pending], decisions, store)

@@ -12,7 +12,7 @@ from pathlib import Path
 from clonewatch.inputs import open_lines
 from clonewatch.commands.options import add_embedder_option, add_format_options, log_format
 from clonewatch.commands.sql import existing_store
-from clonewatch.progress import progress_bar
+from clonewatch.progress import how_far, progress_bar
 
 
 def register(subparsers) -> None:
@@ -109,6 +109,7 @@ def main(args: argparse.Namespace) -> int:
                 first_rejected = first_rejected or next((r for r in batch if isinstance(r, DeadLetter)), None)
                 events.extend(accepted)
                 vectors.extend(vectorizer.vectors(accepted))
+                embedding.set_postfix_str(", ".join(how_far(lines, started)), refresh=False)
                 embedding.update(len(accepted))
     embedding.close()
     if not events:
