@@ -278,17 +278,30 @@ def prompt_of(messages: Any = None, prompt: Any = None, input_: Any = None) -> s
     return None
 
 
-def turns_of(messages: Any = None) -> int | None:
+def turns_of(messages: Any = None, previous_response_id: Any = None) -> int | None:
     """How many earlier answers a chat request carries (its assistant messages): 0 for a
     fresh question; None when the request has no ``messages`` list (a completion, an embedding).
+    A Responses API request that continues a stored conversation (``previous_response_id``)
+    counts one more: its earlier answers are held by the server, not resent.
 
     >>> turns_of([{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."},
     ...           {"role": "user", "content": "And in French?"}])
     1
+    >>> turns_of(None, previous_response_id="resp_6805"), turns_of(None)
+    (1, None)
     """
+    continues = 1 if isinstance(previous_response_id, str) and previous_response_id else 0
     if not isinstance(messages, list):
-        return None
-    return sum(1 for m in messages if isinstance(m, Mapping) and m.get("role") == "assistant")
+        return continues or None
+    return continues + sum(1 for m in messages if isinstance(m, Mapping) and m.get("role") == "assistant")
+
+
+def _input_messages(input_: Any) -> list | None:
+    """The messages of a Responses API ``input`` given as a list of items (``{"role": ...,
+    "content": ...}``, with or without ``"type": "message"``); None for a string or anything else."""
+    if isinstance(input_, list) and any(isinstance(item, Mapping) and "role" in item for item in input_):
+        return input_
+    return None
 
 
 _PARAMS = ("temperature", "max_tokens", "logprobs", "top_logprobs", "n")
@@ -297,17 +310,34 @@ _PARAMS = ("temperature", "max_tokens", "logprobs", "top_logprobs", "n")
 def params_of(body: Mapping) -> dict | None:
     """The sampling parameters clonewatch uses, from an OpenAI-style body or LiteLLM's model_parameters."""
     params = {name: body[name] for name in _PARAMS if not _missing(body.get(name))}
-    if "max_tokens" not in params and not _missing(body.get("max_completion_tokens")):
-        params["max_tokens"] = body["max_completion_tokens"]
+    for alias in ("max_completion_tokens", "max_output_tokens"):  # chat's newer name, the Responses API's
+        if "max_tokens" not in params and not _missing(body.get(alias)):
+            params["max_tokens"] = body[alias]
+    include = body.get("include")
+    if "logprobs" not in params and isinstance(include, list) and "message.output_text.logprobs" in include:
+        params["logprobs"] = True  # how the Responses API asks for them
     return params or None
 
 
 def from_openai_body(body: Mapping | None) -> Record:
-    """Prompt, model and parameters of an OpenAI-compatible request body (or nothing)."""
+    """Prompt, model and parameters of an OpenAI-compatible request body (or nothing): chat
+    completions, completions, embeddings, and the Responses API (``input`` as a string or as
+    a list of messages, ``previous_response_id``, ``max_output_tokens``, logprobs asked for
+    through ``include``).
+
+    >>> record = from_openai_body({"model": "m", "input": [{"role": "user", "content": [
+    ...     {"type": "input_text", "text": "Summarise this."}]}], "previous_response_id": "resp_1",
+    ...     "max_output_tokens": 64, "include": ["message.output_text.logprobs"], "top_logprobs": 5})
+    >>> record["prompt"], record["turns"], record["params"]
+    ('Summarise this.', 1, {'top_logprobs': 5, 'max_tokens': 64, 'logprobs': True})
+    """
     if not body:
         return {}
-    out: Record = {"prompt": prompt_of(body.get("messages"), body.get("prompt"), body.get("input"))}
-    out["turns"] = turns_of(body.get("messages"))
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        messages = _input_messages(body.get("input"))  # the Responses API's conversation
+    out: Record = {"prompt": prompt_of(messages, body.get("prompt"), body.get("input"))}
+    out["turns"] = turns_of(messages, body.get("previous_response_id"))
     if isinstance(body.get("model"), str):
         out["model"] = body["model"]
     out["params"] = params_of(body)

@@ -45,6 +45,28 @@ def test_nginx() -> None:
     assert event.turns == 0  # a fresh question: no earlier answer in its messages
 
 
+def test_envoy_responses_api_bodies() -> None:
+    """The Responses API (/v1/responses): ``input`` as a string or as messages with content
+    parts, a conversation continued by ``previous_response_id``, logprobs through ``include``."""
+    line = {
+        "start_time": "2026-11-23T10:00:00.125Z", "method": "POST", "path": "/v1/responses", "response_code": 200,
+        "api_key": "sk-live-resp", "request_body": json.dumps({
+            "model": "aurora-70b-chat", "instructions": "Be brief.", "temperature": 0, "max_output_tokens": 64,
+            "include": ["message.output_text.logprobs"], "top_logprobs": 5,
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": "What is a mortgage?"}]},
+                      {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "A loan."}]},
+                      {"type": "message", "role": "user", "content": "And a lien?"}]}),
+    }  # fmt: skip
+    (event,) = accepted("envoy", line)
+    assert (event.prompt, event.model, event.turns) == ("And a lien?", "aurora-70b-chat", 1)
+    assert (event.params.temperature, event.params.max_tokens, event.params.logprobs, event.params.top_logprobs) == (0, 64, True, 5)
+    line["request_body"] = json.dumps({"model": "aurora-70b-chat", "input": "And in French?", "previous_response_id": "resp_68a1"})
+    (event,) = accepted("envoy", line)
+    assert (event.prompt, event.turns, event.params) == ("And in French?", 1, None)  # the server holds the earlier answers
+    line["request_body"] = json.dumps({"model": "aurora-70b-chat", "input": "What is a mortgage?"})
+    assert accepted("envoy", line)[0].turns is None  # a string input alone: a fresh question or an embedding, the body does not say
+
+
 def test_nginx_bearer_token_and_missing_key() -> None:
     line = {"time": "2026-11-23T10:00:00+00:00", "authorization": "Bearer sk-abc", "status": "429", "request_body": ""}
     assert accepted("nginx", line)[0].client_id == client_id_for_key("sk-abc")
