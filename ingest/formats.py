@@ -323,7 +323,8 @@ def from_openai_body(body: Mapping | None) -> Record:
     """Prompt, model and parameters of an OpenAI-compatible request body (or nothing): chat
     completions, completions, embeddings, and the Responses API (``input`` as a string or as
     a list of messages, ``previous_response_id``, ``max_output_tokens``, logprobs asked for
-    through ``include``).
+    through ``include``); Anthropic's Messages API has the same shape, and Gemini's
+    ``generateContent`` is read by :func:`_from_gemini_body`.
 
     >>> record = from_openai_body({"model": "m", "input": [{"role": "user", "content": [
     ...     {"type": "input_text", "text": "Summarise this."}]}], "previous_response_id": "resp_1",
@@ -336,12 +337,34 @@ def from_openai_body(body: Mapping | None) -> Record:
     messages = body.get("messages")
     if not isinstance(messages, list):
         messages = _input_messages(body.get("input"))  # the Responses API's conversation
+    if messages is None and isinstance(body.get("contents"), list):
+        return _from_gemini_body(body)
     out: Record = {"prompt": prompt_of(messages, body.get("prompt"), body.get("input"))}
     out["turns"] = turns_of(messages, body.get("previous_response_id"))
     if isinstance(body.get("model"), str):
         out["model"] = body["model"]
     out["params"] = params_of(body)
     return out
+
+
+def _from_gemini_body(body: Mapping) -> Record:
+    """A Gemini ``generateContent`` body: ``contents`` of ``user`` and ``model`` turns made of
+    ``parts``, sampling in ``generationConfig`` (the model is in the URL path, not the body).
+
+    >>> _from_gemini_body({"contents": [{"role": "user", "parts": [{"text": "Hi?"}]}, {"role": "model", "parts": [{"text": "Hello."}]},
+    ...     {"role": "user", "parts": [{"text": "And in French?"}]}], "generationConfig": {"temperature": 0, "maxOutputTokens": 64,
+    ...     "responseLogprobs": True, "logprobs": 5, "candidateCount": 2}})
+    {'prompt': 'And in French?', 'turns': 1, 'params': {'temperature': 0, 'max_tokens': 64, 'logprobs': True, 'top_logprobs': 5, 'n': 2}}
+    """
+    turns = [c for c in body["contents"] if isinstance(c, Mapping)]
+    messages = [
+        {"role": "assistant" if c.get("role") == "model" else "user", "content": c.get("parts")} for c in turns
+    ]  # a turn without a role is the user's
+    config = body.get("generationConfig")
+    config = config if isinstance(config, Mapping) else {}
+    named = {"temperature": "temperature", "maxOutputTokens": "max_tokens", "responseLogprobs": "logprobs", "logprobs": "top_logprobs", "candidateCount": "n"}
+    params = {ours: config[theirs] for theirs, ours in named.items() if not _missing(config.get(theirs))}
+    return {"prompt": prompt_of(messages), "turns": turns_of(messages), "params": params or None}
 
 
 def _header(headers: Any, name: str) -> Any:

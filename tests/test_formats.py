@@ -67,6 +67,22 @@ def test_envoy_responses_api_bodies() -> None:
     assert accepted("envoy", line)[0].turns is None  # a string input alone: a fresh question or an embedding, the body does not say
 
 
+def test_nginx_anthropic_and_gemini_bodies() -> None:
+    line = {"time": "2026-11-23T10:00:00+00:00", "api_key": "sk-live-4f9a", "uri": "/v1/messages", "status": "200",
+            "request_body": json.dumps({"model": "claude-sonnet", "system": "Be brief.", "max_tokens": 256, "temperature": 0,
+                                        "messages": [{"role": "user", "content": [{"type": "text", "text": "What is a lien?"}]}]})}  # fmt: skip
+    (event,) = accepted("nginx", line)
+    assert (event.prompt, event.model, event.turns, event.params.max_tokens, event.params.temperature) == ("What is a lien?", "claude-sonnet", 0, 256, 0)
+    line["uri"] = "/v1beta/models/gemini-flash:generateContent"
+    line["request_body"] = json.dumps({
+        "contents": [{"role": "user", "parts": [{"text": "Hi?"}]}, {"role": "model", "parts": [{"text": "Hello."}]},
+                     {"role": "user", "parts": [{"text": "What is a lien?"}]}],
+        "generationConfig": {"temperature": 0, "maxOutputTokens": 64, "responseLogprobs": True, "logprobs": 5}})  # fmt: skip
+    (event,) = accepted("nginx", line)
+    assert (event.prompt, event.turns, event.path) == ("What is a lien?", 1, "/v1beta/models/gemini-flash:generateContent")
+    assert (event.params.max_tokens, event.params.logprobs, event.params.top_logprobs) == (64, True, 5)
+
+
 def test_nginx_bearer_token_and_missing_key() -> None:
     line = {"time": "2026-11-23T10:00:00+00:00", "authorization": "Bearer sk-abc", "status": "429", "request_body": ""}
     assert accepted("nginx", line)[0].client_id == client_id_for_key("sk-abc")
