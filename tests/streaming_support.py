@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,6 +194,12 @@ class Background:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def tail(self) -> str:
+        """The end of the log; from its stack dump on if a worker could not stop."""
+        log = self.log()
+        stuck = log.find("did not stop within")
+        return log[stuck : stuck + 40_000] if stuck >= 0 else log[-3000:]
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
@@ -204,13 +210,28 @@ class Background:
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM and wait; returns the exit code."""
+        self.terminate()
+        return self.stopped(timeout)
+
+    def terminate(self) -> None:
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
+
+    def stopped(self, timeout: float = 30) -> int:
+        """Wait for the process to end; returns the exit code."""
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            raise AssertionError(f"process did not stop on SIGTERM; log:\n{self.log()[-3000:]}") from None
+            raise AssertionError(f"process did not stop on SIGTERM; log:\n{self.tail()}") from None
+
+
+def stop_together(processes: Sequence[Background]) -> None:
+    """SIGTERM them all at once (a deployment scaled down), and assert that each stops cleanly."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        assert process.stopped() == 0, process.tail()
 
 
 BATCH_SIZE = 32  # the test workers' --batch-size
@@ -238,7 +259,7 @@ class Worker(Background):
 
     def wait_for(self, condition: Callable[[dict], bool], timeout: float, what: str) -> None:
         def check() -> bool:
-            assert self.alive(), f"worker exited with {self.proc.returncode}; log:\n{self.log()[-3000:]}"
+            assert self.alive(), f"worker exited with {self.proc.returncode}; log:\n{self.tail()}"
             return condition(self.status())
 
         wait_until(check, timeout, what)

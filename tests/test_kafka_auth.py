@@ -119,7 +119,7 @@ def test_shipper_worker_and_decision_follower_authenticate(sasl_broker: LocalBro
             180, "the worker to score every event",
         )  # fmt: skip
     finally:
-        assert worker.stop() == 0, worker.log()[-3000:]
+        assert worker.stop() == 0, worker.tail()
     assert read_topic(sasl_broker.bootstrap, names.decisions, **sasl_broker.client_security)
 
     shown = cli("decisions", env=as_role(env, "reader"))

@@ -34,6 +34,7 @@ from tests.streaming_support import (
     numeric_traffic,
     read_topic,
     reference_decisions,
+    stop_together,
     store_query,
     wait_until,
     write_log,
@@ -74,7 +75,7 @@ def as_set(decisions: list[dict]) -> set[tuple[str, str, int]]:
 
 def caught_up(bootstrap: str, names: Names, worker: Worker) -> bool:
     """The group has committed the end of the access topic (it commits only processed batches)."""
-    assert worker.alive(), f"worker exited with {worker.proc.returncode}; log:\n{worker.log()[-3000:]}"
+    assert worker.alive(), f"worker exited with {worker.proc.returncode}; log:\n{worker.tail()}"
     return committed_everything(bootstrap, names.app_id, names.access)
 
 
@@ -97,8 +98,8 @@ def test_attacker_denied_benign_not(kafka_bootstrap: str, tmp_path: Path, model:
     try:
         wait_until(lambda: caught_up(kafka_bootstrap, names, worker), 120, "the worker to score every event")
     finally:
-        assert worker.stop() == 0, worker.log()[-3000:]
-    assert "[ERROR]" not in worker.log() and "[WARNING]" not in worker.log(), worker.log()[-3000:]  # a healthy run says nothing alarming
+        assert worker.stop() == 0, worker.tail()
+    assert "[ERROR]" not in worker.log() and "[WARNING]" not in worker.log(), worker.tail()  # a healthy run says nothing alarming
 
     decisions = decisions_on_topic(kafka_bootstrap, names)
     assert as_set(decisions) == expected  # exactly the embedded detector's decisions
@@ -164,7 +165,7 @@ def test_killed_worker_resumes_exactly(kafka_bootstrap: str, tmp_path: Path, mod
     try:
         wait_until(lambda: caught_up(kafka_bootstrap, names, second) and accounted(second) >= len(events), 120, "the second worker to catch up")
     finally:
-        assert second.stop() == 0, second.log()[-3000:]
+        assert second.stop() == 0, second.tail()
 
     # It re-read everything from offset 0 and dropped what the first worker had applied.
     status = second.status()
@@ -206,8 +207,7 @@ def test_two_workers_split_the_partitions(kafka_bootstrap: str, tmp_path: Path, 
         ship(log, names, kafka_bootstrap)
         wait_until(lambda: all(caught_up(kafka_bootstrap, names, w) for w in workers), 120, "every event scored")
     finally:
-        for worker in workers:
-            assert worker.stop() == 0, worker.log()[-3000:]
+        stop_together(workers)
 
     assert all(w.status()["events"] > 0 for w in workers)
     assert sum(w.status()["events"] for w in workers) == len(events)  # each wrote its status once more as it stopped
@@ -245,10 +245,10 @@ def test_shipper_and_worker_ride_out_a_broker_outage(tmp_path: Path, model: Path
             time.sleep(3)
             LocalBroker(broker.data_dir, broker.port, broker.controller_port).start()
             wait_until(lambda: caught_up(broker.bootstrap, names, worker) and worker.status().get("events", 0) >= len(events), 180, "the second half scored")
-            assert shipper.alive(), shipper.log()[-3000:]
+            assert shipper.alive(), shipper.tail()
         finally:
             shipper.stop()
-            assert worker.stop() == 0, worker.log()[-3000:]
+            assert worker.stop() == 0, worker.tail()
         assert as_set(decisions_on_topic(broker.bootstrap, names)) == expected
     finally:
         restarted = LocalBroker.attach(broker.data_dir)
@@ -300,8 +300,7 @@ def test_two_workers_act_on_a_campaign_whose_keys_they_split(kafka_bootstrap: st
         wait_until(lambda: all(caught_up(kafka_bootstrap, names, w) for w in workers), 120, "every event scored")
         wait_until(lambda: campaign_consumed(kafka_bootstrap, names), 120, "the campaign stage and its verdicts done")
     finally:
-        for worker in workers:
-            assert worker.stop() == 0, worker.log()[-3000:]
+        stop_together(workers)
 
     acted = {d["client_id"] for d in decisions_on_topic(kafka_bootstrap, names) if d["action"] != "allow"}
     assert acted == expected
@@ -423,7 +422,7 @@ def test_the_campaign_stage_carries_on_after_its_worker_is_killed(kafka_bootstra
         wait_until(lambda: caught_up(kafka_bootstrap, names, second), 120, "the second worker to catch up")
         wait_until(lambda: campaign_consumed(kafka_bootstrap, names), 120, "the campaign stage and its verdicts done")
     finally:
-        assert second.stop() == 0, second.log()[-3000:]
+        assert second.stop() == 0, second.tail()
     restored = re.search(r"running the campaign stage: (\d+) campaigns, (\d+) clients remembered", second.log())
     assert restored and int(restored[2]) > 0, "started afresh, not restored"
     again = re.search(r"learned again (\d+) facts acknowledged after its last save", second.log())
@@ -431,6 +430,6 @@ def test_the_campaign_stage_carries_on_after_its_worker_is_killed(kafka_bootstra
         # every fact came again, some twice (a batch whose facts went out before its worker died is scored again)
         assert again is None and second.status()["campaign_facts"] >= len(events)
     else:
-        assert again and int(again[1]) >= len(events) // 2 - 256, second.log()[-3000:]
+        assert again and int(again[1]) >= len(events) // 2 - 256, second.tail()
     acted = {d["client_id"] for d in decisions_on_topic(kafka_bootstrap, names) if d["action"] != "allow"}
     assert acted == expected

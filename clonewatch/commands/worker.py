@@ -15,6 +15,7 @@ from clonewatch.streaming.topics import TopicError, ensure_topics
 # Faust logs every rebalance step at INFO; its warnings and errors are what an operator needs.
 _CHATTY_LOGGERS = ("faust", "mode", "aiokafka", "kafka")
 STARTUP_GRACE_S = 60.0
+STOP_TIMEOUT_S = 25.0  # under Kubernetes' default grace period of 30 s
 
 
 class HealthyStartNoise(logging.Filter):
@@ -77,6 +78,12 @@ def register(subparsers) -> None:
         f"with a 100-client baseline and 36 of 288 with 300 (README, \"Overload\") (default: ${ENV_VARS['max_lag']} or off)",
     )  # fmt: skip
     parser.add_argument("--status-file", type=Path, help="rewrite this JSON file with the progress counters at every progress line (for health checks)")
+    parser.add_argument(
+        "--stop-timeout", type=float, default=STOP_TIMEOUT_S, metavar="SECONDS",
+        help="after SIGTERM/SIGINT, the longest graceful stop (finish the batch in hand, commit, leave the group); past it "
+        "the worker logs the stack of every thread and task and exits with code 3. Nothing accepted is lost either way: "
+        "uncommitted events are scored again by whoever next holds their partition (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"), help="(default: %(default)s)")
     add_policy_options(parser)
     parser.set_defaults(func=main)
@@ -84,12 +91,13 @@ def register(subparsers) -> None:
 
 def main(args: argparse.Namespace) -> int:
     config = StreamingConfig.from_args(args, store_dsn=args.store, policy=policy_from_args(args))
+    if args.stop_timeout <= 0:
+        raise ValueError(f"--stop-timeout must be positive, not {args.stop_timeout:g}")
     if config.model_path is None:
         raise ValueError(f"the worker needs a model: give --model PATH or set ${ENV_VARS['model_path']} (create one with `clonewatch train`)")
     # Heavy imports after argument checks, so `--help` and usage errors stay fast.
-    import faust
-
     from clonewatch.streaming.app import Blocking, create_app
+    from clonewatch.streaming.bounded_stop import BoundedStopWorker
     from clonewatch.model_watch import ModelWatcher
     from clonewatch.streaming.processing import BatchProcessor
     from detectors import CloneDetector, CloneModel
@@ -112,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
     detector = CloneDetector.from_model(model, config.policy, campaigns="elsewhere")  # the stage is an agent of the app
     processor = BatchProcessor(detector, vectorizer, config.recent_ids, watcher=watcher, max_lag_s=config.max_lag)
     app = create_app(config, processor, blocking, access_partitions)
-    worker = faust.Worker(app, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
+    worker = BoundedStopWorker(app, stop_timeout=args.stop_timeout, loglevel=args.log_level, quiet=True, redirect_stdouts=False)
     if args.log_level != "debug":
         for name in _CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)

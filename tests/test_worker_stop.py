@@ -1,0 +1,65 @@
+"""A worker's graceful stop has a deadline: past it, the worker says where it is stuck and exits."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+
+from clonewatch.streaming.bounded_stop import EXIT_STOP_TIMED_OUT
+from tests.streaming_support import REPO_ROOT
+
+# A Faust app whose shutdown never ends (a stand-in for a batch that cannot finish).
+HANGING_APP = textwrap.dedent(
+    """
+    import asyncio, sys
+    import faust
+    from clonewatch.streaming.bounded_stop import BoundedStopWorker
+
+    app = faust.App(sys.argv[2], broker="kafka://" + sys.argv[1], store="memory://", web_enabled=False)
+
+    @app.task
+    async def ready():
+        print("ready", flush=True)
+
+    @app.on_before_shutdown.connect
+    async def finish_the_batch_in_hand(sender, **kwargs):
+        await asyncio.sleep(3600)
+
+    BoundedStopWorker(app, stop_timeout=float(sys.argv[3]), loglevel="warning", quiet=True, redirect_stdouts=False).execute_from_commandline()
+    """
+)
+
+
+def start(bootstrap: str, stop_timeout: float) -> subprocess.Popen[str]:
+    app = subprocess.Popen(
+        [sys.executable, "-c", HANGING_APP, bootstrap, f"stop-test-{uuid.uuid4().hex[:8]}", str(stop_timeout)],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert app.stdout is not None
+    if not app.stdout.readline().endswith("ready\n"):  # the line may follow a spinner's escapes
+        app.kill()
+        raise AssertionError(f"the app did not start: {app.communicate()[1][-3000:]}")
+    return app
+
+
+@pytest.mark.kafka
+def test_a_worker_that_cannot_stop_says_where_it_is_stuck_and_exits(kafka_bootstrap: str) -> None:
+    app = start(kafka_bootstrap, stop_timeout=2.0)
+    signalled = time.monotonic()
+    app.send_signal(signal.SIGTERM)
+    try:
+        code = app.wait(timeout=60)
+    finally:
+        app.kill()
+    waited = time.monotonic() - signalled
+    stderr = app.stderr.read() if app.stderr else ""
+    assert code == EXIT_STOP_TIMED_OUT, stderr[-3000:]
+    assert 2.0 <= waited < 30, waited
+    assert "did not stop within 2 s of SIGTERM" in stderr
+    assert "finish_the_batch_in_hand" in stderr  # the stuck task's stack is in the log
