@@ -6,12 +6,14 @@ import json
 import socket
 from types import SimpleNamespace
 
+import msgspec
 import pytest
 
 from clonewatch.commands.decisions import describe
 from clonewatch.streaming.config import StreamingConfig
 from clonewatch.streaming.processing import BatchProcessor, ClientRecord, Incoming, expected_partition
 from clonewatch.streaming.topics import TopicError, ensure_topics
+from detectors import ClientState
 from schemas import AccessEvent, Action, Decision
 
 PARTITIONS = 4
@@ -49,10 +51,18 @@ def test_records_survive_storage_with_bounded_ids(processor: BatchProcessor) -> 
     processor.admit(processor.decode([message("a", i, f"r{i}") for i in range(5)]), records, PARTITIONS)
     records["a"].state.events_seen = 5
     restored = processor.load_record(records["a"].to_bytes())
-    assert restored.state.events_seen == 5 and list(restored.recent_ids) == ["r2", "r3", "r4"]
+    assert restored.state.events_seen == 5 and list(restored.recent_ids) == [ClientRecord.id_hash(f"r{i}") for i in (2, 3, 4)]
     late = AccessEvent(ts=1795428000, client_id="a", request_id="r0")
     assert not restored.is_replay(late, partition=9, offset=0)  # r0 fell out of the remembered ids
     assert restored.is_replay(late, partition=message("a", 0).partition, offset=4)  # but its offset is behind
+
+
+def test_a_record_written_with_plain_ids_reads_as_hashed_ids(processor: BatchProcessor) -> None:
+    old = msgspec.msgpack.encode({"state": ClientState(window=10).to_bytes(), "ids": ["r1", "r2"], "positions": {0: 7}})
+    record = processor.load_record(old)
+    assert record.is_replay(AccessEvent(ts=1795428000, client_id="a", request_id="r2"), partition=1, offset=0)
+    assert not record.is_replay(AccessEvent(ts=1795428000, client_id="a", request_id="r3"), partition=1, offset=0)
+    assert record.is_replay(AccessEvent(ts=1795428000, client_id="a", request_id="r3"), partition=0, offset=7)
 
 
 def test_misrouted_messages_are_counted(processor: BatchProcessor) -> None:
