@@ -97,6 +97,8 @@ def test_worker_is_scalable_and_checked(services: dict) -> None:
     assert mounted(service, variables["CLONEWATCH_MODEL"])
     assert variables["CLONEWATCH_STATUS_FILE"] in " ".join(service["healthcheck"]["test"])
     assert Path(variables["CLONEWATCH_STATUS_FILE"]).parent == Path(variables["CLONEWATCH_DATA_DIR"])
+    grace = service["stop_grace_period"]
+    assert grace.endswith("s") and float(grace[:-1]) > worker.STOP_TIMEOUT_S  # the worker's own deadline comes first
 
 
 def test_api_and_receiver_parse_with_the_cli_and_answer_health_checks(services: dict) -> None:
