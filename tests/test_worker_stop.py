@@ -14,10 +14,11 @@ import pytest
 from clonewatch.streaming.bounded_stop import EXIT_STOP_TIMED_OUT
 from tests.streaming_support import REPO_ROOT
 
-# A Faust app whose shutdown never ends (a stand-in for a batch that cannot finish).
+# A Faust app whose shutdown never ends (a stand-in for a batch that cannot finish), unless
+# told to finish: then the process goes on for a while after its worker has stopped.
 HANGING_APP = textwrap.dedent(
     """
-    import asyncio, sys
+    import asyncio, sys, time
     import faust
     from clonewatch.streaming.bounded_stop import BoundedStopWorker
 
@@ -29,16 +30,20 @@ HANGING_APP = textwrap.dedent(
 
     @app.on_before_shutdown.connect
     async def finish_the_batch_in_hand(sender, **kwargs):
-        await asyncio.sleep(3600)
+        await asyncio.sleep(0 if sys.argv[4] == "finish" else 3600)
 
-    BoundedStopWorker(app, stop_timeout=float(sys.argv[3]), loglevel="warning", quiet=True, redirect_stdouts=False).execute_from_commandline()
+    try:
+        BoundedStopWorker(app, stop_timeout=float(sys.argv[3]), loglevel="warning", quiet=True, redirect_stdouts=False).execute_from_commandline()
+    except SystemExit:
+        time.sleep(float(sys.argv[3]) + 2.0)
+        print("went on after its worker", flush=True)
     """
 )
 
 
-def start(bootstrap: str, stop_timeout: float) -> subprocess.Popen[str]:
+def start(bootstrap: str, stop_timeout: float, shutdown: str = "hang") -> subprocess.Popen[str]:
     app = subprocess.Popen(
-        [sys.executable, "-c", HANGING_APP, bootstrap, f"stop-test-{uuid.uuid4().hex[:8]}", str(stop_timeout)],
+        [sys.executable, "-c", HANGING_APP, bootstrap, f"stop-test-{uuid.uuid4().hex[:8]}", str(stop_timeout), shutdown],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert app.stdout is not None
@@ -63,3 +68,17 @@ def test_a_worker_that_cannot_stop_says_where_it_is_stuck_and_exits(kafka_bootst
     assert 2.0 <= waited < 30, waited
     assert "did not stop within 2 s of SIGTERM" in stderr
     assert "finish_the_batch_in_hand" in stderr  # the stuck task's stack is in the log
+
+
+@pytest.mark.kafka
+def test_a_worker_that_stops_in_time_stops_the_clock_too(kafka_bootstrap: str) -> None:
+    """The deadline ends a worker that is stuck, not the process that ran a worker which stopped."""
+    app = start(kafka_bootstrap, stop_timeout=2.0, shutdown="finish")
+    app.send_signal(signal.SIGTERM)
+    try:
+        out, err = app.communicate(timeout=60)
+    finally:
+        app.kill()
+    assert app.returncode == 0, err[-3000:]
+    assert "went on after its worker" in out
+    assert "did not stop within" not in err

@@ -52,11 +52,19 @@ class BoundedStopWorker(faust.Worker):
     def __init__(self, *args: Any, stop_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.stop_timeout = stop_timeout
+        self._stop_timer: threading.Timer | None = None
 
     def _schedule_shutdown(self, signal: signal.Signals) -> None:
         if not self._signal_stop_time:  # the first signal starts the clock
-            stop_within(self.stop_timeout, lambda: self._say_where(signal))
+            self._stop_timer = stop_within(self.stop_timeout, lambda: self._say_where(signal))
         super()._schedule_shutdown(signal)
+
+    def stop_and_shutdown(self) -> None:
+        """Stop, and once stopped in time, stop the clock too (a process that goes on after its
+        worker, as a test's does, is not ended by it)."""
+        super().stop_and_shutdown()
+        if self._stop_timer is not None:
+            self._stop_timer.cancel()
 
     def _say_where(self, signal: signal.Signals) -> None:
         log.error("did not stop within %g s of %s; the stack of every thread and task follows", self.stop_timeout, signal.name)
