@@ -16,7 +16,7 @@ def brute_mean_pairwise_sq(vectors: np.ndarray) -> float:
 
 def test_incremental_spread_and_nearest_match_brute_force_after_the_window_wraps():
     rng = np.random.default_rng(1)
-    data = rng.normal(size=(37, 5)).astype(np.float32)
+    data = rng.normal(size=(37, 5)).astype(np.float16).astype(np.float32)  # values the window holds exactly
     w = GeometryWindow(dim=5, size=10)
     for v in data:
         w.learn_one(v, region=0)
@@ -26,6 +26,19 @@ def test_incremental_spread_and_nearest_match_brute_force_after_the_window_wraps
     expected_last = np.sqrt(((data[-11:-1] - data[-1]) ** 2).sum(axis=1)).min()
     assert w.nearest[-1] == pytest.approx(expected_last, rel=1e-5)
     assert w.steps[-1] == pytest.approx(np.linalg.norm(data[-1] - data[-2]), rel=1e-5)
+
+
+def test_vectors_are_held_at_half_precision_and_a_verbatim_repeat_is_still_at_distance_zero():
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=64).astype(np.float32)
+    near = v + np.float32(0.01) * rng.normal(size=64).astype(np.float32)  # a small edit, far above the rounding
+    w = GeometryWindow(dim=64, size=10)
+    for x in (v, near, v.copy()):
+        w.learn_one(x, region=0)
+    assert w.nearest[-1] == 0.0
+    assert w.nearest[1] == pytest.approx(np.linalg.norm(near - v), rel=0.01)
+    assert np.abs(w.vectors[0] - v).max() <= 1e-3 * np.abs(v).max()
+    assert len(w.to_state()["vectors16"]) == 3 * 64 * 2
 
 
 CENTERS = np.random.default_rng(42).normal(size=(8, 6)) * 5
@@ -66,8 +79,9 @@ def _learn(state, ref, rng, start, n):
 
 
 def _as_stored_before_rings_grew(data: bytes) -> bytes:
-    """A state's bytes as versions before detectors.ring wrote them: every ring whole, words as
-    lists, and the six request-shape columns they had (no follow-up column, no column count)."""
+    """A state's bytes as versions before detectors.ring wrote them: every ring whole, vectors at
+    full precision, words as lists, and the six request-shape columns they had (no follow-up
+    column, no column count)."""
     import msgspec
 
     raw = msgspec.msgpack.decode(data)
@@ -84,6 +98,8 @@ def _as_stored_before_rings_grew(data: bytes) -> bytes:
     p["distances"], p["prefixes"] = whole(p["distances"], np.float32, p["size"], np.nan), whole(p["prefixes"], np.int64, p["size"], 0)
     p["recent"] = [r.split() for r in p["recent"]]
     for g in raw["geometry"].values():
+        full = np.frombuffer(g.pop("vectors16"), dtype=np.float16).astype(np.float32)  # stored at full precision then
+        g["vectors"] = whole(full.tobytes(), np.float32, g["size"], 0.0, g["dim"])
         for name, dtype, fill in (("regions", np.int16, 0), ("nearest", np.float32, np.nan), ("steps", np.float32, np.nan), ("novelty", np.float32, 0.0)):
             g[name] = whole(g[name], dtype, g["size"], fill)
     return msgspec.msgpack.encode(raw)
