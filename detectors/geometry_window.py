@@ -7,6 +7,14 @@ import numpy as np
 from detectors.ring import held, room_for, stored
 
 
+HALF_MAX = float(np.finfo(np.float16).max)
+
+
+def half_precision(x: np.ndarray) -> np.ndarray:
+    """``x`` rounded to float16 values (clipped to its range), as float32."""
+    return np.clip(x, -HALF_MAX, HALF_MAX).astype(np.float16).astype(np.float32)
+
+
 class GeometryWindow:
     """Sliding window over one client's projected query vectors in one space.
 
@@ -18,6 +26,8 @@ class GeometryWindow:
     most of a stored state, and a relative error of 5e-4 is far below any distance the
     features tell apart (the near-duplicate radius is a few percent of the reference's
     spread); a verbatim repeat is still at distance 0, since both copies round alike.
+    Values beyond half precision's range (a numeric query millions of spreads past the
+    reference's edge) are held at its largest value: still far beyond any customer's.
 
     >>> w = GeometryWindow(dim=2, size=3)
     >>> for v in ([0, 0], [1, 0], [1, 0.1], [5, 5]):
@@ -48,7 +58,7 @@ class GeometryWindow:
             self.nearest_ring = room_for(self.nearest_ring, rows, self.size, np.nan)
             self.step_ring = room_for(self.step_ring, rows, self.size, np.nan)
             self.novelty_ring = room_for(self.novelty_ring, rows, self.size, 0.0)
-        vector = np.asarray(vector, dtype=np.float16).astype(np.float32)
+        vector = half_precision(vector)
         if self.count:
             earlier = self.vectors[: self.count]
             d = np.sqrt(np.maximum(((earlier - vector) ** 2).sum(axis=1), 0.0))
@@ -119,8 +129,8 @@ class GeometryWindow:
         w.head, w.count, w.total, w.sum_sq = state["head"], state["count"], state["total"], state["sum_sq"]
         if "vectors16" in state:
             w.vectors = held(state["vectors16"], np.float16, w.count, w.size, w.dim).astype(np.float32)
-        else:  # stored at full precision by earlier versions
-            w.vectors = held(state["vectors"], np.float32, w.count, w.size, w.dim)
+        else:  # stored at full precision by earlier versions: rounded as this one learns them
+            w.vectors = half_precision(held(state["vectors"], np.float32, w.count, w.size, w.dim))
         w.regions = held(state["regions"], np.int16, w.count, w.size)
         w.nearest_ring = held(state["nearest"], np.float32, w.count, w.size)
         w.step_ring = held(state["steps"], np.float32, w.count, w.size)

@@ -41,6 +41,14 @@ def test_vectors_are_held_at_half_precision_and_a_verbatim_repeat_is_still_at_di
     assert len(w.to_state()["vectors16"]) == 3 * 64 * 2
 
 
+def test_a_vector_beyond_half_precisions_range_is_held_at_its_edge_not_as_infinity():
+    w = GeometryWindow(dim=3, size=10)
+    for x in ([0.0, 0.0, 0.0], [1e9, -1e12, 1.0], [1e9, -1e12, 1.0]):
+        w.learn_one(np.array(x, dtype=np.float32), region=0)
+    assert np.isfinite(w.vectors[:3]).all() and np.isfinite(w.mean_pairwise_sq_distance())
+    assert w.nearest[1] > 9e4 and w.nearest[2] == 0.0
+
+
 CENTERS = np.random.default_rng(42).normal(size=(8, 6)) * 5
 
 
