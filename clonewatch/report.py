@@ -29,6 +29,8 @@ def render_summary(summary: RunSummary, config: RunConfig, top: int = 5) -> str:
     ]
     if summary.dead_letter_reasons:
         lines.append("rejected because  " + "; ".join(f"{n}× {r}" for r, n in sorted(summary.dead_letter_reasons.items(), key=lambda kv: -kv[1])[:3]))
+    if summary.bounded:
+        lines.append("kept, bounded     " + "; ".join(f"{n:,}× {what}" for what, n in sorted(summary.bounded.items())))
     min_events = config.policy.min_events
     riskiest = summary.riskiest(top, min_events)
     if riskiest:

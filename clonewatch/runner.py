@@ -60,6 +60,7 @@ class RunSummary:
     embedder: str = ""
     latest: dict[str, RiskScore] = field(default_factory=dict)
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    bounded: dict[str, int] = field(default_factory=dict)  # prompts and rows too long to keep whole, by what was done
 
     @property
     def clients(self) -> int:
@@ -138,6 +139,7 @@ class EmbeddedRunner:
                 bar.update(len(pending))
         self.summary.elapsed_s = time.monotonic() - started
         self.summary.format = reader.format
+        self.summary.bounded = dict(reader.bounded)
         self.summary.embedder += self.vectorizer.embedder.disk_cache_note
         return self.summary
 

@@ -10,10 +10,11 @@ import msgspec
 
 from schemas import AccessEvent, DeadLetter
 from ingest.formats import client_id_for_key, dead_letter_raw, looks_like_key, without_bom
+from ingest.oversize import MAX_FEATURES as DEFAULT_MAX_FEATURES
+from ingest.oversize import MAX_PROMPT_CHARS as DEFAULT_MAX_PROMPT_CHARS
+from ingest.oversize import SKETCH_DIM, sketch
 from schemas.text import printable
 
-DEFAULT_MAX_PROMPT_CHARS = 32_000
-DEFAULT_MAX_FEATURES = 4_096
 DEFAULT_MAX_CLIENT_ID_CHARS = 256
 _NON_JSON_NUMBER = re.compile(r"[\[,:]\s*-?(NaN|Infinity)\b")  # a dead letter keeps this much of the offending line
 
@@ -28,6 +29,9 @@ class DecodeLimits:
 class EventDecoder:
     """Decode canonical JSON lines; never raises on bad input.
 
+    A prompt or feature row over the limits is bounded, not rejected (:mod:`ingest.oversize`);
+    ``bounded`` counts how often, by what was done.
+
     >>> decoder = EventDecoder(source="example")
     >>> decoder.decode(b'{"ts": 1795428000, "client_id": "k1", "prompt": "hi"}', 1).client_id
     'k1'
@@ -39,6 +43,7 @@ class EventDecoder:
         self.source = source
         self.limits = limits
         self._decoder = msgspec.json.Decoder(AccessEvent)
+        self.bounded: dict[str, int] = {}
 
     def decode(self, line: bytes | str, line_no: int) -> AccessEvent | DeadLetter:
         """The event of one line, or a dead letter with the reason; raises on nothing.
@@ -56,7 +61,7 @@ class EventDecoder:
             return self._reject(line, line_no, "JSON nested too deeply")
         except Exception as exc:  # noqa: BLE001 - whatever the bytes, a dead letter, never a crash
             return self._reject(line, line_no, printable(f"undecodable line ({type(exc).__name__}: {exc})"))
-        problem = self._check_limits(event)
+        problem = self._bound(event)
         if problem:
             return self._reject(line, line_no, problem)
         if looks_like_key(event.client_id):
@@ -83,14 +88,21 @@ class EventDecoder:
             return f"{reason}: NaN and Infinity are not JSON numbers (features must be finite)"
         return reason
 
-    def _check_limits(self, event: AccessEvent) -> str | None:
-        if len(event.client_id) > self.limits.max_client_id_chars:
-            return f"client_id has {len(event.client_id)} characters, over the limit of {self.limits.max_client_id_chars}"
-        if event.prompt is not None and len(event.prompt) > self.limits.max_prompt_chars:
-            return f"prompt has {len(event.prompt)} characters, over the limit of {self.limits.max_prompt_chars}"
-        if event.features is not None and len(event.features) > self.limits.max_features:
-            return f"features has {len(event.features)} values, over the limit of {self.limits.max_features}"
+    def _bound(self, event: AccessEvent) -> str | None:
+        """Why the event cannot be taken (an overlong client id), or None once its prompt and row are bounded."""
+        limits = self.limits
+        if len(event.client_id) > limits.max_client_id_chars:
+            return f"client_id has {len(event.client_id)} characters, over the limit of {limits.max_client_id_chars}"
+        if event.prompt is not None and len(event.prompt) > limits.max_prompt_chars:
+            event.prompt = event.prompt[: limits.max_prompt_chars]
+            self._count(f"prompts over {limits.max_prompt_chars:,} characters scored on their first {limits.max_prompt_chars:,}")
+        if event.features is not None and len(event.features) > limits.max_features:
+            event.features, event.features_dim = sketch(event.features), len(event.features)
+            self._count(f"feature rows over {limits.max_features:,} values scored on a {SKETCH_DIM:,}-value sketch")
         return None
+
+    def _count(self, what: str) -> None:
+        self.bounded[what] = self.bounded.get(what, 0) + 1
 
     def _reject(self, line: bytes | str, line_no: int, reason: str) -> DeadLetter:
         return DeadLetter(source=self.source, line=line_no, reason=reason, raw=dead_letter_raw(line))

@@ -933,6 +933,8 @@ def guess_format(line: bytes | str) -> str | None:
     if not isinstance(data, dict):
         return None
     keys = set(data)
+    if isinstance(data.get("data"), dict):  # KServe's payload logger: the predict request under "data"
+        keys |= set(data["data"]) & {"instances", "inputs"}
     best = max(_SIGNATURES, key=lambda fmt: (len(keys & _SIGNATURES[fmt]), fmt == "canonical"))
     return best if keys & _SIGNATURES[best] else None
 

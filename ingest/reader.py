@@ -41,6 +41,11 @@ class EventReader:
     def format(self) -> str | None:
         return self._parser.format
 
+    @property
+    def bounded(self) -> dict[str, int]:
+        """How many prompts and feature rows were too long to keep whole, by what was done (:mod:`ingest.oversize`)."""
+        return self._decoder.bounded
+
     def read(self, lines: Iterable[bytes | str]) -> Iterator[AccessEvent | DeadLetter]:
         number = 0
         for number, line in enumerate(lines, start=1):

@@ -35,6 +35,7 @@ from kafka.errors import KafkaError
 
 from ingest.containers import ContainerLines
 from ingest.formats import CustomFormat, FormatError, LineParser, dead_letter_raw
+from ingest.oversize import bound_record
 from schemas.text import printable
 from schemas import DeadLetter
 
@@ -227,6 +228,7 @@ class ShipStats:
     records: int = 0
     dead_letters: int = 0
     retries: int = 0
+    bounded: int = 0  # records whose prompt or feature row was too long to ship whole (ingest.oversize)
 
 
 class Shipper:
@@ -274,6 +276,7 @@ class Shipper:
         for i, record in enumerate(records):
             if not record.get("request_id"):
                 record["request_id"] = base_id if len(records) == 1 else f"{base_id}#{i}"
+            self.stats.bounded += bool(bound_record(record))
             value = _encoder.encode(record)
             if len(value) > self.max_message_bytes:
                 yield self._dead_letter(source, line, f"record of {len(value)} bytes exceeds the {self.max_message_bytes}-byte message limit")

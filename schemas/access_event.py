@@ -51,6 +51,9 @@ class AccessEvent(msgspec.Struct, omit_defaults=True):
     # Earlier answers the request carries: the assistant messages of a chat request's history.
     # 0 is a fresh question, 2 a question after two exchanges; None where the log does not say.
     turns: int | None = None
+    # The length of the request's row when ``features`` holds its sketch (rows too long to
+    # keep whole, see ingest.oversize); None when ``features`` is the row itself.
+    features_dim: int | None = None
 
     def __post_init__(self) -> None:
         self.ts = to_epoch(self.ts)
@@ -63,6 +66,8 @@ class AccessEvent(msgspec.Struct, omit_defaults=True):
                 raise ValueError("features must be finite numbers (no NaN or infinity)")
         if self.turns is not None and self.turns < 0:
             raise ValueError("turns must not be negative")
+        if self.features_dim is not None and (not self.features or self.features_dim <= len(self.features)):
+            raise ValueError("features_dim is the length of a row longer than its sketch in features")
 
     @property
     def space(self) -> str | None:
@@ -70,5 +75,5 @@ class AccessEvent(msgspec.Struct, omit_defaults=True):
         if self.prompt:
             return "text"
         if self.features:
-            return f"numeric:{len(self.features)}"
+            return f"numeric:{self.features_dim or len(self.features)}"
         return None

@@ -83,7 +83,8 @@ def main(args: argparse.Namespace) -> int:
             stats = ship_stream(shipper, sys.stdin.buffer, **options)
     finally:
         producer.close()
-    print(f"shipped {stats.lines} lines: {stats.records} records, {stats.dead_letters} dead letters", file=sys.stderr)
+    bounded = f" ({stats.bounded} with a prompt or feature row too long to ship whole, shipped bounded)" if stats.bounded else ""
+    print(f"shipped {stats.lines} lines: {stats.records} records{bounded}, {stats.dead_letters} dead letters", file=sys.stderr)
     return mostly_rejected_exit(stats.lines, stats.dead_letters, str(fmt), args.strict, "ship")
 
 

@@ -1,0 +1,73 @@
+"""Requests too large to keep whole are scored on a bounded part of them, never dropped.
+
+A gateway in front of an image classifier logs 150,528 numbers a request (224 x 224 x 3),
+and a retrieval-augmented application sends prompts of 100,000 characters. Dead-lettering
+them would hide whole APIs from detection (and let an attacker hide by padding), and
+keeping them whole would let one client's requests fill a worker's memory and Kafka's
+messages. So:
+
+- a row of more than :data:`MAX_FEATURES` numbers is replaced by its count sketch of
+  :data:`SKETCH_DIM` numbers (each value added, with a random sign, into one of the
+  buckets; buckets and signs are fixed by the row's length, so rows of one model's input
+  are sketched alike). Inner products, and so distances, between rows of the same length
+  are kept in expectation, within a few percent: near-duplicate probes, coverage and
+  novelty still measure what they measure. The record keeps the row's length in
+  ``features_dim``, so each input shape stays a vector space of its own;
+- a prompt of more than :data:`MAX_PROMPT_CHARS` characters is cut to that many (the
+  embedding model reads only its first few hundred tokens anyway).
+
+>>> record = {"ts": 1795428000, "client_id": "k", "features": [0.5] * 150_528}
+>>> bound_record(record), len(record["features"]), record["features_dim"]
+(['feature rows over 4,096 values scored on a 1,024-value sketch'], 1024, 150528)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import MutableMapping
+from typing import Any
+
+import numpy as np
+
+MAX_PROMPT_CHARS = 32_000
+MAX_FEATURES = 4_096
+SKETCH_DIM = 1_024
+
+
+@functools.lru_cache(maxsize=8)
+def _hashing(length: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([length, dim])
+    return rng.integers(0, dim, length), rng.choice(np.array([-1.0, 1.0]), length)
+
+
+def sketch(values: Any, dim: int = SKETCH_DIM) -> list[float]:
+    """The count sketch of a row of numbers: ``dim`` numbers whose distances to the sketches of
+    other rows of the same length are, in expectation, the rows' own.
+
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.uniform(size=150_528)
+    >>> b = a + rng.normal(scale=0.01, size=a.size)  # a tiny perturbation of a
+    >>> c = rng.uniform(size=a.size)  # another input
+    >>> def ratio(x, y):
+    ...     return float(np.linalg.norm(np.subtract(sketch(x), sketch(y))) / np.linalg.norm(x - y))
+    >>> 0.9 < ratio(a, b) < 1.1, 0.9 < ratio(a, c) < 1.1
+    (True, True)
+    """
+    row = np.asarray(values, dtype=np.float64)
+    buckets, signs = _hashing(len(row), dim)
+    return np.bincount(buckets, weights=signs * row, minlength=dim).tolist()
+
+
+def bound_record(record: MutableMapping[str, Any], max_prompt_chars: int = MAX_PROMPT_CHARS, max_features: int = MAX_FEATURES) -> list[str]:
+    """Bound a canonical record's prompt and feature row in place; say what was done (nothing: ``[]``)."""
+    notes = []
+    prompt = record.get("prompt")
+    if isinstance(prompt, str) and len(prompt) > max_prompt_chars:
+        record["prompt"] = prompt[:max_prompt_chars]
+        notes.append(f"prompts over {max_prompt_chars:,} characters scored on their first {max_prompt_chars:,}")
+    features = record.get("features")
+    if isinstance(features, list) and len(features) > max_features:
+        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in features):  # else the decoder says what is wrong
+            record["features"], record["features_dim"] = sketch(features), len(features)
+            notes.append(f"feature rows over {max_features:,} values scored on a {SKETCH_DIM:,}-value sketch")
+    return notes

@@ -1,0 +1,94 @@
+"""Requests too large to keep whole (an image classifier's inputs, long-context prompts) are
+scored on a bounded part of them, through run's reader, the shipper and the store alike."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+
+from clonewatch.report import render_summary
+from clonewatch.runner import RunConfig, RunSummary
+from ingest.decode import EventDecoder
+from ingest.oversize import MAX_PROMPT_CHARS, SKETCH_DIM, sketch
+from ingest.reader import EventReader
+from ingest.shipper import Line, Shipper
+from schemas import AccessEvent, DeadLetter
+from sinks.clickhouse import ClickHouseStore
+
+IMAGE = (224, 224, 3)  # an ImageNet classifier's input: 150,528 numbers a request
+
+
+def kserve_line(image: np.ndarray, request_id: str) -> bytes:
+    """A KServe payload-logger record of one predict request, the caller added by the gateway."""
+    return json.dumps({
+        "time": "2026-11-23T10:00:03.250Z", "id": request_id, "client_id": "acct-7781",
+        "path": "/v1/models/resnet:predict", "data": {"instances": [np.round(image, 3).tolist()]},
+    }).encode()  # fmt: skip
+
+
+def shipped(lines: list[bytes]) -> list[tuple[str, dict]]:
+    shipper = Shipper(None, "auto", "access", "dead")
+    source = SimpleNamespace(name="gateway.log", request_id=lambda line: f"r{line.number}")
+    messages = [m for n, data in enumerate(lines, 1) for m in shipper.messages(source, Line(0, n, data))]
+    return [(topic, json.loads(value)) for topic, _, value in messages], shipper.stats
+
+
+def test_an_image_classifier_request_is_scored_on_its_sketch():
+    image = np.random.default_rng(0).uniform(size=IMAGE)
+    reader = EventReader("kserve.log")
+    [event] = reader.read([kserve_line(image, "img-1")])
+    assert reader.format == "kserve"  # a payload-logger line, told apart by the request under "data"
+    assert isinstance(event, AccessEvent) and event.features_dim == image.size and len(event.features) == SKETCH_DIM
+    assert event.space == "numeric:150528" and event.features == sketch(np.round(image, 3).ravel())
+    assert reader.bounded == {"feature rows over 4,096 values scored on a 1,024-value sketch": 1}
+
+    [(topic, record)], stats = shipped([kserve_line(image, "img-1")])  # 1.1 MB of JSON: over Kafka's message limit whole
+    assert topic == "access" and record["features_dim"] == image.size and len(record["features"]) == SKETCH_DIM
+    assert stats.bounded == 1 and stats.dead_letters == 0
+    again = EventDecoder("worker").decode(json.dumps(record).encode(), 1)  # the worker decodes what the shipper sent
+    assert again.features == event.features and again.space == event.space
+
+
+def test_sketches_keep_probes_near_their_origin_and_other_inputs_far():
+    """Boundary probing sends tiny edits of one input: each edit's nearest sketch is still its
+    origin's, and distances between different inputs keep their size."""
+    rng = np.random.default_rng(1)
+    origins = rng.uniform(size=(40, 20_000))
+    probes = origins + rng.normal(scale=0.02, size=origins.shape)
+    sketched_origins = np.array([sketch(x) for x in origins])
+    sketched_probes = np.array([sketch(x) for x in probes])
+    distances = np.linalg.norm(sketched_probes[:, None, :] - sketched_origins[None, :, :], axis=2)
+    assert (distances.argmin(axis=1) == np.arange(len(origins))).all()
+    raw = np.linalg.norm(origins[1:] - origins[:-1], axis=1)
+    kept = np.linalg.norm(sketched_origins[1:] - sketched_origins[:-1], axis=1) / raw
+    assert 0.85 < kept.min() and kept.max() < 1.15
+
+
+def test_a_long_prompt_is_scored_on_its_first_characters():
+    document = "clause 7.3 of the agreement " * 3000  # 84,000 characters of long-context request
+    line = json.dumps({"ts": 1795428000, "client_id": "k", "prompt": document}).encode()
+    reader = EventReader("rag.log")
+    [event] = reader.read([line])
+    assert isinstance(event, AccessEvent) and event.prompt == document[:MAX_PROMPT_CHARS]
+    [(_, record)], stats = shipped([line])
+    assert record["prompt"] == document[:MAX_PROMPT_CHARS] and stats.bounded == 1
+
+    summary = RunSummary(accepted=1, bounded=dict(reader.bounded))
+    assert "1× prompts over 32,000 characters scored on their first 32,000" in render_summary(summary, RunConfig(input="rag.log"))
+
+
+def test_a_sketch_claimed_for_a_short_row_is_a_dead_letter():
+    letter = EventDecoder("x").decode(b'{"ts": 1795428000, "client_id": "k", "features": [1, 2, 3], "features_dim": 2}', 4)
+    assert isinstance(letter, DeadLetter) and "features_dim" in letter.reason
+
+
+def test_a_row_longer_than_65535_values_keeps_its_length_in_the_store(chdb_dsn):
+    store = ClickHouseStore(chdb_dsn, database="oversize")
+    store.ensure_tables()
+    event = EventDecoder("x").decode(json.dumps({"ts": 1795428000, "client_id": "k", "features": [0.25] * 150_528}).encode(), 1)
+    store.insert_access_events([event])
+    assert store.query("SELECT features_count, length(features) FROM oversize.access_events")[1] == [(150_528, SKETCH_DIM)]
+    [back], _ = store.history()
+    assert back.features_dim == 150_528 and back.space == "numeric:150528"
