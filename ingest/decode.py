@@ -25,6 +25,10 @@ class DecodeLimits:
     max_features: int = DEFAULT_MAX_FEATURES
     max_client_id_chars: int = DEFAULT_MAX_CLIENT_ID_CHARS
 
+    def __post_init__(self) -> None:
+        if self.max_features < SKETCH_DIM:
+            raise ValueError(f"max_features must be at least the sketch's {SKETCH_DIM} values")
+
 
 class EventDecoder:
     """Decode canonical JSON lines; never raises on bad input.

@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from schemas.access_event import SKETCH_DIM
+
 MAX_PROMPT_CHARS = 32_000
 MAX_FEATURES = 4_096
-SKETCH_DIM = 1_024
 
 
 @functools.lru_cache(maxsize=8)

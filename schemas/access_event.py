@@ -8,6 +8,9 @@ import msgspec
 
 from schemas.timefmt import to_epoch
 
+SKETCH_DIM = 1_024  # the length of a sketched row (ingest.oversize): every row of a space has its space's length
+MAX_ROW_LENGTH = 100_000_000  # the longest row a sketch may stand for (the store keeps the length as UInt32)
+
 
 class Params(msgspec.Struct, omit_defaults=True):
     """Sampling parameters of the request, as the client sent them."""
@@ -66,8 +69,10 @@ class AccessEvent(msgspec.Struct, omit_defaults=True):
                 raise ValueError("features must be finite numbers (no NaN or infinity)")
         if self.turns is not None and self.turns < 0:
             raise ValueError("turns must not be negative")
-        if self.features_dim is not None and (not self.features or self.features_dim <= len(self.features)):
-            raise ValueError("features_dim is the length of a row longer than its sketch in features")
+        if self.features_dim is not None and (
+            not self.features or len(self.features) != SKETCH_DIM or not SKETCH_DIM < self.features_dim <= MAX_ROW_LENGTH
+        ):
+            raise ValueError(f"features_dim is the length (at most {MAX_ROW_LENGTH:,}) of a row whose {SKETCH_DIM}-value sketch is in features")
 
     @property
     def space(self) -> str | None:

@@ -79,9 +79,15 @@ def test_a_long_prompt_is_scored_on_its_first_characters():
     assert "1× prompts over 32,000 characters scored on their first 32,000" in render_summary(summary, RunConfig(input="rag.log"))
 
 
-def test_a_sketch_claimed_for_a_short_row_is_a_dead_letter():
-    letter = EventDecoder("x").decode(b'{"ts": 1795428000, "client_id": "k", "features": [1, 2, 3], "features_dim": 2}', 4)
-    assert isinstance(letter, DeadLetter) and "features_dim" in letter.reason
+def test_a_sketch_that_is_not_one_is_a_dead_letter():
+    """A record claiming a sketch must hold one, or it would put rows of another length into the
+    row's vector space (a poison event for its projection) or a length the store cannot keep."""
+    decoder = EventDecoder("x")
+    for features, dim in (([1.0, 2.0, 3.0], 150_528), ([1.0] * SKETCH_DIM, 2), ([1.0] * SKETCH_DIM, 5_000_000_000), (None, 150_528)):
+        line = json.dumps({"ts": 1795428000, "client_id": "k", "features": features, "features_dim": dim}).encode()
+        letter = decoder.decode(line, 4)
+        assert isinstance(letter, DeadLetter) and "features_dim" in letter.reason, (features and len(features), dim)
+    assert decoder.decode(json.dumps({"ts": 1795428000, "client_id": "k", "features": [1.0] * SKETCH_DIM, "features_dim": 150_528}), 5).space == "numeric:150528"
 
 
 def test_a_row_longer_than_65535_values_keeps_its_length_in_the_store(chdb_dsn):

@@ -59,11 +59,12 @@ def test_bad_lines_become_dead_letters_with_the_reason(line, reason_part):
 
 
 def test_limits_bound_prompts_and_rows_and_reject_only_overlong_client_ids():
-    limits = DecodeLimits(max_prompt_chars=100, max_features=8, max_client_id_chars=10)
+    limits = DecodeLimits(max_prompt_chars=100, max_features=2000, max_client_id_chars=10)
     event = decode(json.dumps({"ts": 1795428000, "client_id": "k", "prompt": "x" * 101}), limits)
     assert event.prompt == "x" * 100  # scored on its first 100 characters (ingest.oversize)
-    event = decode(json.dumps({"ts": 1795428000, "client_id": "k", "features": list(range(9))}), limits)
-    assert event.features_dim == 9 and event.space == "numeric:9"
+    event = decode(json.dumps({"ts": 1795428000, "client_id": "k", "features": list(range(2001))}), limits)
+    assert event.features_dim == 2001 and len(event.features) == 1024 and event.space == "numeric:2001"
+    assert len(decode(json.dumps({"ts": 1795428000, "client_id": "k", "features": list(range(2000))}), limits).features) == 2000
     letter = decode(json.dumps({"ts": 1795428000, "client_id": "k" * 11}), limits)
     assert isinstance(letter, DeadLetter) and "over the limit of 10" in letter.reason
 
