@@ -278,6 +278,39 @@ def prompt_of(messages: Any = None, prompt: Any = None, input_: Any = None) -> s
     return None
 
 
+def batch_inputs(body: Mapping | None) -> list[str] | None:
+    """The inputs of a batched request, each a query of the model: an embeddings call's
+    ``input`` or a completions call's ``prompt`` given as a list of two strings or more
+    (OpenAI takes up to 2,048 in one embeddings call); None for anything else.
+
+    >>> batch_inputs({"model": "text-embedding-3-small", "input": ["cat", "dog", "a cat on a mat"]})
+    ['cat', 'dog', 'a cat on a mat']
+    >>> batch_inputs({"input": ["just one"]}), batch_inputs({"messages": [{"role": "user", "content": "hi"}]})
+    (None, None)
+    """
+    if not body or isinstance(body.get("messages"), list):
+        return None
+    for value in (body.get("input"), body.get("prompt")):
+        if isinstance(value, list) and len(value) > 1 and all(isinstance(v, str) for v in value):
+            return value
+    return None
+
+
+def one_per_input(record: Record, inputs: list[str] | None) -> list[Record]:
+    """One record per input of a batched request (``inputs``: :func:`batch_inputs`), else
+    ``record`` alone. Each gets its input as the prompt and a request id of its own; the
+    request's token counts go with the first, so their sum is still the request's.
+    """
+    if not inputs:
+        return [record]
+    rid = record.get("request_id")
+    return [
+        {**record, "prompt": text, "request_id": None if rid is None else f"{rid}#{i}",
+         **({} if i == 0 else {"tokens_in": None, "tokens_out": None})}
+        for i, text in enumerate(inputs)
+    ]  # fmt: skip
+
+
 def turns_of(messages: Any = None, previous_response_id: Any = None) -> int | None:
     """How many earlier answers a chat request carries (its assistant messages): 0 for a
     fresh question; None when the request has no ``messages`` list (a completion, an embedding).
@@ -291,8 +324,8 @@ def turns_of(messages: Any = None, previous_response_id: Any = None) -> int | No
     (1, None)
     """
     continues = 1 if isinstance(previous_response_id, str) and previous_response_id else 0
-    if not isinstance(messages, list):
-        return continues or None
+    if not isinstance(messages, list) or not any(isinstance(m, Mapping) for m in messages):
+        return continues or None  # no messages, or an embeddings call's inputs logged as messages
     return continues + sum(1 for m in messages if isinstance(m, Mapping) and m.get("role") == "assistant")
 
 
@@ -515,7 +548,7 @@ def _gateway_records(d: Mapping, record: Record) -> list[Record]:
             _finish({**record, "features": row, "request_id": rid if rid is None or len(rows) == 1 else f"{rid}#{i}"})
             for i, row in enumerate(rows)
         ]
-    return [_finish({**record, **from_openai_body(body)})]
+    return [_finish(r) for r in one_per_input({**record, **from_openai_body(body)}, batch_inputs(body))]
 
 
 _COMBINED = re.compile(
@@ -684,8 +717,9 @@ def parse_kong(data: Mapping) -> list[Record]:
     consumer = _first(_dig(data, "consumer", "id"), _dig(data, "authenticated_entity", "consumer_id"))
     started = _number(data.get("started_at"), "started_at")
     usage, ai_model = _kong_ai(data.get("ai"))
-    body = from_openai_body(_json_body(data.get("request_body")))
-    return [_finish({
+    raw_body = _json_body(data.get("request_body"))
+    body = from_openai_body(raw_body)
+    return [_finish(r) for r in one_per_input({
         "ts": None if started is None else _ts(started / 1000.0, "started_at"),
         "client_id": _first(data.get("client_id"), None if consumer is None else f"consumer_{consumer}", _key_client(api_key)),
         "ip": data.get("client_ip"),
@@ -699,7 +733,7 @@ def parse_kong(data: Mapping) -> list[Record]:
         "tokens_out": _int(usage.get("completion_tokens"), "ai usage completion_tokens"),
         **body,
         "model": _first(body.get("model"), ai_model),
-    })]  # fmt: skip
+    }, batch_inputs(raw_body))]  # fmt: skip
 
 
 def _kong_ai(ai: Any) -> tuple[Mapping, str | None]:
@@ -741,7 +775,8 @@ def parse_litellm(data: Mapping) -> list[Record]:
     messages = _json_value(data.get("messages"))
     parameters = data.get("model_parameters")
     status = data.get("status")
-    return [_finish({
+    inputs = batch_inputs({"input": messages, "prompt": data.get("prompt")})  # an embeddings call logs its input as messages
+    return [_finish(r) for r in one_per_input({
         "ts": start,
         "client_id": _first(data.get("client_id"), None if not isinstance(key_hash, str) else client_id_for_key_hash(key_hash)),
         "ip": _first(data.get("requester_ip_address"), metadata.get("requester_ip_address")),
@@ -755,7 +790,7 @@ def parse_litellm(data: Mapping) -> list[Record]:
         "tokens_in": _int(data.get("prompt_tokens"), "prompt_tokens"),
         "tokens_out": _int(data.get("completion_tokens"), "completion_tokens"),
         "request_id": _first(data.get("request_id"), data.get("id")),
-    })]  # fmt: skip
+    }, inputs)]  # fmt: skip
 
 
 def parse_kserve(data: Mapping) -> list[Record]:

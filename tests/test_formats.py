@@ -205,3 +205,26 @@ def test_key_secret_and_trusted_proxies_apply_to_keys_and_addresses_seen_before(
     keyed = parse_line("nginx", line)[0]
     assert keyed["client_id"] != plain["client_id"] and keyed["client_id"].startswith("key_")
     assert keyed["ip"] == "10.0.0.2"  # no longer trusted: the peer is the client
+
+
+def test_a_batched_request_is_one_query_per_input() -> None:
+    """An embeddings call with 3 inputs is 3 queries of the model (an encoder-stealing client
+    sends up to 2,048 a call), in every gateway's log, each with an id of its own; the
+    request's token counts stay with its first input, so they still add up."""
+    body = {"model": "text-embedding-3-small", "input": ["a cat on a mat", "the capital of France", "a cat on a mat"]}
+    nginx = {"msec": "1795428000.125", "http_x_api_key": "sk-live-4f9a8b7c", "request_id": "n1", "tokens_in": "14",
+             "request_body": json.dumps(body)}  # fmt: skip
+    kong = {"started_at": 1795428000125, "request": {"id": "k1", "uri": "/v1/embeddings", "headers": {"apikey": "sk-live-kong-1"}},
+            "request_body": json.dumps(body)}  # fmt: skip
+    litellm = {"id": "l1", "call_type": "aembedding", "startTime": 1795428000.2, "model": "text-embedding-3-small",
+               "metadata": {"user_api_key_hash": "88d4266fd4e6"}, "messages": body["input"], "prompt_tokens": 14}  # fmt: skip
+    for fmt, line, rid in (("nginx", nginx, "n1"), ("kong", kong, "k1"), ("litellm", litellm, "l1")):
+        events = accepted(fmt, line)
+        assert [e.prompt for e in events] == body["input"], fmt
+        assert [e.request_id for e in events] == [f"{rid}#0", f"{rid}#1", f"{rid}#2"], fmt
+        assert {e.model for e in events} == {"text-embedding-3-small"} and {e.turns for e in events} == {None}, fmt
+        assert len({e.client_id for e in events}) == 1 and [e.tokens_in for e in events][1:] == [None, None], fmt
+    assert [e.tokens_in for e in accepted("nginx", nginx)] == [14, None, None]
+    # One input, or a chat, stays one query.
+    single = {**nginx, "request_body": json.dumps({"input": ["only this"]})}
+    assert [e.prompt for e in accepted("nginx", single)] == ["only this"]
