@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ingest.formats import FormatError, Record, _bearer, _first, _gateway_records, _int, _number, _ts, client_ip
+from ingest.formats import FormatError, Record, _address, _bearer, _first, _gateway_records, _int, _number, _ts
 
 FIELDS: dict[str, str] = {
     "ts": "request time: epoch seconds or milliseconds, RFC 3339, or nginx's time_local",
@@ -133,7 +133,7 @@ class FieldMapping:
         get = lambda field: self.get(data, field)  # noqa: E731
         record: Record = {
             "ts": _ts(get("ts"), "ts"),
-            "ip": client_ip(get("ip"), get("forwarded_for")),
+            "ip": _address(get("ip"), get("forwarded_for")),
             "method": get("method"),
             "path": get("path"),
             "status": _int(get("status"), "status"),

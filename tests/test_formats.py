@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from ingest.decode import EventDecoder
-from ingest.formats import FormatError, client_id_for_key, client_id_for_key_hash, parse_line
+from ingest.formats import FormatError, LineParser, client_id_for_key, client_id_for_key_hash, parse_line
 from schemas import AccessEvent, to_epoch
 
 
@@ -192,7 +192,6 @@ def test_unreadable_lines_give_reasons(fmt: str, line: str, reason: str) -> None
         parse_line(fmt, line)
 
 
-
 def test_key_secret_and_trusted_proxies_apply_to_keys_and_addresses_seen_before(monkeypatch) -> None:
     """Keys, addresses and proxy tests are remembered per setting, never across a change of it."""
     line = '{"msec":"1795428000.1","http_x_api_key":"sk-live-4f9a8b7c","remote_addr":"10.0.0.2","http_x_forwarded_for":"203.0.113.7"}'
@@ -205,6 +204,11 @@ def test_key_secret_and_trusted_proxies_apply_to_keys_and_addresses_seen_before(
     keyed = parse_line("nginx", line)[0]
     assert keyed["client_id"] != plain["client_id"] and keyed["client_id"].startswith("key_")
     assert keyed["ip"] == "10.0.0.2"  # no longer trusted: the peer is the client
+    # A reader or shipper reads the settings when it starts, not twice per line.
+    assert LineParser("nginx").parse(line) == [keyed]
+    monkeypatch.setenv("CLONEWATCH_KEY_SECRET", "rotated")
+    assert client_id_for_key("sk-live-4f9a8b7c") != keyed["client_id"]  # the public function reads it each call
+    assert LineParser("nginx").parse(line)[0]["client_id"] == client_id_for_key("sk-live-4f9a8b7c")
 
 
 def test_a_batched_request_is_one_query_per_input() -> None:
