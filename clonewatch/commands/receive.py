@@ -99,5 +99,6 @@ def main(args: argparse.Namespace) -> int:
         if producer is not None:
             producer.close()
         s = receiver.stats
-        print(f"received {s.requests} batches: {s.lines} lines, {s.records} records, {s.dead_letters} dead letters; refused {s.refused or 'none'}", file=sys.stderr)
+        bounded = f" ({shipper.stats.bounded} with a prompt or feature row too long to keep whole, bounded)" if shipper.stats.bounded else ""
+        print(f"received {s.requests} batches: {s.lines} lines, {s.records} records{bounded}, {s.dead_letters} dead letters; refused {s.refused or 'none'}", file=sys.stderr)
     return 0
