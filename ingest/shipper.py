@@ -264,10 +264,12 @@ class Shipper:
         if not line.data.strip():
             return
         try:
-            data = self._containers.setdefault(source.name, ContainerLines()).unwrap(line.data)
+            if source.name not in self._parsers:  # made once per source: a parser reads the environment's settings
+                self._parsers[source.name], self._containers[source.name] = LineParser(self.fmt), ContainerLines()
+            data = self._containers[source.name].unwrap(line.data)
             if data is None:
                 return  # the first parts of a line the container runtime split: shipped with its last
-            records = self._parsers.setdefault(source.name, LineParser(self.fmt)).parse(data)
+            records = self._parsers[source.name].parse(data)
         except FormatError as exc:
             yield self._dead_letter(source, line, str(exc))
             return
