@@ -102,7 +102,7 @@ class EventDecoder:
             self._count(f"prompts over {limits.max_prompt_chars:,} characters scored on their first {limits.max_prompt_chars:,}")
         if event.features is not None and len(event.features) > limits.max_features:
             event.features, event.features_dim = sketch(event.features), len(event.features)
-            self._count(f"feature rows over {limits.max_features:,} values scored on a {SKETCH_DIM:,}-value sketch")
+            self._count(f"feature rows over {limits.max_features:,} values held as their {SKETCH_DIM:,}-value sketch")
         return None
 
     def _count(self, what: str) -> None:

@@ -6,8 +6,8 @@ them would hide whole APIs from detection (and let an attacker hide by padding),
 keeping them whole would let one client's requests fill a worker's memory and Kafka's
 messages. So:
 
-- a row of more than :data:`MAX_FEATURES` numbers is replaced by its count sketch of
-  :data:`SKETCH_DIM` numbers (each value added, with a random sign, into one of the
+- a row of more than :data:`MAX_FEATURES` numbers (a tabular model's rows are shorter; a
+  CIFAR image is 3,072) is replaced by its count sketch of :data:`SKETCH_DIM` numbers (each value added, with a random sign, into one of the
   buckets; buckets and signs are fixed by the row's length, so rows of one model's input
   are sketched alike). Inner products, and so distances, between rows of the same length
   are kept in expectation, within a few percent: near-duplicate probes, coverage and
@@ -18,7 +18,7 @@ messages. So:
 
 >>> record = {"ts": 1795428000, "client_id": "k", "features": [0.5] * 150_528}
 >>> bound_record(record), len(record["features"]), record["features_dim"]
-(['feature rows over 4,096 values scored on a 1,024-value sketch'], 1024, 150528)
+(['feature rows over 1,024 values held as their 1,024-value sketch'], 1024, 150528)
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 from schemas.access_event import SKETCH_DIM
 
 MAX_PROMPT_CHARS = 32_000
-MAX_FEATURES = 4_096
+MAX_FEATURES = SKETCH_DIM  # wider rows cost the reference's fit and every projection in proportion (4,096: 3.4x)
 
 
 @functools.lru_cache(maxsize=8)
@@ -70,5 +70,5 @@ def bound_record(record: MutableMapping[str, Any], max_prompt_chars: int = MAX_P
     if isinstance(features, list) and len(features) > max_features:
         if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in features):  # else the decoder says what is wrong
             record["features"], record["features_dim"] = sketch(features), len(features)
-            notes.append(f"feature rows over {max_features:,} values scored on a {SKETCH_DIM:,}-value sketch")
+            notes.append(f"feature rows over {max_features:,} values held as their {SKETCH_DIM:,}-value sketch")
     return notes

@@ -42,7 +42,7 @@ def test_an_image_classifier_request_is_scored_on_its_sketch():
     assert reader.format == "kserve"  # a payload-logger line, told apart by the request under "data"
     assert isinstance(event, AccessEvent) and event.features_dim == image.size and len(event.features) == SKETCH_DIM
     assert event.space == "numeric:150528" and event.features == sketch(np.round(image, 3).ravel())
-    assert reader.bounded == {"feature rows over 4,096 values scored on a 1,024-value sketch": 1}
+    assert reader.bounded == {"feature rows over 1,024 values held as their 1,024-value sketch": 1}
 
     [(topic, record)], stats = shipped([kserve_line(image, "img-1")])  # 1.1 MB of JSON: over Kafka's message limit whole
     assert topic == "access" and record["features_dim"] == image.size and len(record["features"]) == SKETCH_DIM
