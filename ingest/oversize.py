@@ -7,9 +7,9 @@ keeping them whole would let one client's requests fill a worker's memory and Ka
 messages. So:
 
 - a row of more than :data:`MAX_FEATURES` numbers (a tabular model's rows are shorter; a
-  CIFAR image is 3,072) is replaced by its count sketch of :data:`SKETCH_DIM` numbers (each value added, with a random sign, into one of the
-  buckets; buckets and signs are fixed by the row's length, so rows of one model's input
-  are sketched alike). Inner products, and so distances, between rows of the same length
+  CIFAR image is 3,072) is replaced by its count sketch of :data:`SKETCH_DIM` numbers (each
+  value added, with a random sign, into one of the buckets; buckets and signs are fixed by
+  the row's length, so rows of one model's input are sketched alike). Inner products, and so distances, between rows of the same length
   are kept in expectation, within a few percent: near-duplicate probes, coverage and
   novelty still measure what they measure. The record keeps the row's length in
   ``features_dim``, so each input shape stays a vector space of its own;
@@ -56,7 +56,8 @@ def sketch(values: Any, dim: int = SKETCH_DIM) -> list[float]:
     """
     row = np.asarray(values, dtype=np.float64)
     buckets, signs = _hashing(len(row), dim)
-    return np.bincount(buckets, weights=signs * row, minlength=dim).tolist()
+    total = np.bincount(buckets, weights=signs * row, minlength=dim)
+    return np.nan_to_num(total, nan=0.0).tolist()  # sums of huge values stay finite, as every row must
 
 
 def bound_record(record: MutableMapping[str, Any], max_prompt_chars: int = MAX_PROMPT_CHARS, max_features: int = MAX_FEATURES) -> list[str]:

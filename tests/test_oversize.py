@@ -79,6 +79,11 @@ def test_a_long_prompt_is_scored_on_its_first_characters():
     assert "1× prompts over 32,000 characters scored on their first 32,000" in render_summary(summary, RunConfig(input="rag.log"))
 
 
+def test_a_row_of_huge_numbers_has_a_finite_sketch():
+    event = EventDecoder("x").decode(json.dumps({"ts": 1795428000, "client_id": "k", "features": [1e308] * 5000}).encode(), 1)
+    assert isinstance(event, AccessEvent) and np.isfinite(event.features).all()
+
+
 def test_a_sketch_that_is_not_one_is_a_dead_letter():
     """A record claiming a sketch must hold one, or it would put rows of another length into the
     row's vector space (a poison event for its projection) or a length the store cannot keep."""
