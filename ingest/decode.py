@@ -12,7 +12,7 @@ from schemas import AccessEvent, DeadLetter
 from ingest.formats import client_id_for_key, dead_letter_raw, looks_like_key, without_bom
 from ingest.oversize import MAX_FEATURES as DEFAULT_MAX_FEATURES
 from ingest.oversize import MAX_PROMPT_CHARS as DEFAULT_MAX_PROMPT_CHARS
-from ingest.oversize import SKETCH_DIM, sketch
+from ingest.oversize import SKETCH_DIM, bounded_prompt, bounded_row
 from schemas.text import printable
 
 DEFAULT_MAX_CLIENT_ID_CHARS = 256
@@ -97,16 +97,19 @@ class EventDecoder:
         limits = self.limits
         if len(event.client_id) > limits.max_client_id_chars:
             return f"client_id has {len(event.client_id)} characters, over the limit of {limits.max_client_id_chars}"
-        if event.prompt is not None and len(event.prompt) > limits.max_prompt_chars:
-            event.prompt = event.prompt[: limits.max_prompt_chars]
-            self._count(f"prompts over {limits.max_prompt_chars:,} characters scored on their first {limits.max_prompt_chars:,}")
-        if event.features is not None and len(event.features) > limits.max_features:
-            event.features, event.features_dim = sketch(event.features), len(event.features)
-            self._count(f"feature rows over {limits.max_features:,} values held as their {SKETCH_DIM:,}-value sketch")
+        if event.prompt is not None:
+            event.prompt, note = bounded_prompt(event.prompt, limits.max_prompt_chars)
+            self._count(note)
+        if event.features is not None:
+            row, dim, note = bounded_row(event.features, limits.max_features)
+            if dim is not None:
+                event.features, event.features_dim = row, dim
+            self._count(note)
         return None
 
-    def _count(self, what: str) -> None:
-        self.bounded[what] = self.bounded.get(what, 0) + 1
+    def _count(self, what: str | None) -> None:
+        if what is not None:
+            self.bounded[what] = self.bounded.get(what, 0) + 1
 
     def _reject(self, line: bytes | str, line_no: int, reason: str) -> DeadLetter:
         return DeadLetter(source=self.source, line=line_no, reason=reason, raw=dead_letter_raw(line))

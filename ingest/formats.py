@@ -329,6 +329,11 @@ def batch_inputs(body: Mapping | None) -> list[str] | None:
     return None
 
 
+def _nth_id(request_id: str | None, i: int, n: int) -> str | None:
+    """The id of the ``i``-th of ``n`` queries one request holds (instances, batched inputs)."""
+    return request_id if request_id is None or n == 1 else f"{request_id}#{i}"
+
+
 def one_per_input(record: Record, inputs: list[str] | None) -> list[Record]:
     """One record per input of a batched request (``inputs``: :func:`batch_inputs`), else
     ``record`` alone. Each gets its input as the prompt and a request id of its own; the
@@ -336,9 +341,8 @@ def one_per_input(record: Record, inputs: list[str] | None) -> list[Record]:
     """
     if not inputs:
         return [record]
-    rid = record.get("request_id")
     return [
-        {**record, "prompt": text, "request_id": None if rid is None else f"{rid}#{i}",
+        {**record, "prompt": text, "request_id": _nth_id(record.get("request_id"), i, len(inputs)),
          **({} if i == 0 else {"tokens_in": None, "tokens_out": None})}
         for i, text in enumerate(inputs)
     ]  # fmt: skip
@@ -577,10 +581,7 @@ def _gateway_records(d: Mapping, record: Record) -> list[Record]:
     if body is not None and ("instances" in body or "inputs" in body):
         rows = _predict_rows(body)
         rid = record.get("request_id")
-        return [
-            _finish({**record, "features": row, "request_id": rid if rid is None or len(rows) == 1 else f"{rid}#{i}"})
-            for i, row in enumerate(rows)
-        ]
+        return [_finish({**record, "features": row, "request_id": _nth_id(rid, i, len(rows))}) for i, row in enumerate(rows)]
     return [_finish(r) for r in one_per_input({**record, **from_openai_body(body)}, batch_inputs(body))]
 
 
@@ -868,8 +869,7 @@ def parse_kserve(data: Mapping) -> list[Record]:
     }
     records = []
     for i, row in enumerate(rows):
-        rid = request_id if request_id is None or len(rows) == 1 else f"{request_id}#{i}"
-        records.append(_finish({**base, "features": row, "request_id": rid}))
+        records.append(_finish({**base, "features": row, "request_id": _nth_id(request_id, i, len(rows))}))
     return records
 
 

@@ -60,16 +60,31 @@ def sketch(values: Any, dim: int = SKETCH_DIM) -> list[float]:
     return np.nan_to_num(total, nan=0.0).tolist()  # sums of huge values stay finite, as every row must
 
 
+def bounded_prompt(prompt: str, max_chars: int = MAX_PROMPT_CHARS) -> tuple[str, str | None]:
+    """The prompt as it is scored, and what was done to it (None: nothing)."""
+    if len(prompt) <= max_chars:
+        return prompt, None
+    return prompt[:max_chars], f"prompts over {max_chars:,} characters scored on their first {max_chars:,}"
+
+
+def bounded_row(features: list, max_features: int = MAX_FEATURES) -> tuple[list, int | None, str | None]:
+    """The row as it is scored, the length it stands for when that is its sketch (else None),
+    and what was done to it (None: nothing)."""
+    if len(features) <= max_features:
+        return features, None, None
+    return sketch(features), len(features), f"feature rows over {max_features:,} values held as their {SKETCH_DIM:,}-value sketch"
+
+
 def bound_record(record: MutableMapping[str, Any], max_prompt_chars: int = MAX_PROMPT_CHARS, max_features: int = MAX_FEATURES) -> list[str]:
     """Bound a canonical record's prompt and feature row in place; say what was done (nothing: ``[]``)."""
     notes = []
-    prompt = record.get("prompt")
-    if isinstance(prompt, str) and len(prompt) > max_prompt_chars:
-        record["prompt"] = prompt[:max_prompt_chars]
-        notes.append(f"prompts over {max_prompt_chars:,} characters scored on their first {max_prompt_chars:,}")
+    if isinstance(record.get("prompt"), str):
+        record["prompt"], note = bounded_prompt(record["prompt"], max_prompt_chars)
+        notes.append(note)
     features = record.get("features")
-    if isinstance(features, list) and len(features) > max_features:
-        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in features):  # else the decoder says what is wrong
-            record["features"], record["features_dim"] = sketch(features), len(features)
-            notes.append(f"feature rows over {max_features:,} values held as their {SKETCH_DIM:,}-value sketch")
-    return notes
+    if isinstance(features, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in features):
+        row, dim, note = bounded_row(features, max_features)  # a row of anything else: the decoder says what is wrong
+        if dim is not None:
+            record["features"], record["features_dim"] = row, dim
+        notes.append(note)
+    return [note for note in notes if note]
