@@ -29,8 +29,8 @@ Three things adapt this to clients, whose scores are not independent from event 
   ``alpha * (1 + n / restart)``.
 
 Beyond the largest score of its kind, a p-value keeps shrinking along an exponential fit
-of the benign scores' upper tail (peaks over threshold), so a client far beyond every
-benign event gathers evidence quickly instead of at the reference's resolution.
+of that kind's upper tail (peaks over threshold), so a client far beyond every benign
+event gathers evidence quickly instead of at the reference's resolution.
 
 >>> rng = np.random.default_rng(0)
 >>> test = SequentialTest(weight=0.5)
@@ -48,12 +48,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.stats import chi2
 
 DEFAULT_KAPPAS = (0.1, 0.3, 0.6)
 DEFAULT_RESTART = 1000.0
 MAX_LAG = 500  # longest lag over which the autocorrelation of a client's p-values is summed
 MIN_EVENTS_FOR_TAU = 100  # clients with fewer events say little about how long evidence echoes
 TAU_QUANTILE = 0.75  # the memory of three clients in four: those with longer memory are the false alarms
+MIN_TAIL_EVENTS = 10  # a kind with fewer events in its upper tail borrows the scale of all benign events' tail
+MAX_KIND_SCALES = 65536  # kinds whose tail scale is remembered; the memo starts over when full
 
 
 def _autocorrelation_time(x: np.ndarray, centre: float | None = None, variance: float | None = None) -> float:
@@ -115,6 +118,26 @@ def _mean_excess(sorted_scores: np.ndarray, tail_fraction: float) -> float:
     if len(excess) and excess.mean() > 0:
         return float(excess.mean())
     return float(np.ptp(sorted_scores)) or 1.0
+
+
+def _tail_scale_upper(scores: np.ndarray, tail_fraction: float) -> float | None:
+    """The upper 95% confidence bound of the exponential scale of ``scores``' upper tail
+    (their excesses over the ``1 - tail_fraction`` quantile), or None when fewer than
+    :data:`MIN_TAIL_EVENTS` lie in it. The sum of n exponential excesses of scale s is
+    s/2 * chi2(2n), hence the bound: a kind with a short tail is not taken to end sooner
+    than its few events show.
+
+    >>> rng = np.random.default_rng(0)
+    >>> round(_tail_scale_upper(rng.exponential(2.0, size=20000), 0.1), 1)  # 2000 excesses of scale 2
+    2.1
+    >>> _tail_scale_upper(rng.exponential(2.0, size=50), 0.1) is None
+    True
+    """
+    threshold = np.quantile(scores, 1.0 - tail_fraction)
+    excess = scores[scores > threshold] - threshold
+    if len(excess) < MIN_TAIL_EVENTS or excess.sum() <= 0:
+        return None
+    return float(2.0 * excess.sum() / chi2.ppf(0.05, 2 * len(excess)))
 
 
 class SequentialTest:
@@ -238,14 +261,18 @@ class KindPValues:
     evidence would pile up against a customer. Here each score is compared with the events
     of the ``n_clients`` baseline clients whose snapshots lie nearest to the client's
     profile now, so a customer is compared with its own kind, and an attacker, far from
-    every kind, still stands out among its nearest ones.
+    every kind, still stands out among its nearest ones. Beyond the kind's largest score
+    the p-value falls along the exponential tail of the kind's own events (the upper
+    confidence bound of its scale): kinds differ in how far their scores spread, and the
+    tail of all benign events pooled is set by the most spread-out kinds, which would leave
+    a client far beyond its kind barely less likely than the kind's top event.
 
     >>> rng = np.random.default_rng(0)
     >>> kinds = np.repeat([0.0, 5.0], 500)  # two kinds of client; the second scores high
     >>> clients = np.repeat(np.arange(10), 100)
     >>> pv = KindPValues(n_clients=3).fit(kinds + rng.normal(size=1000), kinds[:, None], clients)
     >>> [f"{p:.2g}" for p in pv.p_values(np.array([5.0, 5.0, 12.0]), np.array([[0.0], [5.0], [5.0]]))]
-    ['9.5e-05', '0.49', '8.1e-07']
+    ['0.00013', '0.49', '8.6e-07']
     """
 
     def __init__(self, n_clients: int = 5, max_profiles_per_client: int = 64, tail_fraction: float = 0.1) -> None:
@@ -268,7 +295,22 @@ class KindPValues:
         self.profiles_, self.profile_client_ = profiles[keep], codes[keep]
         self.starts_ = np.flatnonzero(np.r_[True, self.profile_client_[1:] != self.profile_client_[:-1]])
         self.tail_scale_ = _mean_excess(np.sort(scores), self.tail_fraction)
+        self._kind_scales: dict[bytes, float] = {}
         return self
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_kind_scales"}  # a memo, not learned state
+
+    def _kind_scale(self, kind: np.ndarray) -> float:
+        """The tail scale of one kind (its clients' codes, sorted), remembered."""
+        memo = self.__dict__.setdefault("_kind_scales", {})
+        key = kind.tobytes()
+        if key not in memo:
+            if len(memo) >= MAX_KIND_SCALES:
+                memo.clear()
+            upper = _tail_scale_upper(np.concatenate([self.sorted_[c] for c in kind]), self.tail_fraction)
+            memo[key] = self.tail_scale_ if upper is None else upper
+        return memo[key]
 
     def kinds(self, profiles: np.ndarray, excluded: np.ndarray | None = None) -> np.ndarray:
         """The codes of each profile's ``n_clients`` nearest clients; ``excluded`` (queries x clients) masks some out."""
@@ -293,5 +335,7 @@ class KindPValues:
             at_least[rows] += len(ref) - np.searchsorted(ref, scores[rows], side="left")
             total[rows] += len(ref)
             top[rows] = np.maximum(top[rows], ref[-1])
-        beyond = np.maximum(scores - top, 0.0) / self.tail_scale_
+        distinct, which = np.unique(np.sort(kinds, axis=1), axis=0, return_inverse=True)
+        scale = np.array([self._kind_scale(kind) for kind in distinct])[which.ravel()]
+        beyond = np.maximum(scores - top, 0.0) / scale
         return (1.0 + at_least) / (total + 1.0) * np.exp(-beyond)

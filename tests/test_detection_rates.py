@@ -14,7 +14,7 @@ import pytest
 
 from clonewatch.lab.simulate import simulate
 from detectors import CloneDetector, CloneModel
-from detectors.evidence import SequentialTest
+from detectors.evidence import KindPValues, SequentialTest
 from detectors.vectorize import Vectorizer
 from schemas import AccessEvent
 
@@ -86,3 +86,21 @@ def test_the_model_records_what_the_evidence_weight_does_not_cover(numeric_model
     recorded = model.metadata["sequential"]
     assert 0.05 < recorded["between_clients_share"] < 1.0
     assert recorded["autocorrelation_time_across_clients"] > recorded["autocorrelation_time"] == model.sequential.tau_
+
+
+def test_beyond_its_kind_a_score_is_judged_by_its_kinds_tail_not_the_most_spread_out_kinds():
+    """Two kinds of benign client: one whose scores hardly spread, one whose scores spread
+    far. A score a few of the first kind's spreads beyond its top is far less likely than
+    the pooled tail (set by the spread-out kind) says; a score within the spread-out kind's
+    own range stays unremarkable among that kind."""
+    rng = np.random.default_rng(0)
+    clients = np.repeat(np.arange(20), 200)
+    tight = clients < 10
+    scores = np.where(tight, rng.normal(0.0, 0.2, size=len(clients)), 10.0 + rng.exponential(5.0, size=len(clients)))
+    profiles = np.where(tight, 0.0, 1.0)[:, None]
+    pv = KindPValues(n_clients=5).fit(scores, profiles, clients)
+    top_of_tight = scores[tight].max()
+    p_tight, p_spread = pv.p_values(np.array([top_of_tight + 2.0, 30.0]), np.array([[0.0], [1.0]]))
+    pooled_p = 1.0 / (5 * 200 + 1) * np.exp(-2.0 / pv.tail_scale_)
+    assert p_tight < pooled_p * 1e-3
+    assert p_spread > 0.005
