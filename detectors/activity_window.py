@@ -20,7 +20,7 @@ def shape_of(event: AccessEvent) -> tuple[float, ...]:
         float(p.wants_logprobs()) if p else 0.0,
         float((p.n or 1) > 1) if p else 0.0,
         float(event.status >= 400) if event.status is not None else np.nan,
-        float(len(event.prompt)) if event.prompt else np.nan,
+        float(event.prompt_length) if event.prompt else np.nan,
         float(p.max_tokens) if p and p.max_tokens is not None else np.nan,
         float(event.turns > 0) if event.turns is not None else np.nan,
     )

@@ -98,7 +98,9 @@ class EventDecoder:
         if len(event.client_id) > limits.max_client_id_chars:
             return f"client_id has {len(event.client_id)} characters, over the limit of {limits.max_client_id_chars}"
         if event.prompt is not None:
-            event.prompt, note = bounded_prompt(event.prompt, limits.max_prompt_chars)
+            prompt, length, note = bounded_prompt(event.prompt, limits.max_prompt_chars)
+            if length is not None:
+                event.prompt, event.prompt_chars = prompt, max(length, event.prompt_chars or 0)
             self._count(note)
         if event.features is not None:
             row, dim, note = bounded_row(event.features, limits.max_features)

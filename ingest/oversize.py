@@ -14,7 +14,8 @@ messages. So:
   novelty still measure what they measure. The record keeps the row's length in
   ``features_dim``, so each input shape stays a vector space of its own;
 - a prompt of more than :data:`MAX_PROMPT_CHARS` characters is cut to that many (the
-  embedding model reads only its first few hundred tokens anyway).
+  embedding model reads only its first few hundred tokens anyway); the record keeps its
+  length in ``prompt_chars``, so prompt lengths still vary as the client's did.
 
 >>> record = {"ts": 1795428000, "client_id": "k", "features": [0.5] * 150_528}
 >>> bound_record(record), len(record["features"]), record["features_dim"]
@@ -60,11 +61,12 @@ def sketch(values: Any, dim: int = SKETCH_DIM) -> list[float]:
     return np.nan_to_num(total, nan=0.0).tolist()  # sums of huge values stay finite, as every row must
 
 
-def bounded_prompt(prompt: str, max_chars: int = MAX_PROMPT_CHARS) -> tuple[str, str | None]:
-    """The prompt as it is scored, and what was done to it (None: nothing)."""
+def bounded_prompt(prompt: str, max_chars: int = MAX_PROMPT_CHARS) -> tuple[str, int | None, str | None]:
+    """The prompt as it is scored, the length it stands for when that is its opening (else
+    None), and what was done to it (None: nothing)."""
     if len(prompt) <= max_chars:
-        return prompt, None
-    return prompt[:max_chars], f"prompts over {max_chars:,} characters scored on their first {max_chars:,}"
+        return prompt, None, None
+    return prompt[:max_chars], len(prompt), f"prompts over {max_chars:,} characters scored on their first {max_chars:,}"
 
 
 def bounded_row(features: list, max_features: int = MAX_FEATURES) -> tuple[list, int | None, str | None]:
@@ -79,7 +81,10 @@ def bound_record(record: MutableMapping[str, Any], max_prompt_chars: int = MAX_P
     """Bound a canonical record's prompt and feature row in place; say what was done (nothing: ``[]``)."""
     notes = []
     if isinstance(record.get("prompt"), str):
-        record["prompt"], note = bounded_prompt(record["prompt"], max_prompt_chars)
+        prompt, length, note = bounded_prompt(record["prompt"], max_prompt_chars)
+        if length is not None:
+            before = record.get("prompt_chars")  # a record bounded before, by a tighter limit
+            record["prompt"], record["prompt_chars"] = prompt, max(length, before) if type(before) is int else length
         notes.append(note)
     features = record.get("features")
     if isinstance(features, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in features):

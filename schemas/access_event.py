@@ -57,6 +57,9 @@ class AccessEvent(msgspec.Struct, omit_defaults=True):
     # The length of the request's row when ``features`` holds its sketch (rows too long to
     # keep whole, see ingest.oversize); None when ``features`` is the row itself.
     features_dim: int | None = None
+    # The length of the request's prompt when ``prompt`` holds only its opening (prompts too
+    # long to keep whole, see ingest.oversize); None when ``prompt`` is the whole prompt.
+    prompt_chars: int | None = None
 
     def __post_init__(self) -> None:
         self.ts = to_epoch(self.ts)
@@ -73,6 +76,13 @@ class AccessEvent(msgspec.Struct, omit_defaults=True):
             not self.features or len(self.features) != SKETCH_DIM or not SKETCH_DIM < self.features_dim <= MAX_ROW_LENGTH
         ):
             raise ValueError(f"features_dim is the length (at most {MAX_ROW_LENGTH:,}) of a row whose {SKETCH_DIM}-value sketch is in features")
+        if self.prompt_chars is not None and (self.prompt is None or not len(self.prompt) < self.prompt_chars <= MAX_ROW_LENGTH):
+            raise ValueError(f"prompt_chars is the length (at most {MAX_ROW_LENGTH:,}) of a prompt whose opening is in prompt")
+
+    @property
+    def prompt_length(self) -> int:
+        """The prompt's length in characters as the client sent it (0: no prompt)."""
+        return self.prompt_chars or len(self.prompt or "")
 
     @property
     def space(self) -> str | None:

@@ -10,6 +10,8 @@ import numpy as np
 
 from clonewatch.report import render_summary
 from clonewatch.runner import RunConfig, RunSummary
+from detectors.client_state import ClientState
+from detectors.features import FEATURE_NAMES, extract_features
 from ingest.decode import EventDecoder
 from ingest.oversize import MAX_PROMPT_CHARS, SKETCH_DIM, sketch
 from ingest.reader import EventReader
@@ -72,11 +74,35 @@ def test_a_long_prompt_is_scored_on_its_first_characters():
     reader = EventReader("rag.log")
     [event] = reader.read([line])
     assert isinstance(event, AccessEvent) and event.prompt == document[:MAX_PROMPT_CHARS]
+    assert event.prompt_chars == event.prompt_length == len(document)  # its length is the client's
     [(_, record)], stats = shipped([line])
     assert record["prompt"] == document[:MAX_PROMPT_CHARS] and stats.bounded == 1
+    assert EventDecoder("x").decode(json.dumps(record), 1).prompt_length == len(document)  # the worker's view too
 
     summary = RunSummary(accepted=1, bounded=dict(reader.bounded))
     assert "1× prompts over 32,000 characters scored on their first 32,000" in render_summary(summary, RunConfig(input="rag.log"))
+
+
+def test_cut_prompts_keep_their_lengths_in_the_features_and_the_store(chdb_dsn):
+    """A long-context customer's prompts all exceed the cut: had they all been measured at the
+    cut's length, their prompt length would never vary, as a script's does."""
+    decoder = EventDecoder("x")
+    events = [
+        decoder.decode(json.dumps({"ts": 1795428000 + i, "client_id": "rag", "prompt": f"document {i} " + "x" * (40_000 + 9_000 * i)}), i)
+        for i in range(12)
+    ]  # fmt: skip
+    state = ClientState(window=50)
+    for event in events:
+        state.learn_one(event, None)
+    assert extract_features(state, {})[FEATURE_NAMES.index("prompt_len_cv")] > 0.2
+
+    store = ClickHouseStore(chdb_dsn, database="long_prompts")
+    store.ensure_tables()
+    store.insert_access_events(events[:2], keep_prompts=True)
+    assert [r[0] for r in store.query("SELECT prompt_chars FROM long_prompts.access_events ORDER BY ts")[1]] == [e.prompt_chars for e in events[:2]]
+    back, _ = store.history()
+    assert [e.prompt_length for e in back] == [e.prompt_length for e in events[:2]] and back[0].prompt == events[0].prompt
+    assert isinstance(decoder.decode(json.dumps({"ts": 1795428000, "client_id": "k", "prompt": "abc", "prompt_chars": 2}), 1), DeadLetter)
 
 
 def test_a_row_of_huge_numbers_has_a_finite_sketch():
