@@ -70,6 +70,15 @@ def test_misrouted_messages_are_counted(processor: BatchProcessor) -> None:
     assert admitted.misrouted == 2 and len(admitted.events) == 2
 
 
+def test_events_too_long_to_keep_whole_are_counted_whoever_bounded_them(processor: BatchProcessor) -> None:
+    """A long prompt the decoder cuts and a row the shipper sketched before Kafka both count."""
+    long_prompt = json.dumps({"ts": 1795428000, "client_id": "a", "prompt": "x" * 40_000}).encode()
+    sketched = json.dumps({"ts": 1795428001, "client_id": "b", "features": [0.5] * 1024, "features_dim": 6912}).encode()
+    batch = [message("a", 0, raw=long_prompt), message("b", 1, raw=sketched), message("c", 2)]
+    admitted = processor.admit(processor.decode(batch), {}, PARTITIONS)
+    assert len(admitted.events) == 3 and admitted.bounded == 2
+
+
 def test_expected_partition_is_kafkas_default_partitioner() -> None:
     from kafka.partitioner.default import DefaultPartitioner
 

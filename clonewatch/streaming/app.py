@@ -405,6 +405,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
             log.info(
                 "%(events)d events (%(events_per_s).1f/s), %(clients)d clients, %(flagged)d flagged, "
                 "%(decisions)d decisions, %(dead_letters)d dead letters, %(duplicates)d duplicates dropped, "
+                "%(bounded)d too long to keep whole (scored bounded), "
                 "%(not_embedded)d prompts not embedded while behind, %(partitions)d partitions",
                 snapshot,
             )

@@ -130,6 +130,7 @@ class Admitted:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     duplicates: int = 0
     misrouted: int = 0  # key missing, not the client id, or not on the partition Kafka would pick
+    bounded: int = 0  # fresh events scored on a bounded part of them (ingest.oversize), by the shipper or the decoder
 
     @property
     def client_ids(self) -> set[str]:
@@ -196,6 +197,7 @@ class BatchProcessor:
                 continue
             record.remember(item, message.partition, message.offset)
             admitted.events.append(item)
+            admitted.bounded += item.prompt_chars is not None or item.features_dim is not None
         return admitted
 
     def score(
@@ -267,6 +269,7 @@ class WorkerStats:
     duplicates: int = 0
     misrouted: int = 0
     poisoned: int = 0  # events that failed after decoding and were dead-lettered
+    bounded: int = 0  # events with a prompt or feature row too long to keep whole, scored on a bounded part
     not_embedded: int = 0  # prompts left unembedded while the worker was behind (their events still counted)
     decisions: int = 0
     facts: int = 0  # facts this worker's campaign stage learned (while it held the facts partition)
@@ -283,6 +286,7 @@ class WorkerStats:
         self.dead_letters += len(admitted.dead_letters)
         self.duplicates += admitted.duplicates
         self.misrouted += admitted.misrouted
+        self.bounded += admitted.bounded
         self.decisions += len(result.decisions)
         self.actions.update((s.client_id, s.action) for s in result.scores)
 
@@ -305,6 +309,7 @@ class WorkerStats:
             "duplicates": self.duplicates,
             "misrouted": self.misrouted,
             "poisoned": self.poisoned,
+            "bounded": self.bounded,
             "not_embedded": self.not_embedded,
             "campaign_facts": self.facts,
             "campaign_verdicts": self.verdicts,
