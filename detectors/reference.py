@@ -12,12 +12,40 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.special import ndtri
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import QuantileTransformer
 
 from detectors.neighbors import kth_nearest_distance, sample_rows
 from detectors.spread import robust_spread
+
+_BOUND = 1e-7  # scikit-learn's BOUNDS_THRESHOLD: inputs this close to a column's range end map to its end
+_NORMAL_LOW, _NORMAL_HIGH = float(ndtri(_BOUND - np.spacing(1))), float(ndtri(1 - (_BOUND - np.spacing(1))))  # its clip
+
+
+def normal_scores(marginals: QuantileTransformer, x: np.ndarray) -> np.ndarray:
+    """``marginals.transform(x)`` for a transformer fitted with ``output_distribution="normal"``,
+    its normal quantile function applied to all columns at once instead of column by column:
+    1,024 columns (a sketched image) took 0.62 s for 256 rows, most of it the per-column call.
+
+    >>> rng = np.random.default_rng(0)
+    >>> data = rng.normal(size=(500, 3))
+    >>> data[:, 2] = np.round(data[:, 2])  # a column of few values: repeated quantiles
+    >>> fitted = QuantileTransformer(n_quantiles=100, output_distribution="normal").fit(data)
+    >>> x = np.r_[rng.normal(size=(20, 3)) * 3, [[0.0, 0.0, 0.0]]]  # beyond the range too
+    >>> bool(np.array_equal(normal_scores(fitted, x), fitted.transform(x)))
+    True
+    """
+    quantiles, references = marginals.quantiles_, marginals.references_
+    uniform = np.empty_like(x, dtype=np.float64)
+    for j in range(x.shape[1]):
+        column, q = x[:, j], quantiles[:, j]
+        # Both directions, averaged, as scikit-learn does: repeated quantiles map to their middle.
+        uniform[:, j] = 0.5 * (np.interp(column, q, references) - np.interp(-column, -q[::-1], -references[::-1]))
+    uniform[x + _BOUND > quantiles[-1]] = 1.0
+    uniform[x - _BOUND < quantiles[0]] = 0.0
+    return np.clip(ndtri(uniform, out=uniform), _NORMAL_LOW, _NORMAL_HIGH, out=uniform)
 
 
 class SpaceReference:
@@ -141,7 +169,7 @@ class SpaceReference:
         if self.marginals_ is None:
             return x
         beyond = np.maximum(x - self.high_, 0.0) - np.maximum(self.low_ - x, 0.0)
-        return self.marginals_.transform(x) + beyond / self.spread_
+        return normal_scores(self.marginals_, x) + beyond / self.spread_
 
     def regions(self, projected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Codebook region of each projected vector and its distance to that region's centre."""
