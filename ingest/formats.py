@@ -1083,6 +1083,11 @@ class LineParser:
         self._seen = 0
 
     @property
+    def decided(self) -> bool:
+        """Whether the format is fixed: requested, or guessed from ``decide_after`` lines."""
+        return self.requested != "auto" or self._seen >= self.decide_after
+
+    @property
     def format(self) -> str | None:
         """The format in use: the requested one, or the one most lines showed so far."""
         if self.requested != "auto":

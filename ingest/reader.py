@@ -65,7 +65,7 @@ class EventReader:
             return
         if line is None:
             return
-        if self._parser.requested == "canonical":
+        if self._parser.decided and self._parser.format == "canonical":  # nothing to convert: the decoder alone
             yield self._decoder.decode(line, number)
             return
         try:

@@ -191,6 +191,19 @@ def test_format_auto_tells_the_gateways_apart():
     assert aws["ts"] == pytest.approx(1795428000.125) and aws["client_id"].startswith("key_") and "k8x1" not in aws["client_id"]
 
 
+def test_auto_reads_canonical_lines_as_canonical_does_once_it_has_decided():
+    """Once ``auto`` has settled on the canonical format, its lines go to the decoder alone, as
+    with ``--format canonical``: the same events and the same reasons for the bad lines."""
+    good = [json.dumps({"ts": 1795428000 + i, "client_id": f"k{i % 3}", "prompt": f"question {i}"}).encode() for i in range(60)]
+    bad = [b'{"ts": 1795428100, "client_id": ""}', b"not json", b'{"client_id": "k1"}', b'{"ts": "yesterday", "client_id": "k2"}']
+    lines = good[:55] + bad + good[55:]
+    auto, auto_letters, reader = read_lines(lines, "app.log", "auto")
+    canonical, canonical_letters, _ = read_lines(lines, "app.log", "canonical")
+    assert reader.format == "canonical"
+    assert auto == canonical and len(auto) == 60
+    assert [(d.line, d.reason) for d in auto_letters] == [(d.line, d.reason) for d in canonical_letters] and len(auto_letters) == 4
+
+
 def test_kong_http_log_batches_and_kserve_bodies_inside_proxy_logs():
     one = {"started_at": 1795428000125, "consumer": {"id": "c1"}, "request": {"method": "POST"}, "response": {"status": 200}}
     assert len(parse_line("kong", json.dumps([one, {**one, "started_at": 1795428001125}]))) == 2
