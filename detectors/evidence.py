@@ -112,9 +112,14 @@ def _log_mean_exp(log_values: np.ndarray) -> float:
     return min(top + float(np.log(np.mean(np.exp(log_values - top)))), 700.0)
 
 
+def _tail_excesses(scores: np.ndarray, tail_fraction: float) -> np.ndarray:
+    """How far the scores above the ``1 - tail_fraction`` quantile lie beyond it."""
+    threshold = np.quantile(scores, 1.0 - tail_fraction)
+    return scores[scores > threshold] - threshold
+
+
 def _mean_excess(sorted_scores: np.ndarray, tail_fraction: float) -> float:
-    threshold = np.quantile(sorted_scores, 1.0 - tail_fraction)
-    excess = sorted_scores[sorted_scores > threshold] - threshold
+    excess = _tail_excesses(sorted_scores, tail_fraction)
     if len(excess) and excess.mean() > 0:
         return float(excess.mean())
     return float(np.ptp(sorted_scores)) or 1.0
@@ -133,8 +138,7 @@ def _tail_scale_upper(scores: np.ndarray, tail_fraction: float) -> float | None:
     >>> _tail_scale_upper(rng.exponential(2.0, size=50), 0.1) is None
     True
     """
-    threshold = np.quantile(scores, 1.0 - tail_fraction)
-    excess = scores[scores > threshold] - threshold
+    excess = _tail_excesses(scores, tail_fraction)
     if len(excess) < MIN_TAIL_EVENTS or excess.sum() <= 0:
         return None
     return float(2.0 * excess.sum() / chi2.ppf(0.05, 2 * len(excess)))

@@ -87,9 +87,10 @@ def bound_record(record: MutableMapping[str, Any], max_prompt_chars: int = MAX_P
             record["prompt"], record["prompt_chars"] = prompt, max(length, before) if type(before) is int else length
         notes.append(note)
     features = record.get("features")
-    if isinstance(features, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in features):
-        row, dim, note = bounded_row(features, max_features)  # a row of anything else: the decoder says what is wrong
-        if dim is not None:
-            record["features"], record["features_dim"] = row, dim
+    if (
+        isinstance(features, list) and len(features) > max_features
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in features)
+    ):  # a row of anything else: the decoder says what is wrong
+        record["features"], record["features_dim"], note = bounded_row(features, max_features)
         notes.append(note)
     return [note for note in notes if note]
