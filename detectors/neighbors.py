@@ -7,9 +7,27 @@ import numpy as np
 import torch
 
 
+class NeighborIndex:
+    """Reference rows ready for :func:`kth_nearest_distance`: as a float64 tensor with their
+    squared norms, made once instead of on every search. Not saved with a model: owners
+    make it on first use.
+
+    >>> index = NeighborIndex(np.array([[0.0], [1.0], [3.0]]))
+    >>> kth_nearest_distance(np.array([[0.0]]), index, 2).tolist()
+    [1.0]
+    """
+
+    def __init__(self, reference: np.ndarray) -> None:
+        self.rows = torch.from_numpy(np.array(reference, dtype=np.float64, order="C"))
+        self.squared_norms = (self.rows * self.rows).sum(dim=1)[None, :]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
 def kth_nearest_distance(
     queries: np.ndarray,
-    reference: np.ndarray,
+    reference: np.ndarray | NeighborIndex,
     k: int,
     query_groups: np.ndarray | None = None,
     reference_groups: np.ndarray | None = None,
@@ -21,7 +39,9 @@ def kth_nearest_distance(
     its own neighbor; with ``np.arange`` as groups, a row is not its own). Exact and
     brute force, in chunks: references here hold a few thousand rows. The k smallest of
     each row come from ``torch.topk``: exact, and several times faster than ``np.partition``.
-    A row whose every reference row is of its own group gets ``inf``.
+    A query's own squared norm is added to its k-th value only, not to its whole row: the
+    order within a row is the same, and so is the sum. A row whose every reference row is
+    of its own group gets ``inf``.
 
     >>> ref = np.array([[0.0], [1.0], [3.0]])
     >>> kth_nearest_distance(np.array([[0.0]]), ref, 2).tolist()
@@ -29,19 +49,18 @@ def kth_nearest_distance(
     >>> kth_nearest_distance(ref, ref, 1, np.arange(3), np.arange(3)).tolist()
     [1.0, 1.0, 2.0]
     """
-    reference = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float64))
-    k = max(1, min(k, len(reference)))
-    reference_sq = (reference * reference).sum(dim=1)[None, :]
+    index = reference if isinstance(reference, NeighborIndex) else NeighborIndex(reference)
+    k = max(1, min(k, len(index)))
     if query_groups is not None:  # compare small integer codes, not (say) client id strings
         _, codes = np.unique(np.concatenate([np.asarray(query_groups), np.asarray(reference_groups)]), return_inverse=True)
         query_groups, reference_groups = torch.from_numpy(codes[: len(queries)]), torch.from_numpy(codes[len(queries) :])
     out = np.empty(len(queries))
     for start in range(0, len(queries), chunk):  # in torch: its elementwise steps use every core, numpy's one
         q = torch.from_numpy(np.ascontiguousarray(queries[start : start + chunk], dtype=np.float64))
-        d2 = torch.addmm(reference_sq, q, reference.T, alpha=-2.0).add_((q * q).sum(dim=1, keepdim=True))
+        d2 = torch.addmm(index.squared_norms, q, index.rows.T, alpha=-2.0)
         if query_groups is not None:
             d2.masked_fill_(query_groups[start : start + chunk, None] == reference_groups[None, :], float("inf"))
-        kth = torch.topk(d2, k, dim=1, largest=False).values[:, k - 1]
+        kth = torch.topk(d2, k, dim=1, largest=False).values[:, k - 1] + (q * q).sum(dim=1)
         out[start : start + chunk] = kth.clamp_(min=0.0).sqrt_().numpy()
     return out
 

@@ -17,7 +17,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import QuantileTransformer
 
-from detectors.neighbors import kth_nearest_distance, sample_rows
+from detectors.neighbors import NeighborIndex, kth_nearest_distance, sample_rows
 from detectors.spread import robust_spread
 
 _BOUND = 1e-7  # scikit-learn's BOUNDS_THRESHOLD: inputs this close to a column's range end map to its end
@@ -135,6 +135,7 @@ class SpaceReference:
         variance = self.pca_.explained_variance_
         self.whiten_ = (1.0 / np.sqrt(np.maximum(variance, 1e-6 * variance.max()))).astype(np.float32)
         self.neighbors_ = p[sample_rows(len(p), self.max_neighbors, self.random_state)] * self.whiten_
+        self.__dict__.pop("_neighbor_index", None)
         itself = np.arange(len(self.neighbors_))
         own = kth_nearest_distance(self.neighbors_, self.neighbors_, self.n_neighbors, itself, itself)
         self.ood_radius_ = float(np.quantile(own, self.ood_quantile))
@@ -144,6 +145,10 @@ class SpaceReference:
         self.near_dup_radius_ = float(np.quantile(positive, self.near_dup_quantile)) if len(positive) else self.unit_ * 0.05
         self.coverage_coef_ = self._fit_coverage_curve(touched_curve)
         return self
+
+    def __getstate__(self) -> dict:
+        """What a model file holds: the fitted state, without the search index made from it."""
+        return {k: v for k, v in self.__dict__.items() if k != "_neighbor_index"}
 
     @property
     def n_regions_(self) -> int:
@@ -177,7 +182,10 @@ class SpaceReference:
 
     def novelty(self, projected: np.ndarray) -> np.ndarray:
         """Whitened distance of each projected vector to its ``n_neighbors``-th nearest reference query."""
-        return kth_nearest_distance(np.atleast_2d(projected) * self.whiten_, self.neighbors_, self.n_neighbors)
+        index = self.__dict__.get("_neighbor_index")
+        if index is None:
+            index = self.__dict__["_neighbor_index"] = NeighborIndex(self.neighbors_)
+        return kth_nearest_distance(np.atleast_2d(projected) * self.whiten_, index, self.n_neighbors)
 
     def mmd(self, window: np.ndarray) -> float:
         """Squared maximum mean discrepancy between a client's projected vectors and benign traffic.

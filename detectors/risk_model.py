@@ -11,13 +11,13 @@ from sklearn.ensemble import IsolationForest
 
 from detectors.calibration import TailCalibrator
 from detectors.isolation_paths import IsolationPaths
-from detectors.neighbors import kth_nearest_distance, sample_rows
+from detectors.neighbors import NeighborIndex, kth_nearest_distance, sample_rows
 from detectors.spread import robust_spread
 
 SIDES = ("high", "low", "both", "context", "kind")
 CONTEXT_BAND = float(np.log(2.0))  # tails come from reference rows whose context is this close (age within a factor of 2)
 MIN_PEERS = 20  # fewest reference clients a context band holds; it widens until it does
-_DERIVED = ("_paths", "_band_keys_cache")  # made from the fitted state on first use, never saved
+_DERIVED = ("_paths", "_band_keys_cache", "_neighbor_index")  # made from the fitted state on first use, never saved
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,7 @@ class RiskModel:
         Z = self._normal_scores(Xf).astype(np.float32)
         kept = sample_rows(len(Z), self.max_neighbors, self.random_state)
         self.neighbors_, self.neighbor_groups_ = Z[kept], groups[kept]
+        self.__dict__.pop("_neighbor_index", None)
         largest_group = np.unique(self.neighbor_groups_, return_counts=True)[1].max()
         self.neighbor_k_ = max(1, min(self.n_neighbors, len(kept) - largest_group))
         self.neighbor_calibrator_ = TailCalibrator().fit(self._neighbor_distance(Z, groups))
@@ -328,7 +329,10 @@ class RiskModel:
 
     def _neighbor_distance(self, Z: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         """Distance from each normal-score row to its n_neighbors-th nearest reference row of another client."""
-        return kth_nearest_distance(Z, self.neighbors_, self.neighbor_k_, groups, self.neighbor_groups_)
+        index = self.__dict__.get("_neighbor_index")
+        if index is None:
+            index = self.__dict__["_neighbor_index"] = NeighborIndex(self.neighbors_)
+        return kth_nearest_distance(Z, index, self.neighbor_k_, groups, self.neighbor_groups_)
 
     def _combined(self, X: np.ndarray, groups: np.ndarray | None = None, Z: np.ndarray | None = None) -> np.ndarray:
         """Combined evidence, on a -log(1 - percentile) scale that keeps resolution near 1.
