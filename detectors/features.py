@@ -125,10 +125,7 @@ def _timing(state: ClientState) -> dict[str, float]:
     if len(gaps) == 0:
         return {}
     span = max(float(gaps.sum()), 1.0)
-    out = {"rate_per_min": float(np.log1p(60.0 * len(gaps) / span))}
-    if len(gaps) >= 3 and gaps.mean() > 0:
-        out["gap_cv"] = float(gaps.std() / gaps.mean())
-    return out
+    return {"rate_per_min": float(np.log1p(60.0 * len(gaps) / span)), "gap_cv": _cv(gaps)}
 
 
 def _normalised_entropy(counts: np.ndarray) -> float:
@@ -159,6 +156,29 @@ def _median(x: np.ndarray) -> np.floating:
     return (part[k - 1] + part[k]) / 2
 
 
+def _mean_and_std(x: np.ndarray) -> tuple[np.floating, np.floating]:
+    """``x.mean()`` and ``x.std()`` of a non-empty 1-d float array, each as numpy computes it
+    (the same pairwise sums and divisions, in the array's precision), without their overhead
+    on short arrays.
+
+    >>> column = np.random.default_rng(0).gamma(2.0, size=(300, 3)).astype(np.float32)[:, 1]  # strided, as the window's
+    >>> [_mean_and_std(x) == (x.mean(), x.std()) for x in (column, column.astype(np.float64))]
+    [True, True]
+    """
+    n, kind = np.intp(len(x)), x.dtype.type
+    mean = kind(np.add.reduce(x) / n)
+    deviations = x - mean
+    return mean, kind(np.sqrt(kind(np.add.reduce(deviations * deviations) / n)))
+
+
+def _cv(x: np.ndarray) -> float:
+    """Standard deviation over mean, of at least 3 values with a positive mean; else nan."""
+    if len(x) < 3:
+        return np.nan
+    mean, std = _mean_and_std(x)
+    return float(std / mean) if mean > 0 else np.nan
+
+
 def _rate(mask: np.ndarray) -> float:
     """Share of True in a boolean array: ``mask.mean()``, without its overhead on short arrays."""
     return np.count_nonzero(mask) / len(mask)
@@ -174,7 +194,7 @@ def _shape(state: ClientState) -> dict[str, float]:
         "multi_n_share": _share(a.column("multi_n")),
         "error_rate": _share(a.column("error")),
         "followup_share": _share(a.column("followup")),
-        "prompt_len_cv": float(lengths.std() / lengths.mean()) if len(lengths) >= 3 and lengths.mean() > 0 else np.nan,
+        "prompt_len_cv": _cv(lengths),
     }
 
 
@@ -214,7 +234,7 @@ def _geometry(state: ClientState, ref: SpaceReference) -> dict[str, float]:
     fresh = nearest[nearest > ref.exact_radius]
     if len(fresh) >= PRADA_MIN_SAMPLES:
         # Machine-made queries step by a fixed amount (augmentation, sweeps); people do not.
-        out["nearest_cv"] = float(fresh.std() / fresh.mean())
+        out["nearest_cv"] = _cv(fresh)
     if len(fresh) >= PRADA_MIN_SAMPLES and np.ptp(fresh) > 0:
         out["prada_w"] = shapiro_w(fresh)
     return out
