@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from clonewatch import DEFAULT_OUT_DIR
+from clonewatch import DEFAULT_OUT_DIR, DEFAULT_WARMUP_EVENTS
 from clonewatch.inputs import open_lines
 from clonewatch.model_watch import ModelWatcher
 from clonewatch.progress import how_far, progress_bar
@@ -39,7 +39,7 @@ class RunConfig:
     decisions_path: Path = DEFAULT_OUT_DIR / "decisions.jsonl"
     dead_letters_path: Path = DEFAULT_OUT_DIR / "dead-letters.jsonl"
     batch_size: int = 256
-    warmup_events: int = 2000
+    warmup_events: int = DEFAULT_WARMUP_EVENTS
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     keep_prompts: bool = False  # store prompt text in access_events (otherwise only its hash and length)
@@ -127,16 +127,14 @@ class EmbeddedRunner:
                     bar.set_postfix_str(f"warming up {len(pending)}/{cfg.warmup_events}")
                     if len(pending) < cfg.warmup_events:
                         continue
-                    self._fit_on(pending, lambda stage: bar.set_postfix_str(f"fitting on the warm-up: {stage}"))
-                    events, vectors = [e for e, _ in pending], [v for _, v in pending]
+                    self._fit_and_detect(pending, decisions, store, bar)
                     pending = []
+                    continue
                 self._detect(events, vectors, decisions, store)
                 bar.set_postfix_str(", ".join([f"clients={len(self.states)}", f"flagged={self._flagged()}", *how_far(lines, started)]), refresh=False)
                 bar.update(len(events))
             if pending:
-                self._fit_on(pending, lambda stage: bar.set_postfix_str(f"fitting on the warm-up: {stage}"))
-                self._detect([e for e, _ in pending], [v for _, v in pending], decisions, store)
-                bar.update(len(pending))
+                self._fit_and_detect(pending, decisions, store, bar)
         self.summary.elapsed_s = time.monotonic() - started
         self.summary.format = reader.format
         self.summary.bounded = dict(reader.bounded)
@@ -147,6 +145,13 @@ class EmbeddedRunner:
         self.detector = CloneDetector.from_model(model, self.config.policy)
         self.summary.model_version = model.version
         self.summary.model_source = source
+
+    def _fit_and_detect(self, pending: list[tuple[AccessEvent, object]], decisions: JsonLinesWriter, store: ClickHouseStore, bar) -> None:
+        """Fit on the warm-up, then score its events, a batch at a time."""
+        self._fit_on(pending, lambda stage: bar.set_postfix_str(f"fitting on the warm-up: {stage}"))
+        for batch in batched(pending, self.config.batch_size):
+            self._detect([e for e, _ in batch], [v for _, v in batch], decisions, store)
+            bar.update(len(batch))
 
     def _fit_on(self, pending: list[tuple[AccessEvent, object]], progress: Callable[[str], None]) -> None:
         events = [e for e, _ in pending]

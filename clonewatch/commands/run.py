@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from clonewatch import DEFAULT_OUT_DIR
+from clonewatch import DEFAULT_OUT_DIR, DEFAULT_WARMUP_EVENTS
 from clonewatch.commands.options import add_embedder_option, add_format_options, add_policy_options, add_store_option, log_format, policy_from_args
 from clonewatch.commands.ship import mostly_rejected_exit
 
@@ -30,7 +30,10 @@ def register(subparsers) -> None:
     parser.add_argument("--decisions", type=Path, default=DEFAULT_OUT_DIR / "decisions.jsonl", help="decisions JSON-lines file, appended to (default: %(default)s)")
     parser.add_argument("--dead-letters", type=Path, default=DEFAULT_OUT_DIR / "dead-letters.jsonl", help="rejected lines with reasons, appended to (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=256, help="events embedded and scored together (default: %(default)s)")
-    parser.add_argument("--warmup", type=int, default=2000, help="events to fit on when no --model is given (default: %(default)s)")
+    parser.add_argument(
+        "--warmup", type=int, default=DEFAULT_WARMUP_EVENTS,
+        help="events to fit on when no --model is given, about a day of a hundred customers; a shorter input is fitted on whole (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--top", type=int, default=5, help="riskiest clients to show in the summary (default: %(default)s)")
     add_embedder_option(parser)
     parser.add_argument("--keep-prompts", action="store_true", help="store prompt text in ClickHouse's access_events, not only its hash and length")
