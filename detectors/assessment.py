@@ -44,7 +44,7 @@ class Assessment:
         if test is None:
             self.risk = self.snapshot
             return self
-        log_m = test.update(state.evidence, self.p_value)
+        log_m = test.update(state.evidence, self.p_value, self.events_seen)
         state.evidence = log_m.tolist()
         self.components = tuple(state.evidence)
         self.evidence = test.evidence(log_m)
@@ -96,7 +96,7 @@ class Assessment:
         product = min(campaign.log_evidence(), 700.0)
         merged = product
         if campaign_test is not None:
-            log_m = campaign_test.update(campaign.state.evidence, self.p_value)
+            log_m = campaign_test.update(campaign.state.evidence, self.p_value, self.events_seen)
             campaign.state.evidence = log_m.tolist()
             merged = np.log(campaign_test.evidence(log_m))
         self.evidence = float(np.exp(np.logaddexp(merged, product) - np.log(2.0)))

@@ -121,8 +121,8 @@ class Campaign:
         """
         if not self.evidence:
             return 0.0
-        width = max(len(v) for v in self.evidence.values())  # a member saved with one log (older trackers) bets it on every kappa
-        log_m = np.sum([np.broadcast_to(np.asarray(v, dtype=np.float64), (width,)) for v in self.evidence.values()], axis=0)
+        width = max(len(v) for v in self.evidence.values())
+        log_m = np.sum([_widened(v, width) for v in self.evidence.values()], axis=0)
         top = float(np.max(log_m))
         return top + float(np.log(np.mean(np.exp(log_m - top))))
 
@@ -598,6 +598,19 @@ class CampaignTracker:
         for cid, members, ties, state, *evidence in raw["campaigns"]:
             tracker.campaigns[cid] = Campaign(cid, ClientState.from_bytes(state), set(members), set(ties), _components(*evidence))
         return tracker
+
+
+def _widened(components: list[float], width: int) -> np.ndarray:
+    """A member's components as ``width`` logs: one log (older trackers) bets on every kappa,
+    and a smoothed process saved without its block process has made no block bet yet.
+
+    >>> _widened([1.0], 4).tolist(), _widened([1.0, 2.0], 4).tolist()
+    ([1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 0.0, 0.0])
+    """
+    v = np.asarray(components, dtype=np.float64)
+    if len(v) == 1:
+        return np.broadcast_to(v, (width,))
+    return np.concatenate([v, np.zeros(width - len(v))])
 
 
 def _components(evidence: Mapping[str, float | list[float]] | None = None) -> dict[str, list[float]]:

@@ -26,7 +26,14 @@ Three things adapt this to clients, whose scores are not independent from event 
 - a floor: evidence never falls below ``1 / restart`` of its start, so a long benign past
   does not hide a client that turns. Each rise from the floor is a fresh test at a
   ``restart`` times higher bar, so over ``n`` events the false-alarm bound is
-  ``alpha * (1 + n / restart)``.
+  ``alpha * (1 + n / restart)``;
+- a second process of full bets, one every ``tau`` events from the first event a client
+  can be acted on (its 10th): p-values ``tau`` events apart are about independent, so each
+  block bet is one observation's worth, placed where the smoothed process spreads it over
+  the next ``tau`` events. A client far beyond its kind from its first queries (a key of a
+  campaign that sends a few dozen queries each) is then judged on its first observation at
+  once instead of on half of one. The e-value is the mean of the two processes' (a mean of
+  e-values is one), which costs the smoothed process at most a factor of two.
 
 Beyond the largest score of its kind, a p-value keeps shrinking along an exponential fit
 of that kind's upper tail (peaks over threshold), so a client far beyond every benign
@@ -56,6 +63,7 @@ MAX_LAG = 500  # longest lag over which the autocorrelation of a client's p-valu
 MIN_EVENTS_FOR_TAU = 100  # clients with fewer events say little about how long evidence echoes
 TAU_QUANTILE = 0.75  # the memory of three clients in four: those with longer memory are the false alarms
 MIN_TAIL_EVENTS = 10  # a kind with fewer events in its upper tail borrows the scale of all benign events' tail
+FIRST_BLOCK_BET = 10  # the block process's first full bet: the first event a client can be acted on (the policy's minimum)
 MAX_KIND_SCALES = 65536  # kinds whose tail scale is remembered; the memo starts over when full
 
 
@@ -148,7 +156,7 @@ class SequentialTest:
     """A mixture of floored power e-processes; the per-client state is a small array of logs.
 
     Parameters in ``__init__``; the state of one client (``initial()``, then ``update``)
-    is ``len(kappas)`` floats, stored with the client. :meth:`fit` learns the p-value
+    is ``2 * len(kappas)`` floats (the smoothed and the block process), stored with the client. :meth:`fit` learns the p-value
     reference and the step weight from benign clients' scores.
     """
 
@@ -161,8 +169,14 @@ class SequentialTest:
         self.weight = weight
         self.restart = restart
 
+    @property
+    def block(self) -> int:
+        """Events between two full bets of the block process: the autocorrelation time."""
+        return max(1, int(round(1.0 / self.weight)))
+
     def initial(self) -> np.ndarray:
-        return np.zeros(len(self.kappas))
+        """The logs of both processes' components: the smoothed bets, then the block bets."""
+        return np.zeros(2 * len(self.kappas))
 
     def steps(self, p_values: np.ndarray, weight: float | None = None) -> np.ndarray:
         """log e(p) of each p-value (rows) under each kappa (columns), times the weight."""
@@ -170,23 +184,31 @@ class SequentialTest:
         p = np.clip(np.asarray(p_values, dtype=np.float64), 1e-300, 1.0)[:, None]
         return (self.weight if weight is None else weight) * (np.log(k) + (k - 1.0) * np.log(p))
 
-    def update(self, log_m: np.ndarray | Sequence[float], p_value: float) -> np.ndarray:
-        """The state after one more p-value; an empty state (never scored) is the start."""
-        log_m = np.asarray(log_m, dtype=np.float64) if len(log_m) else self.initial()
-        return np.maximum(log_m + self.steps(np.array([p_value]))[0], -np.log(self.restart))
+    def update(self, log_m: np.ndarray | Sequence[float], p_value: float, events_seen: int | None = None) -> np.ndarray:
+        """The state after one more p-value, the client's ``events_seen``-th (without it, only
+        the smoothed process bets); an empty state (never scored) is the start, and a state of
+        the smoothed process alone (saved before the block process) starts its block bets now."""
+        log_m = np.asarray(log_m, dtype=np.float64)
+        if len(log_m) < 2 * len(self.kappas):
+            log_m = np.concatenate([log_m, self.initial()])[: 2 * len(self.kappas)] if len(log_m) else self.initial()
+        full = self.steps(np.array([p_value]), weight=1.0)[0]
+        step = np.concatenate([self.weight * full, full if self._block_bet(events_seen) else np.zeros_like(full)])
+        return np.maximum(log_m + step, -np.log(self.restart))
+
+    def _block_bet(self, events_seen: int | None) -> bool:
+        return events_seen is not None and events_seen >= FIRST_BLOCK_BET and (events_seen - FIRST_BLOCK_BET) % self.block == 0
 
     def evidence(self, log_m: np.ndarray) -> float:
-        """The mixture's e-value: the mean of the components' e-values."""
+        """The e-value: the mean of the components' e-values (the mean of the two processes' mixtures)."""
         return float(np.exp(_log_mean_exp(np.asarray(log_m))))
 
-    def paths(self, p_values: np.ndarray, weight: float | None = None) -> np.ndarray:
-        """The mixture's e-value after each p-value of one client's sequence."""
+    def paths(self, p_values: np.ndarray) -> np.ndarray:
+        """The e-value after each p-value of one client's sequence, from its first event."""
         log_m = self.initial()
-        floor = -np.log(self.restart)
         out = np.empty(len(p_values))
-        for i, step in enumerate(self.steps(p_values, weight)):
-            log_m = np.maximum(log_m + step, floor)
-            out[i] = np.exp(_log_mean_exp(log_m))
+        for i, p in enumerate(p_values):
+            log_m = self.update(log_m, p, events_seen=i + 1)
+            out[i] = self.evidence(log_m)
         return out
 
     def fit(

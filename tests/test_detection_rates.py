@@ -61,11 +61,14 @@ def test_attackers_are_acted_on_and_benign_customers_are_spared(outcomes):
 
 def test_evidence_grows_with_an_attackers_queries_and_not_with_a_customers(outcomes):
     """By the end of their traffic most attackers' accumulated evidence alone is past the
-    throttle threshold (E >= 2000), and almost no customer's is past even 20."""
+    throttle threshold (E >= 2000), and customers' is past even 20 no more often than an
+    e-value may be (Markov: at a given time, E >= 20 with probability at most 1/20) and
+    never past the throttle threshold."""
     attackers = [evidence for *_, evidence in outcomes["attack"]]
     customers = [evidence for *_, evidence in outcomes["benign"]]
     assert np.mean(np.array(attackers) >= 2000) >= 0.75
-    assert np.mean(np.array(customers) >= 20) <= 0.02
+    assert np.mean(np.array(customers) >= 20) <= 1 / 20
+    assert max(customers) < 2000
 
 
 def test_a_benign_like_p_value_stream_stays_below_the_threshold_and_an_extreme_one_crosses_it():
@@ -76,6 +79,25 @@ def test_a_benign_like_p_value_stream_stays_below_the_threshold_and_an_extreme_o
     lives = [test.paths(rng.uniform(size=500)).max() for _ in range(2000)]
     assert np.mean(np.array(lives) >= 1000) <= 0.001 * (1 + 500 / test.restart) * 1.5
     assert np.flatnonzero(test.paths(np.full(100, 1e-3)) >= 1000)[0] < 10
+
+
+def test_a_client_beyond_its_kind_from_its_first_queries_is_judged_on_its_first_observation_at_once():
+    """Windowed scores remember about 1/weight events, so the smoothed process spreads each
+    observation over that many: forty events at p = 1e-7 are half of one, short of the throttle
+    (E >= 2000). The block process bets it in full at the 10th event. On uniform p-values (the
+    null) the two together still keep Ville's promise over a client's life."""
+    test = SequentialTest(weight=0.01)
+    state = test.initial()
+    for n in range(1, 41):
+        state = test.update(state, 1e-7, events_seen=n)
+    smoothed = SequentialTest(weight=0.01).evidence(state[: len(test.kappas)])
+    assert smoothed < 2000 <= test.evidence(state)
+    assert test.update(test.initial(), 1e-7).tolist()[len(test.kappas) :] == [0.0] * len(test.kappas)  # no events_seen, no block bet
+
+    rng = np.random.default_rng(1)
+    quick = SequentialTest(weight=0.1)  # a block bet every 10 events
+    lives = [quick.paths(rng.uniform(size=300)).max() for _ in range(500)]
+    assert np.mean(np.array(lives) >= 100) <= 0.01 * (1 + 300 / quick.restart) * 1.5
 
 
 def test_the_model_records_what_the_evidence_weight_does_not_cover(numeric_model):
