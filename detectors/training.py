@@ -142,6 +142,7 @@ def fit_clone_model(
             "reference_events": len(rows),
             "statistic": "risk score, p-values among the events of the 5 nearest baseline clients, out of fold",
             "autocorrelation_time": sequential.tau_,
+            "block_bet_every": sequential.block,  # events between two full bets of the block process
             # What tau cannot see: clients' persistent levels (README, "Why this test").
             "between_clients_share": sequential.between_clients_share_,
             "autocorrelation_time_across_clients": sequential.tau_across_clients_,

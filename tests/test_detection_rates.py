@@ -108,6 +108,7 @@ def test_the_model_records_what_the_evidence_weight_does_not_cover(numeric_model
     recorded = model.metadata["sequential"]
     assert 0.05 < recorded["between_clients_share"] < 1.0
     assert recorded["autocorrelation_time_across_clients"] > recorded["autocorrelation_time"] == model.sequential.tau_
+    assert recorded["block_bet_every"] == model.sequential.block == round(recorded["autocorrelation_time"])
 
 
 def test_beyond_its_kind_a_score_is_judged_by_its_kinds_tail_not_the_most_spread_out_kinds():
