@@ -187,10 +187,20 @@ class SequentialTest:
     def update(self, log_m: np.ndarray | Sequence[float], p_value: float, events_seen: int | None = None) -> np.ndarray:
         """The state after one more p-value, the client's ``events_seen``-th (without it, only
         the smoothed process bets); an empty state (never scored) is the start, and a state of
-        the smoothed process alone (saved before the block process) starts its block bets now."""
+        the smoothed process alone (saved before the block process: a log per kappa, or one log
+        for all of them) starts its block bets now.
+
+        >>> test = SequentialTest(kappas=(0.1, 0.5))
+        >>> test.update([-1.0], 1.0).round(2).tolist(), test.update([-1.0, -2.0], 1.0).round(2).tolist()
+        ([-3.3, -1.69, 0.0, 0.0], [-3.3, -2.69, 0.0, 0.0])
+        """
+        k = len(self.kappas)
         log_m = np.asarray(log_m, dtype=np.float64)
-        if len(log_m) < 2 * len(self.kappas):
-            log_m = np.concatenate([log_m, self.initial()])[: 2 * len(self.kappas)] if len(log_m) else self.initial()
+        if len(log_m) == 0:
+            log_m = self.initial()
+        elif len(log_m) < 2 * k:
+            smoothed = np.broadcast_to(log_m, (k,)) if len(log_m) == 1 else log_m[:k]
+            log_m = np.concatenate([smoothed, np.zeros(k)])
         full = self.steps(np.array([p_value]), weight=1.0)[0]
         step = np.concatenate([self.weight * full, full if self._block_bet(events_seen) else np.zeros_like(full)])
         return np.maximum(log_m + step, -np.log(self.restart))
