@@ -178,11 +178,11 @@ class SequentialTest:
         """The logs of both processes' components: the smoothed bets, then the block bets."""
         return np.zeros(2 * len(self.kappas))
 
-    def steps(self, p_values: np.ndarray, weight: float | None = None) -> np.ndarray:
-        """log e(p) of each p-value (rows) under each kappa (columns), times the weight."""
+    def steps(self, p_values: np.ndarray) -> np.ndarray:
+        """log e(p) of each p-value (rows) under each kappa (columns): a full bet, unweighted."""
         k = np.asarray(self.kappas)[None, :]
         p = np.clip(np.asarray(p_values, dtype=np.float64), 1e-300, 1.0)[:, None]
-        return (self.weight if weight is None else weight) * (np.log(k) + (k - 1.0) * np.log(p))
+        return np.log(k) + (k - 1.0) * np.log(p)
 
     def update(self, log_m: np.ndarray | Sequence[float], p_value: float, events_seen: int | None = None) -> np.ndarray:
         """The state after one more p-value, the client's ``events_seen``-th (without it, only
@@ -201,7 +201,7 @@ class SequentialTest:
         elif len(log_m) < 2 * k:
             smoothed = np.broadcast_to(log_m, (k,)) if len(log_m) == 1 else log_m[:k]
             log_m = np.concatenate([smoothed, np.zeros(k)])
-        full = self.steps(np.array([p_value]), weight=1.0)[0]
+        full = self.steps(np.array([p_value]))[0]
         step = np.concatenate([self.weight * full, full if self._block_bet(events_seen) else np.zeros_like(full)])
         return np.maximum(log_m + step, -np.log(self.restart))
 

@@ -18,11 +18,21 @@ class NeighborIndex:
     """
 
     def __init__(self, reference: np.ndarray) -> None:
+        self.source = reference
         self.rows = torch.from_numpy(np.array(reference, dtype=np.float64, order="C"))
         self.squared_norms = (self.rows * self.rows).sum(dim=1)[None, :]
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    @classmethod
+    def kept_on(cls, owner: object, reference: np.ndarray) -> NeighborIndex:
+        """The index of ``reference``, kept on ``owner`` as ``_neighbor_index`` (which the owner
+        leaves out of what it saves) and made again when ``reference`` is another array (a refit)."""
+        index = owner.__dict__.get("_neighbor_index")
+        if index is None or index.source is not reference:
+            index = owner.__dict__["_neighbor_index"] = cls(reference)
+        return index
 
 
 def kth_nearest_distance(

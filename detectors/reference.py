@@ -135,7 +135,6 @@ class SpaceReference:
         variance = self.pca_.explained_variance_
         self.whiten_ = (1.0 / np.sqrt(np.maximum(variance, 1e-6 * variance.max()))).astype(np.float32)
         self.neighbors_ = p[sample_rows(len(p), self.max_neighbors, self.random_state)] * self.whiten_
-        self.__dict__.pop("_neighbor_index", None)
         itself = np.arange(len(self.neighbors_))
         own = kth_nearest_distance(self.neighbors_, self.neighbors_, self.n_neighbors, itself, itself)
         self.ood_radius_ = float(np.quantile(own, self.ood_quantile))
@@ -182,9 +181,7 @@ class SpaceReference:
 
     def novelty(self, projected: np.ndarray) -> np.ndarray:
         """Whitened distance of each projected vector to its ``n_neighbors``-th nearest reference query."""
-        index = self.__dict__.get("_neighbor_index")
-        if index is None:
-            index = self.__dict__["_neighbor_index"] = NeighborIndex(self.neighbors_)
+        index = NeighborIndex.kept_on(self, self.neighbors_)
         return kth_nearest_distance(np.atleast_2d(projected) * self.whiten_, index, self.n_neighbors)
 
     def mmd(self, window: np.ndarray) -> float:

@@ -127,7 +127,6 @@ class RiskModel:
         Z = self._normal_scores(Xf).astype(np.float32)
         kept = sample_rows(len(Z), self.max_neighbors, self.random_state)
         self.neighbors_, self.neighbor_groups_ = Z[kept], groups[kept]
-        self.__dict__.pop("_neighbor_index", None)
         largest_group = np.unique(self.neighbor_groups_, return_counts=True)[1].max()
         self.neighbor_k_ = max(1, min(self.n_neighbors, len(kept) - largest_group))
         self.neighbor_calibrator_ = TailCalibrator().fit(self._neighbor_distance(Z, groups))
@@ -329,9 +328,7 @@ class RiskModel:
 
     def _neighbor_distance(self, Z: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         """Distance from each normal-score row to its n_neighbors-th nearest reference row of another client."""
-        index = self.__dict__.get("_neighbor_index")
-        if index is None:
-            index = self.__dict__["_neighbor_index"] = NeighborIndex(self.neighbors_)
+        index = NeighborIndex.kept_on(self, self.neighbors_)
         return kth_nearest_distance(Z, index, self.neighbor_k_, groups, self.neighbor_groups_)
 
     def _combined(self, X: np.ndarray, groups: np.ndarray | None = None, Z: np.ndarray | None = None) -> np.ndarray:
