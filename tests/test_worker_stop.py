@@ -82,3 +82,49 @@ def test_a_worker_that_stops_in_time_stops_the_clock_too(kafka_bootstrap: str) -
     assert app.returncode == 0, err[-3000:]
     assert "went on after its worker" in out
     assert "did not stop within" not in err
+
+
+def test_the_stacks_follow_each_task_into_what_it_awaits() -> None:
+    """Through a task awaiting a task, an awaitable that hides its coroutine (as a Faust agent's
+    actor does) and an async generator, down to the line that waits."""
+    import asyncio
+    import io
+
+    from clonewatch.streaming.bounded_stop import dump_stacks
+
+    class Actor:
+        def __init__(self, it):
+            self.it = it
+
+        def __await__(self):
+            return self.it.__await__()
+
+    async def batches():
+        while True:
+            await asyncio.sleep(60)
+            yield []
+
+    async def take_batches():
+        async for _ in batches():
+            pass
+
+    async def execute_actor(actor):
+        await actor
+
+    async def supervise(task):
+        await task
+
+    async def main() -> str:
+        actor = asyncio.get_running_loop().create_task(execute_actor(Actor(take_batches())), name="actor")
+        supervisor = asyncio.get_running_loop().create_task(supervise(actor), name="supervisor")
+        await asyncio.sleep(0.05)
+        out = io.StringIO()
+        dump_stacks(asyncio.get_running_loop(), out)
+        supervisor.cancel()
+        actor.cancel()
+        return out.getvalue()
+
+    stacks = asyncio.run(main())
+    supervised = stacks[stacks.index("--- task supervisor") :]
+    order = [supervised.index(f"in {name}") for name in ("supervise", "execute_actor", "take_batches", "batches", "sleep")]
+    assert order == sorted(order), supervised

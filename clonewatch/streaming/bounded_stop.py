@@ -1,4 +1,5 @@
-"""A graceful stop with a deadline: a worker that cannot stop says where it is stuck and exits.
+"""A graceful stop with a deadline: a worker that cannot stop says where it is stuck and exits
+(and one asked with SIGUSR1 says where it is, and goes on).
 
 Nothing accepted is lost by giving up: a batch's offsets are committed only after it is
 done, so whatever the worker held uncommitted is scored again by whoever next holds its
@@ -8,6 +9,7 @@ partition (the client table drops what was already applied).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -47,7 +49,8 @@ def stop_within(timeout_s: float, dump: Callable[[], None], exit_code: int = EXI
 
 class BoundedStopWorker(faust.Worker):
     """A Faust worker that, ``stop_timeout`` seconds after SIGTERM or SIGINT without having
-    stopped, logs the stack of every thread and task and exits with :data:`EXIT_STOP_TIMED_OUT`."""
+    stopped, logs the stack of every thread and task and exits with :data:`EXIT_STOP_TIMED_OUT`;
+    on SIGUSR1 it logs them and goes on."""
 
     def __init__(self, *args: Any, stop_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -65,6 +68,13 @@ class BoundedStopWorker(faust.Worker):
         super().stop_and_shutdown()
         if self._stop_timer is not None:
             self._stop_timer.cancel()
+
+    def _on_sigusr1(self) -> None:
+        """``kill -USR1 PID``: log where every thread and task is, and carry on (a worker that
+        seems stuck says what it waits for; mode's own answer stops at each task's first frame)."""
+        log.info("SIGUSR1: the stack of every thread and task follows")
+        dump_stacks(self.loop, sys.stderr)
+        sys.stderr.flush()
 
     def _say_where(self, signal: signal.Signals) -> None:
         log.error("did not stop within %g s of %s; the stack of every thread and task follows", self.stop_timeout, signal.name)
@@ -96,9 +106,30 @@ def dump_stacks(loop: asyncio.AbstractEventLoop, file: IO[str]) -> None:
 
 
 def awaited_frames(coro: Any) -> Iterator[FrameType]:
-    """The frames of a coroutine and of what it awaits, outermost first."""
-    while coro is not None:
+    """The frames of a coroutine and of what it awaits, outermost first: through coroutines,
+    generators and async generators, and through the wrappers and tasks in between (an
+    awaited object without a frame of its own is followed to the coroutine or task it holds)."""
+    seen: set[int] = set()
+    while coro is not None and id(coro) not in seen:
+        seen.add(id(coro))
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
         if frame is not None:
             yield frame
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+        if isinstance(coro, asyncio.Task):
+            coro = coro.get_coro()
+            continue
+        awaited = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+        coro = awaited if awaited is None or _has_frame(awaited) else _held(awaited)
+
+
+def _has_frame(obj: Any) -> bool:
+    return any(hasattr(obj, name) for name in ("cr_frame", "gi_frame", "ag_frame"))
+
+
+def _held(wrapper: Any) -> Any:
+    """The coroutine, generator or task inside an awaitable's iterator (``coro.__await__()``,
+    an async generator's ``asend``, a future's iterator), or None."""
+    for inner in gc.get_referents(wrapper):
+        if _has_frame(inner) or isinstance(inner, asyncio.Task):
+            return inner
+    return None
