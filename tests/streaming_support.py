@@ -161,12 +161,49 @@ def committed_offset(bootstrap: str, group: str, topic: str, partition: int = 0,
     return found.offset if found is not None else -1
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
+def wait_until(
+    condition: Callable[[], bool],
+    timeout: float,
+    what: str,
+    interval: float = 0.5,
+    explain: Callable[[], str] | None = None,
+    progress: Callable[[], object] | None = None,
+) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds, with ``what`` and what
+    ``explain`` says. With ``progress``, the clock starts again whenever its value changes, so
+    that a slow machine is told from a stuck process: the timeout is then one without progress
+    (and five timeouts in all, so that a process busy going round in circles fails too)."""
     deadline = time.monotonic() + timeout
+    ceiling = time.monotonic() + 5 * timeout
+    last = progress() if progress else None
     while not condition():
+        if progress and (now := progress()) != last:
+            last, deadline = now, min(time.monotonic() + timeout, ceiling)
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            limit = f"{timeout:g} s without progress, or {5 * timeout:g} s in all" if progress else f"{timeout:g} s"
+            raise AssertionError(f"timed out waiting for {what} ({limit})" + (f"\n{explain()}" if explain else ""))
         time.sleep(interval)
+
+
+def wait_on(workers: Sequence[Worker], condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """:func:`wait_until` while ``workers`` work: the timeout counts from their last progress
+    (what their status files count), and a failure says where each worker is."""
+    wait_until(condition, timeout, what, explain=lambda: where_they_are(workers), progress=lambda: work_done(workers))
+
+
+def work_done(workers: Sequence[Worker]) -> tuple[int, ...]:
+    """What the workers' status files count so far: events, campaign facts and verdicts, decisions."""
+    return tuple(w.status().get(key, 0) for w in workers for key in ("events", "campaign_facts", "campaign_verdicts", "decisions"))
+
+
+def where_they_are(workers: Sequence[Background]) -> str:
+    """For a failure message: each live worker's stacks (on SIGUSR1 a worker logs every thread
+    and task) and the end of each log."""
+    for worker in workers:
+        if worker.alive():
+            worker.proc.send_signal(signal.SIGUSR1)
+    time.sleep(3)
+    return "\n".join(f"--- {w.log_path} (exit code {w.proc.poll()}):\n{w.log()[-30_000:]}" for w in workers)
 
 
 # --- the CLI in subprocesses ----------------------------------------------------------------------

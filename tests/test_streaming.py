@@ -36,6 +36,7 @@ from tests.streaming_support import (
     reference_decisions,
     stop_together,
     store_query,
+    wait_on,
     wait_until,
     write_log,
 )
@@ -84,6 +85,23 @@ def ship(log: Path, names: Names, bootstrap: str) -> None:
     assert done.returncode == 0, done.stderr.decode()
 
 
+def test_a_worker_asked_with_sigusr1_says_where_each_agent_waits_and_goes_on(kafka_bootstrap: str, tmp_path: Path, model: Path) -> None:
+    names = Names.fresh("usr1")
+    worker = Worker(tmp_path / "worker", model, names.env(kafka_bootstrap))
+    try:
+        worker.wait_for(lambda s: s.get("partitions"), 90, "the worker to hold its partitions")
+        worker.proc.send_signal(signal.SIGUSR1)
+        wait_until(lambda: "--- task" in worker.log(), 30, "the stacks in the log")
+        time.sleep(1.0)
+        assert worker.alive()
+        stacks = worker.log()
+        assert "--- thread MainThread" in stacks
+        for agent in ("in_batches", "track_campaigns"):  # the await chains reach into the agents' own code
+            assert f"in {agent}" in stacks, stacks[-5000:]
+    finally:
+        assert worker.stop() == 0, worker.tail()
+
+
 def test_attacker_denied_benign_not(kafka_bootstrap: str, tmp_path: Path, model: Path, traffic, expected) -> None:
     events, labels = traffic
     names = Names.fresh("e2e")
@@ -96,7 +114,7 @@ def test_attacker_denied_benign_not(kafka_bootstrap: str, tmp_path: Path, model:
 
     worker = Worker(tmp_path / "worker", model, names.env(kafka_bootstrap))
     try:
-        wait_until(lambda: caught_up(kafka_bootstrap, names, worker), 120, "the worker to score every event")
+        wait_on([worker], lambda: caught_up(kafka_bootstrap, names, worker), 120, "the worker to score every event")
     finally:
         assert worker.stop() == 0, worker.tail()
     assert "[ERROR]" not in worker.log() and "[WARNING]" not in worker.log(), worker.tail()  # a healthy run says nothing alarming
@@ -163,7 +181,7 @@ def test_killed_worker_resumes_exactly(kafka_bootstrap: str, tmp_path: Path, mod
         return worker.status().get("events", 0) + worker.status().get("duplicates", 0)
 
     try:
-        wait_until(lambda: caught_up(kafka_bootstrap, names, second) and accounted(second) >= len(events), 120, "the second worker to catch up")
+        wait_on([second], lambda: caught_up(kafka_bootstrap, names, second) and accounted(second) >= len(events), 120, "the second worker to catch up")
     finally:
         assert second.stop() == 0, second.tail()
 
@@ -205,7 +223,7 @@ def test_two_workers_split_the_partitions(kafka_bootstrap: str, tmp_path: Path, 
         log = tmp_path / "access.log"
         write_log(log, events)
         ship(log, names, kafka_bootstrap)
-        wait_until(lambda: all(caught_up(kafka_bootstrap, names, w) for w in workers), 120, "every event scored")
+        wait_on(workers, lambda: all(caught_up(kafka_bootstrap, names, w) for w in workers), 120, "every event scored")
     finally:
         stop_together(workers)
 
@@ -244,7 +262,7 @@ def test_shipper_and_worker_ride_out_a_broker_outage(tmp_path: Path, model: Path
             write_log(log, events[half:], mode="a")  # the gateway keeps logging meanwhile
             time.sleep(3)
             LocalBroker(broker.data_dir, broker.port, broker.controller_port).start()
-            wait_until(lambda: caught_up(broker.bootstrap, names, worker) and worker.status().get("events", 0) >= len(events), 180, "the second half scored")
+            wait_on([worker], lambda: caught_up(broker.bootstrap, names, worker) and worker.status().get("events", 0) >= len(events), 180, "the second half scored")
             assert shipper.alive(), shipper.tail()
         finally:
             shipper.stop()
@@ -297,8 +315,8 @@ def test_two_workers_act_on_a_campaign_whose_keys_they_split(kafka_bootstrap: st
         log = tmp_path / "access.log"
         write_log(log, events)
         ship(log, names, kafka_bootstrap)
-        wait_until(lambda: all(caught_up(kafka_bootstrap, names, w) for w in workers), 120, "every event scored")
-        wait_until(lambda: campaign_consumed(kafka_bootstrap, names), 120, "the campaign stage and its verdicts done")
+        wait_on(workers, lambda: all(caught_up(kafka_bootstrap, names, w) for w in workers), 120, "every event scored")
+        wait_on(workers, lambda: campaign_consumed(kafka_bootstrap, names), 120, "the campaign stage and its verdicts done")
     finally:
         stop_together(workers)
 
@@ -419,8 +437,8 @@ def test_the_campaign_stage_carries_on_after_its_worker_is_killed(kafka_bootstra
 
     second = Worker(tmp_path / "second", model_path, env)
     try:
-        wait_until(lambda: caught_up(kafka_bootstrap, names, second), 120, "the second worker to catch up")
-        wait_until(lambda: campaign_consumed(kafka_bootstrap, names), 120, "the campaign stage and its verdicts done")
+        wait_on([second], lambda: caught_up(kafka_bootstrap, names, second), 120, "the second worker to catch up")
+        wait_on([second], lambda: campaign_consumed(kafka_bootstrap, names), 120, "the campaign stage and its verdicts done")
     finally:
         assert second.stop() == 0, second.tail()
     restored = re.search(r"running the campaign stage: (\d+) campaigns, (\d+) clients remembered", second.log())
