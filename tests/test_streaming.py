@@ -85,6 +85,30 @@ def ship(log: Path, names: Names, bootstrap: str) -> None:
     assert done.returncode == 0, done.stderr.decode()
 
 
+def test_a_worker_finds_its_tables_changelogs_made_before_it_joins_its_group(kafka_bootstrap: str) -> None:
+    """Made by ensure_topics with the campaign topics, compacted as Faust makes them, so that
+    the group's first assignment never leaves one out as not yet in the broker's metadata."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from clonewatch.streaming.config import CLIENT_TABLE, STAGE_TABLE, StreamingConfig
+    from clonewatch.streaming.topics import ensure_topics
+
+    names = Names.fresh("tables")
+    config = StreamingConfig(bootstrap=kafka_bootstrap, app_id=names.app_id, access_topic=names.access, decisions_topic=names.decisions, dead_letter_topic=names.dead_letters, partitions=3)
+    counts = ensure_topics(config, worker_topics=True)
+    clients, stage = config.changelog_topic(CLIENT_TABLE), config.changelog_topic(STAGE_TABLE)
+    assert (counts[clients], counts[stage]) == (3, 1)
+    assert ensure_topics(config, worker_topics=True) == counts  # a second worker finds them as they are
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic) for topic in (clients, stage)])
+    finally:
+        admin.close()
+    topics = next(iter(described.values()))  # {topic: {config key: its data}}
+    assert {topic: topics[topic]["cleanup.policy"]["value"] for topic in (clients, stage)} == {clients: "compact", stage: "compact"}
+
+
 def test_a_worker_asked_with_sigusr1_says_where_each_agent_waits_and_goes_on(kafka_bootstrap: str, tmp_path: Path, model: Path) -> None:
     names = Names.fresh("usr1")
     worker = Worker(tmp_path / "worker", model, names.env(kafka_bootstrap))

@@ -108,7 +108,7 @@ def main(args: argparse.Namespace) -> int:
     blocking = Blocking(config.store_dsn)
     blocking.open_store()
     try:
-        partitions = ensure_topics(config, campaign_stage=True)
+        partitions = ensure_topics(config, worker_topics=True)
     except TopicError as exc:
         print(f"clonewatch worker: error: {exc}", file=sys.stderr)
         return 1

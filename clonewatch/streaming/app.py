@@ -65,7 +65,7 @@ import faust
 import mode
 from faust.types import TP, EventT, StreamT
 
-from clonewatch.streaming.config import StreamingConfig
+from clonewatch.streaming.config import CLIENT_TABLE, STAGE_TABLE, StreamingConfig
 from clonewatch.streaming.processing import (
     BatchProcessor,
     ClientRecord,
@@ -89,8 +89,6 @@ log = logging.getLogger("clonewatch.worker")
 
 T = TypeVar("T")
 
-CLIENT_TABLE = "clients"
-STAGE_TABLE = "campaign-stage"
 STAGE_CHUNK_BYTES = 512 * 1024
 RETRY_DELAYS_S = (1.0, 4.0, 16.0)  # waits between attempts at a failing batch
 OUTAGE_RETRY_S = 30.0  # then, while ClickHouse or Kafka is away, a try every this long

@@ -49,6 +49,9 @@ ENV_VARS: dict[str, str] = {
 }
 
 
+CLIENT_TABLE = "clients"  # the worker's tables; each is kept in a changelog topic (StreamingConfig.changelog_topic)
+STAGE_TABLE = "campaign-stage"
+
 @dataclass(frozen=True)
 class StreamingConfig:
     """Topic names, Kafka and store addresses, batching, and the worker's knobs.
@@ -119,6 +122,10 @@ class StreamingConfig:
     def campaign_verdicts_topic(self) -> str:
         """The campaign stage's verdicts, keyed by member and partitioned like the access topic."""
         return f"{self.app_id}-campaign-verdicts"
+
+    def changelog_topic(self, table: str) -> str:
+        """The changelog topic Faust keeps ``table`` in (its own naming)."""
+        return f"{self.app_id}-{table}-changelog"
 
     @property
     def broker_url(self) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Collection
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from clonewatch.streaming.config import StreamingConfig
+from clonewatch.streaming.config import CLIENT_TABLE, STAGE_TABLE, StreamingConfig
 from clonewatch.streaming.listener import ListenerMismatch, accepts_connections, check_listener
 
 log = logging.getLogger(__name__)
@@ -37,14 +37,20 @@ def topic_specs(config: StreamingConfig) -> dict[str, dict]:
     }
 
 
-def campaign_topic_specs(config: StreamingConfig, access_partitions: int) -> dict[str, dict]:
-    """The workers' own topics for the campaign stage: facts on one partition, so that one
+def worker_topic_specs(config: StreamingConfig, access_partitions: int) -> dict[str, dict]:
+    """The workers' own topics. For the campaign stage: facts on one partition, so that one
     stage sees every key in order; verdicts keyed by member with the access topic's actual
-    partition count, so that a member's verdicts reach the worker holding its state."""
+    partition count, so that a member's verdicts reach the worker holding its state. And the
+    tables' compacted changelogs, made here as Faust would make them: a worker that made them
+    itself on its first start joined its group before the broker's metadata showed them, and
+    the group's first assignment left the newest one out ("Ignoring missing topic")."""
     replication = config.replication_factor
+    compacted = {"cleanup.policy": "compact"}
     return {
         config.campaign_facts_topic: {"num_partitions": 1, "replication_factor": replication},
         config.campaign_verdicts_topic: {"num_partitions": access_partitions, "replication_factor": replication},
+        config.changelog_topic(CLIENT_TABLE): {"num_partitions": access_partitions, "replication_factor": replication, "configs": compacted},
+        config.changelog_topic(STAGE_TABLE): {"num_partitions": 1, "replication_factor": replication, "configs": compacted},
     }
 
 
@@ -77,9 +83,9 @@ def admin_client(config: StreamingConfig, timeout_s: float = 30.0, purpose: str 
 
 
 def ensure_topics(
-    config: StreamingConfig, timeout_s: float = 30.0, campaign_stage: bool = False, only: Collection[str] | None = None
+    config: StreamingConfig, timeout_s: float = 30.0, worker_topics: bool = False, only: Collection[str] | None = None
 ) -> dict[str, int]:
-    """Create the missing topics (with ``campaign_stage``, the workers' campaign topics too);
+    """Create the missing topics (with ``worker_topics``, the workers' own topics too);
     return the partition count of every topic. ``only`` names the topics a client uses, when
     not all three: a shipper may not be allowed to see the decisions (clonewatch/streaming/acls.py).
 
@@ -89,8 +95,8 @@ def ensure_topics(
     try:
         specs = topic_specs(config)
         counts = _create_missing(admin, {name: spec for name, spec in specs.items() if only is None or name in only}, timeout_s)
-        if campaign_stage:
-            counts |= _create_missing(admin, campaign_topic_specs(config, counts[config.access_topic]), timeout_s)
+        if worker_topics:
+            counts |= _create_missing(admin, worker_topic_specs(config, counts[config.access_topic]), timeout_s)
             verdicts = counts[config.campaign_verdicts_topic]
             if verdicts != counts[config.access_topic]:
                 raise TopicError(
