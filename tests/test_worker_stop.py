@@ -128,3 +128,23 @@ def test_the_stacks_follow_each_task_into_what_it_awaits() -> None:
     supervised = stacks[stacks.index("--- task supervisor") :]
     order = [supervised.index(f"in {name}") for name in ("supervise", "execute_actor", "take_batches", "batches", "sleep")]
     assert order == sorted(order), supervised
+
+
+def test_a_batch_in_hand_too_long_makes_the_watch_say_where_everything_is_once() -> None:
+    """On its own thread, so that it speaks while the event loop is blocked; once per batch."""
+    from clonewatch.streaming.stall_watch import StallWatch
+
+    said: list[float] = []
+    watch = StallWatch(limit_s=0.2, dump=lambda: said.append(time.monotonic())).start()
+    try:
+        watch.started("process_batch")
+        time.sleep(1.0)  # blocks this thread, as a stuck batch blocks the loop
+        assert len(said) == 1
+        watch.finished("process_batch")
+        time.sleep(0.4)
+        assert len(said) == 1  # nothing in hand: nothing to say
+        watch.started("process_batch")
+        time.sleep(0.5)
+        assert len(said) == 2
+    finally:
+        watch.stop()

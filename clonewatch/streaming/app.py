@@ -29,7 +29,8 @@ acknowledged after its last save when it is next loaded (:class:`StageHolder`).
 Poison and outages (:func:`with_retries`): a batch that keeps failing is tried event by
 event; an event that fails on its own while the store answers is dead-lettered with the
 reason and skipped, and while the store does not answer the batch waits and is tried again,
-uncommitted, until it goes through.
+uncommitted, until it goes through. A batch still in hand after :data:`STALL_LIMIT_S` makes
+the worker log the stack of every thread and task, once (:mod:`clonewatch.streaming.stall_watch`).
 
 Processing guarantee: at-least-once delivery made exact by the client table. For each batch
 the agent (1) writes risk scores, decisions and dead letters to ClickHouse, (2) publishes
@@ -55,6 +56,7 @@ import asyncio
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +68,7 @@ import mode
 from faust.types import TP, EventT, StreamT
 
 from clonewatch.streaming.config import CLIENT_TABLE, STAGE_TABLE, StreamingConfig
+from clonewatch.streaming.bounded_stop import dump_stacks
 from clonewatch.streaming.processing import (
     BatchProcessor,
     ClientRecord,
@@ -77,6 +80,7 @@ from clonewatch.streaming.processing import (
     encode,
     encode_fact,
 )
+from clonewatch.streaming.stall_watch import STALL_LIMIT_S, StallWatch
 from clonewatch.streaming.topics import read_partition, rewind_points
 from detectors import BatchResult
 from detectors.campaign_stage import CampaignStage
@@ -232,6 +236,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         STAGE_TABLE, partitions=1, key_type=bytes, value_type=bytes, use_partitioner=True, help="the campaign stage, chunked"
     )
     held = StageHolder(processor, stage_table, config.stage_save_interval)
+    watch = StallWatch(STALL_LIMIT_S, dump=lambda: dump_stacks(app.loop, sys.stderr)).start()
     clients_lock = asyncio.Lock()  # scoring and verdicts both rewrite client records
 
     stats = WorkerStats()
@@ -244,9 +249,11 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     async def in_batches(stream: StreamT, process: Callable[[Sequence[EventT]], Awaitable[None]]) -> None:
         """Process a stream batch by batch; a batch's offsets become committable only once it is done."""
         async for batch in stream.noack_take(config.batch_size, within=config.batch_within):
+            watch.started(process.__name__)
             await with_retries(process, batch, quarantine, healthy)
             for event in batch:
                 await stream.ack(event)
+            watch.finished(process.__name__)
 
     async def process_batch(events: Sequence[EventT]) -> None:
         async with clients_lock:
@@ -286,10 +293,12 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     async def track_campaigns(stream: StreamT) -> None:
         """The campaign stage: one worker at a time holds the facts' one partition."""
         async for batch in stream.noack_take(config.batch_size, within=config.batch_within):
+            watch.started("stage_batch")
             await catch_up(batch[0].message.offset)
             await with_retries(stage_batch, batch, quarantine, healthy)
             for event in batch:
                 await stream.ack(event)
+            watch.finished("stage_batch")
 
     async def catch_up(offset: int) -> None:
         """Load the stage if a rebalance dropped it, and let it learn again the facts before
@@ -419,6 +428,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     async def final_status(sender: faust.App, **kwargs: Any) -> None:
         """The status file once more when the worker stops, after its consumer has: it
         accounts for every event this worker processed, not only those of the last timer."""
+        watch.stop()
         write_status(stats.snapshot())
 
     def write_status(snapshot: dict[str, Any]) -> None:

@@ -52,6 +52,7 @@ ENV_VARS: dict[str, str] = {
 CLIENT_TABLE = "clients"  # the worker's tables; each is kept in a changelog topic (StreamingConfig.changelog_topic)
 STAGE_TABLE = "campaign-stage"
 
+
 @dataclass(frozen=True)
 class StreamingConfig:
     """Topic names, Kafka and store addresses, batching, and the worker's knobs.
