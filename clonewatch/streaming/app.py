@@ -41,7 +41,9 @@ the replayed events that the recovered table already applied are dropped by posi
 request id, the others are applied once. So events_seen counts each event once and no
 decision is lost (one may be published twice; the topic is keyed and compacted). ClickHouse
 rows of a replayed batch may be inserted twice; the replacing merge trees, keyed by what makes
-a row the same row, merge the copies away (``FINAL`` reads each once before that).
+a row the same row, merge the copies away (``FINAL`` reads each once before that). Messages
+that a rebalance drops before they reach an agent leave a hole the commit never passes; the
+worker reads such a partition again from its committed offset (:mod:`clonewatch.streaming.hole_watch`).
 
 Faust's ``exactly_once`` guarantee is not used. The replay guard is needed anyway, for the
 shipper's at-least-once re-sends, and it alone gives exact per-client counts across a
@@ -67,8 +69,9 @@ import faust
 import mode
 from faust.types import TP, EventT, StreamT
 
-from clonewatch.streaming.config import CLIENT_TABLE, STAGE_TABLE, StreamingConfig
 from clonewatch.streaming.bounded_stop import dump_stacks
+from clonewatch.streaming.config import CLIENT_TABLE, STAGE_TABLE, StreamingConfig
+from clonewatch.streaming.hole_watch import HoleWatch
 from clonewatch.streaming.processing import (
     BatchProcessor,
     ClientRecord,
@@ -81,7 +84,7 @@ from clonewatch.streaming.processing import (
     encode_fact,
 )
 from clonewatch.streaming.stall_watch import STALL_LIMIT_S, StallWatch
-from clonewatch.streaming.topics import read_partition, rewind_points
+from clonewatch.streaming.topics import committed_offsets, read_partition, rewind_points
 from detectors import BatchResult
 from detectors.campaign_stage import CampaignStage
 from ingest.formats import dead_letter_raw
@@ -97,6 +100,8 @@ STAGE_CHUNK_BYTES = 512 * 1024
 RETRY_DELAYS_S = (1.0, 4.0, 16.0)  # waits between attempts at a failing batch
 OUTAGE_RETRY_S = 30.0  # then, while ClickHouse or Kafka is away, a try every this long
 IDLE_LOG_INTERVAL_S = 60.0
+HOLE_CHECK_INTERVAL_S = 10.0  # how often the committed offsets are compared with what was processed
+HOLE_PATIENCE_S = 30.0  # a commit standing still this long (and ten commit intervals) behind processed offsets is a hole
 
 
 class Blocking:
@@ -237,6 +242,8 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     )
     held = StageHolder(processor, stage_table, config.stage_save_interval)
     watch = StallWatch(STALL_LIMIT_S, dump=lambda: dump_stacks(app.loop, sys.stderr)).start()
+    holes = HoleWatch(max(HOLE_PATIENCE_S, 10 * config.commit_interval))
+    consumed = (config.access_topic, config.campaign_facts_topic, config.campaign_verdicts_topic)
     clients_lock = asyncio.Lock()  # scoring and verdicts both rewrite client records
 
     stats = WorkerStats()
@@ -253,6 +260,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
             await with_retries(process, batch, quarantine, healthy)
             for event in batch:
                 await stream.ack(event)
+                holes.processed(event.message.tp, event.message.offset)
             watch.finished(process.__name__)
 
     async def process_batch(events: Sequence[EventT]) -> None:
@@ -298,6 +306,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
             await with_retries(stage_batch, batch, quarantine, healthy)
             for event in batch:
                 await stream.ack(event)
+                holes.processed(event.message.tp, event.message.offset)
             watch.finished("stage_batch")
 
     async def catch_up(offset: int) -> None:
@@ -386,12 +395,34 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         processed (seen when a worker took over from one killed before its first commit).
         """
         held.forget()  # the stage's partition may have moved: read it from the table when next needed
-        for topic in (config.access_topic, config.campaign_facts_topic, config.campaign_verdicts_topic):
+        holes.forget()
+        for topic in consumed:
             assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == topic]
             if assigned:
                 points = await asyncio.get_running_loop().run_in_executor(None, rewind_points, config, topic, assigned)
                 for partition, offset in points.items():
                     await app.consumer.seek(TP(topic, partition), offset)
+
+    @app.timer(HOLE_CHECK_INTERVAL_S)
+    async def read_holes_again() -> None:
+        """Read a partition again from its committed offset when offsets before ones this
+        worker processed never reached it (:mod:`clonewatch.streaming.hole_watch`)."""
+        try:
+            held_now = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in consumed]
+            if not held_now:
+                return
+            committed = await asyncio.get_running_loop().run_in_executor(None, committed_offsets, config, held_now)
+        except Exception as exc:  # noqa: BLE001 - not started, rebalancing or the broker away: the next check asks again
+            log.debug("could not read the committed offsets: %s", exc)
+            return
+        for topic, partition in holes.check({TP(t, p): offset for (t, p), offset in committed.items()}, time.monotonic()):
+            offset = committed[(topic, partition)]
+            log.warning(
+                "%s partition %d: committed at offset %d for %.0f s while later offsets were processed; some never "
+                "reached this worker (a rebalance dropped them): reading the partition again from %d",
+                topic, partition, offset, holes.patience_s, offset,
+            )  # fmt: skip
+            await app.consumer.seek(TP(topic, partition), offset)
 
     @app.task
     async def announce() -> None:

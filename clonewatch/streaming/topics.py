@@ -122,16 +122,22 @@ def _create_missing(admin: KafkaAdminClient, specs: dict[str, dict], timeout_s: 
     return {topic["name"]: len(topic["partitions"]) for topic in admin.describe_topics(list(specs))}
 
 
-def rewind_points(config: StreamingConfig, topic: str, partitions: list[int]) -> dict[int, int]:
-    """The first offset of each of ``topic``'s ``partitions`` that the worker group has no
-    committed offset above 0 for (those a consumer must be moved to explicitly)."""
-    tps = [TopicPartition(topic, p) for p in partitions]
+def committed_offsets(config: StreamingConfig, partitions: Collection[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The worker group's committed offset of each (topic, partition); 0 where it has none."""
+    tps = [TopicPartition(topic, partition) for topic, partition in partitions]
     admin = KafkaAdminClient(bootstrap_servers=config.bootstrap.split(","), client_id=f"{config.app_id}-offsets", **config.kafka_auth.client_kwargs())
     try:
         committed = admin.list_group_offsets({config.app_id: tps}).get(config.app_id, {})
     finally:
         admin.close()
-    missing = [tp for tp in tps if tp not in committed or committed[tp].offset <= 0]
+    return {(tp.topic, tp.partition): max(committed[tp].offset, 0) if tp in committed else 0 for tp in tps}
+
+
+def rewind_points(config: StreamingConfig, topic: str, partitions: list[int]) -> dict[int, int]:
+    """The first offset of each of ``topic``'s ``partitions`` that the worker group has no
+    committed offset above 0 for (those a consumer must be moved to explicitly)."""
+    committed = committed_offsets(config, [(topic, p) for p in partitions])
+    missing = [TopicPartition(topic, p) for p in partitions if committed[(topic, p)] <= 0]
     if not missing:
         return {}
     consumer = KafkaConsumer(bootstrap_servers=config.bootstrap.split(","), client_id=f"{config.app_id}-offsets", **config.kafka_auth.client_kwargs())
