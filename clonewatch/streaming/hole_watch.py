@@ -1,15 +1,16 @@
 """Offsets a worker never got: a partition whose committed offset stays behind what its agent processed.
 
 Faust commits a partition only up to its first offset not acknowledged. Around a rebalance,
-messages fetched for the old generation can be dropped between the consumer and the agent
-while the consumer's position has moved past them (seen in the suite: two workers, a
-rebalance as the second joined; 76 of 1,468 events never scored, two partitions committed at
-16 for good while the agent went on to offset 600). Nothing would ever deliver them again:
-the events are lost to detection and the group's lag never closes. The watch notices the
-committed offset standing still behind offsets the agent has processed, and the worker then
-reads the partition again from its committed offset; what the agent already applied is
-dropped by the client table's replay guard, the missing events are scored, and the commit
-moves on.
+messages can be lost between the consumer and the agent while the consumer's position moves
+past them (which path drops them is not pinned down: Faust's streams skip messages fetched for
+an older generation, and something then keeps them from being fetched again). Seen in the
+suite: two workers, a rebalance as the second joined, 76 of 1,468 events never scored, two
+partitions committed at 16 for good while the agent went on to their ends, 500 and 636.
+Nothing would deliver them again: the events are lost to detection and the group's lag never
+closes. The watch notices the committed offset standing still behind offsets the agent has
+processed, and the worker then reads the partition again from its committed offset; what the
+agent already applied is dropped by the client table's replay guard, the missing events are
+scored, and the commit moves on.
 """
 
 from __future__ import annotations
