@@ -258,10 +258,14 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         async for batch in stream.noack_take(config.batch_size, within=config.batch_within):
             watch.started(process.__name__)
             await with_retries(process, batch, quarantine, healthy)
-            for event in batch:
-                await stream.ack(event)
-                holes.processed(event.message.tp, event.message.offset)
+            await acknowledge(stream, batch)
             watch.finished(process.__name__)
+
+    async def acknowledge(stream: StreamT, batch: Sequence[EventT]) -> None:
+        """Make a done batch's offsets committable, and tell the hole watch they were processed."""
+        for event in batch:
+            await stream.ack(event)
+            holes.processed(event.message.tp, event.message.offset)
 
     async def process_batch(events: Sequence[EventT]) -> None:
         async with clients_lock:
@@ -304,9 +308,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
             watch.started("stage_batch")
             await catch_up(batch[0].message.offset)
             await with_retries(stage_batch, batch, quarantine, healthy)
-            for event in batch:
-                await stream.ack(event)
-                holes.processed(event.message.tp, event.message.offset)
+            await acknowledge(stream, batch)
             watch.finished("stage_batch")
 
     async def catch_up(offset: int) -> None:
