@@ -45,6 +45,7 @@ from schemas import Action, CampaignFact, CampaignScore, CampaignVerdict, to_epo
 class StageResult:
     verdicts: list[tuple[int, CampaignVerdict]] = field(default_factory=list)  # (index of the fact that led to it, verdict)
     campaigns: list[CampaignScore] = field(default_factory=list)  # the latest state of each campaign a fact touched
+    learned: int = 0  # facts learned, those seen before not counted
 
 
 def gather_evidence(campaign: Campaign, evidence: Mapping[str, Sequence[float]]) -> None:
@@ -83,7 +84,7 @@ class CampaignStage:
         kept = [i for i, fact in enumerate(facts) if self._first_time(fact)]
         views = [self._learn(facts[i]) for i in kept]
         groups = self._assess(views)
-        result = StageResult()
+        result = StageResult(learned=len(kept))
         touched: dict[str, tuple[int, CampaignView, Assessment]] = {}
         for i, view, group in zip(kept, views, groups):
             fact, client = facts[i], facts[i].event.client_id

@@ -220,11 +220,11 @@ def cli(*args: str, env: dict[str, str], stdin: bytes | None = None, timeout: fl
 class Background:
     """A ``clonewatch`` command running in the background, its output in a log file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, program: Sequence[str] = ("-m", "clonewatch")) -> None:
         self.log_path = log_path
         with log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "clonewatch", *args],
+                [sys.executable, *program, *args],
                 cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
 
@@ -277,14 +277,14 @@ BATCH_SIZE = 32  # the test workers' --batch-size
 class Worker(Background):
     """``clonewatch worker`` with its own ClickHouse (chdb) path, data dir and status file."""
 
-    def __init__(self, directory: Path, model: Path, env: dict[str, str], *extra: str) -> None:
+    def __init__(self, directory: Path, model: Path, env: dict[str, str], *extra: str, program: Sequence[str] = ("-m", "clonewatch")) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.status_path = directory / "status.json"
         self.store = f"chdb://{directory / 'store'}"
         super().__init__(
             ["worker", "--model", str(model), "--store", self.store, "--data-dir", str(directory / "data"),
              "--status-file", str(self.status_path), "--log-interval", "0.5", "--batch-size", str(BATCH_SIZE), *extra],
-            env, directory / "worker.log",
+            env, directory / "worker.log", program,
         )  # fmt: skip
 
     def status(self) -> dict:

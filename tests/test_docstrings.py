@@ -13,7 +13,7 @@ import sinks
 
 MODULES = sorted(
     [m.name for package in (detectors, ingest, schemas, sinks) for m in pkgutil.iter_modules(package.__path__, package.__name__ + ".")]
-    + ["clonewatch.streaming.processing", "clonewatch.streaming.topics", "clonewatch.streaming.listener", "clonewatch.streaming.acls", "clonewatch.pictures", "clonewatch.commands.train", "clonewatch.commands.drift", "clonewatch.commands.worker", "clonewatch.streaming.bounded_stop", "clonewatch.streaming.stall_watch", "clonewatch.streaming.hole_watch"]
+    + ["clonewatch.streaming.processing", "clonewatch.streaming.topics", "clonewatch.streaming.listener", "clonewatch.streaming.acls", "clonewatch.pictures", "clonewatch.commands.train", "clonewatch.commands.drift", "clonewatch.commands.worker", "clonewatch.streaming.bounded_stop", "clonewatch.streaming.stall_watch", "clonewatch.streaming.offset_trail"]
 )
 
 

@@ -353,6 +353,38 @@ def test_two_workers_act_on_a_campaign_whose_keys_they_split(kafka_bootstrap: st
         assert members & bots, "a worker acted on none of its campaign members"
 
 
+def test_messages_the_consumer_passes_over_are_read_straight_from_kafka_and_processed_in_order(
+    kafka_bootstrap: str, tmp_path: Path, campaign_traffic
+) -> None:
+    """Faust can pass over fetched messages around a rebalance without handing them to an
+    agent (seen in this suite: 83 of 1,997 facts never learned though the group committed
+    them all). Here its consumer is made to pass over offsets of the access topic (the
+    partition's first ones, and a span after processed ones) and of the campaign facts: the
+    worker's agents notice each jump, read what they missed straight from Kafka and process
+    it in front of the batch, so every event is scored once and in order, every fact learned."""
+    model_path, events, _, expected = campaign_traffic
+    names = Names.fresh("over")
+    log = tmp_path / "access.log"
+    write_log(log, events)
+    ship(log, names, kafka_bootstrap)
+    facts = f"{names.app_id}-campaign-facts"
+    env = {**names.env(kafka_bootstrap), "CLONEWATCH_TEST_PASS_OVER": f"{names.access}:0:0:9,{names.access}:0:100:139,{facts}:0:500:599"}
+    worker = Worker(tmp_path / "worker", model_path, env, program=["tests/passing_over_worker.py"])
+    try:
+        wait_on([worker], lambda: caught_up(kafka_bootstrap, names, worker) and campaign_consumed(kafka_bootstrap, names), 180, "every event scored, every fact learned")
+    finally:
+        assert worker.stop() == 0, worker.tail()
+
+    passed_over = [line for line in worker.log().splitlines() if "never reached this worker's agent" in line]
+    assert any(f"{names.access} partition 0: 10 offsets from 0 " in line for line in passed_over), worker.tail()
+    assert any(f"{names.access} partition 0: 40 offsets from 100 " in line for line in passed_over), worker.tail()
+    assert any(f"{facts} partition 0: 100 offsets from 500 " in line for line in passed_over), worker.tail()
+    status = worker.status()
+    assert (status["events"], status["duplicates"], status["campaign_facts"]) == (len(events), 0, len(events))
+    assert max_events_seen(worker.store) == Counter(e["client_id"] for e in events)  # each event once, in its client's order
+    assert {d["client_id"] for d in decisions_on_topic(kafka_bootstrap, names) if d["action"] != "allow"} == expected
+
+
 def test_the_campaign_stage_is_saved_with_the_offset_it_holds_facts_up_to() -> None:
     """The stage is saved every few seconds, not after each batch; the save names the offset
     of the first fact it does not hold, and a stage loaded from it learns the facts from
@@ -469,8 +501,9 @@ def test_the_campaign_stage_carries_on_after_its_worker_is_killed(kafka_bootstra
     assert restored and int(restored[2]) > 0, "started afresh, not restored"
     again = re.search(r"learned again (\d+) facts acknowledged after its last save", second.log())
     if never_commits:
-        # every fact came again, some twice (a batch whose facts went out before its worker died is scored again)
-        assert again is None and second.status()["campaign_facts"] >= len(events)
+        # every fact came again, some twice (a batch whose facts went out before its worker died
+        # is scored again): the restored stage learns each fact its save did not hold, once
+        assert again is None and len(events) - learned <= second.status()["campaign_facts"] <= len(events)
     else:
         assert again and int(again[1]) >= len(events) // 2 - 256, second.tail()
     acted = {d["client_id"] for d in decisions_on_topic(kafka_bootstrap, names) if d["action"] != "allow"}

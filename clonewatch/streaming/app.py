@@ -42,8 +42,9 @@ request id, the others are applied once. So events_seen counts each event once a
 decision is lost (one may be published twice; the topic is keyed and compacted). ClickHouse
 rows of a replayed batch may be inserted twice; the replacing merge trees, keyed by what makes
 a row the same row, merge the copies away (``FINAL`` reads each once before that). Messages
-that a rebalance drops before they reach an agent leave a hole the commit never passes; the
-worker reads such a partition again from its committed offset (:mod:`clonewatch.streaming.hole_watch`).
+that Faust passes over around a rebalance, never handing them to an agent, are read straight
+from Kafka and processed in front of the batch that jumped over them
+(:mod:`clonewatch.streaming.offset_trail`).
 
 Faust's ``exactly_once`` guarantee is not used. The replay guard is needed anyway, for the
 shipper's at-least-once re-sends, and it alone gives exact per-client counts across a
@@ -67,11 +68,11 @@ from typing import Any, TypeVar
 
 import faust
 import mode
-from faust.types import TP, EventT, StreamT
+from faust.types import TP, EventT, Message, StreamT
 
 from clonewatch.streaming.bounded_stop import dump_stacks
 from clonewatch.streaming.config import CLIENT_TABLE, STAGE_TABLE, StreamingConfig
-from clonewatch.streaming.hole_watch import HoleWatch
+from clonewatch.streaming.offset_trail import OffsetTrail
 from clonewatch.streaming.processing import (
     BatchProcessor,
     ClientRecord,
@@ -84,7 +85,7 @@ from clonewatch.streaming.processing import (
     encode_fact,
 )
 from clonewatch.streaming.stall_watch import STALL_LIMIT_S, StallWatch
-from clonewatch.streaming.topics import committed_offsets, read_partition, rewind_points
+from clonewatch.streaming.topics import read_records, resume_points, rewind_points
 from detectors import BatchResult
 from detectors.campaign_stage import CampaignStage
 from ingest.formats import dead_letter_raw
@@ -100,8 +101,7 @@ STAGE_CHUNK_BYTES = 512 * 1024
 RETRY_DELAYS_S = (1.0, 4.0, 16.0)  # waits between attempts at a failing batch
 OUTAGE_RETRY_S = 30.0  # then, while ClickHouse or Kafka is away, a try every this long
 IDLE_LOG_INTERVAL_S = 60.0
-HOLE_CHECK_INTERVAL_S = 10.0  # how often the committed offsets are compared with what was processed
-HOLE_PATIENCE_S = 30.0  # a commit standing still this long (and ten commit intervals) behind processed offsets is a hole
+KAFKA_RETRY_S = 5.0  # between tries at reading offsets or messages while Kafka does not answer
 
 
 class Blocking:
@@ -135,10 +135,12 @@ class Blocking:
 
 
 class StageHolder:
-    """The campaign stage of this worker, read from its table when first needed after a
-    rebalance and saved back every ``save_interval`` seconds while facts come in (at once
-    after a rebalance): chunks under a generation's keys, then the generation's manifest,
-    then the previous generation's chunks deleted, so a reader never mixes two generations.
+    """The campaign stage of this worker, read from its table when first needed and saved
+    back every ``save_interval`` seconds while facts come in (at once after it is read):
+    chunks under a generation's keys, then the generation's manifest, then the previous
+    generation's chunks deleted, so a reader never mixes two generations. A stage is kept
+    across rebalances while no other worker saved one since (:meth:`current`): the facts it
+    learned and the group did not commit yet come again, and it knows them.
 
     The stage holds every client it remembers (megabytes with tens of thousands), so it is
     not rewritten after each batch. The manifest names the offset of the first fact the save
@@ -155,16 +157,18 @@ class StageHolder:
         self._stage: CampaignStage | None = None
         self._generation = 0
         self._chunks = 0
+        self._manifest: bytes | None = None  # the manifest this stage was read from or last saved under
         self._saved_at = float("-inf")
 
-    @property
-    def loaded(self) -> bool:
-        return self._stage is not None
+    def current(self) -> bool:
+        """Whether a stage is in hand and no other worker saved one since it was read or last
+        saved (the facts partition may have been elsewhere for a while)."""
+        return self._stage is not None and self.table.get(b"manifest") == self._manifest
 
     def stage(self) -> CampaignStage:
         detector = self.processor.detector
         if self._stage is None:
-            manifest = self.table.get(b"manifest")
+            manifest = self._manifest = self.table.get(b"manifest")
             if manifest is None:
                 self._stage, self.saved_up_to = CampaignStage(detector.model, detector.policy), 0
             else:
@@ -191,13 +195,15 @@ class StageHolder:
         self._chunks = max(1, -(-len(data) // STAGE_CHUNK_BYTES))
         for i in range(self._chunks):
             self.table[f"{self._generation}:{i}".encode()] = data[i * STAGE_CHUNK_BYTES : (i + 1) * STAGE_CHUNK_BYTES]
-        self.table[b"manifest"] = f"{self._generation}:{self._chunks}:{up_to}".encode()
+        self._manifest = f"{self._generation}:{self._chunks}:{up_to}".encode()
+        self.table[b"manifest"] = self._manifest
         for i in range(old_chunks):
             self.table.pop(f"{old_generation}:{i}".encode(), None)
         self._saved_at = time.monotonic()
 
     def forget(self) -> None:
         self._stage = None
+        self._manifest = None
 
 
 def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blocking, partitions: int) -> faust.App:
@@ -242,7 +248,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     )
     held = StageHolder(processor, stage_table, config.stage_save_interval)
     watch = StallWatch(STALL_LIMIT_S, dump=lambda: dump_stacks(app.loop, sys.stderr)).start()
-    holes = HoleWatch(max(HOLE_PATIENCE_S, 10 * config.commit_interval))
+    trail = OffsetTrail()
     consumed = (config.access_topic, config.campaign_facts_topic, config.campaign_verdicts_topic)
     clients_lock = asyncio.Lock()  # scoring and verdicts both rewrite client records
 
@@ -253,19 +259,61 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     async def score(stream: StreamT) -> None:
         await in_batches(stream, process_batch)
 
-    async def in_batches(stream: StreamT, process: Callable[[Sequence[EventT]], Awaitable[None]]) -> None:
-        """Process a stream batch by batch; a batch's offsets become committable only once it is done."""
-        async for batch in stream.noack_take(config.batch_size, within=config.batch_within):
+    async def in_batches(
+        stream: StreamT,
+        process: Callable[[Sequence[EventT]], Awaitable[None]],
+        before: Callable[[Sequence[EventT]], Awaitable[None]] | None = None,
+    ) -> None:
+        """Process a stream batch by batch, with the messages the stream skipped in front of
+        it; a batch's offsets become committable only once it is done."""
+        async for taken in stream.noack_take(config.batch_size, within=config.batch_within):
             watch.started(process.__name__)
+            batch = await with_skipped(taken)
+            if before is not None:
+                await before(batch)
             await with_retries(process, batch, quarantine, healthy)
-            await acknowledge(stream, batch)
+            for event in batch:
+                if isinstance(event, Reread):
+                    acknowledge_reread(app.consumer, event.message)
+                else:
+                    await stream.ack(event)
             watch.finished(process.__name__)
 
-    async def acknowledge(stream: StreamT, batch: Sequence[EventT]) -> None:
-        """Make a done batch's offsets committable, and tell the hole watch they were processed."""
-        for event in batch:
-            await stream.ack(event)
-            holes.processed(event.message.tp, event.message.offset)
+    async def with_skipped(batch: Sequence[EventT]) -> Sequence[EventT]:
+        """``batch``, with the messages the stream passed over before its offsets read straight
+        from Kafka and put in front of them (:mod:`clonewatch.streaming.offset_trail`)."""
+        if unknown := trail.unknown(e.message.tp for e in batch):
+            points = await from_kafka(resume_points, config, [(tp.topic, tp.partition) for tp in unknown])
+            for tp in unknown:
+                trail.start(tp, points[(tp.topic, tp.partition)])
+        gaps = trail.skipped((e.message.tp, e.message.offset) for e in batch)
+        if not gaps:
+            return batch
+        found: list[Any] = []
+        for tp, ranges in gaps.items():
+            wanted = {offset for span in ranges for offset in span}
+            records = await from_kafka(read_records, config, tp.topic, tp.partition, ranges[0].start, ranges[-1].stop)
+            kept = {r.offset: r for r in records if r.offset in wanted}
+            log.warning(
+                "%s partition %d: %d offsets from %d never reached this worker's agent (passed over around a rebalance); "
+                "processing the %d messages there, read straight from Kafka",
+                tp.topic, tp.partition, len(wanted), ranges[0].start, len(kept),
+            )  # fmt: skip
+            for offset in sorted(wanted):
+                if offset in kept:
+                    found.append(Reread(faust_message(kept[offset])))
+                else:  # no message there (a transaction marker): nothing to process
+                    acknowledge_reread(app.consumer, Message(tp.topic, tp.partition, offset, 0.0, 0, None, None, None, None))
+        return sorted([*batch, *found], key=lambda e: (e.message.tp, e.message.offset))
+
+    async def from_kafka(read: Callable[..., T], *args: Any) -> T:
+        """Run a blocking read of offsets or messages off the event loop, again while Kafka does not answer."""
+        while True:
+            try:
+                return await asyncio.get_running_loop().run_in_executor(None, read, *args)
+            except Exception as exc:  # noqa: BLE001 - the broker away or the group rebalancing: nothing to do but wait
+                log.warning("could not read from Kafka (%s: %s); trying again in %.0f s", type(exc).__name__, exc, KAFKA_RETRY_S)
+                await asyncio.sleep(KAFKA_RETRY_S)
 
     async def process_batch(events: Sequence[EventT]) -> None:
         async with clients_lock:
@@ -304,30 +352,22 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     @app.agent(facts, supervisor_strategy=mode.CrashingSupervisor)
     async def track_campaigns(stream: StreamT) -> None:
         """The campaign stage: one worker at a time holds the facts' one partition."""
-        async for batch in stream.noack_take(config.batch_size, within=config.batch_within):
-            watch.started("stage_batch")
-            await catch_up(batch[0].message.offset)
-            await with_retries(stage_batch, batch, quarantine, healthy)
-            await acknowledge(stream, batch)
-            watch.finished("stage_batch")
+        await in_batches(stream, stage_batch, before=catch_up)
 
-    async def catch_up(offset: int) -> None:
-        """Load the stage if a rebalance dropped it, and let it learn again the facts before
-        ``offset`` that were acknowledged after its last save (their verdicts went out then)."""
-        if held.loaded:
+    async def catch_up(batch: Sequence[EventT]) -> None:
+        """Read the stage from its table unless the one in hand is current, and let it learn
+        again the facts before the batch that were acknowledged after its last save (their
+        verdicts went out then)."""
+        if held.current():
             return
+        held.forget()
         stage = held.stage()
+        offset = batch[0].message.offset
         start = held.saved_up_to
         if start is None or start >= offset:
             return
-        try:
-            values = await asyncio.get_running_loop().run_in_executor(
-                None, read_partition, config, config.campaign_facts_topic, 0, start, offset
-            )  # fmt: skip
-        except Exception:
-            held.forget()  # loaded but not caught up: never use it
-            raise
-        learned = await blocking.run(learn_again, stage, values)
+        records = await from_kafka(read_records, config, config.campaign_facts_topic, 0, start, offset)
+        learned = await blocking.run(learn_again, stage, [record.value for record in records])
         log.info("the campaign stage learned again %d facts acknowledged after its last save", learned)
 
     async def stage_batch(events: Sequence[EventT]) -> None:
@@ -342,7 +382,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
             await know_changelog(app, stage_table)
             held.save(await blocking.run(stage.to_bytes), max(e.message.offset for e in events) + 1)
         await drain(app)
-        stats.facts += len(decoded)
+        stats.facts += result.learned
         stats.verdicts += len(result.verdicts)
 
     @app.agent(verdicts, supervisor_strategy=mode.CrashingSupervisor)
@@ -387,6 +427,11 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         except Exception:
             return False
 
+    @app.on_partitions_revoked.connect
+    async def forget_offsets(sender: faust.App, *args: Any, **kwargs: Any) -> None:
+        """A rebalance begins: where each partition resumes is read again when next needed."""
+        trail.forget()
+
     @app.on_rebalance_complete.connect
     async def rewind_uncommitted(sender: faust.App, **kwargs: Any) -> None:
         """After every rebalance, move partitions with no committed offset above 0 to their start.
@@ -394,37 +439,14 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         After a rebalance Faust recovers the table while the consumer already fetches, then
         seeks the access partitions back to their committed offsets, but aiokafka 0.14 skips
         that seek for an offset of 0 or none, so what was fetched meanwhile would never be
-        processed (seen when a worker took over from one killed before its first commit).
+        processed (seen when a worker took over from one killed before its first commit;
+        the offset trail alone would not notice when nothing came after them).
         """
-        held.forget()  # the stage's partition may have moved: read it from the table when next needed
-        holes.forget()
-        for topic in consumed:
-            assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == topic]
-            if assigned:
-                points = await asyncio.get_running_loop().run_in_executor(None, rewind_points, config, topic, assigned)
-                for partition, offset in points.items():
-                    await app.consumer.seek(TP(topic, partition), offset)
-
-    @app.timer(HOLE_CHECK_INTERVAL_S)
-    async def read_holes_again() -> None:
-        """Read a partition again from its committed offset when offsets before ones this
-        worker processed never reached it (:mod:`clonewatch.streaming.hole_watch`)."""
-        try:
-            held_now = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in consumed]
-            if not held_now:
-                return
-            committed = await asyncio.get_running_loop().run_in_executor(None, committed_offsets, config, held_now)
-        except Exception as exc:  # noqa: BLE001 - not started, rebalancing or the broker away: the next check asks again
-            log.debug("could not read the committed offsets: %s", exc)
-            return
-        for topic, partition in holes.check({TP(t, p): offset for (t, p), offset in committed.items()}, time.monotonic()):
-            offset = committed[(topic, partition)]
-            log.warning(
-                "%s partition %d: committed at offset %d for %.0f s while later offsets were processed; some never "
-                "reached this worker (a rebalance dropped them): reading the partition again from %d",
-                topic, partition, offset, holes.patience_s, offset,
-            )  # fmt: skip
-            await app.consumer.seek(TP(topic, partition), offset)
+        assigned = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in consumed]
+        if assigned:
+            points = await asyncio.get_running_loop().run_in_executor(None, rewind_points, config, assigned)
+            for (topic, partition), offset in points.items():
+                await app.consumer.seek(TP(topic, partition), offset)
 
     @app.task
     async def announce() -> None:
@@ -592,3 +614,31 @@ async def drain(app: faust.App) -> None:
     while producer.buffer.size:
         await producer.buffer.flush()
     await producer.flush()
+
+
+class Reread:
+    """A message the stream passed over, read straight from Kafka: processed as the stream's
+    events are (the agents read only ``message``) and acknowledged to the consumer directly."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+
+
+def acknowledge_reread(consumer: Any, message: Message) -> None:
+    """Make ``message``, read straight from Kafka, committable to Faust's ``consumer`` unless
+    Faust counts its offset as done already: offsets its consumer jumped over are a "gap"
+    that its commits pass (``Consumer._gap``, merged into ``_acked`` as it commits; faust-streaming
+    0.15), and the same offset twice in ``_acked`` moves its commits on one offset at a time."""
+    if consumer._gap[message.tp].overlaps(message.offset) or message.offset in consumer._acked[message.tp]:
+        return
+    consumer.ack(message)
+
+
+def faust_message(record: Any) -> Message:
+    """A Faust message from a kafka-python ``ConsumerRecord`` (its timestamp in ms)."""
+    return Message(
+        record.topic, record.partition, record.offset, record.timestamp / 1000, record.timestamp_type,
+        record.headers, record.key, record.value, None,
+    )  # fmt: skip

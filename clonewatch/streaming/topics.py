@@ -7,6 +7,7 @@ import time
 from collections.abc import Collection
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from clonewatch.streaming.config import CLIENT_TABLE, STAGE_TABLE, StreamingConfig
@@ -133,23 +134,32 @@ def committed_offsets(config: StreamingConfig, partitions: Collection[tuple[str,
     return {(tp.topic, tp.partition): max(committed[tp].offset, 0) if tp in committed else 0 for tp in tps}
 
 
-def rewind_points(config: StreamingConfig, topic: str, partitions: list[int]) -> dict[int, int]:
-    """The first offset of each of ``topic``'s ``partitions`` that the worker group has no
-    committed offset above 0 for (those a consumer must be moved to explicitly)."""
-    committed = committed_offsets(config, [(topic, p) for p in partitions])
-    missing = [TopicPartition(topic, p) for p in partitions if committed[(topic, p)] <= 0]
+def resume_points(config: StreamingConfig, partitions: Collection[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """Where the worker group resumes each (topic, partition): its committed offset, or the
+    partition's first offset where it has none above 0."""
+    points = committed_offsets(config, partitions)
+    if starts := rewind_points(config, [tp for tp, offset in points.items() if offset <= 0]):
+        points.update(starts)
+    return points
+
+
+def rewind_points(config: StreamingConfig, partitions: Collection[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The first offset of each of ``partitions`` (topic, partition) that the worker group has
+    no committed offset above 0 for (those a consumer must be moved to explicitly)."""
+    committed = committed_offsets(config, partitions) if partitions else {}
+    missing = [TopicPartition(topic, p) for (topic, p), offset in committed.items() if offset <= 0]
     if not missing:
         return {}
     consumer = KafkaConsumer(bootstrap_servers=config.bootstrap.split(","), client_id=f"{config.app_id}-offsets", **config.kafka_auth.client_kwargs())
     try:
-        return {tp.partition: offset for tp, offset in consumer.beginning_offsets(missing).items()}
+        return {(tp.topic, tp.partition): offset for tp, offset in consumer.beginning_offsets(missing).items()}
     finally:
         consumer.close()
 
 
-def read_partition(config: StreamingConfig, topic: str, partition: int, start: int, stop: int, timeout_s: float = 60.0) -> list[bytes]:
-    """The values of the messages of one partition from offset ``start`` up to, not
-    including, ``stop`` (from the partition's first message if ``start`` is gone)."""
+def read_records(config: StreamingConfig, topic: str, partition: int, start: int, stop: int, timeout_s: float = 60.0) -> list[ConsumerRecord]:
+    """The messages of one partition from offset ``start`` up to, not including, ``stop``
+    (from the partition's first message if ``start`` is gone)."""
     tp = TopicPartition(topic, partition)
     consumer = KafkaConsumer(
         bootstrap_servers=config.bootstrap.split(","), client_id=f"{config.app_id}-reread", enable_auto_commit=False,
@@ -158,13 +168,13 @@ def read_partition(config: StreamingConfig, topic: str, partition: int, start: i
     try:
         consumer.assign([tp])
         consumer.seek(tp, max(start, consumer.beginning_offsets([tp])[tp]))
-        values: list[bytes] = []
+        records: list[ConsumerRecord] = []
         deadline = time.monotonic() + timeout_s
         while consumer.position(tp) < stop:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"read {topic}[{partition}] only to offset {consumer.position(tp)} of {stop} in {timeout_s:.0f} s")
-            for records in consumer.poll(timeout_ms=1000).values():
-                values += [r.value for r in records if r.offset < stop]
-        return values
+            for batch in consumer.poll(timeout_ms=1000).values():
+                records += [r for r in batch if r.offset < stop]
+        return records
     finally:
         consumer.close()

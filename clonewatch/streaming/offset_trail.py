@@ -1,0 +1,64 @@
+"""Offsets the stream skipped: per partition, the next offset an agent should be handed.
+
+Around a rebalance, Faust can pass over messages it fetched without handing them to an agent:
+its streams drop messages fetched for an older generation or while flow is stopped, and its
+consumer drops those below an offset it already read, or counts offsets it never handed
+over as a gap that its commit passes. Seen in this project's suite: two workers, a rebalance,
+76 of 1,468 events never scored (two partitions then committed at 16 for good), and, in
+another run, 83 of 1,997 campaign facts never learned though the group committed them all.
+
+An agent therefore follows each partition's offsets itself, from where the group resumed
+it (its committed offset, or the partition's first offset when it has none): offsets that
+a batch jumps over are read straight from Kafka and processed in front of it, in order, so a
+client's events and facts stay in the order they were sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+
+
+class OffsetTrail:
+    """Per partition, the next offset due; :meth:`skipped` names what a batch jumps over.
+
+    >>> trail = OffsetTrail()
+    >>> trail.unknown(["p0", "p1"])
+    ['p0', 'p1']
+    >>> trail.start("p0", 16)
+    >>> trail.unknown(["p0", "p1"])
+    ['p1']
+    >>> trail.skipped([("p0", 20), ("p0", 21), ("p1", 5)])  # p1 has no start: nothing to say
+    {'p0': [range(16, 20)]}
+    >>> trail.skipped([("p0", 21), ("p0", 23), ("p0", 26)])  # 21 again (a replay); 22, 24 and 25 missing
+    {'p0': [range(22, 23), range(24, 26)]}
+    >>> trail.forget(); trail.unknown(["p0"])
+    ['p0']
+    """
+
+    def __init__(self) -> None:
+        self._next: dict[Hashable, int] = {}
+
+    def unknown(self, partitions: Iterable[Hashable]) -> list[Hashable]:
+        """Those of ``partitions`` with no start yet (since the last rebalance), in order, once each."""
+        return [p for p in dict.fromkeys(partitions) if p not in self._next]
+
+    def start(self, partition: Hashable, offset: int) -> None:
+        """The group resumed ``partition`` at ``offset``."""
+        self._next[partition] = offset
+
+    def skipped(self, offsets: Iterable[tuple[Hashable, int]]) -> dict[Hashable, list[range]]:
+        """The offsets that a batch of (partition, offset), in the order handed over, jumps
+        over; the trail moves past the batch."""
+        gaps: dict[Hashable, list[range]] = {}
+        for partition, offset in offsets:
+            due = self._next.get(partition)
+            if due is None:
+                continue
+            if offset > due:
+                gaps.setdefault(partition, []).append(range(due, offset))
+            self._next[partition] = max(due, offset + 1)
+        return gaps
+
+    def forget(self) -> None:
+        """After a rebalance: where each partition resumes is read again."""
+        self._next.clear()
