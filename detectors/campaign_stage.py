@@ -77,6 +77,7 @@ class CampaignStage:
         self._evidence: OrderedDict[str, list[float]] = OrderedDict()  # client -> its latest e-process components
         self._told: OrderedDict[str, str] = OrderedDict()  # member -> the campaign it was last told of
         self._seen: OrderedDict[str, int] = OrderedDict()  # client -> the events_seen of its latest fact
+        self.facts_learned = 0  # over the stage's life, each fact once
 
     def process(self, facts: Sequence[CampaignFact]) -> StageResult:
         """Learn the facts in order; a fact whose client count the stage has already seen (a
@@ -85,6 +86,7 @@ class CampaignStage:
         views = [self._learn(facts[i]) for i in kept]
         groups = self._assess(views)
         result = StageResult(learned=len(kept))
+        self.facts_learned += len(kept)
         touched: dict[str, tuple[int, CampaignView, Assessment]] = {}
         for i, view, group in zip(kept, views, groups):
             fact, client = facts[i], facts[i].event.client_id
@@ -211,7 +213,7 @@ class CampaignStage:
         return msgspec.msgpack.encode({
             "tracker": self.tracker.to_bytes(), "evidence": list(self._evidence.items()), "told": list(self._told.items()),
             "seen": list(self._seen.items()), "retries": self.retries.to_bytes(), "refused": list(self._refused.items()),
-            "lineage": list(self._lineage.items()),
+            "lineage": list(self._lineage.items()), "facts_learned": self.facts_learned,
         })  # fmt: skip
 
     @classmethod
@@ -224,6 +226,7 @@ class CampaignStage:
         stage._evidence.update((client, list(v)) for client, v in raw["evidence"])
         stage._told.update((client, cid) for client, cid in raw["told"])
         stage._seen.update((client, n) for client, n in raw["seen"])
+        stage.facts_learned = raw.get("facts_learned", 0)  # older stages did not count
         return stage
 
 

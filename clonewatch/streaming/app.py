@@ -85,7 +85,7 @@ from clonewatch.streaming.processing import (
     encode_fact,
 )
 from clonewatch.streaming.stall_watch import STALL_LIMIT_S, StallWatch
-from clonewatch.streaming.topics import read_records, resume_points, rewind_points
+from clonewatch.streaming.topics import read_records, resume_points
 from detectors import BatchResult
 from detectors.campaign_stage import CampaignStage
 from ingest.formats import dead_letter_raw
@@ -102,6 +102,8 @@ RETRY_DELAYS_S = (1.0, 4.0, 16.0)  # waits between attempts at a failing batch
 OUTAGE_RETRY_S = 30.0  # then, while ClickHouse or Kafka is away, a try every this long
 IDLE_LOG_INTERVAL_S = 60.0
 KAFKA_RETRY_S = 5.0  # between tries at reading offsets or messages while Kafka does not answer
+TRAIL_CHECK_INTERVAL_S = 10.0  # how often partitions whose trail stands still are compared with the consumer's position
+TRAIL_PATIENCE_S = 30.0  # a trail standing still this long, the worker idle and the consumer past it: messages passed over
 
 
 class Blocking:
@@ -179,8 +181,8 @@ class StageHolder:
                 self._stage = CampaignStage.from_bytes(data, detector.model, detector.policy)
             self._saved_at = float("-inf")
             log.info(
-                "running the campaign stage: %d campaigns, %d clients remembered",
-                len(self._stage.tracker.campaigns), len(self._stage.tracker),
+                "running the campaign stage: %d campaigns, %d clients remembered, %d facts learned",
+                len(self._stage.tracker.campaigns), len(self._stage.tracker), self._stage.facts_learned,
             )  # fmt: skip
         self._stage.model = detector.model  # a newer model file, once the scorer has switched to it
         return self._stage
@@ -248,7 +250,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     )
     held = StageHolder(processor, stage_table, config.stage_save_interval)
     watch = StallWatch(STALL_LIMIT_S, dump=lambda: dump_stacks(app.loop, sys.stderr)).start()
-    trail = OffsetTrail()
+    trail = OffsetTrail()  # per partition, the next offset its agent should be handed
     consumed = (config.access_topic, config.campaign_facts_topic, config.campaign_verdicts_topic)
     clients_lock = asyncio.Lock()  # scoring and verdicts both rewrite client records
 
@@ -433,20 +435,46 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         trail.forget()
 
     @app.on_rebalance_complete.connect
-    async def rewind_uncommitted(sender: faust.App, **kwargs: Any) -> None:
-        """After every rebalance, move partitions with no committed offset above 0 to their start.
+    async def resume_where_committed(sender: faust.App, **kwargs: Any) -> None:
+        """After every rebalance, move each partition that no batch has come from yet to where
+        the group resumes it (its committed offset, or its first offset where it has none),
+        and start its trail there.
 
-        After a rebalance Faust recovers the table while the consumer already fetches, then
-        seeks the access partitions back to their committed offsets, but aiokafka 0.14 skips
-        that seek for an offset of 0 or none, so what was fetched meanwhile would never be
-        processed (seen when a worker took over from one killed before its first commit;
-        the offset trail alone would not notice when nothing came after them).
+        Faust seeks to the committed offsets itself, but aiokafka 0.14 skips that seek for an
+        offset of 0 or none, so what was fetched meanwhile would never be processed (seen
+        when a worker took over from one killed before its first commit); and a trail that
+        starts here notices messages passed over even when no batch comes after them.
         """
-        assigned = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in consumed]
-        if assigned:
-            points = await asyncio.get_running_loop().run_in_executor(None, rewind_points, config, assigned)
-            for (topic, partition), offset in points.items():
-                await app.consumer.seek(TP(topic, partition), offset)
+        assigned = [tp for tp in app.consumer.assignment() if tp.topic in consumed]
+        if not assigned:
+            return
+        try:
+            points = await asyncio.get_running_loop().run_in_executor(None, resume_points, config, [(tp.topic, tp.partition) for tp in assigned])
+        except Exception as exc:  # noqa: BLE001 - the broker away: each trail starts with its partition's first batch
+            log.warning("could not read where the group resumes its partitions (%s: %s)", type(exc).__name__, exc)
+            return
+        for tp in trail.unknown(assigned):
+            offset = points[(tp.topic, tp.partition)]
+            await app.consumer.seek(tp, offset)
+            trail.start(tp, offset)
+
+    @app.timer(TRAIL_CHECK_INTERVAL_S)
+    async def seek_back_to_trails() -> None:
+        """Fetch again from its trail a partition whose consumer moved past messages it never
+        handed on, when none came after them (the agent then has nothing to notice the jump by)."""
+        if watch.in_hand():
+            return  # a batch is being processed: what is fetched waits for it
+        for tp, due in trail.standing(TRAIL_PATIENCE_S).items():
+            try:
+                position = await app.consumer.position(tp)
+            except Exception:  # noqa: BLE001 - no longer assigned, or the consumer rebalancing: the next check asks again
+                continue
+            if position is not None and position > due:
+                log.warning(
+                    "%s partition %d: offsets %d to %d were fetched and never reached this worker's agent (passed over around "
+                    "a rebalance); fetching them again", tp.topic, tp.partition, due, position - 1,
+                )  # fmt: skip
+                await app.consumer.seek(tp, due)
 
     @app.task
     async def announce() -> None:

@@ -10,18 +10,22 @@ another run, 83 of 1,997 campaign facts never learned though the group committed
 An agent therefore follows each partition's offsets itself, from where the group resumed
 it (its committed offset, or the partition's first offset when it has none): offsets that
 a batch jumps over are read straight from Kafka and processed in front of it, in order, so a
-client's events and facts stay in the order they were sent.
+client's events and facts stay in the order they were sent. Messages passed over with none
+after them are noticed otherwise: the partition's trail stands still while the consumer's
+position is past it (:meth:`OffsetTrail.standing`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+import time
+from collections.abc import Callable, Hashable, Iterable
 
 
 class OffsetTrail:
     """Per partition, the next offset due; :meth:`skipped` names what a batch jumps over.
 
-    >>> trail = OffsetTrail()
+    >>> now = [0.0]
+    >>> trail = OffsetTrail(clock=lambda: now[0])
     >>> trail.unknown(["p0", "p1"])
     ['p0', 'p1']
     >>> trail.start("p0", 16)
@@ -31,12 +35,17 @@ class OffsetTrail:
     {'p0': [range(16, 20)]}
     >>> trail.skipped([("p0", 21), ("p0", 23), ("p0", 26)])  # 21 again (a replay); 22, 24 and 25 missing
     {'p0': [range(22, 23), range(24, 26)]}
+    >>> now[0] = 40.0; trail.skipped([("p1", 5)]); trail.standing(patience_s=30.0)  # p0 stood still for 40 s
+    {}
+    {'p0': 27}
     >>> trail.forget(); trail.unknown(["p0"])
     ['p0']
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self._next: dict[Hashable, int] = {}
+        self._moved: dict[Hashable, float] = {}  # partition -> when its trail last moved
 
     def unknown(self, partitions: Iterable[Hashable]) -> list[Hashable]:
         """Those of ``partitions`` with no start yet (since the last rebalance), in order, once each."""
@@ -45,6 +54,7 @@ class OffsetTrail:
     def start(self, partition: Hashable, offset: int) -> None:
         """The group resumed ``partition`` at ``offset``."""
         self._next[partition] = offset
+        self._moved[partition] = self.clock()
 
     def skipped(self, offsets: Iterable[tuple[Hashable, int]]) -> dict[Hashable, list[range]]:
         """The offsets that a batch of (partition, offset), in the order handed over, jumps
@@ -56,9 +66,18 @@ class OffsetTrail:
                 continue
             if offset > due:
                 gaps.setdefault(partition, []).append(range(due, offset))
-            self._next[partition] = max(due, offset + 1)
+            if offset >= due:
+                self._next[partition] = offset + 1
+                self._moved[partition] = self.clock()
         return gaps
+
+    def standing(self, patience_s: float) -> dict[Hashable, int]:
+        """The partitions whose trail has not moved for ``patience_s`` seconds, with the next
+        offset due on each: if the consumer is past it, what lies between will not come."""
+        now = self.clock()
+        return {p: self._next[p] for p, moved in self._moved.items() if now - moved >= patience_s}
 
     def forget(self) -> None:
         """After a rebalance: where each partition resumes is read again."""
         self._next.clear()
+        self._moved.clear()

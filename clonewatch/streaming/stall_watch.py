@@ -52,6 +52,11 @@ class StallWatch:
             self._since.pop(what, None)
             self._told.discard(what)
 
+    def in_hand(self) -> bool:
+        """Whether some piece of work has started and not finished."""
+        with self._lock:
+            return bool(self._since)
+
     def check(self) -> None:
         """Say where everything is if some piece of work went past the limit since it was last said."""
         now = self.clock()

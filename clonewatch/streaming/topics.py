@@ -138,23 +138,14 @@ def resume_points(config: StreamingConfig, partitions: Collection[tuple[str, int
     """Where the worker group resumes each (topic, partition): its committed offset, or the
     partition's first offset where it has none above 0."""
     points = committed_offsets(config, partitions)
-    if starts := rewind_points(config, [tp for tp, offset in points.items() if offset <= 0]):
-        points.update(starts)
+    missing = [TopicPartition(topic, p) for (topic, p), offset in points.items() if offset <= 0]
+    if missing:
+        consumer = KafkaConsumer(bootstrap_servers=config.bootstrap.split(","), client_id=f"{config.app_id}-offsets", **config.kafka_auth.client_kwargs())
+        try:
+            points.update({(tp.topic, tp.partition): offset for tp, offset in consumer.beginning_offsets(missing).items()})
+        finally:
+            consumer.close()
     return points
-
-
-def rewind_points(config: StreamingConfig, partitions: Collection[tuple[str, int]]) -> dict[tuple[str, int], int]:
-    """The first offset of each of ``partitions`` (topic, partition) that the worker group has
-    no committed offset above 0 for (those a consumer must be moved to explicitly)."""
-    committed = committed_offsets(config, partitions) if partitions else {}
-    missing = [TopicPartition(topic, p) for (topic, p), offset in committed.items() if offset <= 0]
-    if not missing:
-        return {}
-    consumer = KafkaConsumer(bootstrap_servers=config.bootstrap.split(","), client_id=f"{config.app_id}-offsets", **config.kafka_auth.client_kwargs())
-    try:
-        return {(tp.topic, tp.partition): offset for tp, offset in consumer.beginning_offsets(missing).items()}
-    finally:
-        consumer.close()
 
 
 def read_records(config: StreamingConfig, topic: str, partition: int, start: int, stop: int, timeout_s: float = 60.0) -> list[ConsumerRecord]:
