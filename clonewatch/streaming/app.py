@@ -429,16 +429,11 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         except Exception:
             return False
 
-    @app.on_partitions_revoked.connect
-    async def forget_offsets(sender: faust.App, *args: Any, **kwargs: Any) -> None:
-        """A rebalance begins: where each partition resumes is read again when next needed."""
-        trail.forget()
-
     @app.on_rebalance_complete.connect
     async def resume_where_committed(sender: faust.App, **kwargs: Any) -> None:
-        """After every rebalance, move each partition that no batch has come from yet to where
-        the group resumes it (its committed offset, or its first offset where it has none),
-        and start its trail there.
+        """After every rebalance, forget the trails of partitions gone elsewhere, and move each
+        partition that no batch has come from yet to where the group resumes it (its committed
+        offset, or its first offset where it has none), and start its trail there.
 
         Faust seeks to the committed offsets itself, but aiokafka 0.14 skips that seek for an
         offset of 0 or none, so what was fetched meanwhile would never be processed (seen
@@ -446,6 +441,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         starts here notices messages passed over even when no batch comes after them.
         """
         assigned = [tp for tp in app.consumer.assignment() if tp.topic in consumed]
+        trail.keep(assigned)
         if not assigned:
             return
         try:

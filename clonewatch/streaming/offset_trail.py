@@ -38,7 +38,7 @@ class OffsetTrail:
     >>> now[0] = 40.0; trail.skipped([("p1", 5)]); trail.standing(patience_s=30.0)  # p0 stood still for 40 s
     {}
     {'p0': 27}
-    >>> trail.forget(); trail.unknown(["p0"])
+    >>> trail.start("p1", 5); trail.keep(["p1"]); trail.unknown(["p0", "p1"])  # a rebalance took p0 away
     ['p0']
     """
 
@@ -77,7 +77,10 @@ class OffsetTrail:
         now = self.clock()
         return {p: self._next[p] for p, moved in self._moved.items() if now - moved >= patience_s}
 
-    def forget(self) -> None:
-        """After a rebalance: where each partition resumes is read again."""
-        self._next.clear()
-        self._moved.clear()
+    def keep(self, partitions: Iterable[Hashable]) -> None:
+        """After a rebalance, forget the partitions not among those assigned now: where one
+        resumes when it comes back is read again. A partition kept goes on where it was (what
+        the group had not committed comes again, behind its trail)."""
+        kept = set(partitions)
+        for partition in set(self._next) - kept:
+            del self._next[partition], self._moved[partition]
