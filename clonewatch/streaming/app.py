@@ -465,7 +465,15 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
                 position = await app.consumer.position(tp)
             except Exception:  # noqa: BLE001 - no longer assigned, or the consumer rebalancing: the next check asks again
                 continue
-            if position is not None and position > due:
+            if position is None or position <= due:
+                continue
+            try:
+                records = await asyncio.get_running_loop().run_in_executor(None, read_records, config, tp.topic, tp.partition, due, position)
+            except Exception:  # noqa: BLE001 - the broker away: the next check asks again
+                continue
+            if not records:  # only transaction markers there: nothing to hand on
+                trail.start(tp, position)
+            else:
                 log.warning(
                     "%s partition %d: offsets %d to %d were fetched and never reached this worker's agent (passed over around "
                     "a rebalance); fetching them again", tp.topic, tp.partition, due, position - 1,
