@@ -388,6 +388,7 @@ def test_messages_the_consumer_passes_over_are_read_straight_from_kafka_and_proc
     assert f"{names.access} partition 1: offsets {last - 4} to {last} were fetched and never reached this worker's agent" in worker.log()
     status = worker.status()
     assert (status["events"], status["duplicates"], status["campaign_facts"]) == (len(events), 0, len(events))
+    assert status["passed_over"] == 10 + 40 + 5 + 100
     assert max_events_seen(worker.store) == Counter(e["client_id"] for e in events)  # each event once, in its client's order
     assert {d["client_id"] for d in decisions_on_topic(kafka_bootstrap, names) if d["action"] != "allow"} == expected
 

@@ -296,6 +296,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
             wanted = {offset for span in ranges for offset in span}
             records = await from_kafka(read_records, config, tp.topic, tp.partition, ranges[0].start, ranges[-1].stop)
             kept = {r.offset: r for r in records if r.offset in wanted}
+            stats.passed_over += len(wanted)
             log.warning(
                 "%s partition %d: %d offsets from %d never reached this worker's agent (passed over around a rebalance); "
                 "processing the %d messages there, read straight from Kafka",
@@ -474,6 +475,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
             if not records:  # only transaction markers there: nothing to hand on
                 trail.start(tp, position)
             else:
+                stats.passed_over += position - due
                 log.warning(
                     "%s partition %d: offsets %d to %d were fetched and never reached this worker's agent (passed over around "
                     "a rebalance); fetching them again", tp.topic, tp.partition, due, position - 1,

@@ -274,6 +274,7 @@ class WorkerStats:
     decisions: int = 0
     facts: int = 0  # facts this worker's campaign stage learned (while it held the facts partition)
     verdicts: int = 0  # verdicts it sent
+    passed_over: int = 0  # offsets Faust passed over, never handing them to an agent, that the worker went back for
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
     actions: dict[str, str] = field(default_factory=dict)  # latest action of each client scored since start
@@ -313,5 +314,6 @@ class WorkerStats:
             "not_embedded": self.not_embedded,
             "campaign_facts": self.facts,
             "campaign_verdicts": self.verdicts,
+            "passed_over": self.passed_over,
             "uptime_s": round(now - self.started, 1),
         }
