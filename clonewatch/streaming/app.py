@@ -297,10 +297,11 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
             records = await from_kafka(read_records, config, tp.topic, tp.partition, ranges[0].start, ranges[-1].stop)
             kept = {r.offset: r for r in records if r.offset in wanted}
             stats.passed_over += len(wanted)
+            in_batch = [e.message.offset for e in batch if e.message.tp == tp]
             log.warning(
-                "%s partition %d: %d offsets from %d never reached this worker's agent (passed over around a rebalance); "
-                "processing the %d messages there, read straight from Kafka",
-                tp.topic, tp.partition, len(wanted), ranges[0].start, len(kept),
+                "%s partition %d: %d offsets from %d never reached this worker's agent (passed over around a rebalance; "
+                "the batch holds offsets %d to %d of it); processing the %d messages there, read straight from Kafka",
+                tp.topic, tp.partition, len(wanted), ranges[0].start, min(in_batch), max(in_batch), len(kept),
             )  # fmt: skip
             for offset in sorted(wanted):
                 if offset in kept:
