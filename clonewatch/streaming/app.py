@@ -58,7 +58,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -68,7 +67,7 @@ from typing import Any, TypeVar
 
 import faust
 import mode
-from faust.types import TP, EventT, Message, StreamT
+from faust.types import EventT, Message, StreamT
 
 from clonewatch.streaming.bounded_stop import dump_stacks
 from clonewatch.streaming.config import CLIENT_TABLE, STAGE_TABLE, StreamingConfig
