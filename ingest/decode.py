@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import math
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -17,6 +19,26 @@ from schemas.text import printable
 
 DEFAULT_MAX_CLIENT_ID_CHARS = 256
 _NON_JSON_NUMBER = re.compile(r"[\[,:]\s*-?(NaN|Infinity)\b")  # a dead letter keeps this much of the offending line
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def _as_line(record: Mapping[str, Any]) -> bytes | str:
+    """A parser's record as the JSON line a dead letter keeps (its repr, should it hold what JSON cannot)."""
+    try:
+        return _encoder.encode(record)
+    except Exception:  # noqa: BLE001 - a dead letter must be written whatever the record holds
+        return repr(record)
+
+
+def _absent_if_not_finite(event: AccessEvent) -> None:
+    """Optional numbers that came out infinite or NaN (a request time of 1e308 s, in ms) left
+    out, as a JSON line, which cannot hold them, would have them."""
+    if event.latency_ms is not None and not math.isfinite(event.latency_ms):
+        event.latency_ms = None
+    if event.params is not None and event.params.temperature is not None and not math.isfinite(event.params.temperature):
+        event.params.temperature = None
 
 
 @dataclass(frozen=True)
@@ -65,9 +87,26 @@ class EventDecoder:
             return self._reject(line, line_no, "JSON nested too deeply")
         except Exception as exc:  # noqa: BLE001 - whatever the bytes, a dead letter, never a crash
             return self._reject(line, line_no, printable(f"undecodable line ({type(exc).__name__}: {exc})"))
+        return self._accepted(event, line, line_no)
+
+    def decode_record(self, record: Mapping[str, Any], line_no: int) -> AccessEvent | DeadLetter:
+        """:meth:`decode` of a record a log parser made (JSON values in a dict), the same
+        checks and reasons without writing it out as JSON and reading it back; a dead letter
+        keeps the record as a JSON line."""
+        try:
+            event = msgspec.convert(record, AccessEvent)
+        except msgspec.ValidationError as exc:
+            return self._reject(_as_line(record), line_no, printable(str(exc)))
+        except Exception as exc:  # noqa: BLE001 - whatever the values, a dead letter, never a crash
+            return self._reject(_as_line(record), line_no, printable(f"unreadable record ({type(exc).__name__}: {exc})"))
+        _absent_if_not_finite(event)
+        return self._accepted(event, record, line_no)
+
+    def _accepted(self, event: AccessEvent, source: bytes | str | Mapping[str, Any], line_no: int) -> AccessEvent | DeadLetter:
+        """``event`` bounded and its key hashed, or a dead letter keeping ``source`` (its line or record)."""
         problem = self._bound(event)
         if problem:
-            return self._reject(line, line_no, problem)
+            return self._reject(source if not isinstance(source, Mapping) else _as_line(source), line_no, problem)
         if looks_like_key(event.client_id):
             event.client_id = client_id_for_key(event.client_id)
         return event

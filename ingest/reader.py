@@ -5,15 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 
-import msgspec
-
 from ingest.containers import ContainerLines
 from ingest.decode import DecodeLimits, EventDecoder
 from ingest.formats import CustomFormat, FormatError, LineParser, dead_letter_raw
 from schemas import AccessEvent, DeadLetter
 from schemas.text import printable
-
-_encoder = msgspec.json.Encoder()
 
 
 class EventReader:
@@ -83,7 +79,7 @@ class EventReader:
             if not record.get("request_id"):
                 stable = hashlib.sha256(f"{self.source}:{number}".encode()).hexdigest()[:16]
                 record["request_id"] = stable if len(records) == 1 else f"{stable}#{i}"
-            yield self._decoder.decode(_encoder.encode(record), number)
+            yield self._decoder.decode_record(record, number)
 
 
 def _opens_an_object(line: bytes | str) -> bool:

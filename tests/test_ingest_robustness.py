@@ -264,6 +264,24 @@ def test_every_parser_gives_records_or_a_reason_for_any_json(fmt, record):
         assert isinstance(decoder.decode(msgspec.json.encode(rec), 1), AccessEvent | DeadLetter)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fmt=st.sampled_from(sorted(PARSERS)), record=records)
+def test_a_parsers_record_is_decoded_as_its_json_line_would_be(fmt, record):
+    """``run`` hands the decoder the parser's records themselves (no JSON written and read
+    back); the shipper sends them to the worker as JSON lines. Both must give the same
+    events and reject the same records."""
+    try:
+        out = parse_line(fmt, json.dumps(record, allow_nan=True))
+    except FormatError:
+        return
+    decoder = EventDecoder("fuzz")
+    for rec in out:
+        direct, via_json = decoder.decode_record(rec, 1), decoder.decode(msgspec.json.encode(rec), 1)
+        assert type(direct) is type(via_json)
+        if isinstance(direct, AccessEvent):
+            assert direct == via_json
+
+
 @settings(max_examples=300, deadline=None)
 @given(fmt=st.sampled_from(["auto", *sorted(PARSERS)]), data=st.binary(max_size=300))
 def test_any_bytes_give_events_or_dead_letters(fmt, data):
