@@ -12,6 +12,12 @@ traffic), thresholds set on the baseline for a 1% client false-positive rate.
     python benchmarks/detection.py --scale 0.3       # as `make benchmark`: seeds 1-3, baselines of 100, 300, 1000
     python benchmarks/detection.py --scale 1 --eval-seeds 1   # full size
     python benchmarks/detection.py --scale 0.3 --eval-seeds 1 --baseline-clients 100   # quick look
+    python benchmarks/detection.py --scale 0.3 --returning --baseline-clients 100 300   # days 1-3 of the baseline's own customers
+
+By default the benign clients of the held-out traffic are customers the baseline never
+saw (a hard test of thresholds: every one is new). ``--returning`` scores later days of
+the baseline's own customers instead (same keys and habits, new requests), the attackers
+of the same days among them: what a deployment meets, and how the issue measured it.
 
 Prints a table and writes JSON (default benchmarks/results/detection.json). Embeddings
 are cached on disk (~/.cache/clonewatch/embeddings.sqlite) so a rerun is fast.
@@ -65,6 +71,20 @@ def load(scenario: str, seed: int, scale: float):
     events = [decoder.decode(json.dumps(e), i) for i, e in enumerate(traffic.events, 1)]
     assert all(isinstance(e, AccessEvent) for e in events), "the simulator wrote an invalid record"
     return events, traffic.labels
+
+
+def load_returning(seed: int, scale: float, train_seed: int, baseline_scale: float):
+    """Day ``seed`` of the baseline's own customers, with the full scenario's attackers of
+    that day among them (its other customers left out): a baseline of one day, then days of
+    the same customers, as a deployment meets them and as the detection issue measured."""
+    customers = simulate("benign", seed=train_seed, scale=baseline_scale, day=seed)
+    full = simulate("full", seed=seed, scale=scale, day=seed)
+    attackers = {label["client_id"] for label in full.labels if label["label"] == "attack"}
+    raw = sorted(customers.events + [e for e in full.events if e["client_id"] in attackers], key=lambda e: e["ts"])
+    decoder = EventDecoder(f"returning-{seed}")
+    events = [decoder.decode(json.dumps(e), i) for i, e in enumerate(raw, 1)]
+    assert all(isinstance(e, AccessEvent) for e in events), "the simulator wrote an invalid record"
+    return events, customers.labels + [label for label in full.labels if label["client_id"] in attackers]
 
 
 def vectorize(vectorizer: Vectorizer, events, label: str, share: float = 1.0):
@@ -405,15 +425,23 @@ def main() -> int:
     parser.add_argument("--embedder", choices=BACKENDS, default="torch", help="prompt embedder for training and evaluation (default: %(default)s)")
     parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="prompts are cut at this many tokens (default: %(default)s)")
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="events in each client's feature window (default: %(default)s)")
+    parser.add_argument(
+        "--returning", action="store_true",
+        help="evaluate on later days of the baseline's own customers (simulate --day), the attackers among them, "
+             "instead of customers never seen: eval seed N is day N",
+    )
     parser.add_argument("--embed-share", type=float, default=1.0, help="embed only this share of each evaluation batch's prompts, fairly per client, as a worker does when it falls behind (default: all)")
     args = parser.parse_args()
 
     vectorizer = Vectorizer(PromptEmbedder(disk_cache=args.cache, backend=args.embedder, max_tokens=args.max_tokens))
     evaluation = {}
-    for seed in args.eval_seeds:
+    for seed in [] if args.returning else args.eval_seeds:
         events, labels = load("full", seed, args.scale)
         evaluation[seed] = (events, labels, vectorize(vectorizer, events, f"full seed {seed}", args.embed_share))
-    report = {"train_seed": args.train_seed, "scale": args.scale, "embedder": vectorizer.embedder.name, "embed_share": args.embed_share, "targets": TARGETS, "baselines": []}
+    report = {
+        "train_seed": args.train_seed, "scale": args.scale, "embedder": vectorizer.embedder.name, "embed_share": args.embed_share,
+        "returning": args.returning, "targets": TARGETS, "baselines": [],
+    }  # fmt: skip
     for n_clients in args.baseline_clients:
         baseline_scale = n_clients / BENIGN_CLIENTS_AT_SCALE_1
         print(f"\n######## baseline of {n_clients} benign clients: simulate('benign', seed={args.train_seed}, scale={baseline_scale:.2f})", file=sys.stderr)
@@ -430,6 +458,9 @@ def main() -> int:
             "fit_seconds": fit_s, "prada_delta": delta, "mmd_threshold": mmd_level, "sequential": model.metadata.get("sequential"), "runs": [],
         }  # fmt: skip
         print(f"\n######## baseline: {baseline['benign_clients']} benign clients, {len(base_events):,} events, fitted in {fit_s:.0f} s")
+        for seed in args.eval_seeds if args.returning else []:
+            events, labels = load_returning(seed, args.scale, args.train_seed, baseline_scale)
+            evaluation[seed] = (events, labels, vectorize(vectorizer, events, f"day {seed} of the baseline's customers", args.embed_share))
         for seed, (events, labels, vectors) in evaluation.items():
             baseline["runs"].append(evaluate_seed(model, seed, events, labels, vectors, scale, delta, mmd_level))
         print_targets(baseline["runs"])

@@ -199,6 +199,26 @@ def test_start_moves_the_window():
     assert traffic.events[-1]["ts"] < "2027-03-02T12:00:00.000Z"
 
 
+def test_a_later_day_brings_the_same_customers_back_with_new_requests():
+    monday, tuesday = simulate("benign", seed=7, scale=0.15), simulate("benign", seed=7, scale=0.15, day=1)
+    assert monday.labels == tuesday.labels  # the same keys, each the same kind of customer
+    assert tuesday.events[0]["ts"] >= "2026-11-24T00:00:00.000Z" > monday.events[-1]["ts"]
+
+    def habits(traffic):
+        seen = defaultdict(lambda: (set(), set(), set()))
+        for event in traffic.events:
+            nets, agents, models = seen[event["client_id"]]
+            nets.add(event.get("asn")), agents.add(event.get("user_agent")), models.add(event.get("model"))
+        return dict(seen)
+
+    before, after = habits(monday), habits(tuesday)
+    same = sum(before[c] == after[c] for c in before)
+    assert same >= 0.9 * len(before)  # from the same networks, with the same SDKs, to the same models
+    prompts = [{e.get("prompt") or str(e.get("features")) for e in day.events} for day in (monday, tuesday)]
+    assert len(prompts[0] & prompts[1]) < 0.3 * len(prompts[1])  # but asking new things
+    assert simulate("benign", seed=7, scale=0.15, day=0).events == monday.events  # day 0 is the day as it always was
+
+
 def test_cli_writes_files_and_summarises(tmp_path, capsys):
     from clonewatch.commands import simulate as command
 

@@ -47,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="random seed; same seed, same bytes (default: %(default)s)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply client counts and attack sizes (default: %(default)s)")
+    parser.add_argument("--day", type=int, default=0,
+                        help="another day of the same benign customers: same keys and habits, new "
+                             "requests, this many days later (default: %(default)s, the first day); "
+                             "train on day 0, score day 1 as a deployment would")
     parser.add_argument("--list", action="store_true",
                         help="list the scenarios and exit")
     parser.set_defaults(func=run)
@@ -63,12 +67,15 @@ def run(args: argparse.Namespace) -> int:
     if args.scale <= 0:
         print("clonewatch simulate: --scale must be positive", file=sys.stderr)
         return 2
-    traffic = simulate(args.scenario, seed=args.seed, scale=args.scale)
+    if args.day < 0:
+        print("clonewatch simulate: --day must not be negative", file=sys.stderr)
+        return 2
+    traffic = simulate(args.scenario, seed=args.seed, scale=args.scale, day=args.day)
     paths = write(traffic, args.out)
     attackers = Counter(entry["kind"] for entry in traffic.labels if entry["label"] == "attack")
     by_kind = ", ".join(f"{kind}={count}" for kind, count in sorted(attackers.items())) or "none"
     print(
-        f"{args.scenario} (seed {args.seed}, scale {args.scale:g}): {len(traffic.events)} events,"
+        f"{args.scenario} (seed {args.seed}, scale {args.scale:g}{f', day {args.day}' if args.day else ''}): {len(traffic.events)} events,"
         f" {len(traffic.labels)} clients, attackers: {by_kind}; wrote {paths.events} and"
         f" {paths.labels}"
     )

@@ -524,6 +524,34 @@ def rows_to_lists(rows: np.ndarray) -> list[list[float]]:
 Persona = Callable[[World, random.Random], Client]
 
 
+class ClientRandom(random.Random):
+    """A customer's random stream: first who it is (its habits: key, network, agents, topics,
+    models, parameters), then what it does on the simulated day. On day 0 both are one stream,
+    as they always were; on a later day the habits are drawn the same and the day from a
+    stream of its own, so the same customers come back and do new things.
+
+    >>> monday, tuesday = (chat_user(World(0, datetime(2026, 11, 23), DAY, Gateway(), None), ClientRandom("c/0", day=d))
+    ...                    for d in (0, 1))
+    >>> monday.client_id == tuesday.client_id, monday.records[0].event["prompt"] == tuesday.records[0].event["prompt"]
+    (True, False)
+    """
+
+    def __init__(self, name: str, day: int = 0) -> None:
+        super().__init__(name)
+        self.name = name
+        self.day = day
+
+    def start_day(self) -> None:
+        if self.day:
+            self.seed(f"{self.name}/day/{self.day}")
+
+
+def start_day(rng: random.Random) -> None:
+    """The habits of the client that ``rng`` draws are set; what follows is its day (:class:`ClientRandom`)."""
+    if isinstance(rng, ClientRandom):
+        rng.start_day()
+
+
 def conversation(
     client: Client, t: float, topic_id: str, model: str, params: dict | None, turns: int,
     role: str = "benign", first: text.Prompt | None = None,
@@ -564,6 +592,7 @@ def chat_user(world: World, rng: random.Random) -> Client:
     topics = text.popular_topics(rng, rng.choice((1, 1, 2, 2, 3)))
     model = rng.choice(CHAT_MODELS)
     params = rng.choice(_CHAT_PARAMS)
+    start_day(rng)
     sessions = rng.choice((1, 2, 2, 3, 3, 4, 6, 10))
     for _ in range(sessions):
         conversation(client, active_time(rng, world, tz), rng.choice(topics), model, params,
@@ -578,6 +607,7 @@ def app_backend(world: World, rng: random.Random) -> Client:
                     rng, retries=2)
     params = {"temperature": rng.choice((0.7, 0.8, 1.0)), "max_tokens": rng.choice((600, 800))}
     model = rng.choice(CHAT_MODELS)
+    start_day(rng)
     for _ in range(rng.randint(50, 220)):
         topic_id = text.popular_topics(rng, 1)[0]
         start = active_time(rng, world, rng.choice(TIMEZONES))
@@ -600,6 +630,7 @@ def developer(world: World, rng: random.Random) -> Client:
     path = COMPLETIONS if rng.random() < 0.2 else CHAT
     models = CHAT_MODELS if path == CHAT else INSTRUCT_MODELS
     debug_logprobs = rng.random() < 0.25
+    start_day(rng)
     for _ in range(rng.randint(1, 3)):
         t = active_time(rng, world, tz, office=True)
         prompt = text.dev_task(rng, rng.choice(topics))
@@ -647,6 +678,7 @@ def rag_batch(world: World, rng: random.Random) -> Client:
     runs = int(world.duration // period)
     per_run = max(5, rng.randint(250, 1200) // runs)
     gap = rng.uniform(0.6, 2.5)
+    start_day(rng)
     known: list[text.Prompt] = []
     t = rng.uniform(0, period)
     while t < world.duration:
@@ -681,6 +713,7 @@ def eval_harness(world: World, rng: random.Random) -> Client:
     models = rng.sample(INSTRUCT_MODELS if path == COMPLETIONS else CHAT_MODELS,
                         rng.randint(1, 2))
     gap = rng.choice((0.3, 0.5, 0.8, 1.2))
+    start_day(rng)
     for _ in range(rng.randint(1, 3)):
         t = rng.uniform(0, world.duration * 0.8)
         for model in models:
@@ -699,6 +732,7 @@ def ticket_classifier(world: World, rng: random.Random) -> Client:
     tz = rng.choice(TIMEZONES)
     weights = [rng.random() ** 2 for _ in text.TICKET_INTENTS]
     params = {"logprobs": True} if rng.random() < 0.3 else None
+    start_day(rng)
     for t in sorted(active_time(rng, world, tz, office=True) for _ in range(rng.randint(30, 300))):
         item = text.ticket(rng, rng.choices(text.TICKET_INTENTS, weights)[0])
         reply = client.send(t, Request(CLASSIFY, INTENT_MODEL, item.text, None, params), item.topic)
@@ -722,6 +756,7 @@ def labelling_team(world: World, rng: random.Random) -> Client:
     focus = rng.sample(pool, rng.randint(1, 3))
     tz = rng.choice(TIMEZONES)
     params = {"logprobs": True} if rng.random() < 0.3 else None
+    start_day(rng)
     for person in range(people):
         t = active_time(rng, world, tz, office=True, until=0.7)
         for _ in range(rng.randint(15, 80)):
@@ -748,7 +783,11 @@ def numeric_customer(world: World, rng: random.Random) -> Client:
     population = Subpopulation(world.tabular, nrng)
     style = rng.choices(FORMATS[:4], (5, 3, 1, 1))[0]
     tz = rng.choice(TIMEZONES)
-    if rng.random() < 0.35:
+    batches = rng.random() < 0.35
+    start_day(rng)
+    if isinstance(rng, ClientRandom) and rng.day:
+        nrng = np.random.default_rng(rng.getrandbits(64))  # the same kind of transactions, not the same ones
+    if batches:
         times = _batch_times(rng, world)
     else:
         times = sorted(active_time(rng, world, tz) for _ in range(rng.randint(30, 350)))

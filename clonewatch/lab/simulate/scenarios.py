@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from clonewatch.lab.simulate.attacks import ATTACKS, campaign
 from clonewatch.lab.simulate.personas import (
-    DAY, PERSONAS, Client, Gateway, Record, TabularModel, World,
+    DAY, PERSONAS, Client, ClientRandom, Gateway, Record, TabularModel, World,
 )
 
 DEFAULT_START = datetime(2026, 11, 23, tzinfo=UTC)
@@ -127,23 +127,29 @@ SCENARIOS: dict[str, Scenario] = {
 
 
 def simulate(
-    scenario: str, seed: int = 0, scale: float = 1.0, start: datetime | str | None = None
+    scenario: str, seed: int = 0, scale: float = 1.0, start: datetime | str | None = None, day: int = 0
 ) -> SimulatedTraffic:
-    """Generate a scenario's labelled traffic; deterministic in all four arguments.
+    """Generate a scenario's labelled traffic; deterministic in all five arguments.
 
     ``scale`` multiplies client counts and attack budgets; ``start`` (a datetime or an
     RFC 3339 string, default 2026-11-23T00:00:00Z) is when the one-day window opens.
+    ``day`` > 0 is another day of the same benign customers (the same keys, networks,
+    topics and habits, new requests; :class:`ClientRandom`), ``day`` days after ``start``;
+    attackers are drawn as on day 0.
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
     if not scale > 0:
         raise ValueError("scale must be positive")
+    if day < 0:
+        raise ValueError("day must not be negative")
     spec = SCENARIOS[scenario]
-    world = World(seed, _start(start), DAY, _gateway(spec, scenario, seed), TabularModel(DEPLOYED_MODEL_SEED))
+    opens = _start(start) + timedelta(days=day)
+    world = World(seed, opens, DAY, _gateway(spec, scenario, seed), TabularModel(DEPLOYED_MODEL_SEED))
     cast: list[tuple[Client, dict]] = []
     for persona, count in spec.benign.items():
         for i in range(max(1, round(count * scale))):
-            rng = random.Random(f"{scenario}/{seed}/{persona}/{i}")
+            rng = ClientRandom(f"{scenario}/{seed}/{persona}/{i}", day)
             cast.append((PERSONAS[persona](world, rng), _label("benign", persona)))
     for i, (kind, variant, size) in enumerate(spec.attacks):
         rng = random.Random(f"{scenario}/{seed}/{kind}/{variant}/{i}")
