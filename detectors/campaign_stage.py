@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -66,9 +66,15 @@ class CampaignStage:
     """
 
     def __init__(
-        self, model: CloneModel | None, policy: Policy, tracker: CampaignTracker | None = None, retries: RetryTracker | None = None
+        self,
+        model: CloneModel | None,
+        policy: Policy,
+        tracker: CampaignTracker | None = None,
+        retries: RetryTracker | None = None,
+        known_clients: Collection[str] | None = None,
     ) -> None:
         self.model = model
+        self._known_clients = known_clients
         self.policy = policy
         self.tracker = tracker if tracker is not None else CampaignTracker(window=model.window if model else 200)
         self.retries = retries if retries is not None else RetryTracker()
@@ -115,9 +121,19 @@ class CampaignStage:
             reasons += readable_reasons(self.model.risk, view.row)
         return reasons
 
+    @property
+    def known_clients(self) -> Collection[str]:
+        """Keys the model's baseline saw at work (``known_clients`` if given): none of them is a
+        fresh key, whatever it sends. A returning customer's third question can be, word for
+        word, the query a sweep was refused on last."""
+        if self._known_clients is not None:
+            return self._known_clients
+        return getattr(self.model, "known_clients", frozenset()) if self.model is not None else frozenset()
+
     def _successor(self, fact: CampaignFact) -> CampaignVerdict | None:
-        """A verdict for a new key that sends again a query refused on another key still
-        refused (:class:`RetryTracker`): it takes on that key's action and risk."""
+        """A verdict for a new key (not one of :attr:`known_clients`) that sends again a query
+        refused on another key still refused (:class:`RetryTracker`): it takes on that key's
+        action and risk."""
         client = fact.event.client_id
         before = self.retries.learn_one(
             client, to_epoch(fact.event.ts), query_fingerprint(fact.event), fact.events_seen, refused=fact.action != Action.ALLOW.value
@@ -126,7 +142,7 @@ class CampaignStage:
             self._refused.pop(client, None)
         else:
             _remember(self._refused, client, (fact.action, fact.risk), self.tracker.max_clients)
-        if before is None or before not in self._refused:
+        if before is None or before not in self._refused or client in self.known_clients:
             return None
         action, risk = self._refused[before]
         chain = self._lineage.get(before) or "keys-" + hashlib.sha256(before.encode()).hexdigest()[:8]

@@ -39,6 +39,9 @@ class CloneModel:
     # fitted on everything has learned an attacker in the warm-up as normal): fold -> model.
     fold_risks: dict[int, RiskModel] | None = None
     client_folds: dict[str, int] | None = None
+    # The baseline's clients (a known-good baseline, not a warm-up): keys at work before today,
+    # which no rule may take for a key minted after a refusal (detectors.campaign_stage).
+    known_clients: frozenset[str] = frozenset()
     feature_names: tuple[str, ...] = FEATURE_NAMES
     metadata: dict = field(default_factory=dict)
 

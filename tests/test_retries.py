@@ -74,6 +74,14 @@ def test_nothing_else_ties_a_key_to_a_refused_one(refused_key, case):
     assert verdicts_of(stage, facts) == []
 
 
+def test_a_key_the_baseline_knows_is_never_taken_for_a_fresh_one(refused_key):
+    """A returning customer whose third question is, word for word, the sweep's last refused
+    query (seen on the benchmark's returning customers: a chat user challenged) is not tied."""
+    question = [fact(ask("regular", START + 800 + i, q), i + 1) for i, q in enumerate(["hi", "and?", "sweep item 32"])]
+    assert verdicts_of(CampaignStage(None, Policy(), known_clients={"regular"}), refused_key + question) == []
+    assert verdicts_of(CampaignStage(None, Policy()), refused_key + question) == [("regular", "throttle", 0.9996)]
+
+
 def test_the_stage_remembers_refused_queries_across_a_restart(refused_key):
     stage = CampaignStage(None, Policy())
     stage.process(refused_key)
@@ -108,6 +116,12 @@ def test_through_the_detector_the_fresh_key_is_throttled_at_its_first_query():
     result = detector.process([retry], [np.asarray(retry.features, np.float32)], states)
     assert [(d.client_id, d.action.value) for d in result.decisions] == [("fresh", "throttle")]
     assert states["fresh"].action == "throttle"
+    # a customer of the baseline sending the same query among its first of the day is no fresh key
+    assert model.known_clients == {f"c{c}" for c in range(40)}
+    customer = msgspec.structs.replace(retry, client_id="c7", ts=START + 2601.0)
+    assert detector.process([customer], [np.asarray(customer.features, np.float32)], states).decisions == []
+    warm_up = fit_clone_model(base, [np.asarray(e.features, np.float32) for e in base], n_estimators=50, contaminated=True)
+    assert warm_up.known_clients == frozenset()  # a warm-up is no known-good baseline: its keys may be the attackers'
 
 
 def test_what_is_saved_grows_with_refused_keys_not_with_traffic():
