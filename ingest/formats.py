@@ -167,7 +167,8 @@ def _client_ip(remote: Any, forwarded: Any, trusted: str) -> str | None:
     return peer
 
 
-def _is_address(value: str) -> bool:
+@functools.lru_cache(maxsize=65536)
+def _is_address(value: str) -> bool:  # a log's addresses repeat: parsed once each
     """Whether ``value`` is an IP address, with or without a port."""
     try:
         ipaddress.ip_address(_strip_port(value))
@@ -964,6 +965,8 @@ PARSERS: dict[str, Callable[[Mapping], list[Record]]] = {
     "aws": parse_aws_apigateway,
 }
 FORMATS = ("auto", *PARSERS)
+# Formats whose gateways also write text lines (nginx's combined, Envoy's default format).
+_TEXT_PARSERS: dict[str, Callable[[str], list[Record]]] = {"nginx": parse_nginx_text, "envoy": parse_envoy_text}
 
 # Keys that give a format away, for ``--format auto``: the more of them a line has, the likelier.
 _SIGNATURES: dict[str, frozenset[str]] = {
@@ -1178,19 +1181,33 @@ def _parse_line(fmt: str, line: bytes | str, parser: Callable[[Mapping], list[Re
             parser = PARSERS[fmt]
         except KeyError:
             raise ValueError(f"unknown log format {fmt!r}; choose from {', '.join(PARSERS)}") from None
+    text_parser = _TEXT_PARSERS.get(fmt)
+    if text_parser is not None and not _opens_json(line):  # a text line: no JSON to try first
+        return text_parser(_text_of(line).rstrip("\r\n"))
     try:
         data = _decode_json(line)
     except FormatError:
-        if fmt == "nginx":
-            return parse_nginx_text(_text_of(line).rstrip("\r\n"))
-        if fmt == "envoy":
-            return parse_envoy_text(_text_of(line).rstrip("\r\n"))
+        if text_parser is not None:
+            return text_parser(_text_of(line).rstrip("\r\n"))
         raise
     if isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
         return [record for item in data for record in _parse_one(parser, fmt, item)]  # a batch (Kong http-log queue)
     if not isinstance(data, dict):
         raise FormatError(f"a log line must be a JSON object (or an array of them), not {type(data).__name__}")
     return _parse_one(parser, fmt, data)
+
+
+def _opens_json(line: bytes | str) -> bool:
+    """Whether a line opens as a JSON object or an array of them, as no text log line does
+    (Envoy's default format opens with ``[`` and a time).
+
+    >>> _opens_json(b'  {"a": 1}'), _opens_json('[ {"a": 1}]'), _opens_json(b'[2026-11-30T14:47:45.237Z] "GET / HTTP/1.1"')
+    (True, True, False)
+    """
+    head = line.lstrip()[:1]
+    if head in (b"{", "{"):
+        return True
+    return head in (b"[", "[") and line.lstrip()[1:].lstrip()[:1] in (b"{", b"]", "{", "]")
 
 
 def _parse_one(parser: Callable[[Mapping], list[Record]], fmt: str, data: dict) -> list[Record]:
