@@ -33,8 +33,8 @@ def _as_line(record: Mapping[str, Any]) -> bytes | str:
 
 
 def _absent_if_not_finite(event: AccessEvent) -> None:
-    """Optional numbers that came out infinite or NaN (a request time of 1e308 s, in ms) left
-    out, as a JSON line, which cannot hold them, would have them."""
+    """Optional numbers that came out infinite or NaN (a request time of 1e308 s, in ms) are
+    left out, as they are when the record travels as a JSON line, which cannot hold them."""
     if event.latency_ms is not None and not math.isfinite(event.latency_ms):
         event.latency_ms = None
     if event.params is not None and event.params.temperature is not None and not math.isfinite(event.params.temperature):
