@@ -2,7 +2,10 @@
 
 >>> from clonewatch.lab.simulate import simulate, write
 >>> traffic = simulate("demo", seed=0)
->>> paths = write(traffic, "out/demo")  # out/demo/events.jsonl and out/demo/labels.jsonl
+>>> import tempfile
+>>> paths = write(traffic, f"{tempfile.mkdtemp()}/demo")  # demo/events.jsonl and demo/labels.jsonl
+>>> paths.events.name, paths.labels.name
+('events.jsonl', 'labels.jsonl')
 """
 
 from clonewatch.lab.simulate.scenarios import SCENARIOS, Scenario, SimulatedTraffic, simulate
