@@ -67,10 +67,15 @@ def write_report(path: Path, report: dict) -> None:
 
 def load(scenario: str, seed: int, scale: float):
     traffic = simulate(scenario, seed=seed, scale=scale)
-    decoder = EventDecoder(f"{scenario}-{seed}")
-    events = [decoder.decode(json.dumps(e), i) for i, e in enumerate(traffic.events, 1)]
+    return decoded(traffic.events, f"{scenario}-{seed}"), traffic.labels
+
+
+def decoded(records: list[dict], source: str) -> list[AccessEvent]:
+    """The simulator's records as the decoder reads them."""
+    decoder = EventDecoder(source)
+    events = [decoder.decode(json.dumps(e), i) for i, e in enumerate(records, 1)]
     assert all(isinstance(e, AccessEvent) for e in events), "the simulator wrote an invalid record"
-    return events, traffic.labels
+    return events
 
 
 def load_returning(seed: int, scale: float, train_seed: int, baseline_scale: float):
@@ -81,10 +86,7 @@ def load_returning(seed: int, scale: float, train_seed: int, baseline_scale: flo
     full = simulate("full", seed=seed, scale=scale, day=seed)
     attackers = {label["client_id"] for label in full.labels if label["label"] == "attack"}
     raw = sorted(customers.events + [e for e in full.events if e["client_id"] in attackers], key=lambda e: e["ts"])
-    decoder = EventDecoder(f"returning-{seed}")
-    events = [decoder.decode(json.dumps(e), i) for i, e in enumerate(raw, 1)]
-    assert all(isinstance(e, AccessEvent) for e in events), "the simulator wrote an invalid record"
-    return events, customers.labels + [label for label in full.labels if label["client_id"] in attackers]
+    return decoded(raw, f"returning-{seed}"), customers.labels + [label for label in full.labels if label["client_id"] in attackers]
 
 
 def vectorize(vectorizer: Vectorizer, events, label: str, share: float = 1.0):

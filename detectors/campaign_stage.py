@@ -128,7 +128,7 @@ class CampaignStage:
         word, the query a sweep was refused on last."""
         if self._known_clients is not None:
             return self._known_clients
-        return getattr(self.model, "known_clients", frozenset()) if self.model is not None else frozenset()
+        return self.model.known_clients if self.model is not None else frozenset()
 
     def _successor(self, fact: CampaignFact) -> CampaignVerdict | None:
         """A verdict for a new key (not one of :attr:`known_clients`) that sends again a query

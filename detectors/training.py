@@ -159,7 +159,7 @@ def fit_clone_model(
         references=references, risk=risk, window=window, sequential=sequential, campaign_sequential=campaign_sequential,
         metadata=metadata, exclude_own_history=contaminated, fold_risks=fold_risks,
         client_folds=None if fold_risks is None else {str(c): int(k) for c, k in zip(client_of, fold)},
-        known_clients=frozenset() if contaminated else frozenset(map(str, clients)),  # a warm-up may hold the attackers
+        known_clients=frozenset() if contaminated else frozenset(clients),  # a warm-up may hold the attackers
     )  # fmt: skip
 
 

@@ -1204,10 +1204,11 @@ def _opens_json(line: bytes | str) -> bool:
     >>> _opens_json(b'  {"a": 1}'), _opens_json('[ {"a": 1}]'), _opens_json(b'[2026-11-30T14:47:45.237Z] "GET / HTTP/1.1"')
     (True, True, False)
     """
-    head = line.lstrip()[:1]
+    stripped = line.lstrip()
+    head = stripped[:1]
     if head in (b"{", "{"):
         return True
-    return head in (b"[", "[") and line.lstrip()[1:].lstrip()[:1] in (b"{", b"]", "{", "]")
+    return head in (b"[", "[") and stripped[1:].lstrip()[:1] in (b"{", b"]", "{", "]")
 
 
 def _parse_one(parser: Callable[[Mapping], list[Record]], fmt: str, data: dict) -> list[Record]:

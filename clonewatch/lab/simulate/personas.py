@@ -541,15 +541,16 @@ class ClientRandom(random.Random):
         self.name = name
         self.day = day
 
-    def start_day(self) -> None:
+    def start_day(self) -> bool:
         if self.day:
             self.seed(f"{self.name}/day/{self.day}")
+        return bool(self.day)
 
 
-def start_day(rng: random.Random) -> None:
-    """The habits of the client that ``rng`` draws are set; what follows is its day (:class:`ClientRandom`)."""
-    if isinstance(rng, ClientRandom):
-        rng.start_day()
+def start_day(rng: random.Random) -> bool:
+    """The habits of the client that ``rng`` draws are set; what follows is its day
+    (:class:`ClientRandom`). True on a later day, whose draws come from a stream of its own."""
+    return isinstance(rng, ClientRandom) and rng.start_day()
 
 
 def conversation(
@@ -784,8 +785,7 @@ def numeric_customer(world: World, rng: random.Random) -> Client:
     style = rng.choices(FORMATS[:4], (5, 3, 1, 1))[0]
     tz = rng.choice(TIMEZONES)
     batches = rng.random() < 0.35
-    start_day(rng)
-    if isinstance(rng, ClientRandom) and rng.day:
+    if start_day(rng):
         nrng = np.random.default_rng(rng.getrandbits(64))  # the same kind of transactions, not the same ones
     if batches:
         times = _batch_times(rng, world)
