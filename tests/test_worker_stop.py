@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,9 @@ HANGING_APP = textwrap.dedent(
     import faust
     from clonewatch.streaming.bounded_stop import BoundedStopWorker
 
-    app = faust.App(sys.argv[2], broker="kafka://" + sys.argv[1], store="memory://", web_enabled=False)
+    app = faust.App(
+        sys.argv[2], broker="kafka://" + sys.argv[1], store="memory://", web_enabled=False, datadir=sys.argv[5]
+    )
 
     @app.task
     async def ready():
@@ -41,9 +44,10 @@ HANGING_APP = textwrap.dedent(
 )
 
 
-def start(bootstrap: str, stop_timeout: float, shutdown: str = "hang") -> subprocess.Popen[str]:
+def start(bootstrap: str, datadir: Path, stop_timeout: float, shutdown: str = "hang") -> subprocess.Popen[str]:
+    app_id = f"stop-test-{uuid.uuid4().hex[:8]}"
     app = subprocess.Popen(
-        [sys.executable, "-c", HANGING_APP, bootstrap, f"stop-test-{uuid.uuid4().hex[:8]}", str(stop_timeout), shutdown],
+        [sys.executable, "-c", HANGING_APP, bootstrap, app_id, str(stop_timeout), shutdown, str(datadir)],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert app.stdout is not None
@@ -54,8 +58,8 @@ def start(bootstrap: str, stop_timeout: float, shutdown: str = "hang") -> subpro
 
 
 @pytest.mark.kafka
-def test_a_worker_that_cannot_stop_says_where_it_is_stuck_and_exits(kafka_bootstrap: str) -> None:
-    app = start(kafka_bootstrap, stop_timeout=2.0)
+def test_a_worker_that_cannot_stop_says_where_it_is_stuck_and_exits(kafka_bootstrap: str, tmp_path: Path) -> None:
+    app = start(kafka_bootstrap, tmp_path, stop_timeout=2.0)
     signalled = time.monotonic()
     app.send_signal(signal.SIGTERM)
     try:
@@ -71,9 +75,9 @@ def test_a_worker_that_cannot_stop_says_where_it_is_stuck_and_exits(kafka_bootst
 
 
 @pytest.mark.kafka
-def test_a_worker_that_stops_in_time_stops_the_clock_too(kafka_bootstrap: str) -> None:
+def test_a_worker_that_stops_in_time_stops_the_clock_too(kafka_bootstrap: str, tmp_path: Path) -> None:
     """The deadline ends a worker that is stuck, not the process that ran a worker which stopped."""
-    app = start(kafka_bootstrap, stop_timeout=2.0, shutdown="finish")
+    app = start(kafka_bootstrap, tmp_path, stop_timeout=2.0, shutdown="finish")
     app.send_signal(signal.SIGTERM)
     try:
         out, err = app.communicate(timeout=60)
