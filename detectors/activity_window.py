@@ -56,9 +56,6 @@ class ActivityWindow:
         """Seconds between successive requests (sorted, since logs may arrive slightly out of order)."""
         return np.diff(np.sort(self.times[: self.count]))  # sorted, the ring's order does not matter
 
-    def column(self, name: str) -> np.ndarray:
-        return self.shapes[: self.count, SHAPE_COLUMNS.index(name)]
-
     def to_state(self) -> dict:
         return {
             "size": self.size, "head": self.head, "count": self.count,

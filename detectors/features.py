@@ -18,6 +18,7 @@ try:  # scipy's Shapiro-Wilk routine itself: scipy.stats.shapiro's argument hand
 except ImportError:  # another scipy layout: the public function, slower
     _swilk = None
 
+from detectors.activity_window import SHAPE_COLUMNS
 from detectors.client_state import ClientState
 from detectors.reference import SpaceReference
 
@@ -135,12 +136,6 @@ def _normalised_entropy(counts: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum() / np.log(min(n, len(counts))))
 
 
-def _share(column: np.ndarray) -> float:
-    """Share of the known values of a 0/1 column that are 1, in the column's precision (as its ``mean``)."""
-    known = np.count_nonzero(~np.isnan(column))
-    return float(np.float32(np.count_nonzero(column == 1.0)) / np.float32(known)) if known else np.nan
-
-
 def _median(x: np.ndarray) -> np.floating:
     """``np.median`` of a non-empty array without missing values, a scalar of its dtype, without
     its overhead on short arrays: the middle value, or the mean of the middle two.
@@ -184,18 +179,22 @@ def _rate(mask: np.ndarray) -> float:
     return np.count_nonzero(mask) / len(mask)
 
 
+_SHARES = {"temp0_share": "temp0", "logprobs_share": "logprobs", "multi_n_share": "multi_n", "error_rate": "error", "followup_share": "followup"}
+_SHARE_COLUMNS = [SHAPE_COLUMNS.index(column) for column in _SHARES.values()]
+_PROMPT_CHARS = SHAPE_COLUMNS.index("prompt_chars")
+
+
 def _shape(state: ClientState) -> dict[str, float]:
-    a = state.activity
-    lengths = a.column("prompt_chars")
-    lengths = lengths[~np.isnan(lengths)]
-    return {
-        "temp0_share": _share(a.column("temp0")),
-        "logprobs_share": _share(a.column("logprobs")),
-        "multi_n_share": _share(a.column("multi_n")),
-        "error_rate": _share(a.column("error")),
-        "followup_share": _share(a.column("followup")),
-        "prompt_len_cv": _cv(lengths),
-    }
+    shapes = state.activity.shapes[: state.activity.count]
+    flags = shapes[:, _SHARE_COLUMNS]  # share of each 0/1 column's known values that are 1, in float32
+    known = np.count_nonzero(~np.isnan(flags), axis=0).astype(np.float32)
+    ones = np.count_nonzero(flags == 1.0, axis=0).astype(np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = np.where(known > 0, ones / known, np.float32(np.nan))
+    out = dict(zip(_SHARES, shares.tolist()))
+    lengths = shapes[:, _PROMPT_CHARS]
+    out["prompt_len_cv"] = _cv(lengths[~np.isnan(lengths)])
+    return out
 
 
 def _words(state: ClientState) -> dict[str, float]:
