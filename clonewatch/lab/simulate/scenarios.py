@@ -144,8 +144,7 @@ def simulate(
     if day < 0:
         raise ValueError("day must not be negative")
     spec = SCENARIOS[scenario]
-    opens = _start(start) + timedelta(days=day)
-    world = World(seed, opens, DAY, _gateway(spec, scenario, seed), TabularModel(DEPLOYED_MODEL_SEED))
+    world = world_of(scenario, seed, start, day)
     cast: list[tuple[Client, dict]] = []
     for persona, count in spec.benign.items():
         for i in range(max(1, round(count * scale))):
@@ -161,6 +160,14 @@ def simulate(
         for client in campaign(world, rng, variant, _budget(size, scale), n_keys):
             cast.append((client, _label("attack", "campaign", f"campaign-{i + 1}")))
     return _assemble(world, scenario, seed, scale, cast)
+
+
+def world_of(scenario: str, seed: int = 0, start: datetime | str | None = None, day: int = 0) -> World:
+    """The deployment that :func:`simulate` with these arguments happens in (its window, its
+    gateway's logged fields, the deployed models): for adding clients to its traffic."""
+    spec = SCENARIOS[scenario]
+    opens = _start(start) + timedelta(days=day)
+    return World(seed, opens, DAY, _gateway(spec, scenario, seed), TabularModel(DEPLOYED_MODEL_SEED))
 
 
 def _label(label: str, kind: str, campaign_id: str | None = None) -> dict:
