@@ -186,6 +186,16 @@ def facets_of(event: AccessEvent, key_span_s: float) -> set[str]:
     return facets
 
 
+def pair_signature(a: str, b: str) -> str:
+    """The one name of the tie of two facets, whichever of them a client revealed last: a tie
+    that may hold clients by chance admits a client only when a second, different tie covers it.
+
+    >>> pair_signature("ua:sdk/1.0", "asn:64500") == pair_signature("asn:64500", "ua:sdk/1.0")
+    True
+    """
+    return " & ".join(sorted((a, b)))
+
+
 def _kind(facet: str) -> str:
     return facet.split(":", 1)[0]
 
@@ -449,7 +459,7 @@ class CampaignTracker:
             return
         expected = len(small) * len(large) / len(self._clients)
         if pdtrc(len(shared) - 1, expected) <= self.alpha:
-            self._tie(shared, f"{a} & {b}", clean=expected < 1)
+            self._tie(shared, pair_signature(a, b), clean=expected < 1)
 
     def _check_single(self, facet: str) -> None:
         """A facet far larger than its kind's base rate of co-members explains."""
@@ -588,7 +598,8 @@ class CampaignTracker:
         raw = msgspec.msgpack.decode(data)
         tracker = cls(**raw["config"])
         for cid, facets, regions, queries, links, last_ts, campaign in raw["clients"]:
-            client = tracker._clients[cid] = _Client(queries=queries, links=set(links), last_ts=last_ts, campaign=campaign)
+            links = {_renamed(link) for link in links}  # saved before pair ties had one name each
+            client = tracker._clients[cid] = _Client(queries=queries, links=links, last_ts=last_ts, campaign=campaign)
             for facet in facets:
                 client.facets.add(facet)
                 tracker._reindex(facet, cid)
@@ -598,6 +609,16 @@ class CampaignTracker:
         for cid, members, ties, state, *evidence in raw["campaigns"]:
             tracker.campaigns[cid] = Campaign(cid, ClientState.from_bytes(state), set(members), set(ties), _components(*evidence))
         return tracker
+
+
+def _renamed(tie: str) -> str:
+    """A tie's signature as :func:`pair_signature` names it ("facet & coverage" ties keep theirs).
+
+    >>> _renamed("ua:sdk/1.0 & asn:64500"), _renamed("born:7 & coverage")
+    ('asn:64500 & ua:sdk/1.0', 'born:7 & coverage')
+    """
+    parts = tie.split(" & ")
+    return pair_signature(*parts) if len(parts) == 2 and parts[1] != "coverage" else tie
 
 
 def _widened(components: list[float], width: int) -> np.ndarray:

@@ -236,6 +236,29 @@ def test_a_shared_slash24_is_weighed_against_how_common_big_nats_are():
     assert tracker_with([8] * 40 + [1] * 260 + office).campaign_of("c300-0") is None  # ordinary where NATs are common
 
 
+def test_a_customer_sharing_only_a_cloud_network_and_an_sdk_with_a_campaign_stays_out_of_it():
+    """A pair of facets that clients also share by chance (a cloud ASN, a popular SDK) admits a
+    client only when a second tie covers it too. The campaign's keys reveal the pair in either
+    order (some send a user agent from their second request on): that is one tie, not two, and
+    the customer, whom nothing else ties, stays out."""
+    tracker, clock = CampaignTracker(), iter(range(10_000))
+
+    def learn(client_id: str, **fields) -> None:
+        tracker.learn_one(AccessEvent(ts=START + next(clock), client_id=client_id, **fields))
+
+    for i in range(180):  # strangers: a few on the cloud network, a few with the SDK
+        agent = "sdk/1.0" if 7 <= i < 14 else f"app/{i}"
+        learn(f"stranger{i}", ip=f"10.{i}.0.9", asn=64500 if i < 7 else 64600 + i, user_agent=agent)
+    learn("customer", ip="203.0.113.9", asn=64500, user_agent="sdk/1.0")
+    created = to_rfc3339(START - 86400)  # the campaign's keys were created in one burst
+    for i in range(12):
+        first = {"asn": 64500} if i % 2 else {"user_agent": "sdk/1.0"}
+        learn(f"key{i}", ip=f"198.51.{i}.9", key_created=created, **first)
+        learn(f"key{i}", ip=f"198.51.{i}.9", key_created=created, asn=64500, user_agent="sdk/1.0")
+    assert all(tracker.campaign_of(f"key{i}") is not None for i in range(12))
+    assert tracker.campaign_of("customer") is None
+
+
 def test_complementary_coverage_means_less_overlap_than_strangers():
     rng = np.random.default_rng(5)
     population = np.full(48, 20)
