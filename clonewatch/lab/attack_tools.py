@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from clonewatch.lab.simulate.attacks import _attacker, _numeric_steps, run_machine
+from clonewatch.lab.simulate.attacks import attacker_key, campaign_keys, numeric_steps, run_machine
 from clonewatch.lab.simulate.personas import DIM, TabularModel, World
 
 TOOLS = ("knockoff", "copycat", "hopskipjump", "boundary", "zoo")
@@ -118,6 +118,16 @@ def _starts(model: TabularModel, rng: np.random.Generator, n: int) -> dict[str, 
     return {"x": x, "x_adv_init": other}
 
 
+def _in_window(world: World, records: list) -> list[dict]:
+    """The records inside ``world``'s window, time stamped."""
+    kept = []
+    for record in records:
+        if 0 <= record.t < world.duration:
+            record.event["ts"] = world.timestamp(record.t)
+            kept.append(record.event)
+    return kept
+
+
 def tool_traffic(world: World, tag: str, budget: int) -> tuple[list[dict], list[dict]]:
     """One key per tool in ``world``'s window, each sending ``budget`` queries: the records (time
     stamped, unsorted) and their labels (``kind`` is the tool). ``tag`` seeds the draws."""
@@ -125,11 +135,24 @@ def tool_traffic(world: World, tag: str, budget: int) -> tuple[list[dict], list[
     for tool in TOOLS:
         rng = random.Random(f"attack-tools/{tag}/{tool}")
         rows = tool_queries(tool, world.tabular, budget, rng.getrandbits(32))
-        client = _attacker(world, rng, human=False)
-        run_machine(client, rng.uniform(0, world.duration * 0.4), _numeric_steps(rows), rng.uniform(0.3, 1.5), 0.08, rng.random() < 0.5)
-        for record in client.records:
-            if 0 <= record.t < world.duration:
-                record.event["ts"] = world.timestamp(record.t)
-                records.append(record.event)
+        client = attacker_key(world, rng, human=False)
+        run_machine(client, rng.uniform(0, world.duration * 0.4), numeric_steps(rows), rng.uniform(0.3, 1.5), 0.08, rng.random() < 0.5)
+        records += _in_window(world, client.records)
         labels.append({"client_id": client.client_id, "label": "attack", "kind": tool, "campaign": None})
+    return records, labels
+
+
+def tool_campaign_traffic(world: World, tag: str, tool: str, kind: str, keys: int, budget: int) -> tuple[list[dict], list[dict]]:
+    """One operator running ``tool`` over ``keys`` keys (``kind``: ``hosting`` or ``proxy``, see
+    :func:`campaign_keys`), its ``budget`` queries dealt round-robin, every key a script at a
+    slower pace than a single key's, all starting within the same ten minutes. Labels' ``kind``
+    is ``campaign`` and ``campaign`` names the tool and the kind of keys."""
+    rng = random.Random(f"attack-tools/{tag}/{tool}/{kind}")
+    rows = tool_queries(tool, world.tabular, budget, rng.getrandbits(32))
+    start = rng.uniform(0, world.duration * 0.4)
+    records, labels = [], []
+    for i, client in enumerate(campaign_keys(world, rng, kind, keys)):
+        run_machine(client, start + rng.uniform(0, 600), numeric_steps(rows[i::keys]), rng.uniform(2.0, 8.0), 0.1, concurrent=False)
+        records += _in_window(world, client.records)
+        labels.append({"client_id": client.client_id, "label": "attack", "kind": "campaign", "campaign": f"{tool} over {kind} keys"})
     return records, labels

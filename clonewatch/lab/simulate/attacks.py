@@ -68,7 +68,7 @@ def _target(rng: random.Random, models: tuple[str, ...]) -> str:
     return models[0] if rng.random() < 0.8 else rng.choice(models)
 
 
-def _attacker(world: World, rng: random.Random, human: bool) -> Client:
+def attacker_key(world: World, rng: random.Random, human: bool) -> Client:
     """A fresh or aged key on a hosting network, a home line or a residential proxy."""
     network = rng.choice(("residential", "mobile")) if human else rng.choice(
         ("cloud", "cloud", "residential", "business"))
@@ -119,7 +119,7 @@ def extraction(world: World, rng: random.Random, variant: str, size: int) -> Cli
     ``stealth``: temperature 0.7 or defaults, no logprobs, human-paced daytime sessions.
     ``paraphrase``: seed prompts each followed by several rewordings, often with ``n`` > 1.
     """
-    client = _attacker(world, rng, human=variant == "stealth")
+    client = attacker_key(world, rng, human=variant == "stealth")
     path = COMPLETIONS if rng.random() < 0.25 else CHAT
     model = _target(rng, INSTRUCT_MODELS if path == COMPLETIONS else CHAT_MODELS)
     start = rng.uniform(0, world.duration * 0.3)
@@ -190,7 +190,7 @@ def boundary(world: World, rng: random.Random, variant: str, size: int) -> Clien
     ``greedy``: several candidate edits per step (word swaps, synonyms, typos, inserts,
     deletes). ``walk``: one edit per step. ``char``: character-level edits only.
     """
-    client = _attacker(world, rng, human=False)
+    client = attacker_key(world, rng, human=False)
     model = rng.choice((SENTIMENT_MODEL, INTENT_MODEL))
     params = {"logprobs": True} if rng.random() < 0.6 else None
     ops = "char" if variant == "char" else "swap,synonym,char,insert,delete"
@@ -207,7 +207,7 @@ def boundary(world: World, rng: random.Random, variant: str, size: int) -> Clien
 # ---------------------------------------------------------------------- numeric model
 
 
-def _numeric_steps(rows: np.ndarray) -> Iterator[Step]:
+def numeric_steps(rows: np.ndarray) -> Iterator[Step]:
     """One fraud-model request per (already serialised) feature row."""
     for features in rows_to_lists(rows):
         yield Request(PREDICT, FRAUD_MODEL, None, features), None
@@ -225,7 +225,7 @@ def numeric_random(world: World, rng: random.Random, variant: str, size: int) ->
     ``uniform``: uniform in the documented feature box. ``gaussian``: independent normals
     with the public per-column mean and spread, rounded like real data.
     """
-    client = _attacker(world, rng, human=False)
+    client = attacker_key(world, rng, human=False)
     model = world.tabular
     nrng = np.random.default_rng(rng.getrandbits(64))
     if variant == "uniform":
@@ -233,7 +233,7 @@ def numeric_random(world: World, rng: random.Random, variant: str, size: int) ->
     else:
         rows = nrng.normal(model.mean, model.std, (size, DIM))
         rows = model.render(np.clip(rows, model.low, model.high), "stored")
-    run_machine(client, rng.uniform(0, world.duration * 0.4), _numeric_steps(rows),
+    run_machine(client, rng.uniform(0, world.duration * 0.4), numeric_steps(rows),
                 rng.uniform(0.4, 2.0), 0.1, rng.random() < 0.5)
     return client
 
@@ -245,7 +245,7 @@ def synthetic(world: World, rng: random.Random, variant: str, size: int) -> Clie
     ``jacobian``: the whole set is augmented each round. ``reservoir``: only a random
     subset of bounded size is augmented each round.
     """
-    client = _attacker(world, rng, human=False)
+    client = attacker_key(world, rng, human=False)
     model = world.tabular
     nrng = np.random.default_rng(rng.getrandbits(64))
     points = Subpopulation(model, nrng).sample(nrng, rng.randint(20, 60))
@@ -255,7 +255,7 @@ def synthetic(world: World, rng: random.Random, variant: str, size: int) -> Clie
     batch, sent, rounds = points, 0, 0
     while sent < size:
         batch = batch[: size - sent]
-        steps = _numeric_steps(model.render(batch, style))
+        steps = numeric_steps(model.render(batch, style))
         t = run_machine(client, t, steps, rng.uniform(0.3, 1.0), 0.1, concurrent=True)
         sent += len(batch)
         rounds += 1
@@ -278,9 +278,9 @@ def boundary_search(world: World, rng: random.Random, variant: str, size: int) -
     ``line``: walk from a point along a random direction until the label flips, then bisect.
     Both produce long runs of nearly identical points.
     """
-    client = _attacker(world, rng, human=False)
+    client = attacker_key(world, rng, human=False)
     nrng = np.random.default_rng(rng.getrandbits(64))
-    steps = _numeric_steps(world.tabular.render(probe_rows(world, nrng, variant, size),
+    steps = numeric_steps(world.tabular.render(probe_rows(world, nrng, variant, size),
                                                 _style(rng)))
     run_machine(client, rng.uniform(0, world.duration * 0.4), steps, rng.uniform(0.3, 1.5), 0.08,
                 rng.random() < 0.5)
@@ -386,7 +386,7 @@ def _numeric_cover(world: World, nrng: np.random.Generator, style: str) -> Itera
     """Endless realistic rows of one customer-like sub-population."""
     population = Subpopulation(world.tabular, nrng)
     while True:
-        yield from _numeric_steps(world.tabular.render(population.sample(nrng, 64), style))
+        yield from numeric_steps(world.tabular.render(population.sample(nrng, 64), style))
 
 
 def mixed(world: World, rng: random.Random, variant: str, size: int) -> Client:
@@ -396,7 +396,7 @@ def mixed(world: World, rng: random.Random, variant: str, size: int) -> Client:
     ``boundary``: ordinary tickets or reviews mixed with perturbation chains.
     ``numeric``: one customer's realistic rows mixed with boundary bisection.
     """
-    client = _attacker(world, rng, human=variant == "extraction")
+    client = attacker_key(world, rng, human=variant == "extraction")
     share = rng.uniform(0.3, 0.5)
     attack_size = int(size * (1 - share))
     tz = rng.choice(TIMEZONES)
@@ -416,7 +416,7 @@ def mixed(world: World, rng: random.Random, variant: str, size: int) -> Client:
         nrng = np.random.default_rng(rng.getrandbits(64))
         style = _style(rng)
         probes = probe_rows(world, nrng, "bisect", attack_size)
-        attack = _numeric_steps(world.tabular.render(probes, style))
+        attack = numeric_steps(world.tabular.render(probes, style))
         cover = _numeric_cover(world, nrng, style)
     steps = list(_interleave(rng, attack, cover, share))
     if variant == "extraction":
@@ -454,7 +454,7 @@ def natural(world: World, rng: random.Random, variant: str, size: int) -> Client
     ``copycat``: natural reviews and tickets for a text classifier, scripted.
     ``numeric``: real rows of the tabular domain from every customer segment.
     """
-    client = _attacker(world, rng, human=False)
+    client = attacker_key(world, rng, human=False)
     start = rng.uniform(0, world.duration * 0.4)
     if variant == "knockoff":
         model = _target(rng, CHAT_MODELS)
@@ -471,7 +471,7 @@ def natural(world: World, rng: random.Random, variant: str, size: int) -> Client
         nrng = np.random.default_rng(rng.getrandbits(64))
         segments = [Subpopulation(world.tabular, nrng) for _ in range(12)]
         rows = np.concatenate([segments[i % len(segments)].sample(nrng, 1) for i in range(size)])
-        run_machine(client, start, _numeric_steps(world.tabular.render(rows, _style(rng))),
+        run_machine(client, start, numeric_steps(world.tabular.render(rows, _style(rng))),
                     rng.uniform(2.0, 8.0), 0.3, concurrent=False)
     return client
 
@@ -504,7 +504,7 @@ def distill(world: World, rng: random.Random, variant: str, size: int) -> Client
     ``selfinstruct``: batches of instructions sent in bursts, temperature 0.7-1.
     ``alpaca``: a steady stream with long outputs at temperature 1.
     """
-    client = _attacker(world, rng, human=False)
+    client = attacker_key(world, rng, human=False)
     model = _target(rng, CHAT_MODELS)
     start = rng.uniform(0, world.duration * 0.4)
     topics = sweep_topics(rng, size)
@@ -529,7 +529,7 @@ def adaptive(world: World, rng: random.Random, variant: str, size: int) -> Clien
     requests, so they read as follow-ups) and interleave a third of cover chat.
     Both send their cover chat as a chat front end does, the conversation with each follow-up.
     """
-    client = _attacker(world, rng, human=True)
+    client = attacker_key(world, rng, human=True)
     model = _target(rng, CHAT_MODELS)
     share = 0.5 if variant == "slow" else 0.33
     attack_size = int(size * (1 - share))
@@ -570,20 +570,13 @@ def campaign(world: World, rng: random.Random, variant: str, size: int, keys: in
     """
     if variant == "rotate":
         return _rotating_keys(world, rng, size, keys)
-    if variant == "proxy":
-        clients = [_proxy_key(world, rng) for _ in range(keys)]
-    else:
-        asn = rng.choice(ASNS["cloud"])
-        nets = [subnet(rng, asn) for _ in range(rng.randint(1, 3))]
-        agents = rng.sample(SDK_AGENTS, rng.choice((1, 1, 2, 3)))
-        burst = -rng.uniform(1, 3) * DAY
-        clients = [_hosting_key(world, rng, asn, nets, agents, burst) for _ in range(keys)]
+    clients = campaign_keys(world, rng, "proxy" if variant == "proxy" else "hosting", keys)
     per_key = max(10, size // keys)
     model = _target(rng, CHAT_MODELS)
     if variant == "numeric":
         rows = _campaign_rows(world, rng, per_key * keys)
         for i, client in enumerate(clients):
-            steps = _numeric_steps(rows[i::keys])
+            steps = numeric_steps(rows[i::keys])
             run_machine(client, rng.uniform(0, world.duration * 0.85), steps,
                         rng.uniform(2.0, 6.0), 0.1, concurrent=False)
     elif variant == "hosting":
@@ -603,6 +596,21 @@ def campaign(world: World, rng: random.Random, variant: str, size: int, keys: in
             steps = _text_steps(rng, topics[i::keys], CHAT, model, params)
             run_human(client, steps, rng.choice(TIMEZONES), rng.uniform(15, 40), (10, 50))
     return clients
+
+
+def campaign_keys(world: World, rng: random.Random, kind: str, keys: int) -> list[Client]:
+    """One operator's ``keys`` keys: ``hosting`` (created in one burst, used from a few /24s of
+    one hosting ASN with one to three SDK user agents) or ``proxy`` (aged keys behind
+    residential proxies across many ASNs, varied user agents)."""
+    if kind == "proxy":
+        return [_proxy_key(world, rng) for _ in range(keys)]
+    if kind != "hosting":
+        raise ValueError(f"unknown kind of campaign keys {kind!r}")
+    asn = rng.choice(ASNS["cloud"])
+    nets = [subnet(rng, asn) for _ in range(rng.randint(1, 3))]
+    agents = rng.sample(SDK_AGENTS, rng.choice((1, 1, 2, 3)))
+    burst = -rng.uniform(1, 3) * DAY
+    return [_hosting_key(world, rng, asn, nets, agents, burst) for _ in range(keys)]
 
 
 def _rotating_keys(world: World, rng: random.Random, size: int, keys: int) -> list[Client]:
