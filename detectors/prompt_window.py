@@ -44,28 +44,24 @@ class PromptWindow:
         self.prefix_words = prefix_words
         self.distance_ring = np.full(0, np.nan, dtype=np.float32)  # rings grow with the client's history (detectors.ring)
         self.prefix_ring = np.zeros(0, dtype=np.int64)
-        self.recent_words: list[frozenset[str]] = []  # the last ``lookback`` prompts' distinct words
+        self.recent: list[str] = []  # the last prompts' distinct words, space-separated (one string each: compact)
         self.head = 0
         self.count = 0
 
     def learn_one(self, prompt: str) -> None:
         words = words_of(prompt)
         current = frozenset(words)
-        distances = [word_distance(current, earlier) for earlier in self.recent_words]
+        distances = [word_distance(current, frozenset(earlier.split())) for earlier in self.recent]
         edits = [d for d in distances if d > 0.0]
         if self.count < self.size:
             self.distance_ring = room_for(self.distance_ring, self.count + 1, self.size, np.nan)
             self.prefix_ring = room_for(self.prefix_ring, self.count + 1, self.size, 0)
         self.distance_ring[self.head] = min(edits) if edits else np.nan
         self.prefix_ring[self.head] = zlib.crc32(" ".join(words[: self.prefix_words]).encode())
-        self.recent_words = [*self.recent_words[-(self.lookback - 1) :], current] if self.lookback > 1 else [current]
+        distinct = " ".join(sorted(current))
+        self.recent = [*self.recent[-(self.lookback - 1) :], distinct] if self.lookback > 1 else [distinct]
         self.head = (self.head + 1) % self.size
         self.count = min(self.count + 1, self.size)
-
-    @property
-    def recent(self) -> list[str]:
-        """The last prompts' distinct words, space-separated, one string each: as they are stored."""
-        return [" ".join(sorted(words)) for words in self.recent_words]
 
     def edit_distances(self) -> np.ndarray:
         """Word distance of each windowed prompt to its closest recent one (repeats and firsts left out)."""
@@ -92,5 +88,5 @@ class PromptWindow:
         w.distance_ring = held(state["distances"], np.float32, w.count, w.size)
         w.prefix_ring = held(state["prefixes"], np.int64, w.count, w.size)
         # earlier versions kept each prompt's words as a list
-        w.recent_words = [frozenset(r.split() if isinstance(r, str) else r) for r in state["recent"]]
+        w.recent = [r if isinstance(r, str) else " ".join(sorted(set(r))) for r in state["recent"]]
         return w
