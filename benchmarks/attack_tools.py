@@ -13,6 +13,7 @@ issue measured. Nothing here was used to choose any setting of clonewatch.
 
     python benchmarks/attack_tools.py                            # baselines of 100 and 300, days 1-3
     python benchmarks/attack_tools.py --baseline-clients 100 --days 1
+    python benchmarks/attack_tools.py --batched                  # each tool call one request of many rows
 
 Prints, per tool and day, the query at which clonewatch first acted and the tool's peak risk;
 per campaign, its keys acted on and the share of its queries served before the first action;
@@ -46,13 +47,13 @@ CAMPAIGNS = (("knockoff", "hosting"), ("knockoff", "proxy"), ("hopskipjump", "ho
 CAMPAIGN_KEYS = 10
 
 
-def attack_day(train_seed: int, baseline_scale: float, day: int, budget: int) -> tuple[list, list[dict]]:
+def attack_day(train_seed: int, baseline_scale: float, day: int, budget: int, batched: bool = False) -> tuple[list, list[dict]]:
     """Day ``day`` of the baseline's customers with one key per tool and the tool campaigns among them."""
     customers = simulate("benign", seed=train_seed, scale=baseline_scale, day=day)
     world = world_of("benign", train_seed, day=day)
-    raw, labels = tool_traffic(world, str(day), budget)
+    raw, labels = tool_traffic(world, str(day), budget, batched)
     for tool, kind in CAMPAIGNS:
-        records, keys = tool_campaign_traffic(world, str(day), tool, kind, CAMPAIGN_KEYS, 2 * budget)
+        records, keys = tool_campaign_traffic(world, str(day), tool, kind, CAMPAIGN_KEYS, 2 * budget, batched)
         raw, labels = raw + records, labels + keys
     events = bench.decoded(sorted(customers.events + raw, key=lambda e: e["ts"]), f"attack-tools-{day}")
     return events, customers.labels + labels
@@ -103,12 +104,17 @@ def main() -> int:
     parser.add_argument("--days", type=int, nargs="+", default=[1, 2, 3], help="days of the baseline's customers the tools attack on")
     parser.add_argument("--baseline-clients", type=int, nargs="+", default=[100, 300])
     parser.add_argument("--budget", type=int, default=500, help="queries each tool's key sends on a day; a campaign sends twice as many over its keys (default: %(default)s)")
+    parser.add_argument(
+        "--batched", action="store_true",
+        help="send each of a tool's calls as one request holding all its rows (KServe instances), as a tool wrapped around a batch API does; default: a row per request",
+    )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "clonewatch" / "embeddings.sqlite")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "attack-tools.json")
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/attack-tools.json (attack-tools-batched.json with --batched)")
     args = parser.parse_args()
+    args.out = args.out or Path(__file__).parent / "results" / f"attack-tools{'-batched' if args.batched else ''}.json"
 
     vectorizer = Vectorizer(PromptEmbedder(disk_cache=args.cache))
-    report = {"date": date.today().isoformat(), "budget": args.budget, "tools": list(TOOLS), "campaign_keys": CAMPAIGN_KEYS, "baselines": []}
+    report = {"date": date.today().isoformat(), "budget": args.budget, "batched": args.batched, "tools": list(TOOLS), "campaign_keys": CAMPAIGN_KEYS, "baselines": []}
     for n_clients in args.baseline_clients:
         baseline_scale = n_clients / bench.BENIGN_CLIENTS_AT_SCALE_1
         base_events, _ = bench.load("benign", args.train_seed, baseline_scale)
@@ -117,7 +123,7 @@ def main() -> int:
         print(f"\n######## baseline of {baseline['benign_clients']} benign clients (day 0)")
         for day in args.days:
             started = time.monotonic()
-            events, labels = attack_day(args.train_seed, baseline_scale, day, args.budget)
+            events, labels = attack_day(args.train_seed, baseline_scale, day, args.budget, args.batched)
             scored = score_day(model, events, labels, bench.vectorize(vectorizer, events, f"day {day}"))
             baseline["days"].append({"day": day, **scored})
             print_day(day, scored, time.monotonic() - started)

@@ -32,22 +32,26 @@ from collections.abc import Callable
 import numpy as np
 
 from clonewatch.lab.simulate.attacks import attacker_key, campaign_keys, numeric_steps, run_machine
-from clonewatch.lab.simulate.personas import DIM, TabularModel, World
+from clonewatch.lab.simulate.personas import (
+    DIM, FRAUD_MODEL, PREDICT, Client, Record, Request, TabularModel, World, regular_gap, rows_to_lists,
+)
 
 TOOLS = ("knockoff", "copycat", "hopskipjump", "boundary", "zoo")
 
 
 class ScoringAPI:
     """The deployed fraud model as a black box: each row's answer is its fraud score (as the
-    probability of each class); every row asked is kept, in order."""
+    probability of each class); every call's rows are kept, in order."""
 
     def __init__(self, model: TabularModel) -> None:
         self.model = model
-        self.asked: list[np.ndarray] = []
+        self.calls: list[np.ndarray] = []  # the rows of each call, in order
+        self.asked = 0
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64).reshape(-1, DIM)
-        self.asked.extend(x)
+        self.calls.append(x)
+        self.asked += len(x)
         fraud = 1.0 / (1.0 + np.exp(-2.0 * (self.model._score(x) - self.model._cut)))
         return np.column_stack([1.0 - fraud, fraud])
 
@@ -55,6 +59,11 @@ class ScoringAPI:
 def tool_queries(tool: str, model: TabularModel, budget: int, seed: int) -> np.ndarray:
     """The first ``budget`` rows that ``tool`` sends to the API (run again on new starting rows
     while it has sent fewer)."""
+    return np.concatenate(tool_calls(tool, model, budget, seed))
+
+
+def tool_calls(tool: str, model: TabularModel, budget: int, seed: int) -> list[np.ndarray]:
+    """The rows of each call ``tool`` makes to the API, ``budget`` rows in all (the last call cut)."""
     if tool not in TOOLS:
         raise ValueError(f"unknown tool {tool!r}; choose from {', '.join(TOOLS)}")
     try:
@@ -97,14 +106,20 @@ def tool_queries(tool: str, model: TabularModel, budget: int, seed: int) -> np.n
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the copy's convergence warnings
-            while len(api.asked) < budget:
-                before = len(api.asked)
+            while api.asked < budget:
+                before = api.asked
                 runs[tool]()
-                if len(api.asked) == before:
+                if api.asked == before:
                     raise RuntimeError(f"{tool} sent no query")
     finally:
         np.random.set_state(outside)
-    return np.array(api.asked[:budget])
+    calls, left = [], budget
+    for rows in api.calls:
+        if left <= 0:
+            break
+        calls.append(rows[:left])
+        left -= len(calls[-1])
+    return calls
 
 
 def _starts(model: TabularModel, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -128,31 +143,63 @@ def _in_window(world: World, records: list) -> list[dict]:
     return kept
 
 
-def tool_traffic(world: World, tag: str, budget: int) -> tuple[list[dict], list[dict]]:
-    """One key per tool in ``world``'s window, each sending ``budget`` queries: the records (time
-    stamped, unsorted) and their labels (``kind`` is the tool). ``tag`` seeds the draws."""
+def send_calls(client: Client, t: float, calls: list[np.ndarray], gap: float, jitter: float) -> float:
+    """Send each call as one request holding all its rows (KServe's ``instances``), waiting for
+    each answer and then about ``gap`` seconds; logged as ingest reads a batched request: a record
+    per row, all at the request's time, its request id numbered per row. Returns when it is done."""
+    for rows in calls:
+        features = rows_to_lists(rows)
+        reply = client.send(t, Request(PREDICT, FRAUD_MODEL, None, features[0]), None, "attack")
+        request = client.records[-1]
+        if len(features) > 1:
+            request_id = request.event["request_id"]
+            request.event["request_id"] = f"{request_id}#0"
+            client.records += [
+                Record(request.t, {**request.event, "features": row, "request_id": f"{request_id}#{i}"}, None, "attack")
+                for i, row in enumerate(features[1:], 1)
+            ]
+        t = reply.done + regular_gap(client.rng, gap, jitter)
+    return t
+
+
+def tool_traffic(world: World, tag: str, budget: int, batched: bool = False) -> tuple[list[dict], list[dict]]:
+    """One key per tool in ``world``'s window, each sending ``budget`` queries, a row per request
+    or (``batched``) each of the tool's calls as one request: the records (time stamped,
+    unsorted) and their labels (``kind`` is the tool). ``tag`` seeds the draws."""
     records, labels = [], []
     for tool in TOOLS:
         rng = random.Random(f"attack-tools/{tag}/{tool}")
-        rows = tool_queries(tool, world.tabular, budget, rng.getrandbits(32))
+        calls = tool_calls(tool, world.tabular, budget, rng.getrandbits(32))
         client = attacker_key(world, rng, human=False)
-        run_machine(client, rng.uniform(0, world.duration * 0.4), numeric_steps(rows), rng.uniform(0.3, 1.5), 0.08, rng.random() < 0.5)
+        start, gap, concurrent = rng.uniform(0, world.duration * 0.4), rng.uniform(0.3, 1.5), rng.random() < 0.5
+        if batched:
+            send_calls(client, start, calls, gap, 0.08)
+        else:
+            run_machine(client, start, numeric_steps(np.concatenate(calls)), gap, 0.08, concurrent)
         records += _in_window(world, client.records)
         labels.append({"client_id": client.client_id, "label": "attack", "kind": tool, "campaign": None})
     return records, labels
 
 
-def tool_campaign_traffic(world: World, tag: str, tool: str, kind: str, keys: int, budget: int) -> tuple[list[dict], list[dict]]:
+def tool_campaign_traffic(
+    world: World, tag: str, tool: str, kind: str, keys: int, budget: int, batched: bool = False
+) -> tuple[list[dict], list[dict]]:
     """One operator running ``tool`` over ``keys`` keys (``kind``: ``hosting`` or ``proxy``, see
-    :func:`campaign_keys`), its ``budget`` queries dealt round-robin, every key a script at a
-    slower pace than a single key's, all starting within the same ten minutes. Labels' ``kind``
-    is ``campaign`` and ``campaign`` names the tool and the kind of keys."""
+    :func:`campaign_keys`), its ``budget`` queries (or, ``batched``, its calls) dealt
+    round-robin, every key a script at a slower pace than a single key's, all starting within
+    the same ten minutes. Labels' ``kind`` is ``campaign`` and ``campaign`` names the tool and
+    the kind of keys."""
     rng = random.Random(f"attack-tools/{tag}/{tool}/{kind}")
-    rows = tool_queries(tool, world.tabular, budget, rng.getrandbits(32))
+    calls = tool_calls(tool, world.tabular, budget, rng.getrandbits(32))
+    rows = np.concatenate(calls)
     start = rng.uniform(0, world.duration * 0.4)
     records, labels = [], []
     for i, client in enumerate(campaign_keys(world, rng, kind, keys)):
-        run_machine(client, start + rng.uniform(0, 600), numeric_steps(rows[i::keys]), rng.uniform(2.0, 8.0), 0.1, concurrent=False)
+        begin, gap = start + rng.uniform(0, 600), rng.uniform(2.0, 8.0)
+        if batched:
+            send_calls(client, begin, calls[i::keys], gap, 0.1)
+        else:
+            run_machine(client, begin, numeric_steps(rows[i::keys]), gap, 0.1, concurrent=False)
         records += _in_window(world, client.records)
         labels.append({"client_id": client.client_id, "label": "attack", "kind": "campaign", "campaign": f"{tool} over {kind} keys"})
     return records, labels
