@@ -35,6 +35,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/markdown.py
 	$(BIN)/python benchmarks/oracle_probing.py --eval-seeds 1 2 3
 	$(BIN)/python benchmarks/attack_tools.py
+	$(BIN)/python benchmarks/attack_tools.py --batched
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/embedding.py
 	$(BIN)/python benchmarks/api_latency.py
