@@ -18,8 +18,10 @@ the facets of its dimension usually are (so where corporate NATs are common, a b
 is not), or when its clients' coverage is complementary. Each test is a Poisson tail
 against ``alpha``. A tie that may hold clients by chance admits only the clients that a
 second tie covers too: a pair of facets that one client or more is expected to share by
-chance (a hosting ASN and a popular SDK, say), or a key-creation bucket (other customers
-sign up in the same hour). Only a network holds all its clients by being one.
+chance (a hosting ASN and a popular SDK, say), a pair without a network (an ISP and a browser
+version go together in one country's traffic far more than independence says), or a
+key-creation bucket (other customers sign up in the same hour). Only a network holds all its
+clients by being one.
 
 A campaign keeps a merged :class:`ClientState` that learns every member's events from
 the moment it joins, as if the campaign were one client, so the same features and risk
@@ -459,7 +461,9 @@ class CampaignTracker:
             return
         expected = len(small) * len(large) / len(self._clients)
         if pdtrc(len(shared) - 1, expected) <= self.alpha:
-            self._tie(shared, pair_signature(a, b), clean=expected < 1)
+            # Coarse facets (an ASN, a user agent, a creation hour) go together through geography
+            # and time far more than independence says: only a pair with a network is clean.
+            self._tie(shared, pair_signature(a, b), clean=expected < 1 and "net" in (_kind(a), _kind(b)))
 
     def _check_single(self, facet: str) -> None:
         """A facet far larger than its kind's base rate of co-members explains."""

@@ -259,6 +259,18 @@ def test_a_customer_sharing_only_a_cloud_network_and_an_sdk_with_a_campaign_stay
     assert tracker.campaign_of("customer") is None
 
 
+def test_customers_of_one_isp_with_one_browser_version_are_not_a_campaign_by_that_alone():
+    """An ISP and a browser version go together in one country's traffic far more than
+    independence says: rare as the pair is among everyone, it admits only clients that a
+    second tie covers too."""
+    tracker, clock = CampaignTracker(), iter(range(10_000))
+    for i in range(300):  # strangers: other ISPs, other browsers
+        tracker.learn_one(AccessEvent(ts=START + next(clock), client_id=f"stranger{i}", ip=f"10.{i // 250}.{i % 250}.9", asn=64600 + i % 50, user_agent=f"browser/{i % 40}"))
+    for i in range(5):  # four customers and a prober on the same ISP and browser version, each on its own line
+        tracker.learn_one(AccessEvent(ts=START + next(clock), client_id=f"home{i}", ip=f"198.51.{i}.9", asn=64500, user_agent="Firefox/132.0"))
+    assert all(tracker.campaign_of(f"home{i}") is None for i in range(5))
+
+
 def test_complementary_coverage_means_less_overlap_than_strangers():
     rng = np.random.default_rng(5)
     population = np.full(48, 20)
