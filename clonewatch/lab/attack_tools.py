@@ -52,7 +52,7 @@ class ScoringAPI:
         x = np.asarray(x, dtype=np.float64).reshape(-1, DIM)
         self.calls.append(x)
         self.asked += len(x)
-        fraud = 1.0 / (1.0 + np.exp(-2.0 * (self.model._score(x) - self.model._cut)))
+        fraud = 1.0 / (1.0 + np.exp(-2.0 * self.model.margin(x)))
         return np.column_stack([1.0 - fraud, fraud])
 
 
@@ -191,7 +191,7 @@ def tool_campaign_traffic(
     the kind of keys."""
     rng = random.Random(f"attack-tools/{tag}/{tool}/{kind}")
     calls = tool_calls(tool, world.tabular, budget, rng.getrandbits(32))
-    rows = np.concatenate(calls)
+    rows = None if batched else np.concatenate(calls)
     start = rng.uniform(0, world.duration * 0.4)
     records, labels = [], []
     for i, client in enumerate(campaign_keys(world, rng, kind, keys)):

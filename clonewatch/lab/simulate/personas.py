@@ -482,9 +482,13 @@ class TabularModel:
     def _score(self, x: np.ndarray) -> np.ndarray:
         return ((np.log1p(np.maximum(x, 0)) - self._center) / self._spread) @ self._w
 
+    def margin(self, x: np.ndarray) -> np.ndarray:
+        """How far each row's fraud score lies above the classifier's cut (negative: below)."""
+        return self._score(x) - self._cut
+
     def label(self, x: np.ndarray) -> np.ndarray:
         """The deployed classifier's decision (1 = fraud) for each row."""
-        return (self._score(x) > self._cut).astype(int)
+        return (self.margin(x) > 0).astype(int)
 
     def population(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` rows from the whole customer base."""
