@@ -381,6 +381,8 @@ _PARAMS = ("temperature", "max_tokens", "logprobs", "top_logprobs", "n")
 def params_of(body: Mapping) -> dict | None:
     """The sampling parameters clonewatch uses, from an OpenAI-style body or LiteLLM's model_parameters."""
     params = {name: body[name] for name in _PARAMS if not _missing(body.get(name))}
+    if isinstance(bias := body.get("logit_bias"), Mapping) and bias:
+        params["logit_bias"] = len(bias)  # the map itself stays in the gateway's log
     for alias in ("max_completion_tokens", "max_output_tokens"):  # chat's newer name, the Responses API's
         if "max_tokens" not in params and not _missing(body.get(alias)):
             params["max_tokens"] = body[alias]

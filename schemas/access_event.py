@@ -21,6 +21,16 @@ class Params(msgspec.Struct, omit_defaults=True):
     logprobs: bool | int | None = None
     top_logprobs: int | None = None
     n: int | None = None
+    # How many tokens the request biases: OpenAI's ``logit_bias`` map (token id -> bias), counted.
+    # Recovering a model's logits through its API (Carlini et al. 2024, Finlayson et al. 2024)
+    # resends prompts with a different map each time; a producer may send the map itself.
+    logit_bias: int | dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.logit_bias, dict):
+            self.logit_bias = len(self.logit_bias) or None
+        elif self.logit_bias is not None and self.logit_bias < 0:
+            raise ValueError("logit_bias is the number of biased tokens (or the map itself), not negative")
 
     def wants_logprobs(self) -> bool:
         return bool(self.logprobs) or bool(self.top_logprobs)

@@ -58,7 +58,7 @@ EXAMPLE_QUERY = (
 ACCESS_EVENT_COLUMNS = [
     "ts", "client_id", "request_id", "ip", "user_agent", "path", "model", "status", "latency_ms", "tokens_in",
     "tokens_out", "prompt_hash", "prompt_chars", "features_count", "temperature", "max_tokens", "logprobs", "n", "prompt",
-    "features", "turns",
+    "features", "turns", "logit_bias",
 ]  # fmt: skip
 
 _CREDENTIALS = re.compile(r"(\w+://[^/\s:@]*:)[^@\s]*@")
@@ -210,7 +210,7 @@ class ClickHouseStore:
                 e.prompt_length, e.features_dim or len(e.features or ()), params.temperature,
                 params.max_tokens if params.max_tokens is None else min(params.max_tokens, 2**32 - 1),
                 params.wants_logprobs(), params.n or 1, e.prompt if keep_prompts else None, e.features or [],
-                e.turns if e.turns is None else min(e.turns, 2**16 - 1),
+                e.turns if e.turns is None else min(e.turns, 2**16 - 1), min(params.logit_bias or 0, 2**16 - 1),
             ])  # fmt: skip
         self._insert("access_events", rows, ACCESS_EVENT_COLUMNS)
 
@@ -239,7 +239,7 @@ class ClickHouseStore:
         flagged_events, flagged_clients, without_prompt = counts[0]
         _, rows = self.query(
             f"SELECT ts, client_id, request_id, ip, user_agent, path, model, status, latency_ms, tokens_in, tokens_out,"
-            f" prompt, prompt_chars, features, features_count, temperature, max_tokens, logprobs, n, turns FROM {db}.access_events FINAL"
+            f" prompt, prompt_chars, features, features_count, temperature, max_tokens, logprobs, n, turns, logit_bias FROM {db}.access_events FINAL"
             f" WHERE {window} AND client_id NOT IN ({flagged}) AND NOT (prompt_chars > 0 AND prompt IS NULL) ORDER BY ts",
             {"since": since},
         )  # fmt: skip
@@ -249,10 +249,10 @@ class ClickHouseStore:
                 path=path or None, model=model or None, status=status or None, latency_ms=latency or None,
                 tokens_in=tokens_in or None, tokens_out=tokens_out or None, prompt=prompt, features=list(features) or None,
                 prompt_chars=chars if prompt is not None and chars > len(prompt) else None,
-                params=Params(temperature=temperature, max_tokens=max_tokens, logprobs=True if logprobs else None, n=n if n != 1 else None),
+                params=Params(temperature=temperature, max_tokens=max_tokens, logprobs=True if logprobs else None, n=n if n != 1 else None, logit_bias=bias or None),
                 turns=turns, features_dim=count if count > len(features) else None,
             )
-            for ts, client, request_id, ip, agent, path, model, status, latency, tokens_in, tokens_out, prompt, chars, features, count, temperature, max_tokens, logprobs, n, turns in rows
+            for ts, client, request_id, ip, agent, path, model, status, latency, tokens_in, tokens_out, prompt, chars, features, count, temperature, max_tokens, logprobs, n, turns, bias in rows
         ]  # fmt: skip
         info = {
             "store": self.location, "from": _iso(since), "to": _iso(newest), "events": len(events),

@@ -83,6 +83,23 @@ def test_nginx_anthropic_and_gemini_bodies() -> None:
     assert (event.params.max_tokens, event.params.logprobs, event.params.top_logprobs) == (64, True, 5)
 
 
+def test_a_logit_bias_map_is_counted_and_the_map_left_in_the_log() -> None:
+    """Recovering logits through an API (Carlini et al. 2024) resends prompts with a different
+    ``logit_bias`` each time: how many tokens a request biases is kept, the map itself is not."""
+    body = {"model": "m", "temperature": 0, "max_tokens": 1, "logprobs": True, "top_logprobs": 5,
+            "logit_bias": {"1734": 100, "2991": 100, "40": -100}, "messages": [{"role": "user", "content": "Say hi"}]}  # fmt: skip
+    line = {"time": "2026-11-23T10:00:00+00:00", "api_key": "sk-live-4f9a", "uri": "/v1/chat/completions", "status": "200", "request_body": json.dumps(body)}
+    (event,) = accepted("nginx", line)
+    assert (event.params.logit_bias, event.params.max_tokens, event.params.top_logprobs) == (3, 1, 5)
+    for empty in ({}, None, "not a map"):
+        (event,) = accepted("nginx", {**line, "request_body": json.dumps({**body, "logit_bias": empty})})
+        assert event.params.logit_bias is None
+    canonical = {"ts": 1795428000, "client_id": "k", "params": {"logit_bias": {"15": 100}}}
+    assert msgspec.json.decode(json.dumps(canonical), type=AccessEvent).params.logit_bias == 1  # a producer may send the map
+    with pytest.raises(msgspec.ValidationError, match="logit_bias"):
+        msgspec.json.decode(json.dumps({**canonical, "params": {"logit_bias": -2}}), type=AccessEvent)
+
+
 def test_nginx_bearer_token_and_missing_key() -> None:
     line = {"time": "2026-11-23T10:00:00+00:00", "authorization": "Bearer sk-abc", "status": "429", "request_body": ""}
     assert accepted("nginx", line)[0].client_id == client_id_for_key("sk-abc")

@@ -52,8 +52,12 @@ def test_migrations_events_campaigns_and_the_latest_state_view(chdb_dsn):
     # A chat request's conversation depth comes back for retraining; unknown stays unknown.
     chats = [AccessEvent(ts=1795428003 + i, client_id="c", prompt=f"q{i}", turns=turns) for i, turns in enumerate([0, 2, None])]
     store.insert_access_events(chats, keep_prompts=True)
+    # So does the number of tokens a request biased (logit_bias): none reads as none.
+    biased = [AccessEvent(ts=1795428010 + i, client_id="d", prompt=f"p{i}", params=Params(temperature=0.0, logit_bias=bias)) for i, bias in enumerate([{"15": 100.0, "16": -5.0}, None])]
+    store.insert_access_events(biased, keep_prompts=True)
     history, _ = store.history()
     assert [e.turns for e in history if e.client_id == "c"] == [0, 2, None]
+    assert [e.params.logit_bias for e in history if e.client_id == "d"] == [2, None]
 
     store.insert_risk_scores([
         RiskScore(ts="2026-11-23T10:00:00Z", client_id="a", events_seen=1, window_events=1, risk=0.9, action="allow", reasons=[], features={}, model_version="m"),
