@@ -50,7 +50,7 @@ from ingest.decode import EventDecoder  # noqa: E402
 from schemas import AccessEvent  # noqa: E402
 
 TARGETS = {"tpr_single": 0.99, "tpr_campaign": 0.95, "tpr_adaptive": 0.90, "fpr": 0.001, "median_extraction": 100, "median_boundary": 20, "campaign_served": 0.10}
-SINGLE_KEY_KINDS = ("extraction", "boundary", "random", "synthetic", "boundary_search", "mixed", "natural", "distill", "adaptive")
+SINGLE_KEY_KINDS = ("extraction", "boundary", "random", "synthetic", "boundary_search", "mixed", "natural", "distill", "adaptive", "logits")
 RATE_LIMIT_PER_MIN = 100
 PRADA_MIN_QUERIES = 20
 PRADA_HISTORY = 300
@@ -384,7 +384,7 @@ def print_targets(runs: list[dict]) -> None:
         ("TPR distributed campaigns (keys)", f">= {TARGETS['tpr_campaign']:.0%}", worst(["campaign (per key)"], "tpr", min), True, lambda v: v >= TARGETS["tpr_campaign"]),
         ("benign FPR", f"<= {TARGETS['fpr']:.1%}", max(r["fpr"] for r in cw), True, lambda v: v <= TARGETS["fpr"]),
         ("benign denies", "0", max(r["benign_denied"] for r in cw), False, lambda v: v == 0),
-        ("median events to flag, extraction", f"<= {TARGETS['median_extraction']}", worst(["extraction"], "median_events_to_flag", max), False, lambda v: v <= TARGETS["median_extraction"]),
+        ("median events to flag, extraction", f"<= {TARGETS['median_extraction']}", worst(["extraction", "logits"], "median_events_to_flag", max), False, lambda v: v <= TARGETS["median_extraction"]),
         ("median events to flag, boundary", f"<= {TARGETS['median_boundary']}", worst(["boundary", "boundary_search"], "median_events_to_flag", max), False, lambda v: v <= TARGETS["median_boundary"]),
         ("campaign queries served before flag", f"<= {TARGETS['campaign_served']:.0%}", served, True, lambda v: v <= TARGETS["campaign_served"]),
     ]

@@ -22,7 +22,7 @@ FIELDS = {
     "key_created": str, "turns": int,
 }
 PARAMS = {"temperature": (float,), "max_tokens": (int,), "logprobs": (bool, int),
-          "top_logprobs": (int,), "n": (int,)}
+          "top_logprobs": (int,), "n": (int,), "logit_bias": (dict,)}
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_labels_cover_every_client_exactly_once(full):
         assert entry["label"] in ("benign", "attack")
         assert (entry["campaign"] is not None) == (entry["kind"] == "campaign")
     assert {entry["kind"] for entry in full.labels if entry["label"] == "attack"} == {
-        "extraction", "boundary", "random", "synthetic", "boundary_search", "mixed", "natural", "distill", "adaptive", "campaign"
+        "extraction", "boundary", "random", "synthetic", "boundary_search", "mixed", "natural", "distill", "adaptive", "logits", "campaign"
     }
 
 
@@ -250,3 +250,23 @@ def test_natural_input_attackers_send_ordinary_queries_evenly_over_the_domain(fu
     chat_users = [len(topics[e["client_id"]]) for e in full.labels if e["kind"] == "chat_user" and topics[e["client_id"]]]
     broadest = max(len(topics[c]) for c in natural if topics[c])
     assert broadest > 3 * max(chat_users)
+
+
+def test_logit_recovery_resends_each_prompt_with_a_new_bias_and_customers_keep_theirs(full):
+    """The logit-recovery attackers (Carlini et al. 2024) send each prompt many times, a
+    different logit_bias each time, one token out at temperature 0; customers who bias their
+    answers (classifiers, multiple-choice evaluations) keep one map for every request."""
+    kinds = {entry["client_id"]: (entry["label"], entry["kind"]) for entry in full.labels}
+    maps: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+    for event in full.events:
+        if "logit_bias" in event.get("params", {}):
+            maps[event["client_id"]][event["prompt"]].add(json.dumps(event["params"]["logit_bias"], sort_keys=True))
+            if kinds[event["client_id"]][1] == "logits":
+                assert event["params"]["temperature"] == 0.0 and event["params"]["max_tokens"] == 1
+    attackers = [c for c, (_, kind) in kinds.items() if kind == "logits"]
+    customers = [c for c in maps if kinds[c][0] == "benign"]
+    assert len(attackers) == 2 and customers, "both sides of the signal are in the traffic"
+    for client in attackers:
+        per_prompt = [len(biases) for biases in maps[client].values()]
+        assert min(per_prompt) >= 1 and sorted(per_prompt)[len(per_prompt) // 2] >= 20
+    assert all(len({b for biases in maps[c].values() for b in biases}) == 1 for c in customers)

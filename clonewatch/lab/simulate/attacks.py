@@ -519,6 +519,44 @@ def distill(world: World, rng: random.Random, variant: str, size: int) -> Client
     return client
 
 
+def logits(world: World, rng: random.Random, variant: str, size: int) -> Client:
+    """Reading a language model's logits through its API: ``logit_bias`` and one output token.
+
+    Carlini et al. ("Stealing part of a production language model", ICML 2024) and Finlayson
+    et al. (2024) recover a production model's final layer from an API that returns the top
+    few logprobs and accepts a ``logit_bias``: each prompt is resent with a large bias on a
+    different block of tokens, which pushes them into the top few, until its logit vector is
+    read; a few thousand such vectors give the hidden dimension and the output projection.
+    Each prompt is ordinary; what a key shows is the same prompt resent many times, a
+    different bias each time, one token out, at temperature 0, from a script.
+
+    ``topk``: top_logprobs 5 and +100 on a fresh block of 4 tokens per request.
+    ``argmax``: the logprob-free variant, no logprobs at all: a binary search over the bias of
+    one token at a time, watching whether it wins the argmax.
+    """
+    client = attacker_key(world, rng, human=False)
+    model = _target(rng, CHAT_MODELS)
+    start = rng.uniform(0, world.duration * 0.4)
+
+    def steps() -> Iterator[Step]:
+        sent = 0
+        while sent < size:
+            topic = rng.choice(text.TOPIC_IDS)
+            prompt = text.question(rng, topic, generic_share=0.5).text
+            for _ in range(min(size - sent, rng.randint(20, 60))):
+                if variant == "topk":
+                    bias = {str(rng.randrange(100, 100_000)): 100.0 for _ in range(4)}
+                    params = {"temperature": 0.0, "max_tokens": 1, "logprobs": True, "top_logprobs": 5, "logit_bias": bias}
+                else:
+                    bias = {str(rng.randrange(100, 100_000)): round(rng.uniform(-40.0, 40.0), 2)}
+                    params = {"temperature": 0.0, "max_tokens": 1, "logit_bias": bias}
+                sent += 1
+                yield Request(CHAT, model, prompt, None, params), topic
+
+    run_machine(client, start, steps(), rng.uniform(0.5, 3.0), 0.3, concurrent=rng.random() < 0.5)
+    return client
+
+
 def adaptive(world: World, rng: random.Random, variant: str, size: int) -> Client:
     """An attacker that knows about stateful defences (OARS, CCS '23) and tries to stay under them.
 
@@ -666,4 +704,5 @@ ATTACKS: dict[str, tuple[Attack, tuple[str, ...]]] = {
     "natural": (natural, ("knockoff", "copycat", "numeric")),
     "distill": (distill, ("selfinstruct", "alpaca")),
     "adaptive": (adaptive, ("slow", "shaped")),
+    "logits": (logits, ("topk", "argmax")),
 }

@@ -620,9 +620,22 @@ def app_backend(world: World, rng: random.Random) -> Client:
     return client
 
 
+def side_random(client: Client, purpose: str) -> random.Random:
+    """A generator of its own for a habit added to a persona later, seeded by the client's key,
+    so that drawing it leaves every other draw of the client (and its traffic) as it was."""
+    return random.Random(f"{client.client_id}/{purpose}")
+
+
+def answer_bias(rng: random.Random, options: int) -> dict[str, float]:
+    """A fixed ``logit_bias`` that keeps a classifier's answer to its label tokens (``options``
+    token ids, biased +100 on every request), as OpenAI's documentation suggests."""
+    return {str(rng.randrange(100, 100_000)): 100.0 for _ in range(options)}
+
+
 def developer(world: World, rng: random.Random) -> Client:
     """A developer iterating on a prompt (many near-identical versions, varied
-    parameters, retries), often with a CI suite replaying fixed prompts at temperature 0."""
+    parameters, retries), often with a CI suite replaying fixed prompts at temperature 0;
+    one in six builds a classifier and keeps the answer to its labels with a fixed ``logit_bias``."""
     network = rng.choice(("business", "residential"))
     ident = identity(world, rng, network, SDK_AGENTS, new_share=0.2)
     ci = rng.random() < 0.4
@@ -635,6 +648,8 @@ def developer(world: World, rng: random.Random) -> Client:
     path = COMPLETIONS if rng.random() < 0.2 else CHAT
     models = CHAT_MODELS if path == CHAT else INSTRUCT_MODELS
     debug_logprobs = rng.random() < 0.25
+    side = side_random(client, "logit_bias")
+    bias = answer_bias(side, side.randint(2, 6)) if side.random() < 1 / 6 else None
     start_day(rng)
     for _ in range(rng.randint(1, 3)):
         t = active_time(rng, world, tz, office=True)
@@ -647,6 +662,8 @@ def developer(world: World, rng: random.Random) -> Client:
                               else {"logprobs": 5})
             if rng.random() < 0.15:  # sample several candidates at once
                 params["n"] = rng.choice((2, 3, 4, 5))
+            if bias is not None and path == CHAT:
+                params["logit_bias"] = bias
             for _ in range(rng.randint(1, 4)):
                 reply = client.send(t, Request(path, rng.choice(models), prompt.text, None, params),
                                     prompt.topic, device=0)
@@ -702,7 +719,8 @@ def rag_batch(world: World, rng: random.Random) -> Client:
 
 def eval_harness(world: World, rng: random.Random) -> Client:
     """An evaluation harness: a fixed benchmark (sometimes spanning a dozen or more
-    subjects) sent at temperature 0 with logprobs, repeated across runs and models."""
+    subjects) sent at temperature 0 with logprobs, repeated across runs and models; over the
+    chat API, half keep the answer to the option letters with a fixed ``logit_bias``."""
     client = Client(world, identity(world, rng, rng.choice(("cloud", "business")), SDK_AGENTS),
                     rng, retries=4)
     broad = rng.random() < 0.3
@@ -715,6 +733,9 @@ def eval_harness(world: World, rng: random.Random) -> Client:
     logprobs: dict = {"logprobs": top} if path == COMPLETIONS else {"logprobs": True,
                                                                      "top_logprobs": top}
     params = {"temperature": 0.0, "max_tokens": 1, **logprobs}
+    side = side_random(client, "logit_bias")
+    if path == CHAT and side.random() < 0.5:
+        params["logit_bias"] = answer_bias(side, side.choice((2, 4, 5)))
     models = rng.sample(INSTRUCT_MODELS if path == COMPLETIONS else CHAT_MODELS,
                         rng.randint(1, 2))
     gap = rng.choice((0.3, 0.5, 0.8, 1.2))

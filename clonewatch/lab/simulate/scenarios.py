@@ -61,6 +61,7 @@ _ALL_ATTACKS = tuple(
         ("random", (1200, 1000)), ("synthetic", (1000, 900)), ("boundary_search", (1000, 800)),
         ("mixed", (800, 700, 700)),
         ("natural", (1200, 1000, 1000)), ("distill", (1500, 1000)), ("adaptive", (800, 800)),
+        ("logits", (800, 800)),
     )
     for variant, size in zip(ATTACKS[kind][1], sizes, strict=True)
 )
