@@ -126,7 +126,7 @@ def _create_missing(admin: KafkaAdminClient, specs: dict[str, dict], timeout_s: 
 def committed_offsets(config: StreamingConfig, partitions: Collection[tuple[str, int]]) -> dict[tuple[str, int], int]:
     """The worker group's committed offset of each (topic, partition); 0 where it has none."""
     tps = [TopicPartition(topic, partition) for topic, partition in partitions]
-    admin = KafkaAdminClient(bootstrap_servers=config.bootstrap.split(","), client_id=f"{config.app_id}-offsets", **config.kafka_auth.client_kwargs())
+    admin = admin_client(config, purpose="offsets")
     try:
         committed = admin.list_group_offsets({config.app_id: tps}).get(config.app_id, {})
     finally:
