@@ -64,7 +64,8 @@ class ClientRecord:
     >>> event = AccessEvent(ts=1795428000, client_id="k", request_id="r1")
     >>> record.is_replay(event, partition=0, offset=5)
     False
-    >>> record.remember(event, partition=0, offset=5)
+    >>> record.admit(event, partition=0, offset=5), record.admit(event, partition=0, offset=5)
+    (True, False)
     >>> record.is_replay(event, partition=0, offset=9), record.is_replay(AccessEvent(ts=1795428000, client_id="k"), 0, 5)
     (True, True)
     >>> ClientRecord.from_bytes(record.to_bytes(), max_ids=2).is_replay(event, 1, 0)
@@ -91,17 +92,29 @@ class ClientRecord:
 
     def is_replay(self, event: AccessEvent, partition: int, offset: int) -> bool:
         """True if this event, or one with its request_id, was applied already."""
-        last = self.positions.get(partition)
-        if last is not None and offset <= last:
-            return True
-        return event.request_id is not None and self.id_hash(event.request_id) in self._id_set
+        return self._seen(self._hash_of(event), partition, offset)
 
-    def remember(self, event: AccessEvent, partition: int, offset: int) -> None:
+    def admit(self, event: AccessEvent, partition: int, offset: int) -> bool:
+        """Remember the event as applied and return True, or return False if it was applied
+        already (its request id hashed once)."""
+        hashed = self._hash_of(event)
+        if self._seen(hashed, partition, offset):
+            return False
+        self._remember(hashed, partition, offset)
+        return True
+
+    def _hash_of(self, event: AccessEvent) -> bytes | None:
+        return None if event.request_id is None else self.id_hash(event.request_id)
+
+    def _seen(self, hashed: bytes | None, partition: int, offset: int) -> bool:
+        last = self.positions.get(partition)
+        return (last is not None and offset <= last) or (hashed is not None and hashed in self._id_set)
+
+    def _remember(self, hashed: bytes | None, partition: int, offset: int) -> None:
         self.positions[partition] = max(offset, self.positions.get(partition, -1))
-        if event.request_id is not None and self.recent_ids.maxlen:
+        if hashed is not None and self.recent_ids.maxlen:
             if len(self.recent_ids) == self.recent_ids.maxlen:
                 self._id_set.discard(self.recent_ids[0])
-            hashed = self.id_hash(event.request_id)
             self.recent_ids.append(hashed)
             self._id_set.add(hashed)
 
@@ -192,10 +205,9 @@ class BatchProcessor:
             record = records.get(item.client_id)
             if record is None:
                 record = records[item.client_id] = self.new_record()
-            if record.is_replay(item, message.partition, message.offset):
+            if not record.admit(item, message.partition, message.offset):
                 admitted.duplicates += 1
                 continue
-            record.remember(item, message.partition, message.offset)
             admitted.events.append(item)
             admitted.bounded += item.prompt_chars is not None or item.features_dim is not None
         return admitted
