@@ -27,6 +27,13 @@ def render_summary(summary: RunSummary, config: RunConfig, top: int = 5) -> str:
         f"decisions         {summary.decisions:,} (action changes)",
         f"model             {summary.model_version} ({summary.model_source}); prompts embedded with {summary.embedder}",
     ]
+    if summary.fitted_on_input:
+        lines += [
+            "first look        with no baseline, clients are ranked against each other, attackers included: a customer",
+            "                  of a kind this input holds once (an evaluation harness, a batch job) is as unusual as an",
+            "                  attacker (README: A first look). Review who was acted on; to enforce, train on known-good",
+            "                  traffic: clonewatch train --input GOOD.log --model model.cwm, then run --model model.cwm",
+        ]
     if summary.dead_letter_reasons:
         lines.append("rejected because  " + "; ".join(f"{n}× {r}" for r, n in sorted(summary.dead_letter_reasons.items(), key=lambda kv: -kv[1])[:3]))
     if summary.bounded:

@@ -57,6 +57,7 @@ class RunSummary:
     elapsed_s: float = 0.0
     model_version: str = ""
     model_source: str = ""
+    fitted_on_input: bool = False  # no --model: the model was fitted on the input's own first events
     embedder: str = ""
     latest: dict[str, RiskScore] = field(default_factory=dict)
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
@@ -159,6 +160,7 @@ class EmbeddedRunner:
         model.metadata["embedder"] = self.vectorizer.embedder.describe()
         clients = len({e.client_id for e in events})
         self._use_model(model, f"fitted on the first {len(events):,} events ({clients} clients) of the input itself, no --model given")
+        self.summary.fitted_on_input = True
 
     def _detect(self, events, vectors, decisions: JsonLinesWriter, store: ClickHouseStore) -> None:
         if self.watcher is not None and (newer := self.watcher.poll()) is not None:

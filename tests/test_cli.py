@@ -78,7 +78,7 @@ def test_run_reads_stdin_and_fits_on_its_own_warmup_without_a_model(workdir):
     out = clonewatch("run", "--input", "-", "--warmup", "500", "--store", "chdb://./store-stdin", "--decisions", "d2.jsonl",
                      "--embedding-cache", "vectors.sqlite", "-q", cwd=workdir, stdin=events)  # fmt: skip
     summary = out.stdout.decode()
-    assert "fitted on the first" in summary
+    assert "fitted on the first" in summary and "train on known-good" in summary  # and what that means
     lines = events.count(b"\n")
     assert f"events accepted   {lines:,}" in summary
     cached = re.search(r"\(([\d,]+) of ([\d,]+) distinct prompts from the cache\)", summary)
