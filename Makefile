@@ -34,6 +34,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/detection.py --scale 0.3 --baseline-clients 100 300 1000
 	$(BIN)/python benchmarks/markdown.py
 	$(BIN)/python benchmarks/oracle_probing.py --eval-seeds 1 2 3
+	$(BIN)/python benchmarks/first_look.py
 	$(BIN)/python benchmarks/attack_tools.py
 	$(BIN)/python benchmarks/attack_tools.py --batched
 	$(BIN)/python benchmarks/ingest.py
