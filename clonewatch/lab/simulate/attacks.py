@@ -531,8 +531,9 @@ def logits(world: World, rng: random.Random, variant: str, size: int) -> Client:
     different bias each time, one token out, at temperature 0, from a script.
 
     ``topk``: top_logprobs 5 and +100 on a fresh block of 4 tokens per request.
-    ``argmax``: the logprob-free variant, no logprobs at all: a binary search over the bias of
-    one token at a time, watching whether it wins the argmax.
+    ``argmax``: the logprob-free variant, no logprobs at all: one token biased per request, by a
+    different amount each time, watching whether it wins the argmax (the paper searches each
+    token's bias by bisection; here token and amount are drawn afresh, the same request shape).
     """
     client = attacker_key(world, rng, human=False)
     model = _target(rng, CHAT_MODELS)
