@@ -459,19 +459,24 @@ def _key_client(api_key: Any) -> str | None:
     return _client_id_for_key(api_key, _settings.secret) if isinstance(api_key, str) and not _missing(api_key) else None
 
 
+def _address_client(ip: str | None) -> str | None:
+    """The client of a line that names no key: its address (hashed like a key)."""
+    return _client_id_for_ip(ip, _settings.secret) if ip else None
+
+
 def _text_line_client(key: str | None, ip: str | None) -> str | None:
     """The client of a text log line (nginx combined, Envoy's default): its key if a field
     appended to the format holds one, else its address."""
     if key:
         return _key_client(_first(_bearer(key), key))
-    return _client_id_for_ip(ip, _settings.secret) if ip else None
+    return _address_client(ip)
 
 
 def _finish(record: Record) -> Record:
     """Drop empty fields; require the two fields every record needs."""
     out = {k: v for k, v in record.items() if v not in _ABSENT}
     if "client_id" not in out:
-        raise FormatError("no client id in the line (no API key or consumer to identify the client)")
+        raise FormatError("no client id in the line (no API key, consumer or client address to identify the client)")
     if "ts" not in out:
         raise FormatError("no timestamp in the line")
     return out
@@ -576,10 +581,11 @@ _API_KEY_NAMES = ("api_key", "x_api_key", "apikey", "x_goog_api_key", "api_key_h
 
 def _gateway_records(d: Mapping, record: Record) -> list[Record]:
     """The records of one proxy log line (nginx, Envoy) whose normalized keys are ``d``: the
-    client from an explicit id or the API key, and the request body, an OpenAI-style call
-    (one record) or a model-server predict request (one record per instance)."""
+    client from an explicit id or the API key, else (a log that names no key, such as Istio's
+    default JSON access log) its address, as for the text formats; and the request body, an
+    OpenAI-style call (one record) or a model-server predict request (one record per instance)."""
     api_key = _first(_pick(d, *_API_KEY_NAMES), _bearer(_pick(d, "authorization")))
-    record["client_id"] = _first(_pick(d, "client_id", "consumer"), _key_client(api_key))
+    record["client_id"] = _first(_pick(d, "client_id", "consumer"), _key_client(api_key), _address_client(record.get("ip")))
     body = _json_body(_pick(d, "request_body", "body", "req_body"))
     if body is not None and ("instances" in body or "inputs" in body):
         rows = _predict_rows(body)

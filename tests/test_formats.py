@@ -9,7 +9,8 @@ import msgspec
 import pytest
 
 from ingest.decode import EventDecoder
-from ingest.formats import FormatError, LineParser, client_id_for_key, client_id_for_key_hash, parse_line
+from ingest.formats import FormatError, LineParser, client_id_for_ip, client_id_for_key, client_id_for_key_hash, parse_line
+from ingest.reader import EventReader
 from schemas import AccessEvent, to_epoch
 
 
@@ -105,6 +106,30 @@ def test_nginx_bearer_token_and_missing_key() -> None:
     assert accepted("nginx", line)[0].client_id == client_id_for_key("sk-abc")
     with pytest.raises(FormatError, match="no client id"):
         parse_line("nginx", json.dumps({"time": "2026-11-23T10:00:00+00:00", "api_key": "", "status": "200"}))
+    # A line that names no key is its address's, as in the combined text format.
+    keyless = {"time": "2026-11-23T10:00:00+00:00", "api_key": "", "remote_addr": "198.51.100.7", "status": "200"}
+    assert accepted("nginx", keyless)[0].client_id == client_id_for_ip("198.51.100.7") == accepted("nginx", {**keyless, "api_key": "-"})[0].client_id
+
+
+def test_istio_default_json_access_log_names_no_key_and_its_clients_are_their_addresses() -> None:
+    """Istio's default JSON access log (Envoy, ``meshConfig.accessLogEncoding: JSON``) logs no
+    key and no body: each client is the address X-Forwarded-For gives through the trusted
+    sidecar, and its requests keep their rate and shape."""
+    line = {
+        "start_time": "2026-11-30T14:02:07.125Z", "method": "POST", "path": "/v1/chat/completions", "protocol": "HTTP/1.1",
+        "response_code": 200, "response_flags": "-", "response_code_details": "via_upstream", "connection_termination_details": None,
+        "upstream_transport_failure_reason": None, "bytes_received": 312, "bytes_sent": 1043, "duration": 812,
+        "upstream_service_time": "810", "x_forwarded_for": "198.51.100.7", "user_agent": "openai-python/1.40",
+        "request_id": "0d6c2f4e-8d7b-4b8e-9a51-3c1f0e2d9b77", "authority": "api.example.com", "upstream_host": "10.0.0.5:8000",
+        "upstream_cluster": "outbound|8000||llm.default.svc.cluster.local", "upstream_local_address": "10.0.0.9:41234",
+        "downstream_local_address": "10.0.0.9:8080", "downstream_remote_address": "10.1.2.3:5555",
+        "requested_server_name": None, "route_name": "default",
+    }  # fmt: skip
+    (event,) = accepted("envoy", line)
+    assert (event.client_id, event.ip, event.status, event.latency_ms, event.prompt) == (client_id_for_ip("198.51.100.7"), "198.51.100.7", 200, 812.0, None)
+    reader = EventReader("istio.log", "auto")  # as `run` reads it by default
+    events = list(reader.read([json.dumps({**line, "x_forwarded_for": f"198.51.100.{i}"}).encode() for i in range(1, 4)]))
+    assert [e.client_id for e in events] == [client_id_for_ip(f"198.51.100.{i}") for i in range(1, 4)], events
 
 
 def test_envoy() -> None:
