@@ -21,7 +21,7 @@ from clonewatch.lab.simulate.personas import (
     ALL_AGENTS, ASNS, BROWSER_AGENTS, FORMATS, CHAT, CHAT_MODELS, CLASSIFY, COMPLETIONS, DAY, DIM,
     FRAUD_MODEL, INSTRUCT_MODELS, INTENT_MODEL, PREDICT, SDK_AGENTS, SENTIMENT_MODEL,
     TIMEZONES, Client, Device, Identity, Request, Subpopulation, TabularModel, World,
-    active_time, address, identity, regular_gap, rows_to_lists, subnet, think_time, tokens,
+    active_time, address, identity, regular_gap, rows_to_lists, subnet, think_time, token_bias, tokens,
 )
 
 Step = tuple[Request, str | None]  # a request and its (never logged) topic
@@ -546,8 +546,7 @@ def logits(world: World, rng: random.Random, variant: str, size: int) -> Client:
             prompt = text.question(rng, topic, generic_share=0.5).text
             for _ in range(min(size - sent, rng.randint(20, 60))):
                 if variant == "topk":
-                    bias = {str(rng.randrange(100, 100_000)): 100.0 for _ in range(4)}
-                    params = {"temperature": 0.0, "max_tokens": 1, "logprobs": True, "top_logprobs": 5, "logit_bias": bias}
+                    params = {"temperature": 0.0, "max_tokens": 1, "logprobs": True, "top_logprobs": 5, "logit_bias": token_bias(rng, 4)}
                 else:
                     bias = {str(rng.randrange(100, 100_000)): round(rng.uniform(-40.0, 40.0), 2)}
                     params = {"temperature": 0.0, "max_tokens": 1, "logit_bias": bias}

@@ -626,10 +626,11 @@ def side_random(client: Client, purpose: str) -> random.Random:
     return random.Random(f"{client.client_id}/{purpose}")
 
 
-def answer_bias(rng: random.Random, options: int) -> dict[str, float]:
-    """A fixed ``logit_bias`` that keeps a classifier's answer to its label tokens (``options``
-    token ids, biased +100 on every request), as OpenAI's documentation suggests."""
-    return {str(rng.randrange(100, 100_000)): 100.0 for _ in range(options)}
+def token_bias(rng: random.Random, tokens: int) -> dict[str, float]:
+    """A ``logit_bias`` of ``tokens`` token ids, each +100: kept on every request, it holds a
+    classifier's answer to its label tokens (as OpenAI's documentation suggests); drawn afresh
+    for each request, it pushes a new block of tokens into the top few (logit recovery)."""
+    return {str(rng.randrange(100, 100_000)): 100.0 for _ in range(tokens)}
 
 
 def developer(world: World, rng: random.Random) -> Client:
@@ -649,7 +650,7 @@ def developer(world: World, rng: random.Random) -> Client:
     models = CHAT_MODELS if path == CHAT else INSTRUCT_MODELS
     debug_logprobs = rng.random() < 0.25
     side = side_random(client, "logit_bias")
-    bias = answer_bias(side, side.randint(2, 6)) if side.random() < 1 / 6 else None
+    bias = token_bias(side, side.randint(2, 6)) if side.random() < 1 / 6 else None
     start_day(rng)
     for _ in range(rng.randint(1, 3)):
         t = active_time(rng, world, tz, office=True)
@@ -735,7 +736,7 @@ def eval_harness(world: World, rng: random.Random) -> Client:
     params = {"temperature": 0.0, "max_tokens": 1, **logprobs}
     side = side_random(client, "logit_bias")
     if path == CHAT and side.random() < 0.5:
-        params["logit_bias"] = answer_bias(side, side.choice((2, 4, 5)))
+        params["logit_bias"] = token_bias(side, side.choice((2, 4, 5)))
     models = rng.sample(INSTRUCT_MODELS if path == COMPLETIONS else CHAT_MODELS,
                         rng.randint(1, 2))
     gap = rng.choice((0.3, 0.5, 0.8, 1.2))
