@@ -207,7 +207,7 @@ def _first(*values: Any) -> Any:
 @functools.lru_cache(maxsize=8192)
 def _names_of(key: str) -> tuple[str, ...]:
     """The comparable names of one key (a log's keys repeat on every line: computed once)."""
-    name = key.lower().replace("-", "_").lstrip(":")
+    name = key.lower().replace("-", "_").replace(".", "_").lstrip(":@")
     stripped = [name[len(p) :] for p in ("http_", "req_", "request_header_") if name.startswith(p) and len(name) > len(p)]
     return (*stripped, name)
 
@@ -224,12 +224,63 @@ def _layout(keys: tuple) -> tuple[tuple[str, Any], ...]:
     return tuple(plan.items())
 
 
-def _normalized(data: Mapping) -> dict[str, Any]:
-    """Keys as operators spell them, made comparable: 'X-API-Key', ':method', 'http_x_api_key' -> 'x_api_key', 'method'."""
-    keys = tuple(data)
+def _normalized(data: Mapping, keys: tuple | None = None) -> dict[str, Any]:
+    """Keys as operators spell them, made comparable: 'X-API-Key', ':method', '@timestamp',
+    'http_x_api_key' -> 'x_api_key', 'method', 'timestamp'. ``keys``: ``tuple(data)``, if known."""
+    keys = tuple(data) if keys is None else keys
     if len(keys) > 512:  # no gateway writes this many: not worth remembering
         return {name: data[key] for name, key in _layout.__wrapped__(keys)}
     return {name: data[key] for name, key in _layout(keys)}
+
+
+_HEADER_MAPS = ("request_headers", "headers", "req_headers")
+
+
+def _proxy_fields(data: Mapping) -> dict[str, Any]:
+    """:func:`_normalized` keys of a proxy log line, with the request headers of a line that
+    nests them (``"headers": {"X-API-Key": ...}``, as Caddy writes them or a log pipeline
+    rebuilds them; a header logged as a list of values counts its first) where the line's own
+    keys do not say; and the method and path of nginx's ``$request`` line
+    (``"POST /v1/chat/completions HTTP/1.1"``) where the line names them nowhere else.
+
+    >>> d = _proxy_fields({"request": "POST /v1/chat/completions HTTP/1.1", "headers": {"X-API-Key": ["sk-1"]}})
+    >>> d["method"], d["path"], d["x_api_key"]
+    ('POST', '/v1/chat/completions', 'sk-1')
+    """
+    keys = tuple(data)
+    d = _normalized(data, keys)
+    if len(keys) > 512 or not _has_extras(keys):
+        return d
+    for name in _HEADER_MAPS:
+        headers = d.get(name)
+        if isinstance(headers, Mapping) and len(headers) <= 512:
+            for header, value in _normalized(headers).items():
+                if isinstance(value, list):
+                    value = value[0] if value else None
+                d.setdefault(header, value)
+    line = d.get("request")
+    if isinstance(line, str) and (match := _REQUEST_LINE.match(line)):
+        d.setdefault("request_method", match[1])
+        d.setdefault("request_uri", match[2])
+        d.setdefault("method", match[1])
+        d.setdefault("path", match[2])
+    return d
+
+
+@functools.lru_cache(maxsize=1024)
+def _has_extras(keys: tuple) -> bool:  # a log writes the same keys on every line: answered once per layout
+    return any(name in _HEADER_MAPS or name == "request" for name, _ in _layout(keys))
+
+
+_REQUEST_LINE = re.compile(r"^([A-Z]{3,10}) (\S+)(?: HTTP/[\d.]+)?$")
+# Names a proxy log line gives its fields under, besides each gateway's own (normalized:
+# lower case, '-' and '.' as '_', 'http_' and a leading '@' or ':' dropped).
+_TIME_NAMES = ("time_iso8601", "time", "timestamp", "ts", "time_local", "start_time", "datetime", "date")
+_ADDRESS_NAMES = ("remote_addr", "client_ip", "realip_remote_addr", "remote_ip", "real_ip", "x_real_ip", "source_ip",
+                  "src_ip", "client_addr", "client_address", "clientip", "downstream_remote_address")  # fmt: skip
+_METHOD_NAMES = ("method", "request_method", "http_method", "verb")
+_PATH_NAMES = ("uri", "request_uri", "path", "request_path", "url", "url_path")
+_STATUS_NAMES = ("status", "status_code", "response_code", "response_status")
 
 
 def _pick(data: Mapping, *names: str) -> Any:
@@ -482,9 +533,26 @@ def _finish(record: Record) -> Record:
     return out
 
 
+_EPOCH_TEXT = re.compile(r"^\d{9,19}(?:\.\d+)?$")  # epoch seconds (or ms, us, ns) written as text
+
+
 def _ts(value: Any, what: str = "timestamp") -> float | None:
+    """Epoch seconds of an RFC 3339 time or an epoch number, also one written as text
+    (Envoy's ``%START_TIME(%s.%3f)%``) or counted in milliseconds, microseconds or
+    nanoseconds (a number past the year 5000 in seconds is taken as the finer unit).
+
+    >>> _ts("1796050065.237"), _ts(1796050065237), _ts("1796050065237000000"), _ts("2026-11-30T14:47:45.237Z")
+    (1796050065.237, 1796050065.237, 1796050065.237, 1796050065.237)
+    """
     if _missing(value):
         return None
+    if isinstance(value, str) and _EPOCH_TEXT.match(value):
+        value = float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        for _ in range(3):
+            if not value > 1e11:
+                break
+            value = value / 1000.0
     try:
         return to_epoch(value)
     except (ValueError, TypeError) as exc:
@@ -539,16 +607,14 @@ def parse_nginx(data: Mapping) -> list[Record]:
          \\"messages\\":[{\\"role\\":\\"user\\",\\"content\\":\\"What is a mortgage?\\"}]}",
          "tokens_in":"","tokens_out":""}
     """
-    d = _normalized(data)
-    msec = _number(d.get("msec"), "msec")
-    when = msec if msec is not None else _pick(d, "time_iso8601", "time", "timestamp", "ts", "time_local")
+    d = _proxy_fields(data)
     seconds = _number(_pick(d, "request_time", "duration"), "request_time")
     return _gateway_records(d, {
-        "ts": _nginx_time(when),
-        "ip": _address(_pick(d, "remote_addr", "client_ip", "realip_remote_addr"), _pick(d, "x_forwarded_for", "forwarded_for")),
-        "method": _pick(d, "method", "request_method"),
-        "path": _pick(d, "uri", "request_uri", "path"),
-        "status": _int(d.get("status"), "status"),
+        "ts": _proxy_time(d),
+        "ip": _address(_pick(d, *_ADDRESS_NAMES), _pick(d, "x_forwarded_for", "forwarded_for")),
+        "method": _pick(d, *_METHOD_NAMES),
+        "path": _pick(d, *_PATH_NAMES),
+        "status": _int(_pick(d, *_STATUS_NAMES), "status"),
         "latency_ms": None if seconds is None else round(seconds * 1000.0, 3),
         "user_agent": _pick(d, "user_agent"),
         "request_id": _pick(d, "request_id", "x_request_id"),
@@ -559,6 +625,15 @@ def parse_nginx(data: Mapping) -> list[Record]:
 
 _NGINX_LOCAL_TIME = "%d/%b/%Y:%H:%M:%S %z"
 _TIME_LOCAL = re.compile(r"\d{2}/\w{3}/\d{4}:")
+
+
+def _proxy_time(d: Mapping, *first: str) -> float | None:
+    """Epoch seconds of a proxy line: ``msec`` (nginx's, to the millisecond) if present, else
+    the first of its time fields (``first``, then the common names)."""
+    msec = d.get("msec")
+    if msec not in _ABSENT:
+        return _number(msec, "msec")
+    return _nginx_time(_pick(d, *first, *_TIME_NAMES))
 
 
 def _nginx_time(value: Any) -> float | None:
@@ -720,13 +795,13 @@ def parse_envoy(data: Mapping) -> list[Record]:
          "request_id":"0d6c2f4e-8d7b-4b8e-9a51-3c1f0e2d9b77","api_key":"sk-live-77aa",
          "request_body":"{\\"model\\":\\"aurora-8b-instruct\\",\\"prompt\\":\\"Translate: good morning\\"}"}
     """
-    d = _normalized(data)
+    d = _proxy_fields(data)
     records = _gateway_records(d, {
-        "ts": _ts(_pick(d, "start_time", "timestamp", "time", "ts"), "start_time"),
-        "ip": _address(_pick(d, "downstream_remote_address", "downstream_remote_address_without_port", "remote_addr", "client_ip"), _pick(d, "x_forwarded_for")),
-        "method": _pick(d, "method"),
-        "path": _pick(d, "path", "x_envoy_original_path", "uri"),
-        "status": _int(_pick(d, "response_code", "status"), "response_code"),
+        "ts": _proxy_time(d, "start_time"),
+        "ip": _address(_pick(d, "downstream_remote_address", "downstream_remote_address_without_port", *_ADDRESS_NAMES), _pick(d, "x_forwarded_for")),
+        "method": _pick(d, *_METHOD_NAMES),
+        "path": _pick(d, "path", "x_envoy_original_path", *_PATH_NAMES),
+        "status": _int(_pick(d, "response_code", *_STATUS_NAMES), "response_code"),
         "latency_ms": _number(_pick(d, "duration"), "duration"),
         "user_agent": _pick(d, "user_agent"),
         "request_id": _pick(d, "request_id", "x_request_id"),
@@ -992,8 +1067,15 @@ _SIGNATURES: dict[str, frozenset[str]] = {
 }  # fmt: skip
 
 
+# Any other JSON line with two of these (normalized) names is a proxy's, read as nginx's.
+_PROXY_NAMES = frozenset({*_TIME_NAMES, *_ADDRESS_NAMES, *_METHOD_NAMES, *_PATH_NAMES, *_STATUS_NAMES, *_API_KEY_NAMES,
+                          "authorization", "user_agent", "x_forwarded_for", "request_body", "body", "request"})  # fmt: skip
+
+
 def guess_format(line: bytes | str) -> str | None:
-    """The format one log line most likely has (None when it has none of them).
+    """The format one log line most likely has (None when it has none of them): the gateway
+    whose own key names the line shares most, else, for a JSON line with two common proxy
+    names (a time, an address, a method, a key...), ``nginx``, whose parser reads them all.
 
     >>> guess_format('{"msec":"1795428000.125","remote_addr":"203.0.113.7","http_x_api_key":"k"}')
     'nginx'
@@ -1001,6 +1083,8 @@ def guess_format(line: bytes | str) -> str | None:
     'nginx'
     >>> guess_format('[{"started_at": 1795428000000, "latencies": {"request": 40}, "consumer": {"id": "c1"}}]')
     'kong'
+    >>> guess_format('{"@timestamp": "2026-11-23T10:00:00Z", "apikey": "sk-1", "verb": "POST", "url": "/v1/completions"}')
+    'nginx'
     """
     try:
         data = _decode_json(line)
@@ -1015,7 +1099,10 @@ def guess_format(line: bytes | str) -> str | None:
     if isinstance(data.get("data"), dict):  # KServe's payload logger: the predict request under "data"
         keys |= set(data["data"]) & {"instances", "inputs"}
     best = max(_SIGNATURES, key=lambda fmt: (len(keys & _SIGNATURES[fmt]), fmt == "canonical"))
-    return best if keys & _SIGNATURES[best] else None
+    if keys & _SIGNATURES[best]:
+        return best
+    names = {name for key in keys if isinstance(key, str) and len(key) <= 256 for name in _names_of(key)}
+    return "nginx" if len(names & _PROXY_NAMES) >= 2 else None  # a proxy's line, keys named the operator's way
 
 
 _SECRET_FIELD = re.compile(

@@ -64,6 +64,46 @@ def test_a_real_nginx_combined_log_is_read_as_rate_and_shape():
     assert (events[0].method, events[0].path, events[0].status) == ("POST", "/v1/chat/completions", 200)
 
 
+def test_a_real_nginx_log_in_the_widely_published_json_combined_layout_is_read_whole():
+    """``tests/data/nginx-json-combined.log``: the same nginx with the JSON layout most guides
+    publish (``@timestamp``, ``time_local``, the ``$request`` line instead of method and URI;
+    the key and body added), for a chat call and a completion with a key, and one without."""
+    events, dead, reader = read(DATA / "nginx-json-combined.log")
+    assert reader.format == "nginx" and not dead and len(events) == 12
+    assert {(e.method, e.path) for e in events} == {("POST", "/v1/chat/completions"), ("POST", "/v1/completions")}
+    assert events[0].client_id == client_id_for_key("sk-live-json-combined-a1") and events[0].prompt == "What is a mortgage?"
+    assert events[2].client_id == client_id_for_ip("127.0.0.1")  # no key: the client is its address
+    assert events[3].prompt == "café au lait — how strong?" and events[3].params.logprobs == 5
+    assert events[0].ts == 1796387154.0 and events[0].latency_ms == 1.0
+
+
+def test_a_real_envoy_json_log_with_epoch_times_and_header_named_keys_is_read_whole():
+    """``tests/data/envoy-json-epoch.log``: Envoy with ``timestamp: "%START_TIME(%s.%3f)%"``
+    (epoch seconds as text), keys named after the headers (``:method``, ``:path``,
+    ``x-forwarded-for``, ``status_code``, ``client_address``) and the body under ``body``,
+    the key sent as a bearer token. Before, every line was dead-lettered (the time is not RFC 3339)."""
+    events, dead, reader = read(DATA / "envoy-json-epoch.log")
+    assert reader.format == "envoy" and not dead and len(events) == 12
+    first = events[0]
+    assert first.client_id == client_id_for_key("sk-live-envoy-epoch-a1") and first.ip == "198.51.100.7"
+    assert (first.method, first.path, first.status, first.prompt) == ("POST", "/v1/chat/completions", 200, "What is a mortgage?")
+    assert first.ts == pytest.approx(1796387181.569, abs=1e-6)  # to the millisecond
+    assert events[2].client_id == client_id_for_ip("198.51.100.9")
+    assert len({e.client_id for e in events}) == 3
+
+
+def test_a_proxy_line_in_an_unknown_layout_is_read_by_its_common_names():
+    """A JSON line that no gateway's own names identify, with two common ones (``@timestamp``,
+    ``verb``, ``url``, a key in nested request headers), is read as a proxy's line."""
+    line = json.dumps({"@timestamp": 1796387181569, "verb": "POST", "url": "/v1/completions", "status_code": "200",
+                       "headers": {"X-API-Key": ["sk-live-nested-1"]},
+                       "request_body": json.dumps({"model": "m", "prompt": "hello"})})  # fmt: skip
+    events, dead, reader = read_lines([line.encode()], "proxy.log")
+    assert not dead and reader.format == "nginx"
+    assert (events[0].client_id, events[0].ts, events[0].path, events[0].prompt) == (
+        client_id_for_key("sk-live-nested-1"), 1796387181.569, "/v1/completions", "hello")
+
+
 def test_a_real_nginx_json_log_without_escape_json_is_read_whole():
     """The same log_format without ``escape=json``: nginx writes quotes, backslashes and
     non-ASCII bytes of the body as ``\\xHH`` (not JSON) and absent values as ``-``."""
