@@ -673,8 +673,10 @@ _COMBINED = re.compile(
     r'^(?P<remote_addr>\S+) \S+ (?P<remote_user>\S+) \[(?P<time_local>[^\]]+)\] '
     r'"(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) (?P<body_bytes_sent>\d+|-)'
     r'(?: "(?P<http_referer>(?:[^"\\]|\\.)*)" "(?P<http_user_agent>(?:[^"\\]|\\.)*)")?'
-    r'(?P<extra>(?: "(?:[^"\\]|\\.)*")*)\s*$'
+    r'(?P<extra>(?:\s*(?:"(?:[^"\\]|\\.)*"|[^\s"]+(?=["\s]|$)))*)\s*$'  # fields appended: quoted or bare
 )
+_APPENDED_QUOTED = re.compile(r'(?:^|\s)"((?:[^"\\]|\\.)*)"')  # a quoted field of its own, not a name="value"'s value
+_APPENDED_TIME = re.compile(r'(?:^|\s)(?:rt=|request_time=)?(\d+\.\d{3})(?=\s|$)')  # $request_time: seconds, to the ms
 
 
 def parse_nginx_text(line: str) -> list[Record]:
@@ -682,21 +684,28 @@ def parse_nginx_text(line: str) -> list[Record]:
 
     The client is its address (hashed: ``ip_...``), so only rate and request shape count.
     A ``"$http_x_api_key"`` or ``"$http_x_forwarded_for"`` field appended after the user
-    agent is read when it looks like one (a key, or addresses).
+    agent is read when it looks like one (a key, or addresses), and so is ``$request_time``
+    appended bare or as ``rt=`` (nginx's ``timed_combined`` and ``upstream_time`` formats);
+    other appended fields are passed over.
 
     >>> r = parse_nginx_text('203.0.113.7 - - [23/Nov/2026:10:00:00 +0000] "POST /v1/chat/completions HTTP/1.1" 200 512 "-" "curl/8.5.0"')[0]
     >>> (r["ts"], r["method"], r["path"], r["status"], r["user_agent"])
     (1795428000.0, 'POST', '/v1/chat/completions', 200, 'curl/8.5.0')
+    >>> parse_nginx_text('203.0.113.7 - - [23/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8"rt=0.120 uct="0.000" urt="0.118"')[0]["latency_ms"]
+    120.0
     """
     match = _COMBINED.match(line)
     if match is None:
         raise FormatError("not nginx combined/common text format (nor JSON)")
     request = match["request"].split(" ")
-    extras = [x.replace('\\"', '"') for x in re.findall(r'"((?:[^"\\]|\\.)*)"', match["extra"] or "")]
+    appended = match["extra"] or ""
+    extras = [x.replace('\\"', '"') for x in _APPENDED_QUOTED.findall(appended)]
     forwarded = next((x for x in extras if re.fullmatch(r"[0-9a-fA-F:.\[\]]+(?:\s*,\s*[0-9a-fA-F:.\[\]]+)*", x)), None)
     key = next((x for x in extras if x not in ("", "-") and x is not forwarded), None)
     ip = _address(match["remote_addr"], forwarded)
+    took = _APPENDED_TIME.search(appended) if appended else None
     return [_finish({
+        "latency_ms": None if took is None else float(took[1]) * 1000.0,
         "ts": _nginx_time(match["time_local"]),
         "client_id": _text_line_client(key, ip),
         "ip": ip,

@@ -64,6 +64,17 @@ def test_a_real_nginx_combined_log_is_read_as_rate_and_shape():
     assert (events[0].method, events[0].path, events[0].status) == ("POST", "/v1/chat/completions", 200)
 
 
+def test_a_real_nginx_text_log_with_fields_appended_after_the_user_agent_is_read():
+    """``tests/data/nginx-upstream-time.log``: nginx's own published ``upstream_time`` format,
+    combined with ``rt=$request_time uct="..." uht="..." urt="..."`` appended (no space after
+    the user agent's quote). Before, every line was dead-lettered as no known format."""
+    events, dead, reader = read(DATA / "nginx-upstream-time.log")
+    assert reader.format == "nginx" and not dead and len(events) == 7
+    assert {e.client_id for e in events} == {client_id_for_ip("127.0.0.1")}
+    assert [e.latency_ms for e in events[:2]] == [1.0, 0.0] and events[-1].status == 404
+    assert events[0].user_agent.startswith("curl/8.5.0")
+
+
 def test_a_real_nginx_log_in_the_widely_published_json_combined_layout_is_read_whole():
     """``tests/data/nginx-json-combined.log``: the same nginx with the JSON layout most guides
     publish (``@timestamp``, ``time_local``, the ``$request`` line instead of method and URI;
