@@ -239,8 +239,9 @@ _HEADER_MAPS = ("request_headers", "headers", "req_headers")
 def _proxy_fields(data: Mapping) -> dict[str, Any]:
     """:func:`_normalized` keys of a proxy log line, with the request headers of a line that
     nests them (``"headers": {"X-API-Key": ...}``, as Caddy writes them or a log pipeline
-    rebuilds them; a header logged as a list of values counts its first) where the line's own
-    keys do not say; and the method and path of nginx's ``$request`` line
+    rebuilds them; a header logged as a list of values counts its first) and the fields of
+    metadata logged as an object (:func:`_is_metadata`) where the line's own keys do not say;
+    and the method and path of nginx's ``$request`` line
     (``"POST /v1/chat/completions HTTP/1.1"``) where the line names them nowhere else.
 
     >>> d = _proxy_fields({"request": "POST /v1/chat/completions HTTP/1.1", "headers": {"X-API-Key": ["sk-1"]}})
@@ -251,13 +252,13 @@ def _proxy_fields(data: Mapping) -> dict[str, Any]:
     d = _normalized(data, keys)
     if len(keys) > 512 or not _has_extras(keys):
         return d
-    for name in _HEADER_MAPS:
-        headers = d.get(name)
-        if isinstance(headers, Mapping) and len(headers) <= 512:
-            for header, value in _normalized(headers).items():
+    for name in (*_HEADER_MAPS, *(n for n in d if _is_metadata(n))):
+        nested = d.get(name)
+        if isinstance(nested, Mapping) and len(nested) <= 512:
+            for field, value in _normalized(nested).items():
                 if isinstance(value, list):
                     value = value[0] if value else None
-                d.setdefault(header, value)
+                d.setdefault(field, value)
     line = d.get("request")
     if isinstance(line, str) and (match := _REQUEST_LINE.match(line)):
         d.setdefault("request_method", match[1])
@@ -267,9 +268,15 @@ def _proxy_fields(data: Mapping) -> dict[str, Any]:
     return d
 
 
+def _is_metadata(name: str) -> bool:
+    """Whether a key names metadata a proxy logs as an object: Envoy's ``%DYNAMIC_METADATA(ns)%``
+    of a whole namespace (``{"request_body": ...}``, as a Lua filter sets it)."""
+    return "metadata" in name or "lua" in name
+
+
 @functools.lru_cache(maxsize=1024)
 def _has_extras(keys: tuple) -> bool:  # a log writes the same keys on every line: answered once per layout
-    return any(name in _HEADER_MAPS or name == "request" for name, _ in _layout(keys))
+    return any(name in _HEADER_MAPS or name == "request" or _is_metadata(name) for name, _ in _layout(keys))
 
 
 _REQUEST_LINE = re.compile(r"^([A-Z]{3,10}) (\S+)(?: HTTP/[\d.]+)?$")

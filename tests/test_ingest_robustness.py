@@ -103,6 +103,16 @@ def test_a_real_envoy_json_log_with_epoch_times_and_header_named_keys_is_read_wh
     assert len({e.client_id for e in events}) == 3
 
 
+def test_a_real_envoy_json_log_with_a_whole_metadata_namespace_is_read_whole():
+    """``tests/data/envoy-json-metadata.log``: the Lua filter's namespace logged whole
+    (``lua_metadata: "%DYNAMIC_METADATA(envoy.filters.http.lua)%"``), so the body is an object's
+    field, ``{"request_body": "..."}``; a GET has no metadata (``null``)."""
+    events, dead, reader = read(DATA / "envoy-json-metadata.log")
+    assert reader.format == "envoy" and not dead and len(events) == 5
+    assert [e.prompt for e in events] == ["What is a mortgage?", "And a lien?", "What is a mortgage?", "And a lien?", None]
+    assert {e.client_id for e in events} == {client_id_for_key("sk-live-envoy-meta-a1")}
+
+
 def test_a_proxy_line_in_an_unknown_layout_is_read_by_its_common_names():
     """A JSON line that no gateway's own names identify, with two common ones (``@timestamp``,
     ``verb``, ``url``, a key in nested request headers), is read as a proxy's line."""
