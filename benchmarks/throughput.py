@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import detection as bench  # noqa: E402
+import torch  # noqa: E402
 
 from clonewatch.lab.simulate import simulate  # noqa: E402
 from detectors import CloneDetector, fit_clone_model  # noqa: E402
@@ -55,8 +56,10 @@ def without_embedder(model, lines: list[str], vectors: list) -> dict:
     system lets a process pin itself: Linux)."""
     pin = hasattr(os, "sched_setaffinity")
     cpus = os.sched_getaffinity(0) if pin else set()
+    threads = torch.get_num_threads()
     if pin:
         os.sched_setaffinity(0, {min(cpus)})
+        torch.set_num_threads(1)  # torch sized its pool for every core: two threads on one core wait on each other (5x slower searches)
     try:
         detector, states = CloneDetector.from_model(model), {}
         started = time.perf_counter()
@@ -68,6 +71,7 @@ def without_embedder(model, lines: list[str], vectors: list) -> dict:
     finally:
         if pin:
             os.sched_setaffinity(0, cpus)
+            torch.set_num_threads(threads)
     return {
         "one_core": pin,
         "events": len(events), "clients": len(states), "seconds": done - started,

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import random
 import re
 import subprocess
@@ -178,3 +179,27 @@ def test_user_errors_are_clear_and_do_not_crash(workdir):
     helped = clonewatch("--help", cwd=workdir)
     for command in (b"run", b"train", b"sql", b"simulate", b"kafka"):
         assert command in helped.stdout
+
+
+def test_thread_pools_are_sized_to_the_cpus_the_process_may_use(monkeypatch) -> None:
+    """A container held to one CPU gets pools of one thread (torch's included, already
+    started); pools the environment sizes are left as they are."""
+    import joblib
+    import torch
+
+    from clonewatch.threads import POOL_VARIABLES, fit_threads_to_cpus
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(joblib, "cpu_count", lambda: 1)
+    for variable in POOL_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    torch.set_num_threads(2)
+    try:
+        assert fit_threads_to_cpus() == 1
+        assert [os.environ[v] for v in POOL_VARIABLES] == ["1", "1", "1"] and torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        torch.set_num_threads(2)
+        fit_threads_to_cpus()
+        assert os.environ["OMP_NUM_THREADS"] == "3" and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

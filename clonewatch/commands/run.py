@@ -8,6 +8,7 @@ from pathlib import Path
 from clonewatch import DEFAULT_OUT_DIR, DEFAULT_WARMUP_EVENTS
 from clonewatch.commands.options import add_embedder_option, add_format_options, add_policy_options, add_store_option, log_format, policy_from_args
 from clonewatch.commands.ship import mostly_rejected_exit
+from clonewatch.threads import fit_threads_to_cpus
 
 
 def register(subparsers) -> None:
@@ -43,6 +44,7 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    fit_threads_to_cpus()  # before torch starts its pool
     from clonewatch.report import render_summary
     from clonewatch.runner import EmbeddedRunner, RunConfig
 

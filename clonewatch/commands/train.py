@@ -13,6 +13,7 @@ from clonewatch.inputs import open_lines
 from clonewatch.commands.options import add_embedder_option, add_format_options, log_format
 from clonewatch.commands.sql import existing_store
 from clonewatch.progress import how_far, progress_bar
+from clonewatch.threads import fit_threads_to_cpus
 
 
 def register(subparsers) -> None:
@@ -74,6 +75,7 @@ def parse_span(text: str) -> float:
 
 
 def main(args: argparse.Namespace) -> int:
+    fit_threads_to_cpus()  # before torch starts its pool
     from clonewatch.runner import batched
     from detectors.embedding import PromptEmbedder
     from detectors.training import CALIBRATION_FOLDS, fit_clone_model

@@ -11,6 +11,7 @@ from pathlib import Path
 from clonewatch.commands.options import add_embedder_option, add_policy_options, add_store_option, policy_from_args
 from clonewatch.streaming.config import ENV_VARS, StreamingConfig, add_kafka_options
 from clonewatch.streaming.topics import TopicError, ensure_topics
+from clonewatch.threads import fit_threads_to_cpus
 
 # Faust logs every rebalance step at INFO; its warnings and errors are what an operator needs.
 _CHATTY_LOGGERS = ("faust", "mode", "aiokafka", "kafka")
@@ -90,6 +91,7 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    fit_threads_to_cpus()  # before torch starts its pool
     config = StreamingConfig.from_args(args, store_dsn=args.store, policy=policy_from_args(args))
     if args.stop_timeout <= 0:
         raise ValueError(f"--stop-timeout must be positive, not {args.stop_timeout:g}")
