@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from detectors.ring import held, room_for, stored
 
@@ -13,7 +12,10 @@ HALF_MAX = float(np.finfo(np.float16).max)
 
 def widened(rows: np.ndarray) -> np.ndarray:
     """float16 ``rows`` as float32, exactly (torch converts with the CPU's half-precision
-    instructions, about six times as fast as numpy's ``astype``)."""
+    instructions, about six times as fast as numpy's ``astype``; imported here, so that what
+    reads a state without scoring it, the shipper among them, does not start torch)."""
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(rows)).float().numpy()
 
 

@@ -23,6 +23,8 @@ Formats (``--format`` of ``clonewatch ship``):
 - ``litellm``: LiteLLM proxy ``StandardLoggingPayload`` (logging callbacks) or a SpendLogs row.
 - ``kserve``: model-server predict requests: KServe v1/v2 and TF-Serving REST bodies
   (``instances``/``inputs``), bare or in a KServe payload-logger CloudEvent.
+- ``aws``: AWS API Gateway JSON access logs (no body: rate and shape).
+- ``caddy``: Caddy's JSON access log (no body: rate and shape).
 """
 
 from __future__ import annotations
@@ -237,8 +239,9 @@ _HEADER_MAPS = ("request_headers", "headers", "req_headers")
 
 
 def _proxy_fields(data: Mapping) -> dict[str, Any]:
-    """:func:`_normalized` keys of a proxy log line, with the request headers of a line that
-    nests them (``"headers": {"X-API-Key": ...}``, as Caddy writes them or a log pipeline
+    """:func:`_normalized` keys of a proxy log line, with the fields of a request it logs as an
+    object (Caddy's ``"request": {"remote_ip": ..., "method": ..., "uri": ..., "headers": ...}``),
+    the request headers of a line that nests them (``"headers": {"X-API-Key": ...}``, as Caddy writes them or a log pipeline
     rebuilds them; a header logged as a list of values counts its first) and the fields of
     metadata logged as an object (:func:`_is_metadata`) where the line's own keys do not say;
     and the method and path of nginx's ``$request`` line
@@ -252,7 +255,7 @@ def _proxy_fields(data: Mapping) -> dict[str, Any]:
     d = _normalized(data, keys)
     if len(keys) > 512 or not _has_extras(keys):
         return d
-    for name in (*_HEADER_MAPS, *(n for n in d if _is_metadata(n))):
+    for name in ("request", *_HEADER_MAPS, *(n for n in d if _is_metadata(n))):  # the request first: it may hold the headers
         nested = d.get(name)
         if isinstance(nested, Mapping) and len(nested) <= 512:
             for field, value in _normalized(nested).items():
@@ -794,6 +797,23 @@ def parse_envoy_text(line: str) -> list[Record]:
     })]  # fmt: skip
 
 
+def parse_caddy(data: Mapping) -> list[Record]:
+    """Caddy's JSON access log (``log { format json }``): ``ts`` in epoch seconds, ``duration``
+    in seconds, ``status``, and the request as an object (``remote_ip``, ``client_ip`` since
+    Caddy 2.7, ``method``, ``uri``, ``headers`` as lists of values). Caddy logs no body, so the
+    client is judged on rate and request shape; its key is an ``X-Api-Key`` header (Caddy logs
+    ``Authorization`` as ``[]`` unless the global ``log_credentials`` option is set), else its
+    address (``X-Forwarded-For`` through trusted proxies).
+
+    >>> r = parse_caddy({"level": "info", "ts": 1796388245.56, "logger": "http.log.access.log0", "msg": "handled request",
+    ...     "request": {"remote_ip": "203.0.113.9", "method": "POST", "uri": "/v1/chat/completions",
+    ...     "headers": {"X-Api-Key": ["sk-live-caddy-a1"], "Authorization": []}}, "duration": 0.0011, "size": 8, "status": 200})[0]
+    >>> r["client_id"] == client_id_for_key("sk-live-caddy-a1"), r["path"], r["latency_ms"], r["ip"]
+    (True, '/v1/chat/completions', 1.1, '203.0.113.9')
+    """
+    return parse_nginx(data)  # the proxy names nginx's parser reads, duration in seconds included
+
+
 def parse_envoy(data: Mapping) -> list[Record]:
     """Envoy JSON access log (``json_format``), keys named as the operator likes.
 
@@ -1062,6 +1082,7 @@ PARSERS: dict[str, Callable[[Mapping], list[Record]]] = {
     "litellm": parse_litellm,
     "kserve": parse_kserve,
     "aws": parse_aws_apigateway,
+    "caddy": parse_caddy,
 }
 FORMATS = ("auto", *PARSERS)
 # Formats whose gateways also write text lines (nginx's combined, Envoy's default format).
@@ -1078,6 +1099,7 @@ _SIGNATURES: dict[str, frozenset[str]] = {
     "litellm": frozenset({"call_type", "startTime", "endTime", "model_parameters", "hidden_params", "response_cost", "api_key",
                           "spend", "metadata", "model_group", "messages"}),
     "kserve": frozenset({"instances", "inputs", "inferenceservicename", "specversion", "data", "signature_name"}),
+    "caddy": frozenset({"logger", "msg", "level", "resp_headers", "user_id", "size", "duration", "status"}),
     "aws": frozenset({"requestId", "requestTime", "requestTimeEpoch", "httpMethod", "resourcePath", "apiKeyId", "responseLength",
                       "integrationLatency", "responseLatency", "extendedRequestId"}),
 }  # fmt: skip

@@ -113,6 +113,19 @@ def test_a_real_envoy_json_log_with_a_whole_metadata_namespace_is_read_whole():
     assert {e.client_id for e in events} == {client_id_for_key("sk-live-envoy-meta-a1")}
 
 
+def test_a_real_caddy_json_access_log_is_read_as_rate_and_shape():
+    """``tests/data/caddy-json.log``, written by a real Caddy 2.6 (``log { format json }``,
+    reverse-proxying): the request as an object with list-valued headers; a key sent as
+    ``X-Api-Key`` names the client, a bearer token is logged as ``[]`` (Caddy redacts it), so
+    that client is its ``X-Forwarded-For`` address behind the loopback peer."""
+    events, dead, reader = read(DATA / "caddy-json.log")
+    assert reader.format == "caddy" and not dead and len(events) == 6
+    assert events[0].client_id == client_id_for_key("sk-live-caddy-a1") and events[0].ip == "198.51.100.7"
+    assert events[1].client_id == client_id_for_ip("198.51.100.8")  # its bearer token was redacted
+    assert (events[0].method, events[0].path, events[0].status) == ("POST", "/v1/chat/completions", 200)
+    assert events[0].ts == pytest.approx(1796388245.5606725) and events[0].latency_ms == pytest.approx(1.014)
+
+
 def test_a_proxy_line_in_an_unknown_layout_is_read_by_its_common_names():
     """A JSON line that no gateway's own names identify, with two common ones (``@timestamp``,
     ``verb``, ``url``, a key in nested request headers), is read as a proxy's line."""
