@@ -25,7 +25,7 @@ import re
 
 import msgspec
 
-from ingest.formats import FormatError
+from ingest.formats import FormatError, is_proxy_record
 
 MAX_JOINED_BYTES = 4 * 1024 * 1024  # a line split by the runtime may not grow beyond this
 
@@ -85,3 +85,38 @@ class ContainerLines:
         whole = b"".join([*self._parts, part]) if self._parts else part
         self._parts, self._size = [], 0
         return whole.rstrip(b"\r")
+
+
+_SHIPPED_FIELDS = ("log", "message")  # Fluent Bit's tail input and Docker; Vector's file source, Filebeat, syslog
+
+
+def shipped_line(record: object) -> bytes | None:
+    """The gateway's log line inside a record a log shipper made of it, or None when ``record``
+    is not such a wrapper: Fluent Bit's ``{"date": ..., "log": "<line>"}``, Vector's
+    ``{"message": "<line>", "timestamp": ..., "host": ..., "file": ...}``, Filebeat's
+    ``{"@timestamp": ..., "message": "<line>", "log": {"file": ...}}``. A record that names
+    a client, an address, a method or a path itself is the gateway's own, not a wrapper.
+
+    >>> shipped_line({"date": 1795428000.1, "log": '{"msec":"1795428000.125","http_x_api_key":"k"}'})
+    b'{"msec":"1795428000.125","http_x_api_key":"k"}'
+    >>> shipped_line({"message": "hello", "remote_addr": "203.0.113.7"}) is None
+    True
+    """
+    if not isinstance(record, dict):
+        return None
+    line = next((record[f] for f in _SHIPPED_FIELDS if isinstance(record.get(f), str)), None)
+    if line is None or is_proxy_record(record, ignore=_SHIPPED_FIELDS):
+        return None
+    return line.rstrip("\r\n").encode("utf-8", "surrogatepass")
+
+
+def shipped_lines(document: object) -> list[bytes] | None:
+    """The gateway lines of a pushed JSON document (one wrapper, or an array of them), or None
+    when it is not made of wrappers (a Kong batch, a gateway's own record).
+
+    >>> shipped_lines([{"log": "a"}, {"log": "b"}]), shipped_lines([{"log": "a"}, {"status": 200, "path": "/"}])
+    ([b'a', b'b'], None)
+    """
+    records = document if isinstance(document, list) else [document]
+    lines = [shipped_line(record) for record in records]
+    return lines if lines and all(line is not None for line in lines) else None

@@ -1110,6 +1110,13 @@ _PROXY_NAMES = frozenset({*_TIME_NAMES, *_ADDRESS_NAMES, *_METHOD_NAMES, *_PATH_
                           "authorization", "user_agent", "x_forwarded_for", "request_body", "body", "request"})  # fmt: skip
 
 
+def is_proxy_record(data: Mapping, ignore: tuple[str, ...] = ()) -> bool:
+    """Whether a JSON record names what a proxy's line does (a key, an address, a method, a
+    path, a status, a body...), its time aside, under any of its keys but ``ignore``."""
+    names = {name for key in data if isinstance(key, str) and len(key) <= 256 and key not in ignore for name in _names_of(key)}
+    return bool(names & (_PROXY_NAMES - set(_TIME_NAMES)))
+
+
 def guess_format(line: bytes | str) -> str | None:
     """The format one log line most likely has (None when it has none of them): the gateway
     whose own key names the line shares most, else, for a JSON line with two common proxy

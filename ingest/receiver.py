@@ -2,7 +2,8 @@
 
 Kong's http-log plugin, Vector's and Fluent Bit's HTTP outputs POST log records instead of
 writing a file. ``POST /v1/logs`` takes a body of JSON lines, one JSON object, or a JSON
-array of objects (Kong's batches), gzip-encoded or not, in any format ``ship`` reads. Each
+array of objects (Kong's batches), gzip-encoded or not, in any format ``ship`` reads, also
+wrapped in the records Fluent Bit and Vector make of a gateway's lines (:func:`split_body`). Each
 line becomes records or a dead letter exactly as in the shipper; the answer comes only
 once they are durable (acknowledged by Kafka, or written and flushed to the spool file), so
 a gateway that gets no 2xx sends the batch again and nothing is lost. Lines without a
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import msgspec
 
+from ingest.containers import shipped_line, shipped_lines
 from ingest.http_server import TokenServer, send_json
 from ingest.shipper import Line
 
@@ -62,15 +64,42 @@ class PushSource:
 
 
 def split_body(body: bytes) -> list[bytes]:
-    """One JSON document (an object, or an array of them) as one line; otherwise JSON lines."""
+    """One JSON document (an object, or an array of them) as one line; otherwise JSON lines.
+    Records a log shipper wrapped a gateway's lines in (Fluent Bit's ``{"log": ...}``,
+    Vector's ``{"message": ...}``, as an array or as JSON lines) give the gateway's lines.
+
+    >>> split_body(b'[{"date": 1.5, "log": "line one"}, {"date": 1.6, "log": "line two"}]')
+    [b'line one', b'line two']
+    >>> split_body(b'{"message": "a"}\\n{"message": "b"}\\n')
+    [b'a', b'b']
+    """
     stripped = body.strip()
     if stripped[:1] in (b"{", b"["):
         try:
-            msgspec.json.decode(stripped)
-            return [stripped]
+            document = msgspec.json.decode(stripped)
         except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
             pass
-    return [line for line in body.splitlines() if line.strip()]
+        else:
+            return shipped_lines(document) or [stripped]
+    lines = [line for line in body.splitlines() if line.strip()]
+    if lines and _wrapped(lines[0]):  # a shipper's JSON lines: each wraps a gateway line
+        return [_unwrapped(line) for line in lines]
+    return lines
+
+
+def _decoded(line: bytes) -> object:
+    try:
+        return msgspec.json.decode(line) if line.lstrip()[:1] == b"{" else None
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        return None
+
+
+def _wrapped(line: bytes) -> bool:
+    return shipped_line(_decoded(line)) is not None
+
+
+def _unwrapped(line: bytes) -> bytes:
+    return shipped_line(_decoded(line)) or line  # a line that is no wrapper goes on as it is
 
 
 def decompress(body: bytes, limit: int) -> bytes | None:

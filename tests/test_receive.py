@@ -59,6 +59,16 @@ def test_pushed_logs_reach_the_spool_and_bad_requests_get_clear_answers(tmp_path
 
         status, answer, _ = post(url, kong_batch(25))
         assert (status, answer["lines"], answer["records"]) == (200, 1, 25)
+        # the same log as Fluent Bit's HTTP output sends it (tail input: a JSON array of {"date", "log"})
+        fluent_bit = json.dumps([{"date": 1796050065.2 + i, "log": line.decode("utf-8", "replace")} for i, line in enumerate(nginx.splitlines()) if line.strip()])
+        status, answer, _ = post(url, fluent_bit.encode())
+        assert status == 200 and answer["lines"] == lines and answer["dead_letters"] == 0 and answer["records"] >= lines
+        # nginx's text log as Vector's HTTP sink sends it (file source, JSON lines of {"message", ...})
+        combined = [line.decode() for line in (DATA / "nginx-combined.log").read_bytes().splitlines() if line.strip()]
+        vector = "".join(json.dumps({"file": "/var/log/nginx/access.log", "host": "gw-1", "message": line, "source_type": "file",
+                                     "timestamp": "2026-12-04T12:00:00Z"}) + "\n" for line in combined)  # fmt: skip
+        status, answer, _ = post(url, vector.encode())
+        assert (status, answer["lines"], answer["records"], answer["dead_letters"]) == (200, len(combined), len(combined), 0)
         status, answer, _ = post(url, b'{"not a log": \n{oops\n')
         assert status == 200 and answer["dead_letters"] == answer["lines"] == 2  # dead letters, not an error
 
@@ -73,6 +83,7 @@ def test_pushed_logs_reach_the_spool_and_bad_requests_get_clear_answers(tmp_path
     records = [json.loads(line) for line in spool.read_text().splitlines()]
     kong = [r for r in records if r["client_id"] == client_id_for_key("sk-live-kongbatch01")]
     assert len(kong) == 25 and all("sk-live" not in json.dumps(r) for r in records)
+    assert sum(r["client_id"].startswith("ip_") for r in records) >= len(combined)  # combined lines name no key: their address
     assert len(spool.with_name("events.dead-letters.jsonl").read_text().splitlines()) == 2
     assert "refused {401: 2, 413: 2}" in server.log()
 
