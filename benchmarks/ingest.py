@@ -63,14 +63,18 @@ def main() -> int:
         ("auto (canonical lines)", "auto", canonical_lines(args.lines)),
         ("nginx JSON (real sample)", "nginx", sample_lines("nginx-json.log", args.lines)),
         ("nginx JSON without escape=json (real)", "nginx", sample_lines("nginx-json-default-escape.log", args.lines)),
+        ("nginx JSON, json_combined layout (real)", "nginx", sample_lines("nginx-json-combined.log", args.lines)),
         ("nginx combined text (real sample)", "nginx", sample_lines("nginx-combined.log", args.lines)),
+        ("nginx upstream_time text (real)", "nginx", sample_lines("nginx-upstream-time.log", args.lines)),
         ("envoy JSON (real sample)", "envoy", sample_lines("envoy-json.log", args.lines)),
+        ("envoy JSON, epoch time, header names (real)", "envoy", sample_lines("envoy-json-epoch.log", args.lines)),
         ("envoy default text + key (real)", "envoy", sample_lines("envoy-default-extended.log", args.lines)),
+        ("caddy JSON, no body (real)", "caddy", sample_lines("caddy-json.log", args.lines)),
     ]
-    print(f"{'input':<38} {'lines/s':>10}  events  dead letters")
+    print(f"{'input':<46} {'lines/s':>10}  events  dead letters")
     for name, fmt, lines in cases:
         rate, events, rejected = measure(fmt, lines)
-        print(f"{name:<38} {rate:>10,.0f}  {events:,}  {rejected:,}")
+        print(f"{name:<46} {rate:>10,.0f}  {events:,}  {rejected:,}")
     return 0
 
 

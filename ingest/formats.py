@@ -253,9 +253,10 @@ def _proxy_fields(data: Mapping) -> dict[str, Any]:
     """
     keys = tuple(data)
     d = _normalized(data, keys)
-    if len(keys) > 512 or not _has_extras(keys):
+    nested_names = () if len(keys) > 512 else _nested_names(keys)
+    if not nested_names:
         return d
-    for name in ("request", *_HEADER_MAPS, *(n for n in d if _is_metadata(n))):  # the request first: it may hold the headers
+    for name in nested_names:
         nested = d.get(name)
         if isinstance(nested, Mapping) and len(nested) <= 512:
             for field, value in _normalized(nested).items():
@@ -263,11 +264,12 @@ def _proxy_fields(data: Mapping) -> dict[str, Any]:
                     value = value[0] if value else None
                 d.setdefault(field, value)
     line = d.get("request")
-    if isinstance(line, str) and (match := _REQUEST_LINE.match(line)):
-        d.setdefault("request_method", match[1])
-        d.setdefault("request_uri", match[2])
-        d.setdefault("method", match[1])
-        d.setdefault("path", match[2])
+    if isinstance(line, str) and (match := _request_line(line)):
+        method, path = match
+        d.setdefault("request_method", method)
+        d.setdefault("request_uri", path)
+        d.setdefault("method", method)
+        d.setdefault("path", path)
     return d
 
 
@@ -278,11 +280,21 @@ def _is_metadata(name: str) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _has_extras(keys: tuple) -> bool:  # a log writes the same keys on every line: answered once per layout
-    return any(name in _HEADER_MAPS or name == "request" or _is_metadata(name) for name, _ in _layout(keys))
+def _nested_names(keys: tuple) -> tuple[str, ...]:  # a log writes the same keys on every line: worked out once per layout
+    """The names of a layout that may hold fields of their own (or nginx's request line), in
+    the order they are read: the request first, since it may hold the headers."""
+    names = [name for name, _ in _layout(keys)]
+    headers = _HEADER_MAPS if "request" in names else tuple(n for n in _HEADER_MAPS if n in names)  # a request object may hold them
+    return (("request",) if "request" in names else ()) + headers + tuple(n for n in names if _is_metadata(n))
 
 
 _REQUEST_LINE = re.compile(r"^([A-Z]{3,10}) (\S+)(?: HTTP/[\d.]+)?$")
+
+
+@functools.lru_cache(maxsize=4096)
+def _request_line(line: str) -> tuple[str, str] | None:  # a client repeats its requests: parsed once each
+    match = _REQUEST_LINE.match(line) if len(line) <= 8192 else None
+    return (match[1], match[2]) if match else None
 # Names a proxy log line gives its fields under, besides each gateway's own (normalized:
 # lower case, '-' and '.' as '_', 'http_' and a leading '@' or ':' dropped).
 _TIME_NAMES = ("time_iso8601", "time", "timestamp", "ts", "time_local", "start_time", "datetime", "date")
@@ -564,9 +576,14 @@ def _ts(value: Any, what: str = "timestamp") -> float | None:
                 break
             value = value / 1000.0
     try:
-        return to_epoch(value)
+        return _epoch_of_text(value) if isinstance(value, str) else to_epoch(value)
     except (ValueError, TypeError) as exc:
         raise FormatError(f"{what}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _epoch_of_text(value: str) -> float:  # one-second times repeat from line to line: parsed once each
+    return to_epoch(value)
 
 
 # --- the parsers -------------------------------------------------------------------------
