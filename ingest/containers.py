@@ -4,7 +4,9 @@ A gateway in a container writes its access log to standard output, and the runti
 every line: Kubernetes nodes (containerd, CRI-O) in the CRI log format of
 ``/var/log/containers/*.log``, Docker in its json-file driver's records. Both split lines
 longer than 16 KB into partial lines, which are joined here before the gateway's format is
-read. Lines without such a wrapper pass through untouched.
+read. A log shipper that tails the gateway's file wraps each line in a record of its own
+(:func:`shipped_line`: Fluent Bit, Vector, Filebeat), which is unwrapped too when the
+source's first JSON line is one. Lines without a wrapper pass through untouched.
 
 >>> lines = ContainerLines()
 >>> lines.unwrap(b'2026-11-23T10:00:00.125456789Z stdout F {"msec":"1795428000.125"}')
@@ -17,6 +19,9 @@ b'{"msec":"1795428000.2"}'
 b'203.0.113.7 - - [23/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5'
 >>> lines.unwrap(b'{"msec":"1795428000.3"}')  # not wrapped
 b'{"msec":"1795428000.3"}'
+>>> shipped = ContainerLines()  # Fluent Bit's file output (json_lines) of a tailed log
+>>> shipped.unwrap(b'{"date":1795428000.4,"log":"{\\\\"msec\\\\":\\\\"1795428000.4\\\\"}"}')
+b'{"msec":"1795428000.4"}'
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class ContainerLines:
     def __init__(self) -> None:
         self._parts: list[bytes] = []
         self._size = 0
+        self._shipped: bool | None = None  # whether this source's JSON lines are a shipper's records: its first says
 
     @property
     def pending(self) -> bool:
@@ -72,6 +78,11 @@ class ContainerLines:
                 return line  # not a json-file record after all: let the gateway's parser say why
             complete = log.endswith(b"\n")
             return self._joined(log[:-1] if complete else log, complete)
+        elif raw[:1] == b"{" and self._shipped is not False:
+            inner = shipped_line(_decoded(raw))
+            if self._shipped is None:
+                self._shipped = inner is not None
+            return inner if inner is not None else line
         return line
 
     def _joined(self, part: bytes, complete: bool) -> bytes | None:
@@ -85,6 +96,13 @@ class ContainerLines:
         whole = b"".join([*self._parts, part]) if self._parts else part
         self._parts, self._size = [], 0
         return whole.rstrip(b"\r")
+
+
+def _decoded(raw: bytes) -> object:
+    try:
+        return msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        return None
 
 
 _SHIPPED_FIELDS = ("log", "message")  # Fluent Bit's tail input and Docker; Vector's file source, Filebeat, syslog

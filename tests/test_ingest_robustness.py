@@ -126,6 +126,21 @@ def test_a_real_caddy_json_access_log_is_read_as_rate_and_shape():
     assert events[0].ts == pytest.approx(1796388245.5606725) and events[0].latency_ms == pytest.approx(1.014)
 
 
+@pytest.mark.parametrize("sample", ["nginx-json.log", "envoy-json-epoch.log", "nginx-combined.log"])
+def test_a_gateway_log_as_a_shipper_wrote_it_reads_as_the_log_itself(sample):
+    """The same real log as Fluent Bit's file output writes it (``{"date", "log"}`` JSON lines)
+    and as Vector's file sink does (``{"file", "host", "message", "timestamp"}``): the same events."""
+    raw = [line for line in (DATA / sample).read_bytes().splitlines() if line.strip()]
+    texts = [line.decode("utf-8", "replace") for line in raw]
+    fluent_bit = [json.dumps({"date": 1796050065.2 + i, "log": text}).encode() for i, text in enumerate(texts)]
+    vector = [json.dumps({"file": f"/var/log/{sample}", "host": "gw-1", "message": text, "source_type": "file",
+                          "timestamp": "2026-12-04T12:00:00Z"}).encode() for text in texts]  # fmt: skip
+    direct, _, _ = read_lines([t.encode() for t in texts], sample)
+    for wrapped in (fluent_bit, vector):
+        events, dead, _ = read_lines(wrapped, sample)
+        assert not dead and [(e.client_id, e.ts, e.prompt) for e in events] == [(e.client_id, e.ts, e.prompt) for e in direct]
+
+
 def test_a_proxy_line_in_an_unknown_layout_is_read_by_its_common_names():
     """A JSON line that no gateway's own names identify, with two common ones (``@timestamp``,
     ``verb``, ``url``, a key in nested request headers), is read as a proxy's line."""
