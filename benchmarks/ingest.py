@@ -70,6 +70,7 @@ def main() -> int:
         ("envoy JSON, epoch time, header names (real)", "envoy", sample_lines("envoy-json-epoch.log", args.lines)),
         ("envoy default text + key (real)", "envoy", sample_lines("envoy-default-extended.log", args.lines)),
         ("caddy JSON, no body (real)", "caddy", sample_lines("caddy-json.log", args.lines)),
+        ("haproxy httplog, captured key (real)", "haproxy", sample_lines("haproxy-httplog.log", args.lines)),
     ]
     print(f"{'input':<46} {'lines/s':>10}  events  dead letters")
     for name, fmt, lines in cases:

@@ -25,6 +25,7 @@ Formats (``--format`` of ``clonewatch ship``):
   (``instances``/``inputs``), bare or in a KServe payload-logger CloudEvent.
 - ``aws``: AWS API Gateway JSON access logs (no body: rate and shape).
 - ``caddy``: Caddy's JSON access log (no body: rate and shape).
+- ``haproxy``: HAProxy's HTTP log (``option httplog``; no body: rate and shape).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import msgspec
@@ -814,6 +815,61 @@ def parse_envoy_text(line: str) -> list[Record]:
     })]  # fmt: skip
 
 
+_HAPROXY = re.compile(
+    r'^(?:\w{3} +\d+ [\d:]+ \S+ [^:\s]+: )?'  # the syslog prefix, when the log went through syslog
+    r'(?P<client>\[[0-9a-fA-F:.]+\]|[0-9a-fA-F:.]+?):\d+ \[(?P<accept_date>\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2}(?:\.\d+)?)\] '
+    r'\S+ \S+ (?:-?\d+|-)/(?:-?\d+|-)/(?:-?\d+|-)/(?:-?\d+|-)/\+?(?P<ta>-?\d+) (?P<status>-?\d+) \+?\d+ \S+ \S+ \S+ '
+    r'\S+ \S+ (?:\{(?P<request_headers>[^}]*)\} )?(?:\{[^}]*\} )?"(?P<request>[^"]*)"\s*$'
+)
+_USER_AGENT_SHAPED = re.compile(r"^[\w.-]+/[\w.]+")
+
+
+def parse_haproxy_text(line: str) -> list[Record]:
+    """HAProxy's HTTP log (``option httplog``), written to a file, stdout or through syslog.
+
+    HAProxy logs no body and no key unless the frontend captures request headers
+    (``http-request capture req.hdr(x-api-key) len 128``); captured values are logged as
+    ``{value|value}`` in the order captured, and the one shaped like a key (or a bearer
+    token) names the client, one shaped like ``product/version`` is the user agent; else the
+    client is its address. The accept date carries no zone: it is read as UTC (run HAProxy
+    with ``TZ=UTC``). The latency is ``Ta``, the request's total active time.
+
+    >>> r = parse_haproxy_text('203.0.113.7:48836 [04/Dec/2026:13:35:14.553] api model/m1 0/0/0/1/2 200 135 - - ---- '
+    ...     '1/1/0/0/0 0/0 {sk-live-haproxy-a1|OpenAI/Python 1.54.3} "POST /v1/chat/completions HTTP/1.1"')[0]
+    >>> r["client_id"] == client_id_for_key("sk-live-haproxy-a1"), r["ts"], r["path"], r["latency_ms"], r["user_agent"]
+    (True, 1796391314.553, '/v1/chat/completions', 2.0, 'OpenAI/Python 1.54.3')
+    """
+    match = _HAPROXY.match(line)
+    if match is None:
+        raise FormatError("not HAProxy's HTTP log format (option httplog)")
+    captured = [value.replace("#22", '"') for value in (match["request_headers"] or "").split("|") if value.strip()]
+    key = next((_first(_bearer(value), value) for value in captured if _bearer(value) or looks_like_key(value)), None)
+    agent = next((value for value in captured if _USER_AGENT_SHAPED.match(value) and value is not key), None)
+    request = match["request"].split(" ")
+    client = match["client"].strip("[]")
+    ip = _address(client, None)
+    took = int(match["ta"])
+    return [_finish({
+        "ts": _ts(_haproxy_time(match["accept_date"]), "accept_date"),
+        "client_id": _text_line_client(key, ip),
+        "ip": ip,
+        "method": request[0] if len(request) >= 2 else None,
+        "path": request[1] if len(request) >= 2 else None,
+        "status": int(match["status"]) if int(match["status"]) > 0 else None,
+        "latency_ms": float(took) if took >= 0 else None,
+        "user_agent": agent,
+    })]  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4096)
+def _haproxy_time(value: str) -> float:  # successive lines share their second
+    try:
+        when = datetime.strptime(value, "%d/%b/%Y:%H:%M:%S.%f" if "." in value else "%d/%b/%Y:%H:%M:%S")
+    except ValueError:
+        raise FormatError(f"accept date {value!r} is not HAProxy's dd/Mon/yyyy:hh:mm:ss.ms") from None
+    return when.replace(tzinfo=timezone.utc).timestamp()
+
+
 def parse_caddy(data: Mapping) -> list[Record]:
     """Caddy's JSON access log (``log { format json }``): ``ts`` in epoch seconds, ``duration``
     in seconds, ``status``, and the request as an object (``remote_ip``, ``client_ip`` since
@@ -1100,10 +1156,11 @@ PARSERS: dict[str, Callable[[Mapping], list[Record]]] = {
     "kserve": parse_kserve,
     "aws": parse_aws_apigateway,
     "caddy": parse_caddy,
+    "haproxy": parse_nginx,  # a JSON log-format: the proxy names nginx's parser reads
 }
 FORMATS = ("auto", *PARSERS)
 # Formats whose gateways also write text lines (nginx's combined, Envoy's default format).
-_TEXT_PARSERS: dict[str, Callable[[str], list[Record]]] = {"nginx": parse_nginx_text, "envoy": parse_envoy_text}
+_TEXT_PARSERS: dict[str, Callable[[str], list[Record]]] = {"nginx": parse_nginx_text, "envoy": parse_envoy_text, "haproxy": parse_haproxy_text}
 
 # Keys that give a format away, for ``--format auto``: the more of them a line has, the likelier.
 _SIGNATURES: dict[str, frozenset[str]] = {
@@ -1152,7 +1209,7 @@ def guess_format(line: bytes | str) -> str | None:
         data = _decode_json(line)
     except FormatError:
         text = _text_of(line).rstrip("\r\n")
-        return "nginx" if _COMBINED.match(text) else "envoy" if _ENVOY_DEFAULT.match(text) else None
+        return "nginx" if _COMBINED.match(text) else "envoy" if _ENVOY_DEFAULT.match(text) else "haproxy" if _HAPROXY.match(text) else None
     if isinstance(data, list) and data and isinstance(data[0], dict):
         data = data[0]  # a batch (Kong http-log's queue): its records share a format
     if not isinstance(data, dict):

@@ -141,6 +141,21 @@ def test_a_gateway_log_as_a_shipper_wrote_it_reads_as_the_log_itself(sample):
         assert not dead and [(e.client_id, e.ts, e.prompt) for e in events] == [(e.client_id, e.ts, e.prompt) for e in direct]
 
 
+def test_a_real_haproxy_http_log_is_read_as_rate_and_shape():
+    """``tests/data/haproxy-httplog.log``, written by a real HAProxy 2.6 (``option httplog``,
+    ``log stdout``, the key and the user agent captured as request headers): the captured key
+    names the client, a request without one is its address's; the same line through syslog
+    (its prefix) reads the same."""
+    events, dead, reader = read(DATA / "haproxy-httplog.log")
+    assert reader.format == "haproxy" and not dead and len(events) == 7
+    assert events[0].client_id == client_id_for_key("sk-live-haproxy-a1") and events[2].client_id == client_id_for_ip("127.0.0.1")
+    assert (events[0].method, events[0].path, events[0].status, events[-1].status) == ("POST", "/v1/chat/completions?x=1", 200, 501)
+    assert events[0].ts == pytest.approx(1796391314.553) and events[1].user_agent == "OpenAI/Python 1.54.3"
+    line = (DATA / "haproxy-httplog.log").read_text().splitlines()[0]
+    through_syslog, dead, _ = read_lines([f"Dec  4 13:35:14 gw-1 haproxy[812]: {line}".encode()], "haproxy.log")
+    assert not dead and (through_syslog[0].client_id, through_syslog[0].ts) == (events[0].client_id, events[0].ts)
+
+
 def test_a_proxy_line_in_an_unknown_layout_is_read_by_its_common_names():
     """A JSON line that no gateway's own names identify, with two common ones (``@timestamp``,
     ``verb``, ``url``, a key in nested request headers), is read as a proxy's line."""
