@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from clonewatch.inputs import Lines
 
 LOG_INTERVAL_S = 15.0
 
@@ -66,7 +69,7 @@ def time_left(share_done: float | None, elapsed_s: float) -> str | None:
     return f"about {left / 3600:.1f} h left"
 
 
-def how_far(lines: Any, started: float) -> list[str]:
+def how_far(lines: Lines, started: float) -> list[str]:
     """How far through its input a reading of ``lines`` (:class:`clonewatch.inputs.Lines`)
     begun at ``started`` (``time.monotonic()``) is, and the time left: nothing for a pipe.
 
