@@ -79,7 +79,7 @@ class ContainerLines:
             complete = log.endswith(b"\n")
             return self._joined(log[:-1] if complete else log, complete)
         elif raw[:1] == b"{" and self._shipped is not False:
-            inner = shipped_line(_decoded(raw))
+            inner = shipped_line_in(raw)
             if self._shipped is None:
                 self._shipped = inner is not None
             return inner if inner is not None else line
@@ -98,9 +98,10 @@ class ContainerLines:
         return whole.rstrip(b"\r")
 
 
-def _decoded(raw: bytes) -> object:
+def shipped_line_in(raw: bytes) -> bytes | None:
+    """:func:`shipped_line` of one JSON line (None for a line that is not JSON or no wrapper)."""
     try:
-        return msgspec.json.decode(raw)
+        return shipped_line(msgspec.json.decode(raw)) if raw.lstrip()[:1] == b"{" else None
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         return None
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import msgspec
 
-from ingest.containers import shipped_line, shipped_lines
+from ingest.containers import shipped_line_in, shipped_lines
 from ingest.http_server import TokenServer, send_json
 from ingest.shipper import Line
 
@@ -82,24 +82,9 @@ def split_body(body: bytes) -> list[bytes]:
         else:
             return shipped_lines(document) or [stripped]
     lines = [line for line in body.splitlines() if line.strip()]
-    if lines and _wrapped(lines[0]):  # a shipper's JSON lines: each wraps a gateway line
-        return [_unwrapped(line) for line in lines]
+    if lines and shipped_line_in(lines[0]) is not None:  # a shipper's JSON lines: each wraps a gateway line
+        return [shipped_line_in(line) or line for line in lines]  # a line that is no wrapper goes on as it is
     return lines
-
-
-def _decoded(line: bytes) -> object:
-    try:
-        return msgspec.json.decode(line) if line.lstrip()[:1] == b"{" else None
-    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
-        return None
-
-
-def _wrapped(line: bytes) -> bool:
-    return shipped_line(_decoded(line)) is not None
-
-
-def _unwrapped(line: bytes) -> bytes:
-    return shipped_line(_decoded(line)) or line  # a line that is no wrapper goes on as it is
 
 
 def decompress(body: bytes, limit: int) -> bytes | None:
