@@ -27,6 +27,12 @@ def render_summary(summary: RunSummary, config: RunConfig, top: int = 5) -> str:
         f"decisions         {summary.decisions:,} (action changes)",
         f"model             {summary.model_version} ({summary.model_source}); prompts embedded with {summary.embedder}",
     ]
+    if summary.accepted and summary.with_query < summary.accepted / 2:
+        lines += [
+            f"queries           {summary.with_query:,} of {summary.accepted:,} events carry a prompt or features: without request bodies the",
+            "                  clients are judged on rate and request shape only, not on what they ask; log the body",
+            "                  where the gateway can (docs/gateways.md), or send its canonical record",
+        ]
     if summary.fitted_on_input:
         lines += [
             "first look        with no baseline, clients are ranked against each other, attackers included: a customer",

@@ -51,6 +51,7 @@ class RunConfig:
 @dataclass
 class RunSummary:
     accepted: int = 0
+    with_query: int = 0  # of the accepted events, those whose request body gave a prompt or features
     rejected: int = 0
     format: str | None = None  # the input's format (--format auto: the one its lines showed)
     decisions: int = 0
@@ -169,6 +170,7 @@ class EmbeddedRunner:
             self.summary.model_source = f"model file {self.config.model_path}, reloaded while running"
         result = self.detector.process(events, vectors, self.states)
         self.summary.accepted += len(events)
+        self.summary.with_query += sum(e.prompt is not None or e.features is not None for e in events)
         self.summary.decisions += len(result.decisions)
         store.insert_access_events(events, self.config.keep_prompts)
         store.insert_risk_scores(result.scores)

@@ -203,3 +203,14 @@ def test_thread_pools_are_sized_to_the_cpus_the_process_may_use(monkeypatch) -> 
         assert os.environ["OMP_NUM_THREADS"] == "3" and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_summary_says_when_a_log_carries_no_request_bodies() -> None:
+    """A log without bodies (nginx combined, Caddy, HAProxy, AWS) is judged on rate and shape
+    only; the run summary says so, and says nothing when most events carry a query."""
+    from clonewatch.report import render_summary
+    from clonewatch.runner import RunConfig, RunSummary
+
+    config = RunConfig(input="access.log")
+    assert "0 of 7 events carry a prompt or features" in render_summary(RunSummary(accepted=7, with_query=0), config)
+    assert "carry a prompt or features" not in render_summary(RunSummary(accepted=7, with_query=6), config)
