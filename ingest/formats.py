@@ -267,9 +267,7 @@ def _proxy_fields(data: Mapping) -> dict[str, Any]:
     line = d.get("request")
     if isinstance(line, str) and (match := _request_line(line)):
         method, path = match
-        d.setdefault("request_method", method)
-        d.setdefault("request_uri", path)
-        d.setdefault("method", method)
+        d.setdefault("method", method)  # the first of the method and path names the parsers read
         d.setdefault("path", path)
     return d
 
@@ -707,6 +705,13 @@ _APPENDED_QUOTED = re.compile(r'(?:^|\s)"((?:[^"\\]|\\.)*)"')  # a quoted field 
 _APPENDED_TIME = re.compile(r'(?:^|\s)(?:rt=|request_time=)?(\d+\.\d{3})(?=\s|$)')  # $request_time: seconds, to the ms
 
 
+def _method_and_path(request: str) -> tuple[str | None, str | None]:
+    """Method and path of a text log's request line (``POST /v1/completions HTTP/1.1``), or
+    None for both when the line holds less (nginx logs a malformed request as it came)."""
+    parts = request.split(" ")
+    return (parts[0], parts[1]) if len(parts) >= 2 else (None, None)
+
+
 def parse_nginx_text(line: str) -> list[Record]:
     """nginx's default ``combined`` text format (or ``common``): no key, no body, no request id.
 
@@ -725,7 +730,7 @@ def parse_nginx_text(line: str) -> list[Record]:
     match = _COMBINED.match(line)
     if match is None:
         raise FormatError("not nginx combined/common text format (nor JSON)")
-    request = match["request"].split(" ")
+    method, path = _method_and_path(match["request"])
     appended = match["extra"] or ""
     extras = [x.replace('\\"', '"') for x in _APPENDED_QUOTED.findall(appended)]
     forwarded = next((x for x in extras if re.fullmatch(r"[0-9a-fA-F:.\[\]]+(?:\s*,\s*[0-9a-fA-F:.\[\]]+)*", x)), None)
@@ -737,8 +742,8 @@ def parse_nginx_text(line: str) -> list[Record]:
         "ts": _nginx_time(match["time_local"]),
         "client_id": _text_line_client(key, ip),
         "ip": ip,
-        "method": request[0] if len(request) >= 2 else None,
-        "path": request[1] if len(request) >= 2 else None,
+        "method": method,
+        "path": path,
         "status": int(match["status"]),
         "user_agent": match["http_user_agent"],
     })]  # fmt: skip
@@ -843,19 +848,18 @@ def parse_haproxy_text(line: str) -> list[Record]:
     if match is None:
         raise FormatError("not HAProxy's HTTP log format (option httplog)")
     captured = [value.replace("#22", '"') for value in (match["request_headers"] or "").split("|") if value.strip()]
-    key = next((_first(_bearer(value), value) for value in captured if _bearer(value) or looks_like_key(value)), None)
+    key = next((value for value in captured if _bearer(value) or looks_like_key(value)), None)  # a bearer token: the client strips it
     agent = next((value for value in captured if _USER_AGENT_SHAPED.match(value) and value is not key), None)
-    request = match["request"].split(" ")
-    client = match["client"].strip("[]")
-    ip = _address(client, None)
-    took = int(match["ta"])
+    method, path = _method_and_path(match["request"])
+    ip = _address(match["client"].strip("[]"), None)
+    status, took = int(match["status"]), int(match["ta"])
     return [_finish({
         "ts": _ts(_haproxy_time(match["accept_date"]), "accept_date"),
         "client_id": _text_line_client(key, ip),
         "ip": ip,
-        "method": request[0] if len(request) >= 2 else None,
-        "path": request[1] if len(request) >= 2 else None,
-        "status": int(match["status"]) if int(match["status"]) > 0 else None,
+        "method": method,
+        "path": path,
+        "status": status if status > 0 else None,
         "latency_ms": float(took) if took >= 0 else None,
         "user_agent": agent,
     })]  # fmt: skip
