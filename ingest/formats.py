@@ -343,8 +343,8 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, str) and not _missing(value):
         try:
             return msgspec.json.decode(value)
-        except msgspec.DecodeError:
-            return None  # not JSON (form data, binary): nothing clonewatch can read in it
+        except (msgspec.DecodeError, RecursionError):
+            return None  # not JSON (form data, binary) or nested past reading: nothing clonewatch can read in it
     return value
 
 
@@ -687,7 +687,12 @@ def _gateway_records(d: Mapping, record: Record) -> list[Record]:
     OpenAI-style call (one record) or a model-server predict request (one record per instance)."""
     api_key = _first(_pick(d, *_API_KEY_NAMES), _bearer(_pick(d, "authorization")))
     record["client_id"] = _first(_pick(d, "client_id", "consumer"), _key_client(api_key), _address_client(record.get("ip")))
-    body = _json_body(_pick(d, "request_body", "body", "req_body"))
+    return _records_with_body(record, _json_body(_pick(d, "request_body", "body", "req_body")))
+
+
+def _records_with_body(record: Record, body: Mapping | None) -> list[Record]:
+    """A proxy line's record with what its request body says: an OpenAI-style call (one
+    record per input) or a model-server predict request (one record per instance)."""
     if body is not None and ("instances" in body or "inputs" in body):
         rows = _predict_rows(body)
         rid = record.get("request_id")
@@ -696,13 +701,34 @@ def _gateway_records(d: Mapping, record: Record) -> list[Record]:
 
 
 _COMBINED = re.compile(
-    r'^(?P<remote_addr>\S+) \S+ (?P<remote_user>\S+) \[(?P<time_local>[^\]]+)\] '
+    r'^(?P<remote_addr>\S+) \S+ (?P<remote_user>\S*) \[(?P<time_local>[^\]]+)\] '  # escape=json logs no user as ""
     r'"(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) (?P<body_bytes_sent>\d+|-)'
     r'(?: "(?P<http_referer>(?:[^"\\]|\\.)*)" "(?P<http_user_agent>(?:[^"\\]|\\.)*)")?'
     r'(?P<extra>(?:\s*(?:"(?:[^"\\]|\\.)*"|[^\s"]+(?=["\s]|$)))*)\s*$'  # fields appended: quoted or bare
 )
 _APPENDED_QUOTED = re.compile(r'(?:^|\s)"((?:[^"\\]|\\.)*)"')  # a quoted field of its own, not a name="value"'s value
 _APPENDED_TIME = re.compile(r'(?:^|\s)(?:rt=|request_time=)?(\d+\.\d{3})(?=\s|$)')  # $request_time: seconds, to the ms
+_TOKEN_SHAPED = re.compile(r"^(?:[Bb]earer +)?[\x21-\x7e]{1,512}$")  # a key or bearer token: no spaces, no JSON
+_ADDRESSES_SHAPED = re.compile(r"[0-9a-fA-F:.\[\]]+(?:\s*,\s*[0-9a-fA-F:.\[\]]+)*")
+
+
+def _text_field(raw: str) -> str:
+    r"""A quoted field of an nginx text line as it was sent: nginx's default escaping writes
+    quotes, backslashes, control characters and bytes above 0x7E as ``\xHH``; a
+    ``log_format`` with ``escape=json`` writes them the JSON way.
+
+    >>> _text_field(r'{\x22prompt\x22:\x22caf\xC3\xA9\x22}'), _text_field(r'{\"prompt\":\"caf\u00e9\"}')
+    ('{"prompt":"café"}', '{"prompt":"café"}')
+    """
+    if "\\x" in raw:
+        raw_bytes = raw.encode("utf-8", "surrogateescape")
+        return _NGINX_ESCAPE.sub(lambda m: bytes([int(m[1], 16)]), raw_bytes).decode("utf-8", "replace")
+    if "\\" in raw:
+        try:
+            return msgspec.json.decode(f'"{raw}"'.encode("utf-8", "surrogateescape"))
+        except (msgspec.DecodeError, UnicodeError):
+            return raw.replace('\\"', '"')
+    return raw
 
 
 def _method_and_path(request: str) -> tuple[str | None, str | None]:
@@ -713,13 +739,16 @@ def _method_and_path(request: str) -> tuple[str | None, str | None]:
 
 
 def parse_nginx_text(line: str) -> list[Record]:
-    """nginx's default ``combined`` text format (or ``common``): no key, no body, no request id.
+    """nginx's ``combined`` text format (or ``common``), with the fields operators append to it.
 
-    The client is its address (hashed: ``ip_...``), so only rate and request shape count.
-    A ``"$http_x_api_key"`` or ``"$http_x_forwarded_for"`` field appended after the user
-    agent is read when it looks like one (a key, or addresses), and so is ``$request_time``
-    appended bare or as ``rt=`` (nginx's ``timed_combined`` and ``upstream_time`` formats);
-    other appended fields are passed over.
+    Alone it names no key and holds no body: the client is its address (hashed: ``ip_...``),
+    so only rate and request shape count. Fields appended after the user agent are read
+    when they look like one: ``"$http_x_api_key"`` or ``"$http_authorization"`` (a key or
+    bearer token), ``"$http_x_forwarded_for"`` (addresses), ``"$request_body"`` (a JSON
+    body: the prompt and its parameters, or a predict request's instances), and
+    ``$request_time`` bare or as ``rt=`` (nginx's ``timed_combined`` and ``upstream_time``
+    formats); other appended fields are passed over. Quoted fields are unescaped as nginx
+    wrote them, by default (``\\xHH``) or with ``escape=json``.
 
     >>> r = parse_nginx_text('203.0.113.7 - - [23/Nov/2026:10:00:00 +0000] "POST /v1/chat/completions HTTP/1.1" 200 512 "-" "curl/8.5.0"')[0]
     >>> (r["ts"], r["method"], r["path"], r["status"], r["user_agent"])
@@ -732,12 +761,13 @@ def parse_nginx_text(line: str) -> list[Record]:
         raise FormatError("not nginx combined/common text format (nor JSON)")
     method, path = _method_and_path(match["request"])
     appended = match["extra"] or ""
-    extras = [x.replace('\\"', '"') for x in _APPENDED_QUOTED.findall(appended)]
-    forwarded = next((x for x in extras if re.fullmatch(r"[0-9a-fA-F:.\[\]]+(?:\s*,\s*[0-9a-fA-F:.\[\]]+)*", x)), None)
-    key = next((x for x in extras if x not in ("", "-") and x is not forwarded), None)
+    extras = [_text_field(x) for x in _APPENDED_QUOTED.findall(appended)]
+    body = next((x for x in extras if x.startswith(("{", "["))), None)
+    forwarded = next((x for x in extras if _ADDRESSES_SHAPED.fullmatch(x)), None)
+    key = next((x for x in extras if x not in ("", "-") and x is not forwarded and x is not body and _TOKEN_SHAPED.match(x)), None)
     ip = _address(match["remote_addr"], forwarded)
     took = _APPENDED_TIME.search(appended) if appended else None
-    return [_finish({
+    record = {
         "latency_ms": None if took is None else float(took[1]) * 1000.0,
         "ts": _nginx_time(match["time_local"]),
         "client_id": _text_line_client(key, ip),
@@ -745,8 +775,9 @@ def parse_nginx_text(line: str) -> list[Record]:
         "method": method,
         "path": path,
         "status": int(match["status"]),
-        "user_agent": match["http_user_agent"],
-    })]  # fmt: skip
+        "user_agent": _text_field(match["http_user_agent"] or ""),
+    }  # fmt: skip
+    return _records_with_body(record, _json_body(body))
 
 
 ENVOY_JSON_FORMAT = """
@@ -1401,12 +1432,12 @@ def _parse_line(fmt: str, line: bytes | str, parser: Callable[[Mapping], list[Re
             raise ValueError(f"unknown log format {fmt!r}; choose from {', '.join(PARSERS)}") from None
     text_parser = _TEXT_PARSERS.get(fmt)
     if text_parser is not None and not _opens_json(line):  # a text line: no JSON to try first
-        return text_parser(_text_of(line).rstrip("\r\n"))
+        return _parse_one(text_parser, fmt, _text_of(line).rstrip("\r\n"))
     try:
         data = _decode_json(line)
     except FormatError:
         if text_parser is not None:
-            return text_parser(_text_of(line).rstrip("\r\n"))
+            return _parse_one(text_parser, fmt, _text_of(line).rstrip("\r\n"))
         raise
     if isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
         return [record for item in data for record in _parse_one(parser, fmt, item)]  # a batch (Kong http-log queue)
@@ -1429,7 +1460,7 @@ def _opens_json(line: bytes | str) -> bool:
     return head in (b"[", "[") and stripped[1:].lstrip()[:1] in (b"{", b"]", "{", "]")
 
 
-def _parse_one(parser: Callable[[Mapping], list[Record]], fmt: str, data: dict) -> list[Record]:
+def _parse_one(parser: Callable[[Any], list[Record]], fmt: str, data: dict | str) -> list[Record]:
     try:
         return parser(data)
     except FormatError:

@@ -75,6 +75,34 @@ def test_a_real_nginx_text_log_with_fields_appended_after_the_user_agent_is_read
     assert events[0].user_agent.startswith("curl/8.5.0")
 
 
+def test_a_real_nginx_text_log_with_the_key_and_body_appended_is_read_whole():
+    """``tests/data/nginx-text-request-body.log``: combined with ``"$http_x_api_key"
+    "$request_body"`` appended, nginx's default escaping (``\\x22``); and
+    ``nginx-text-escape-json.log``: the same with ``"$http_authorization"`` and
+    ``escape=json`` (an absent user is ``""``, not ``-``). Before, the body was passed over,
+    a line without a key took its body as the key (each request a client of its own), and
+    every ``escape=json`` line was dead-lettered."""
+    events, dead, reader = read(DATA / "nginx-text-request-body.log")
+    assert reader.format == "nginx" and not dead and len(events) == 7
+    chat, followup, anonymous, row_a, row_b, truncated, get = events
+    key_a = client_id_for_key("sk-live-postdata-a1")
+    assert chat.client_id == followup.client_id == truncated.client_id == key_a
+    assert (chat.prompt, chat.params.temperature, chat.params.logprobs, chat.model) == (
+        'What is "a" mortgage?\nTwo lines, café', 0.0, True, "aurora-8b-instruct")
+    assert followup.prompt == "Explain bond ladders to a beginner." and followup.params.temperature == 0.7
+    assert anonymous.client_id == client_id_for_ip("127.0.0.1") and anonymous.prompt == "Translate: good morning"
+    assert row_a.client_id == row_b.client_id == get.client_id == client_id_for_key("sk-live-postdata-b2")
+    assert (row_a.features, row_b.features) == ([1.5, 2.0, 3.0], [4.0, 5.0, 6.25])
+    assert truncated.prompt is None and get.prompt is None and get.status == 501  # a body cut short is still a request
+
+    events, dead, reader = read(DATA / "nginx-text-escape-json.log")
+    assert reader.format == "nginx" and not dead and len(events) == 3
+    chat, anonymous, get = events
+    assert chat.client_id == get.client_id == client_id_for_key("sk-live-postdata-c3")
+    assert (chat.prompt, chat.params.temperature, chat.params.logprobs) == ('What is "a" mortgage?\nTwo lines, café', 0.0, True)
+    assert anonymous.client_id == client_id_for_ip("127.0.0.1") and anonymous.prompt == "Translate: good morning"
+
+
 def test_a_real_nginx_log_in_the_widely_published_json_combined_layout_is_read_whole():
     """``tests/data/nginx-json-combined.log``: the same nginx with the JSON layout most guides
     publish (``@timestamp``, ``time_local``, the ``$request`` line instead of method and URI;
