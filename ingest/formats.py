@@ -830,7 +830,7 @@ def parse_envoy_text(line: str) -> list[Record]:
         raise FormatError("not Envoy's default text access log format (nor JSON)")
     extras = [x for x in re.findall(r'"([^"]*)"', match["extra"] or "") if not _missing(x)]
     peer = next((x for x in extras if _is_address(x)), None)
-    key = next((x for x in extras if x is not peer), None)
+    key = next((x for x in extras if x is not peer and _TOKEN_SHAPED.match(x)), None)
     ip = _address(peer, match["x_forwarded_for"])
     if ip is None and key is None:
         raise FormatError(
