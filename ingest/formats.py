@@ -811,13 +811,24 @@ _ENVOY_DEFAULT = re.compile(
 )
 
 
+# Istio's default (``meshConfig.accessLogFile`` with no format): Envoy's fields with the response
+# code details, termination details and upstream failure after the flags, and the upstream
+# cluster, upstream and downstream addresses, server name and route appended bare.
+_ISTIO_DEFAULT = re.compile(
+    r'^\[(?P<start_time>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+) (?P<protocol>[^"]*)" (?P<response_code>\d+) \S+ \S+ \S+ '
+    r'"[^"]*" (?:\d+|-) (?:\d+|-) (?P<duration>\d+|-) (?:\d+|-) "(?P<x_forwarded_for>[^"]*)" "(?P<user_agent>(?:[^"]|"(?! "))*)" '
+    r'"(?P<request_id>[^"]*)" "[^"]*" "[^"]*" \S+ \S+ \S+ (?P<downstream_remote_address>\S+) \S+ \S+(?P<extra>(?: "[^"]*")*)\s*$'
+)
+
+
 def parse_envoy_text(line: str) -> list[Record]:
-    """Envoy's default access log format (a file access log without ``json_format``): no
-    key, no body and no peer address.
+    """Envoy's default access log format (a file access log without ``json_format``), or
+    Istio's (:data:`_ISTIO_DEFAULT`): no key and no body; Envoy's logs no peer address either.
 
     The client is its address (hashed: ``ip_...``), so only rate and request shape count:
-    the ``X-Forwarded-For`` one, or a peer address appended to the format
-    (``"%DOWNSTREAM_REMOTE_ADDRESS%"``, read through the trusted proxies as everywhere).
+    the ``X-Forwarded-For`` one, or the peer address (Istio's downstream address, or one
+    appended to Envoy's format as ``"%DOWNSTREAM_REMOTE_ADDRESS%"``), read through the trusted
+    proxies as everywhere.
     Another field appended (``"%REQ(X-API-KEY)%"``) names the client by its key.
 
     >>> r = parse_envoy_text('[2026-11-23T10:00:00.125Z] "POST /v1/chat/completions HTTP/1.1" 200 - 45 11 7 6 '
@@ -825,11 +836,12 @@ def parse_envoy_text(line: str) -> list[Record]:
     >>> (r["ts"], r["method"], r["path"], r["status"], r["latency_ms"], r["ip"], r["client_id"].startswith("ip_"))
     (1795428000.125, 'POST', '/v1/chat/completions', 200, 7.0, '203.0.113.7', True)
     """
-    match = _ENVOY_DEFAULT.match(line)
+    match = _ENVOY_DEFAULT.match(line) or _ISTIO_DEFAULT.match(line)
     if match is None:
-        raise FormatError("not Envoy's default text access log format (nor JSON)")
+        raise FormatError("not Envoy's (or Istio's) default text access log format (nor JSON)")
     extras = [x for x in re.findall(r'"([^"]*)"', match["extra"] or "") if not _missing(x)]
-    peer = next((x for x in extras if _is_address(x)), None)
+    istio_peer = match.groupdict().get("downstream_remote_address")
+    peer = istio_peer if istio_peer and _is_address(istio_peer) else next((x for x in extras if _is_address(x)), None)
     key = next((x for x in extras if x is not peer and _TOKEN_SHAPED.match(x)), None)
     ip = _address(peer, match["x_forwarded_for"])
     if ip is None and key is None:
@@ -1244,7 +1256,11 @@ def guess_format(line: bytes | str) -> str | None:
         data = _decode_json(line)
     except FormatError:
         text = _text_of(line).rstrip("\r\n")
-        return "nginx" if _COMBINED.match(text) else "envoy" if _ENVOY_DEFAULT.match(text) else "haproxy" if _HAPROXY.match(text) else None
+        if _COMBINED.match(text):
+            return "nginx"
+        if _ENVOY_DEFAULT.match(text) or _ISTIO_DEFAULT.match(text):
+            return "envoy"
+        return "haproxy" if _HAPROXY.match(text) else None
     if isinstance(data, list) and data and isinstance(data[0], dict):
         data = data[0]  # a batch (Kong http-log's queue): its records share a format
     if not isinstance(data, dict):

@@ -244,6 +244,23 @@ def test_a_real_envoy_default_text_log_is_read_as_rate_and_shape():
     assert no_key.client_id == client_id_for_ip("127.0.0.1") and no_key.user_agent == 'odd "quoted" agent'
 
 
+
+
+def test_a_real_envoy_log_in_istios_default_text_format_is_read_whole():
+    """``tests/data/envoy-istio-default.log``: a real Envoy 1.40 with the text format an Istio
+    mesh (and so a KServe install behind its ingress gateway) logs by default: response code
+    details, termination details and the upstream failure after the flags, and the upstream
+    cluster, the addresses, the server name and the route appended bare. The client is the
+    X-Forwarded-For address, else the downstream peer. Before, every line was dead-lettered."""
+    events, dead, reader = read(DATA / "envoy-istio-default.log")
+    assert reader.format == "envoy" and not dead and len(events) == 7
+    chat, predict, models, probe = events[:4]
+    assert chat.client_id == client_id_for_ip("198.51.100.7") and chat.ip == "198.51.100.7"
+    assert (chat.method, chat.path, chat.status, chat.latency_ms) == ("POST", "/v1/chat/completions", 200, 1.0)
+    assert chat.ts == pytest.approx(1796397610.463, abs=1e-6) and chat.request_id == "547b473e-865b-4680-a0a1-0e0c99fe035b"
+    assert predict.client_id == probe.client_id == client_id_for_ip("127.0.0.1") and predict.path == "/v1/models/fraud:predict"
+    assert models.user_agent == 'Mozilla/5.0 (X11; Linux x86_64) "quoted"' and models.status == 501
+    assert (probe.path, probe.status, probe.user_agent) == ("/healthz", 404, "kube-probe/1.29")
 @pytest.mark.parametrize("fmt", ["auto", "nginx"])
 def test_a_byte_order_mark_at_the_start_of_a_file_loses_no_line(fmt):
     """Windows tools start a UTF-8 file with a byte-order mark; the first line is still read."""
