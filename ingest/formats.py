@@ -300,7 +300,7 @@ _TIME_NAMES = ("time_iso8601", "time", "timestamp", "ts", "time_local", "start_t
 _ADDRESS_NAMES = ("remote_addr", "client_ip", "realip_remote_addr", "remote_ip", "real_ip", "x_real_ip", "source_ip",
                   "src_ip", "client_addr", "client_address", "clientip", "downstream_remote_address")  # fmt: skip
 _METHOD_NAMES = ("method", "request_method", "http_method", "verb")
-_PATH_NAMES = ("uri", "request_uri", "path", "request_path", "url", "url_path")
+_PATH_NAMES = ("uri", "request_uri", "path", "request_path", "url", "url_path", "x_envoy_origin_path")  # the last: Envoy Gateway's default
 _STATUS_NAMES = ("status", "status_code", "response_code", "response_status")
 
 

@@ -261,6 +261,18 @@ def test_a_real_envoy_log_in_istios_default_text_format_is_read_whole():
     assert predict.client_id == probe.client_id == client_id_for_ip("127.0.0.1") and predict.path == "/v1/models/fraud:predict"
     assert models.user_agent == 'Mozilla/5.0 (X11; Linux x86_64) "quoted"' and models.status == 501
     assert (probe.path, probe.status, probe.user_agent) == ("/healthz", 404, "kube-probe/1.29")
+
+
+def test_a_real_envoy_log_in_envoy_gateways_default_json_is_read_whole():
+    """``tests/data/envoy-gateway-default.log``: a real Envoy 1.40 with Envoy Gateway's default
+    access log (the Kubernetes Gateway API implementation that Envoy AI Gateway builds on),
+    which names the path ``x-envoy-origin-path``. Before, its lines had no path."""
+    events, dead, reader = read(DATA / "envoy-gateway-default.log")
+    assert reader.format == "envoy" and not dead and len(events) == 4
+    chat, versioned, predict, probe = events
+    assert chat.client_id == client_id_for_ip("198.51.100.7") and (chat.method, chat.path, chat.status) == ("POST", "/v1/chat/completions", 200)
+    assert versioned.ip == "203.0.113.50" and versioned.path == "/v1/chat/completions?api-version=2025-01-01"
+    assert predict.path == "/v1/models/fraud:predict" and (probe.path, probe.status) == ("/healthz", 404)
 @pytest.mark.parametrize("fmt", ["auto", "nginx"])
 def test_a_byte_order_mark_at_the_start_of_a_file_loses_no_line(fmt):
     """Windows tools start a UTF-8 file with a byte-order mark; the first line is still read."""
