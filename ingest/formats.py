@@ -686,7 +686,8 @@ def _gateway_records(d: Mapping, record: Record) -> list[Record]:
     default JSON access log) its address, as for the text formats; and the request body, an
     OpenAI-style call (one record) or a model-server predict request (one record per instance)."""
     api_key = _first(_pick(d, *_API_KEY_NAMES), _bearer(_pick(d, "authorization")))
-    record["client_id"] = _first(_pick(d, "client_id", "consumer"), _key_client(api_key), _address_client(record.get("ip")))
+    user = _pick(d, "user_id", "remote_user")  # an authenticated user (Caddy's basic auth, nginx's $remote_user)
+    record["client_id"] = _first(_pick(d, "client_id", "consumer"), _key_client(api_key), _key_client(user), _address_client(record.get("ip")))
     return _records_with_body(record, _json_body(_pick(d, "request_body", "body", "req_body")))
 
 
@@ -770,7 +771,7 @@ def parse_nginx_text(line: str) -> list[Record]:
     record = {
         "latency_ms": None if took is None else float(took[1]) * 1000.0,
         "ts": _nginx_time(match["time_local"]),
-        "client_id": _text_line_client(key, ip),
+        "client_id": _text_line_client(key or _first(match["remote_user"]), ip),  # a key, else the basic-auth user, else the address
         "ip": ip,
         "method": method,
         "path": path,

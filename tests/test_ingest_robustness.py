@@ -154,6 +154,18 @@ def test_a_real_caddy_json_access_log_is_read_as_rate_and_shape():
     assert events[0].ts == pytest.approx(1796388245.5606725) and events[0].latency_ms == pytest.approx(1.014)
 
 
+def test_a_basic_auth_user_names_the_client_where_no_key_does():
+    """``tests/data/caddy-basic-auth.log``: the same Caddy with ``basicauth``; its log names the
+    authenticated user (``user_id``), which is the client, and a request refused for a wrong
+    password is its address. nginx's ``$remote_user`` in the combined format counts the same."""
+    events, dead, reader = read(DATA / "caddy-basic-auth.log")
+    assert reader.format == "caddy" and not dead and len(events) == 3
+    assert events[0].client_id == events[1].client_id == client_id_for_key("team-alpha")
+    assert events[2].client_id == client_id_for_ip("127.0.0.1") and events[2].status == 401
+    line = b'203.0.113.7 - team-beta [23/Nov/2026:10:00:00 +0000] "POST /v1/chat/completions HTTP/1.1" 200 512 "-" "curl/8.5.0"'
+    assert read_lines([line], "combined")[0][0].client_id == client_id_for_key("team-beta")
+
+
 @pytest.mark.parametrize("sample", ["nginx-json.log", "envoy-json-epoch.log", "nginx-combined.log"])
 def test_a_gateway_log_as_a_shipper_wrote_it_reads_as_the_log_itself(sample):
     """The same real log as Fluent Bit's file output writes it (``{"date", "log"}`` JSON lines)
