@@ -66,9 +66,12 @@ def main() -> int:
         ("nginx JSON, json_combined layout (real)", "nginx", sample_lines("nginx-json-combined.log", args.lines)),
         ("nginx combined text (real sample)", "nginx", sample_lines("nginx-combined.log", args.lines)),
         ("nginx upstream_time text (real)", "nginx", sample_lines("nginx-upstream-time.log", args.lines)),
+        ("nginx text + key + body, \\xHH escapes (real)", "nginx", sample_lines("nginx-text-request-body.log", args.lines)),
         ("envoy JSON (real sample)", "envoy", sample_lines("envoy-json.log", args.lines)),
         ("envoy JSON, epoch time, header names (real)", "envoy", sample_lines("envoy-json-epoch.log", args.lines)),
         ("envoy default text + key (real)", "envoy", sample_lines("envoy-default-extended.log", args.lines)),
+        ("envoy, Istio's default text (real)", "envoy", sample_lines("envoy-istio-default.log", args.lines)),
+        ("envoy, Envoy Gateway's default JSON (real)", "envoy", sample_lines("envoy-gateway-default.log", args.lines)),
         ("caddy JSON, no body (real)", "caddy", sample_lines("caddy-json.log", args.lines)),
         ("haproxy httplog, captured key (real)", "haproxy", sample_lines("haproxy-httplog.log", args.lines)),
     ]

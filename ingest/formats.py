@@ -30,6 +30,7 @@ Formats (``--format`` of ``clonewatch ship``):
 
 from __future__ import annotations
 
+import codecs
 import functools
 import hashlib
 import hmac
@@ -723,6 +724,11 @@ def _text_field(raw: str) -> str:
     """
     if "\\x" in raw:
         raw_bytes = raw.encode("utf-8", "surrogateescape")
+        if raw_bytes.count(b"\\") == raw_bytes.count(b"\\x"):  # as nginx writes it (a backslash is \x5C)
+            try:
+                return codecs.escape_decode(raw_bytes)[0].decode("utf-8", "replace")
+            except ValueError:
+                pass  # an \x without two hex digits
         return _NGINX_ESCAPE.sub(lambda m: bytes([int(m[1], 16)]), raw_bytes).decode("utf-8", "replace")
     if "\\" in raw:
         try:
