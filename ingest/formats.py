@@ -941,6 +941,38 @@ def parse_caddy(data: Mapping) -> list[Record]:
     return parse_nginx(data)  # the proxy names nginx's parser reads, duration in seconds included
 
 
+def parse_traefik(data: Mapping) -> list[Record]:
+    """Traefik's JSON access log (``accessLog.format: json``): its core fields in CamelCase
+    (``StartUTC``, ``ClientHost``, ``RequestMethod``, ``RequestPath``, ``DownstreamStatus``,
+    ``Duration`` in nanoseconds) and each kept request header as ``request_<Header-Name>``.
+    Traefik logs no body, and drops every header unless told to keep it
+    (``accessLog.fields.headers.names.X-Api-Key: keep``, ``User-Agent: keep``); without a
+    key the client is its ``ClientUsername`` when basic auth named one, else its address:
+    ``ClientHost``, the peer, or behind a load balancer the kept ``X-Forwarded-For`` header read
+    through the trusted proxies. A header logged as ``REDACTED`` (the ``redact`` mode) is absent.
+
+    >>> r = parse_traefik({"ClientAddr": "203.0.113.7:51234", "ClientHost": "203.0.113.7", "ClientUsername": "-",
+    ...     "DownstreamStatus": 200, "Duration": 431250000, "RequestMethod": "POST", "RequestPath": "/v1/chat/completions",
+    ...     "StartUTC": "2026-11-23T10:00:00.125Z", "request_X-Api-Key": "sk-live-traefik-a1",
+    ...     "request_User-Agent": "OpenAI/Python 1.54.3", "entryPointName": "web", "level": "info", "msg": ""})[0]
+    >>> r["client_id"] == client_id_for_key("sk-live-traefik-a1"), r["ts"], r["path"], r["status"], r["latency_ms"], r["ip"]
+    (True, 1795428000.125, '/v1/chat/completions', 200, 431.25, '203.0.113.7')
+    """
+    d = _normalized(data)
+    headers = {name[len("request_"):]: value for name, value in d.items() if name.startswith("request_") and value != "REDACTED"}
+    nanoseconds = _number(d.get("duration"), "Duration")
+    return _gateway_records({**headers, "user_id": d.get("clientusername")}, {
+        "ts": _ts(_first(d.get("startutc"), d.get("startlocal"), d.get("time")), "StartUTC"),
+        "ip": _address(_first(d.get("clienthost"), d.get("clientaddr")), headers.get("x_forwarded_for")),
+        "method": d.get("requestmethod"),
+        "path": d.get("requestpath"),
+        "status": _int(_first(d.get("downstreamstatus"), d.get("originstatus")), "DownstreamStatus"),
+        "latency_ms": None if nanoseconds is None else round(nanoseconds / 1e6, 3),
+        "user_agent": headers.get("user_agent"),
+        "request_id": headers.get("x_request_id"),
+    })  # fmt: skip
+
+
 def parse_envoy(data: Mapping) -> list[Record]:
     """Envoy JSON access log (``json_format``), keys named as the operator likes.
 
@@ -1210,6 +1242,7 @@ PARSERS: dict[str, Callable[[Mapping], list[Record]]] = {
     "kserve": parse_kserve,
     "aws": parse_aws_apigateway,
     "caddy": parse_caddy,
+    "traefik": parse_traefik,
     "haproxy": parse_nginx,  # a JSON log-format: the proxy names nginx's parser reads
 }
 FORMATS = ("auto", *PARSERS)
@@ -1228,6 +1261,8 @@ _SIGNATURES: dict[str, frozenset[str]] = {
                           "spend", "metadata", "model_group", "messages"}),
     "kserve": frozenset({"instances", "inputs", "inferenceservicename", "specversion", "data", "signature_name"}),
     "caddy": frozenset({"logger", "msg", "level", "resp_headers", "user_id", "size", "duration", "status"}),
+    "traefik": frozenset({"StartUTC", "StartLocal", "ClientHost", "ClientAddr", "RequestMethod", "RequestPath", "DownstreamStatus",
+                          "OriginStatus", "RouterName", "ServiceName", "entryPointName", "RequestCount", "RetryAttempts"}),
     "aws": frozenset({"requestId", "requestTime", "requestTimeEpoch", "httpMethod", "resourcePath", "apiKeyId", "responseLength",
                       "integrationLatency", "responseLatency", "extendedRequestId"}),
 }  # fmt: skip

@@ -154,6 +154,22 @@ def test_a_real_caddy_json_access_log_is_read_as_rate_and_shape():
     assert events[0].ts == pytest.approx(1796388245.5606725) and events[0].latency_ms == pytest.approx(1.014)
 
 
+def test_a_traefik_json_access_log_is_read_as_rate_and_shape():
+    """``tests/data/traefik-json.log``, written from the field names of Traefik's source (no
+    Traefik binary here): a kept ``X-Api-Key`` names the client; a redacted ``Authorization``
+    is absent, so that client is its kept ``X-Forwarded-For`` address behind a private peer; a
+    basic-auth ``ClientUsername`` names its client; ``Duration`` is in nanoseconds."""
+    events, dead, reader = read(DATA / "traefik-json.log")
+    assert reader.format == "traefik" and not dead and len(events) == 4
+    keyed, redacted, user, unknown = events
+    assert keyed.client_id == client_id_for_key("sk-live-traefik-a1") and keyed.user_agent == "OpenAI/Python 1.54.3"
+    assert (keyed.method, keyed.path, keyed.status, keyed.latency_ms) == ("POST", "/v1/chat/completions", 200, 431.25)
+    assert keyed.ts == pytest.approx(1796378400.125134, abs=1e-6)
+    assert redacted.client_id == client_id_for_ip("198.51.100.23") and redacted.ip == "198.51.100.23"
+    assert user.client_id == client_id_for_key("team-alpha")
+    assert unknown.client_id == client_id_for_ip("203.0.113.7") and (unknown.status, unknown.latency_ms) == (404, 0.052)
+
+
 def test_a_basic_auth_user_names_the_client_where_no_key_does():
     """``tests/data/caddy-basic-auth.log``: the same Caddy with ``basicauth``; its log names the
     authenticated user (``user_id``), which is the client, and a request refused for a wrong
@@ -496,9 +512,9 @@ def mutated_lines(n: int, seed: int = 0):
 def test_a_hundred_thousand_fuzzed_lines_each_give_events_or_a_dead_letter():
     tracemalloc.start()
     lines = events = letters = 0
-    for fmt in ("auto", "nginx", "envoy", "canonical", "caddy", "haproxy"):
+    for fmt in ("auto", "nginx", "envoy", "canonical", "caddy", "haproxy", "traefik"):
         reader = EventReader("fuzz", fmt)
-        for i, line in enumerate(mutated_lines(17_000, seed=sum(fmt.encode())), start=1):
+        for i, line in enumerate(mutated_lines(15_000, seed=sum(fmt.encode())), start=1):
             if not line.strip():
                 continue
             lines += 1
