@@ -27,9 +27,14 @@ def render_summary(summary: RunSummary, config: RunConfig, top: int = 5) -> str:
         f"decisions         {summary.decisions:,} (action changes)",
         f"model             {summary.model_version} ({summary.model_source}); prompts embedded with {summary.embedder}",
     ]
-    if summary.accepted and summary.with_query < summary.accepted / 2:
+    if summary.probes:
+        lines.append(
+            f"health checks     {summary.probes:,} events from load balancers' and orchestrators' probes or metrics scrapes: stored, not scored"
+        )
+    requests = summary.accepted - summary.probes
+    if requests and summary.with_query < requests / 2:
         lines += [
-            f"queries           {summary.with_query:,} of {summary.accepted:,} events carry a prompt or features: without request bodies the",
+            f"queries           {summary.with_query:,} of {requests:,} requests carry a prompt or features: without request bodies the",
             "                  clients are judged on rate and request shape only, not on what they ask; log the body",
             "                  where the gateway can (docs/gateways.md), or send its canonical record",
         ]

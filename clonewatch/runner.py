@@ -20,6 +20,7 @@ from clonewatch.model_watch import ModelWatcher
 from clonewatch.progress import how_far, progress_bar
 from detectors import ClientState, CloneDetector, CloneModel, PolicyConfig, fit_clone_model
 from detectors.embedding import embedder_for
+from detectors.probes import is_probe
 from detectors.vectorize import Vectorizer
 from ingest.decode import DecodeLimits
 from ingest.formats import CustomFormat
@@ -52,6 +53,7 @@ class RunConfig:
 class RunSummary:
     accepted: int = 0
     with_query: int = 0  # of the accepted events, those whose request body gave a prompt or features
+    probes: int = 0  # of the accepted events, health checks and metrics scrapes: stored, not scored (detectors.probes)
     rejected: int = 0
     format: str | None = None  # the input's format (--format auto: the one its lines showed)
     decisions: int = 0
@@ -159,7 +161,7 @@ class EmbeddedRunner:
         events = [e for e, _ in pending]
         model = fit_clone_model(events, [v for _, v in pending], contaminated=True, n_jobs=-1, progress=progress)
         model.metadata["embedder"] = self.vectorizer.embedder.describe()
-        clients = len({e.client_id for e in events})
+        clients = len({e.client_id for e in events if not is_probe(e)})
         self._use_model(model, f"fitted on the first {len(events):,} events ({clients} clients) of the input itself, no --model given")
         self.summary.fitted_on_input = True
 
@@ -171,6 +173,7 @@ class EmbeddedRunner:
         result = self.detector.process(events, vectors, self.states)
         self.summary.accepted += len(events)
         self.summary.with_query += sum(e.prompt is not None or e.features is not None for e in events)
+        self.summary.probes += sum(map(is_probe, events))
         self.summary.decisions += len(result.decisions)
         store.insert_access_events(events, self.config.keep_prompts)
         store.insert_risk_scores(result.scores)

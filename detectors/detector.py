@@ -19,6 +19,7 @@ from detectors.client_state import ClientState
 from detectors.features import FEATURE_NAMES, extract_features
 from detectors.model import CloneModel
 from detectors.policy import Policy, PolicyConfig
+from detectors.probes import is_probe
 from detectors.reference import SpaceReference
 from schemas import AccessEvent, Action, CampaignFact, CampaignScore, CampaignVerdict, Decision, RiskScore, to_rfc3339
 
@@ -153,6 +154,8 @@ class CloneDetector:
     ) -> BatchResult:
         if not events:
             return BatchResult()
+        if any(map(is_probe, events)):  # health checks and scrapes: no client's behaviour (detectors.probes)
+            return self._without_probes(events, vectors, states)
         projected = project(self.model.references, events, vectors)
         rows, seen = learn_and_extract(self.model.references, events, vectors, states, self.model.window, projected)
         own = self._assess(rows, seen, [e.client_id for e in events])
@@ -190,6 +193,17 @@ class CloneDetector:
             if withheld:
                 reasons = [withheld, *reasons]
             result.scores.append(self._score(events[i], rows[i], float(result.risks[i]), states[cid], int(seen[i]), reasons))
+        return result
+
+    def _without_probes(
+        self, events: Sequence[AccessEvent], vectors: Sequence[np.ndarray | None], states: MutableMapping[str, ClientState]
+    ) -> BatchResult:
+        """The batch scored without its probes, whose risk is 0 and which no state learns."""
+        kept = [i for i, event in enumerate(events) if not is_probe(event)]
+        result = self.process([events[i] for i in kept], [vectors[i] for i in kept], states)
+        risks = np.zeros(len(events))
+        risks[kept] = result.risks
+        result.risks = risks
         return result
 
     def apply_verdicts(self, verdicts: Sequence[CampaignVerdict], states: Mapping[str, ClientState]) -> list[Decision]:

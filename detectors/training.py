@@ -21,6 +21,7 @@ from detectors.evidence import SequentialTest
 from detectors.features import FEATURE_NAMES, FEATURE_SUSPICIOUS_SIDE
 from detectors.model import CloneModel, library_versions
 from detectors.policy import PolicyConfig
+from detectors.probes import is_probe
 from detectors.reference import SpaceReference
 from detectors.risk_model import RiskModel
 from schemas import AccessEvent, to_epoch, to_rfc3339
@@ -92,9 +93,15 @@ def fit_clone_model(
     minimum evidence and confirmation), scored out of fold by a model that never saw the
     client. A risk of 0.999 then means that 0.1% of benign clients like these would reach
     it at some point of their life, which is what a threshold's false-positive rate is.
+
+    Health checks and metrics scrapes (:mod:`detectors.probes`) are no client's behaviour
+    and are left out.
     """
     if len(events) != len(vectors):
         raise ValueError("events and vectors must have the same length")
+    if any(map(is_probe, events)):
+        kept = [i for i, e in enumerate(events) if not is_probe(e)]
+        events, vectors = [events[i] for i in kept], [vectors[i] for i in kept]
     clients = {e.client_id for e in events}
     if len(clients) < 2:
         raise ValueError(f"training needs traffic from several clients, got {len(clients)}")

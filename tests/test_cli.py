@@ -212,5 +212,8 @@ def test_the_summary_says_when_a_log_carries_no_request_bodies() -> None:
     from clonewatch.runner import RunConfig, RunSummary
 
     config = RunConfig(input="access.log")
-    assert "0 of 7 events carry a prompt or features" in render_summary(RunSummary(accepted=7, with_query=0), config)
+    assert "0 of 7 requests carry a prompt or features" in render_summary(RunSummary(accepted=7, with_query=0), config)
     assert "carry a prompt or features" not in render_summary(RunSummary(accepted=7, with_query=6), config)
+    # health checks are no client's requests: 6 of the 7 others carry a query
+    with_checks = render_summary(RunSummary(accepted=107, with_query=6, probes=100), config)
+    assert "carry a prompt or features" not in with_checks and "health checks     100 events" in with_checks

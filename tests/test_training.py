@@ -102,3 +102,38 @@ def test_folds_fitted_side_by_side_give_the_same_model_and_report_progress():
     assert alone.sequential.tau_ == side_by_side.sequential.tau_
     assert stages[0].startswith("references") and stages[-1] == "sequential tests"
     assert "features out of fold 10/10" in stages and "risk model out of fold 10/10" in stages
+
+
+def load_balancer_checks(start: float, end: float, every: float = 10.0) -> list[AccessEvent]:
+    """Two nodes of a load balancer asking GET /healthz every ``every`` seconds, as its access log shows them."""
+    return [
+        AccessEvent(ts=t, client_id=f"ip_{node}", ip=f"10.0.{node}.17", method="GET", path="/healthz", status=200, user_agent="ELB-HealthChecker/2.0")
+        for node in (1, 2)
+        for t in np.arange(start + node, end, every)
+    ]
+
+
+def test_health_checks_are_neither_learned_from_nor_scored():
+    """A real gateway's log holds its load balancer's health checks beside the API's traffic:
+    the most machine-regular clients of the day. Training leaves them out (the model is the
+    one fitted without them, to its data hash), and scoring gives them no state, no score and
+    no decision, while the clients around them are scored as before."""
+    events, vectors = own_corner_events(30, 20, seed=2, prefix="c")
+    checks = load_balancer_checks(events[0].ts, events[-1].ts, every=2.0)
+    merged = sorted([(e.ts, 0, e, v) for e, v in zip(events, vectors)] + [(e.ts, 1, e, None) for e in checks], key=lambda x: x[:2])
+    with_checks = fit_clone_model([m[2] for m in merged], [m[3] for m in merged], n_estimators=20)
+    without = fit_clone_model(events, vectors, n_estimators=20)
+    assert len(checks) > len(events) and with_checks.version == without.version
+    assert with_checks.metadata["training_clients"] == 30
+
+    fresh, fresh_vectors = own_corner_events(10, 30, seed=3, prefix="new")
+    probes = load_balancer_checks(fresh[0].ts, fresh[-1].ts, every=2.0)
+    mixed = sorted([(e.ts, 0, e, v) for e, v in zip(fresh, fresh_vectors)] + [(e.ts, 1, e, None) for e in probes], key=lambda x: x[:2])
+    states: dict = {}
+    result = CloneDetector.from_model(without).process([m[2] for m in mixed], [m[3] for m in mixed], states)
+    alone = CloneDetector.from_model(without).process(fresh, fresh_vectors, {})
+    is_check = np.array([m[1] == 1 for m in mixed])
+    assert not any(c.startswith("ip_") for c in states) and not any(s.client_id.startswith("ip_") for s in result.scores)
+    assert not any(d.client_id.startswith("ip_") for d in result.decisions)
+    assert len(result.risks) == len(mixed) and not result.risks[is_check].any()
+    np.testing.assert_array_equal(result.risks[~is_check], alone.risks)
