@@ -139,6 +139,8 @@ def main(args: argparse.Namespace) -> int:
         f"({meta['training_snapshots']:,} snapshots; {rejected} lines rejected) in {time.monotonic() - started:.1f} s "
         f"(fitting {time.monotonic() - fit_started:.1f} s of it)"
     )
+    if probes := len(events) - meta["training_events"]:
+        print(f"{probes:,} health checks and metrics scrapes left out (load balancers', orchestrators' and monitors' probes: no client's requests)")
     if calibrated:
         print(f"risk calibrated on the peaks of {calibrated:,} clients")
         if calibrated * DEFAULT_TARGET_FPR < 1.0:
