@@ -1088,7 +1088,8 @@ def parse_litellm(data: Mapping) -> list[Record]:
     messages = _json_value(data.get("messages"))
     parameters = data.get("model_parameters")
     status = data.get("status")
-    inputs = batch_inputs({"input": messages, "prompt": data.get("prompt")})  # an embeddings call logs its input as messages
+    inputs = batch_inputs({"input": _embedding_inputs(messages) if data.get("call_type") in ("embedding", "aembedding") else messages,
+                           "prompt": data.get("prompt")})  # fmt: skip
     return [_finish(r) for r in one_per_input({
         "ts": start,
         "client_id": _first(data.get("client_id"), None if not isinstance(key_hash, str) else client_id_for_key_hash(key_hash, _settings.secret)),
@@ -1104,6 +1105,18 @@ def parse_litellm(data: Mapping) -> list[Record]:
         "tokens_out": _int(data.get("completion_tokens"), "completion_tokens"),
         "request_id": _first(data.get("request_id"), data.get("id")),
     }, inputs)]  # fmt: skip
+
+
+def _embedding_inputs(messages: Any) -> Any:
+    """An embeddings call's inputs as LiteLLM logs them: each one a user message
+    (``[{"role": "user", "content": "first doc"}, ...]``), or the list of strings itself.
+
+    >>> _embedding_inputs([{"role": "user", "content": "first doc"}, {"role": "user", "content": "second doc"}])
+    ['first doc', 'second doc']
+    """
+    if isinstance(messages, list) and all(isinstance(m, Mapping) and isinstance(m.get("content"), str) for m in messages):
+        return [m["content"] for m in messages]
+    return messages
 
 
 def parse_kserve(data: Mapping) -> list[Record]:

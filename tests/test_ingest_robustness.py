@@ -526,3 +526,19 @@ def test_a_hundred_thousand_fuzzed_lines_each_give_events_or_a_dead_letter():
     tracemalloc.stop()
     assert lines >= 99_000 and events + letters >= lines and letters > 0 and events > 0
     assert peak < 64 * 2**20, f"peak memory {peak / 2**20:.0f} MiB"
+
+
+def test_a_real_litellm_standard_logging_payload_is_read_whole():
+    """``tests/data/litellm-standard-payload.log``: the ``StandardLoggingPayload`` that LiteLLM
+    1.110 itself hands its loggers (a custom callback writing ``standard_logging_object``;
+    ``mock_response``, so nothing left the machine): a chat call with logprobs at temperature
+    0, a follow-up, an embeddings call of two inputs (logged as two user messages: before,
+    it read as one query, the last), and a failure without a key hash (a dead letter)."""
+    events, dead, reader = read(DATA / "litellm-standard-payload.log")
+    assert reader.format == "litellm" and len(events) == 4 and [d.line for d in dead] == [4]
+    chat, followup, first_doc, second_doc = events
+    assert chat.client_id == followup.client_id and chat.client_id.startswith("key_")
+    assert (chat.prompt, chat.params.temperature, chat.params.logprobs, chat.turns) == ('What is "a" mortgage?\nTwo lines, café', 0.0, True, 0)
+    assert (followup.prompt, followup.turns, followup.ip) == ("And the risks?", 1, "198.51.100.7")
+    assert (first_doc.prompt, second_doc.prompt, first_doc.path) == ("first doc", "second doc", "/v1/embeddings")
+    assert first_doc.request_id != second_doc.request_id and first_doc.client_id != chat.client_id
