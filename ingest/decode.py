@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from schemas import AccessEvent, DeadLetter
-from ingest.formats import client_id_for_key, dead_letter_raw, looks_like_key, without_bom
+from ingest.formats import client_id_for_key, dead_letter_raw, key_in_query, looks_like_key, without_bom
 from ingest.oversize import MAX_FEATURES as DEFAULT_MAX_FEATURES
 from ingest.oversize import MAX_PROMPT_CHARS as DEFAULT_MAX_PROMPT_CHARS
 from ingest.oversize import SKETCH_DIM, bounded_prompt, bounded_row
@@ -109,6 +109,8 @@ class EventDecoder:
             return self._reject(source if not isinstance(source, Mapping) else _as_line(source), line_no, problem)
         if looks_like_key(event.client_id):
             event.client_id = client_id_for_key(event.client_id)
+        if event.path is not None:
+            event.path, _ = key_in_query(event.path)  # a key in a query string is never kept
         return event
 
     def _decode(self, line: bytes | str) -> AccessEvent:

@@ -546,8 +546,13 @@ def _text_line_client(key: str | None, ip: str | None) -> str | None:
 
 
 def _finish(record: Record) -> Record:
-    """Drop empty fields; require the two fields every record needs."""
+    """Drop empty fields; require the two fields every record needs. A key in the path's
+    query string is masked there, and names a client the line knew only by its address."""
     out = {k: v for k, v in record.items() if v not in _ABSENT}
+    if isinstance(path := out.get("path"), str):
+        out["path"], key = key_in_query(path)
+        if key is not None and str(out.get("client_id", "ip_")).startswith("ip_"):
+            out["client_id"] = _key_client(key)
     if "client_id" not in out:
         raise FormatError("no client id in the line (no API key, consumer or client address to identify the client)")
     if "ts" not in out:
@@ -1352,13 +1357,36 @@ def dead_letter_raw(line: bytes | str) -> str:
     return mask_secrets(text.rstrip("\n")[:DEAD_LETTER_RAW_CHARS])
 
 
+# A key sent in the query string (Google's APIs take ``?key=``, many others ``?api_key=``).
+_QUERY_KEY = re.compile(r"([?&](?:key|api[_-]?key|apikey|access[_-]?token|token|x-api-key)=)([^&#\s\"]+)", re.IGNORECASE)
+
+
+def key_in_query(path: str) -> tuple[str, str | None]:
+    """The path with an API key in its query string masked, and that key (None without one).
+
+    >>> key_in_query("/v1beta/models/gemini:generateContent?alt=sse&key=AIzaSyD-abc123")
+    ('/v1beta/models/gemini:generateContent?alt=sse&key=***', 'AIzaSyD-abc123')
+    >>> key_in_query("/v1/chat/completions")
+    ('/v1/chat/completions', None)
+    """
+    if "=" not in path:
+        return path, None
+    match = _QUERY_KEY.search(path)
+    if match is None:
+        return path, None
+    return _QUERY_KEY.sub(r"\1***", path), match[2]
+
+
 def mask_secrets(raw: str) -> str:
-    """A raw line fit to keep in a dead letter: values of key, token and authorization fields masked.
+    """A raw line fit to keep in a dead letter: values of key, token and authorization fields
+    masked, and keys in a query string.
 
     >>> mask_secrets('{"http_x_api_key":"sk-live-4f9a","authorization":"Bearer abc","status":"200"}')
     '{"http_x_api_key":"***","authorization":"***","status":"200"}'
+    >>> mask_secrets('203.0.113.7 - - [23/Nov/2026:10:00:00 +0000] "POST /v1/x?key=AIzaSyD-abc HTTP/1.1" 200')
+    '203.0.113.7 - - [23/Nov/2026:10:00:00 +0000] "POST /v1/x?key=*** HTTP/1.1" 200'
     """
-    masked = _BEARER.sub(r"\1***", _SECRET_FIELD.sub(r"\1***\3", raw))
+    masked = _QUERY_KEY.sub(r"\1***", _BEARER.sub(r"\1***", _SECRET_FIELD.sub(r"\1***\3", raw)))
     return _CLIENT_ID_FIELD.sub(lambda m: m.group(1) + ("***" if looks_like_key(m.group(2)) else m.group(2)) + m.group(3), masked)
 
 

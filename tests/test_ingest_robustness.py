@@ -542,3 +542,19 @@ def test_a_real_litellm_standard_logging_payload_is_read_whole():
     assert (followup.prompt, followup.turns, followup.ip) == ("And the risks?", 1, "198.51.100.7")
     assert (first_doc.prompt, second_doc.prompt, first_doc.path) == ("first doc", "second doc", "/v1/embeddings")
     assert first_doc.request_id != second_doc.request_id and first_doc.client_id != chat.client_id
+
+
+def test_a_key_in_the_query_string_names_the_client_and_is_never_kept():
+    """``tests/data/nginx-text-query-key.log``: a real nginx line of a Gemini-style call with
+    its key in the URL (``?key=``, as Google's APIs take it). The key names the client (it
+    was the address's before) and is masked in the stored path, in a canonical record's
+    path too, and in a dead letter's raw line."""
+    events, dead, _ = read(DATA / "nginx-text-query-key.log")
+    (event,) = events
+    assert not dead and event.client_id == client_id_for_key("AIzaSyD-query-string-key-0123456789")
+    assert event.path == "/v1/models/gemini-pro:generateContent?alt=sse&key=***" and event.prompt == "Hi"
+    canonical = b'{"ts": 1795428000, "client_id": "acme", "path": "/v1/x?api_key=sk-live-abc123456789&n=2"}'
+    assert read_lines([canonical], "canonical.jsonl")[0][0].path == "/v1/x?api_key=***&n=2"
+    broken = (DATA / "nginx-text-query-key.log").read_bytes().replace(b" 200 ", b" 2x0 ")
+    (letter,) = read_lines([broken], "broken.log")[1]
+    assert "AIzaSyD" not in letter.raw and "key=***" in letter.raw
