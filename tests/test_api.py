@@ -12,7 +12,7 @@ from pathlib import Path
 
 from clonewatch.api.server import DecideConfig, RiskApi
 from clonewatch.api.state import ClientTable
-from ingest.formats import client_id_for_key
+from ingest.formats import client_id_for_ip, client_id_for_key
 from schemas import Action, Decision, RiskScore
 from sinks.clickhouse import ClickHouseStore, insert_risk_scores_from_child
 from tests.streaming_support import REPO_ROOT, Background, wait_until
@@ -61,10 +61,11 @@ def test_the_api_answers_lookups_and_gateways_from_the_store(tmp_path: Path) -> 
     store = tmp_path / "store"
     rows = [score(client_id_for_key(key), action, "2026-11-23T10:00:00Z", 50, 0.5 if action == "allow" else 0.9999) for action, key in KEYS.items()]
     rows.append(score(client_id_for_key(KEYS["deny"]), "allow", "2026-11-23T09:00:00Z", 10, 0.1))  # older: not the current state
+    rows.append(score(client_id_for_ip("203.0.113.7"), "deny", "2026-11-23T10:00:00Z", 40, 0.99999))  # a client of a log without keys
     fill_store(store, rows)
     server, base = serve_api(store, tmp_path / "api.log")
     try:
-        assert "4 clients" in server.log()
+        assert "5 clients" in server.log()
         assert get(f"{base}/healthz", token=None)[0] == 200
         assert get(f"{base}/v1/clients", token=None)[0] == 401
         assert get(f"{base}/v1/clients", token="wrong")[0] == 401
@@ -76,8 +77,8 @@ def test_the_api_answers_lookups_and_gateways_from_the_store(tmp_path: Path) -> 
         assert status == 200 and unknown["known"] is False and unknown["action"] == "allow"
         assert get(f"{base}/v1/clients/a%20b")[0] == 400
         status, listed, _ = get(f"{base}/v1/clients?action=deny&limit=10")
-        assert [c["client_id"] for c in listed["clients"]] == [deny_id]
-        assert len(get(f"{base}/v1/clients?limit=10")[1]["clients"]) == 3  # every non-allow client
+        assert sorted(c["client_id"] for c in listed["clients"]) == sorted([deny_id, client_id_for_ip("203.0.113.7")])
+        assert len(get(f"{base}/v1/clients?limit=10")[1]["clients"]) == 4  # every non-allow client
         assert get(f"{base}/v1/clients?limit=0")[0] == 400
         status, history, _ = get(f"{base}/v1/clients/{deny_id}/history?since=2026-11-23T09:30:00Z")
         assert status == 200 and [(r["action"], r["events_seen"]) for r in history["risk"]] == [("deny", 50)]  # the 09:00 row is before since
@@ -93,8 +94,15 @@ def test_the_api_answers_lookups_and_gateways_from_the_store(tmp_path: Path) -> 
             assert "sk-live" not in json.dumps(answer) + json.dumps(headers)  # the key never comes back
         assert get(f"{base}/v1/decide", **{"X-API-Key": KEYS["throttle"]})[2]["Retry-After"] == "30"
         assert get(f"{base}/v1/decide")[0] == 200  # no client in the request: the gateway's own rules apply
+        # a key in the query string: Envoy's ext_authz appends the request's path, nginx passes X-Original-URI
+        assert get(f"{base}/v1/decide/v1beta/models/m:generateContent?alt=sse&key={KEYS['deny']}")[0] == 403
+        assert get(f"{base}/v1/decide", **{"X-Original-URI": f"/v1/chat/completions?api_key={KEYS['challenge']}"})[0] == 401
+        # no key at all: the address, as a log without keys names its clients
+        assert get(f"{base}/v1/decide", **{"X-Real-IP": "203.0.113.7"})[0] == 403
+        assert get(f"{base}/v1/decide", **{"X-Forwarded-For": "198.51.100.1, 203.0.113.7"})[0] == 403
+        assert get(f"{base}/v1/decide", **{"X-Real-IP": "203.0.113.8"})[0] == 200
         status, metrics, _ = get(f"{base}/metrics")
-        assert status == 200 and 'clonewatch_decide_total{action="throttle"} 2' in metrics and 'clonewatch_clients{action="deny"} 1' in metrics
+        assert status == 200 and 'clonewatch_decide_total{action="throttle"} 2' in metrics and 'clonewatch_clients{action="deny"} 2' in metrics
     finally:
         assert server.stop() == 0
 

@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from clonewatch.api.openapi import OPENAPI
 from clonewatch.api.state import ClientTable
-from ingest.formats import _bearer, client_id_for_key
+from ingest.formats import _bearer, client_id_for_ip, client_id_for_key, client_ip, key_in_query
 from ingest.http_server import TokenServer, send_json
 from schemas import to_epoch
 
@@ -104,7 +104,7 @@ class RiskApi(TokenServer):
         if path == "/metrics":
             return 200, self.metrics.render(self.table), {"Content-Type": "text/plain; version=0.0.4"}
         if _is_decide(path):
-            return self.decide(headers)
+            return self.decide(headers, query)
         if path == "/v1/clients":
             return self.clients(query)
         if path.startswith("/v1/clients/") and path.endswith("/history"):
@@ -145,13 +145,20 @@ class RiskApi(TokenServer):
             return 400, {"error": "limit is a number from 1 to 10000"}, {}
         return 200, {"clients": [v.to_json() for v in self.table.flagged(action, limit)]}, {}
 
-    def decide(self, headers) -> tuple[int, dict, dict[str, str]]:
+    def decide(self, headers, query: dict[str, list[str]] | None = None) -> tuple[int, dict, dict[str, str]]:
+        """The gateway's answer for the client of a request, named as ingest names it: a client id
+        header, else its key (a header, a bearer token, or the request's query string: Envoy
+        appends the request's path to ``/v1/decide``, nginx passes it as ``X-Original-URI``),
+        else its address (``X-Real-IP``, or ``X-Forwarded-For`` through the trusted proxies),
+        as the clients of a log without keys are."""
         started = time.perf_counter()
         c = self.decide_config
         client_id = headers.get(c.client_header) if c.client_header else None
         if not client_id:
-            key = headers.get(c.key_header) or _bearer(headers.get("X-Original-Authorization") or "")
+            key = headers.get(c.key_header) or _bearer(headers.get("X-Original-Authorization") or "") or _query_key(headers, query or {})
             client_id = client_id_for_key(key) if key else None
+        if not client_id and (address := client_ip(headers.get("X-Real-IP"), headers.get("X-Forwarded-For"))):
+            client_id = client_id_for_ip(address)
         if not client_id:
             self.metrics.observe("unknown", time.perf_counter() - started)
             return 200, {"action": "allow", "reason": "no client in the request"}, {"X-Clonewatch-Action": "allow"}
@@ -215,6 +222,13 @@ class RiskApi(TokenServer):
                 raise AttributeError(name)
 
         return Handler
+
+
+def _query_key(headers, query: dict[str, list[str]]) -> str | None:
+    """A key sent in the request's query string: the decide request's own (Envoy), else the
+    original request's URI (nginx's ``X-Original-URI``, Traefik's ``X-Forwarded-Uri``)."""
+    own = "?" + "&".join(f"{name}={values[0]}" for name, values in query.items() if values)
+    return key_in_query(own)[1] or key_in_query(headers.get("X-Original-URI") or headers.get("X-Forwarded-Uri") or "")[1]
 
 
 def _is_decide(path: str) -> bool:
