@@ -42,6 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -285,7 +286,8 @@ def _nested_names(keys: tuple) -> tuple[str, ...]:  # a log writes the same keys
     the order they are read: the request first, since it may hold the headers."""
     names = [name for name, _ in _layout(keys)]
     headers = _HEADER_MAPS if "request" in names else tuple(n for n in _HEADER_MAPS if n in names)  # a request object may hold them
-    return (("request",) if "request" in names else ()) + headers + tuple(n for n in names if _is_metadata(n))
+    requests = tuple(n for n in ("request", "httprequest") if n in names)  # Caddy's; Google Cloud's LogEntry (load balancers, Cloud Run, Knative)
+    return requests + headers + tuple(n for n in names if _is_metadata(n))
 
 
 _REQUEST_LINE = re.compile(r"^([A-Z]{3,10}) (\S+)(?: HTTP/[\d.]+)?$")
@@ -299,9 +301,9 @@ def _request_line(line: str) -> tuple[str, str] | None:  # a client repeats its 
 # lower case, '-' and '.' as '_', 'http_' and a leading '@' or ':' dropped).
 _TIME_NAMES = ("time_iso8601", "time", "timestamp", "ts", "time_local", "start_time", "datetime", "date")
 _ADDRESS_NAMES = ("remote_addr", "client_ip", "realip_remote_addr", "remote_ip", "real_ip", "x_real_ip", "source_ip",
-                  "src_ip", "client_addr", "client_address", "clientip", "downstream_remote_address")  # fmt: skip
-_METHOD_NAMES = ("method", "request_method", "http_method", "verb")
-_PATH_NAMES = ("uri", "request_uri", "path", "request_path", "url", "url_path", "x_envoy_origin_path")  # the last: Envoy Gateway's default
+                  "src_ip", "client_addr", "client_address", "clientip", "downstream_remote_address", "remoteip")  # fmt: skip
+_METHOD_NAMES = ("method", "request_method", "http_method", "verb", "requestmethod")
+_PATH_NAMES = ("uri", "request_uri", "path", "request_path", "url", "url_path", "x_envoy_origin_path", "requesturl")  # Envoy Gateway's, Google Cloud's
 _STATUS_NAMES = ("status", "status_code", "response_code", "response_status")
 
 
@@ -640,19 +642,39 @@ def parse_nginx(data: Mapping) -> list[Record]:
          "tokens_in":"","tokens_out":""}
     """
     d = _proxy_fields(data)
-    seconds = _number(_pick(d, "request_time", "duration"), "request_time")
+    seconds = _number(_first(_pick(d, "request_time", "duration"), _seconds_text(d.get("latency"))), "request_time")
     return _gateway_records(d, {
         "ts": _proxy_time(d),
         "ip": _address(_pick(d, *_ADDRESS_NAMES), _pick(d, "x_forwarded_for", "forwarded_for")),
         "method": _pick(d, *_METHOD_NAMES),
-        "path": _pick(d, *_PATH_NAMES),
+        "path": _path_of(_pick(d, *_PATH_NAMES)),
         "status": _int(_pick(d, *_STATUS_NAMES), "status"),
         "latency_ms": None if seconds is None else round(seconds * 1000.0, 3),
-        "user_agent": _pick(d, "user_agent"),
+        "user_agent": _pick(d, "user_agent", "useragent"),
         "request_id": _pick(d, "request_id", "x_request_id"),
         "tokens_in": _int(_pick(d, "tokens_in", "upstream_http_x_tokens_in"), "tokens_in"),
         "tokens_out": _int(_pick(d, "tokens_out", "upstream_http_x_tokens_out"), "tokens_out"),
     })  # fmt: skip
+
+
+def _seconds_text(value: Any) -> str | None:
+    """Seconds written with their unit, as Google Cloud logs a latency (``"0.431s"``); None for
+    anything else (a bare ``latency`` number says nothing of its unit)."""
+    if isinstance(value, str) and value.endswith("s") and value[:-1].replace(".", "", 1).isdigit():
+        return value[:-1]
+    return None
+
+
+def _path_of(value: Any) -> Any:
+    """A path as the parsers keep it: a whole URL (Google Cloud's ``requestUrl``) without its scheme and host.
+
+    >>> _path_of("https://api.example.com/v1/chat/completions?alt=sse"), _path_of("/v1/models")
+    ('/v1/chat/completions?alt=sse', '/v1/models')
+    """
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        parts = urlsplit(value)
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return value
 
 
 _NGINX_LOCAL_TIME = "%d/%b/%Y:%H:%M:%S %z"
@@ -1288,7 +1310,7 @@ _SIGNATURES: dict[str, frozenset[str]] = {
 
 # Any other JSON line with two of these (normalized) names is a proxy's, read as nginx's.
 _PROXY_NAMES = frozenset({*_TIME_NAMES, *_ADDRESS_NAMES, *_METHOD_NAMES, *_PATH_NAMES, *_STATUS_NAMES, *_API_KEY_NAMES,
-                          "authorization", "user_agent", "x_forwarded_for", "request_body", "body", "request"})  # fmt: skip
+                          "authorization", "user_agent", "x_forwarded_for", "request_body", "body", "request", "httprequest"})  # fmt: skip
 
 
 def is_proxy_record(data: Mapping, ignore: tuple[str, ...] = ()) -> bool:

@@ -558,3 +558,18 @@ def test_a_key_in_the_query_string_names_the_client_and_is_never_kept():
     broken = (DATA / "nginx-text-query-key.log").read_bytes().replace(b" 200 ", b" 2x0 ")
     (letter,) = read_lines([broken], "broken.log")[1]
     assert "AIzaSyD" not in letter.raw and "key=***" in letter.raw
+
+
+def test_a_google_cloud_load_balancer_log_entry_is_read_as_rate_and_shape():
+    """``tests/data/gcp-http-load-balancer.log``, written from Google Cloud Logging's documented
+    ``LogEntry`` (no Google Cloud here): the request is the ``httpRequest`` object, camelCase
+    (``requestMethod``, ``requestUrl`` as a whole URL, ``remoteIp``, ``userAgent``, ``latency``
+    as ``"0.431208s"``), as HTTP(S) load balancers, Cloud Run and Knative log it. Before, no
+    line was read (no format)."""
+    events, dead, reader = read(DATA / "gcp-http-load-balancer.log")
+    assert reader.format == "nginx" and not dead and len(events) == 2
+    chat, models = events
+    assert chat.client_id == client_id_for_ip("203.0.113.9") and (chat.method, chat.path, chat.status) == ("POST", "/v1/chat/completions", 200)
+    assert chat.latency_ms == pytest.approx(431.208) and chat.user_agent == "OpenAI/Python 1.54.3"
+    assert chat.ts == pytest.approx(1796378400.123456, abs=1e-6)
+    assert models.client_id == client_id_for_key("AIzaSyD-gcp-query-key-0123456789") and models.path == "/v1/models?key=***"
