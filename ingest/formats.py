@@ -714,7 +714,10 @@ def _gateway_records(d: Mapping, record: Record) -> list[Record]:
     default JSON access log) its address, as for the text formats; and the request body, an
     OpenAI-style call (one record) or a model-server predict request (one record per instance)."""
     api_key = _first(_pick(d, *_API_KEY_NAMES), _bearer(_pick(d, "authorization")))
-    user = _pick(d, "user_id", "remote_user")  # an authenticated user (Caddy's basic auth, nginx's $remote_user)
+    # A user that the gateway authenticated (Caddy sets user_id only then). Not nginx's
+    # $remote_user: nginx logs whatever Basic credentials a client sent, checked or not, so a
+    # client could split itself into as many "users" as it likes.
+    user = _pick(d, "user_id")
     record["client_id"] = _first(_pick(d, "client_id", "consumer"), _key_client(api_key), _key_client(user), _address_client(record.get("ip")))
     return _records_with_body(record, _json_body(_pick(d, "request_body", "body", "req_body")))
 
@@ -804,7 +807,7 @@ def parse_nginx_text(line: str) -> list[Record]:
     record = {
         "latency_ms": None if took is None else float(took[1]) * 1000.0,
         "ts": _nginx_time(match["time_local"]),
-        "client_id": _text_line_client(key or _first(match["remote_user"]), ip),  # a key, else the basic-auth user, else the address
+        "client_id": _text_line_client(key, ip),
         "ip": ip,
         "method": method,
         "path": path,
@@ -974,9 +977,10 @@ def parse_traefik(data: Mapping) -> list[Record]:
     ``Duration`` in nanoseconds) and each kept request header as ``request_<Header-Name>``.
     Traefik logs no body, and drops every header unless told to keep it
     (``accessLog.fields.headers.names.X-Api-Key: keep``, ``User-Agent: keep``); without a
-    key the client is its ``ClientUsername`` when basic auth named one, else its address:
-    ``ClientHost``, the peer, or behind a load balancer the kept ``X-Forwarded-For`` header read
-    through the trusted proxies. A header logged as ``REDACTED`` (the ``redact`` mode) is absent.
+    key the client is its address: ``ClientHost``, the peer, or behind a load balancer the kept
+    ``X-Forwarded-For`` header read through the trusted proxies (not ``ClientUsername``, the
+    Basic credentials' user as the client sent it). A header logged as ``REDACTED`` (the
+    ``redact`` mode) is absent.
 
     >>> r = parse_traefik({"ClientAddr": "203.0.113.7:51234", "ClientHost": "203.0.113.7", "ClientUsername": "-",
     ...     "DownstreamStatus": 200, "Duration": 431250000, "RequestMethod": "POST", "RequestPath": "/v1/chat/completions",
@@ -988,7 +992,7 @@ def parse_traefik(data: Mapping) -> list[Record]:
     d = _normalized(data)
     headers = {name[len("request_"):]: value for name, value in d.items() if name.startswith("request_") and value != "REDACTED"}
     nanoseconds = _number(d.get("duration"), "Duration")
-    return _gateway_records({**headers, "user_id": d.get("clientusername")}, {
+    return _gateway_records(headers, {
         "ts": _ts(_first(d.get("startutc"), d.get("startlocal"), d.get("time")), "StartUTC"),
         "ip": _address(_first(d.get("clienthost"), d.get("clientaddr")), headers.get("x_forwarded_for")),
         "method": d.get("requestmethod"),

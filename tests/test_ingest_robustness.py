@@ -158,7 +158,7 @@ def test_a_traefik_json_access_log_is_read_as_rate_and_shape():
     """``tests/data/traefik-json.log``, written from the field names of Traefik's source (no
     Traefik binary here): a kept ``X-Api-Key`` names the client; a redacted ``Authorization``
     is absent, so that client is its kept ``X-Forwarded-For`` address behind a private peer; a
-    basic-auth ``ClientUsername`` names its client; ``Duration`` is in nanoseconds."""
+    ``ClientUsername`` (the Basic credentials as sent) does not; ``Duration`` is in nanoseconds."""
     events, dead, reader = read(DATA / "traefik-json.log")
     assert reader.format == "traefik" and not dead and len(events) == 4
     keyed, redacted, user, unknown = events
@@ -166,20 +166,22 @@ def test_a_traefik_json_access_log_is_read_as_rate_and_shape():
     assert (keyed.method, keyed.path, keyed.status, keyed.latency_ms) == ("POST", "/v1/chat/completions", 200, 431.25)
     assert keyed.ts == pytest.approx(1796378400.125134, abs=1e-6)
     assert redacted.client_id == client_id_for_ip("198.51.100.23") and redacted.ip == "198.51.100.23"
-    assert user.client_id == client_id_for_key("team-alpha")
+    assert user.client_id == client_id_for_ip("203.0.113.9")
     assert unknown.client_id == client_id_for_ip("203.0.113.7") and (unknown.status, unknown.latency_ms) == (404, 0.052)
 
 
 def test_a_basic_auth_user_names_the_client_where_no_key_does():
     """``tests/data/caddy-basic-auth.log``: the same Caddy with ``basicauth``; its log names the
     authenticated user (``user_id``), which is the client, and a request refused for a wrong
-    password is its address. nginx's ``$remote_user`` in the combined format counts the same."""
+    password is its address. nginx's ``$remote_user`` does not count: nginx logs the Basic
+    credentials' user as the client sent it, checked or not, so a client could make itself
+    as many users as it likes; its address is the client."""
     events, dead, reader = read(DATA / "caddy-basic-auth.log")
     assert reader.format == "caddy" and not dead and len(events) == 3
     assert events[0].client_id == events[1].client_id == client_id_for_key("team-alpha")
     assert events[2].client_id == client_id_for_ip("127.0.0.1") and events[2].status == 401
     line = b'203.0.113.7 - team-beta [23/Nov/2026:10:00:00 +0000] "POST /v1/chat/completions HTTP/1.1" 200 512 "-" "curl/8.5.0"'
-    assert read_lines([line], "combined")[0][0].client_id == client_id_for_key("team-beta")
+    assert read_lines([line], "combined")[0][0].client_id == client_id_for_ip("203.0.113.7")
 
 
 @pytest.mark.parametrize("sample", ["nginx-json.log", "envoy-json-epoch.log", "nginx-combined.log"])
