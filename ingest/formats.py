@@ -945,6 +945,53 @@ def parse_haproxy_text(line: str) -> list[Record]:
     })]  # fmt: skip
 
 
+# AWS Application Load Balancer access log entries (space-separated, as delivered to S3):
+# type, time, load balancer, client:port, target:port, the three processing times, the two
+# status codes, bytes, "request", "user agent", TLS cipher and protocol, target group, "trace
+# id", "domain", "certificate", rule priority, request creation time, then fields ALB adds over
+# time.
+_ALB = re.compile(
+    r'^(?:https?|h2|grpcs?|wss?) (?P<time>\S+) \S+ (?P<client>\S+) \S+ (?P<request_time>-?[\d.]+) (?P<target_time>-?[\d.]+) '
+    r'(?P<response_time>-?[\d.]+) (?P<status>\d{3}|-) \S+ \d+ \d+ "(?P<request>[^"]*)" "(?P<user_agent>(?:[^"\\]|\\.)*)" '
+    r'\S+ \S+ \S+ "(?P<trace_id>[^"]*)" "[^"]*" "[^"]*" \S+ (?P<created>\S+)(?: .*)?$'
+)
+
+
+def parse_alb_text(line: str) -> list[Record]:
+    """An AWS Application Load Balancer access log entry (the files ALB writes to S3, gzipped:
+    ``run`` and ``train`` read them as they are). ALB logs no header but the user agent and no
+    body, so the client is its address and only rate and request shape count. The time is the
+    request's creation time, the latency the three processing times added (``-1``, a request
+    that never reached a target, has none).
+
+    >>> r = parse_alb_text('https 2026-11-23T10:00:00.512000Z app/api-lb/50dc6c495c0c9188 203.0.113.7:2817 10.0.0.5:8080 '
+    ...     '0.001 0.430 0.000 200 200 812 1024 "POST https://api.example.com:443/v1/chat/completions HTTP/1.1" '
+    ...     '"OpenAI/Python 1.54.3" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 arn:aws:elasticloadbalancing:us-east-1:123456789012:'
+    ...     'targetgroup/model/73e2d6bc24d8a067 "Root=1-58337262-36d228ad5d99923122bbe354" "api.example.com" "-" 1 '
+    ...     '2026-11-23T10:00:00.080000Z "forward" "-" "-" "10.0.0.5:8080" "200" "-" "-"')[0]
+    >>> r["ts"], r["ip"], r["method"], r["path"], r["status"], r["latency_ms"], r["client_id"].startswith("ip_")
+    (1795428000.08, '203.0.113.7', 'POST', '/v1/chat/completions', 200, 431.0, True)
+    """
+    match = _ALB.match(line)
+    if match is None:
+        raise FormatError("not an AWS Application Load Balancer access log entry")
+    method, url = _method_and_path(match["request"])
+    times = [float(match[name]) for name in ("request_time", "target_time", "response_time")]
+    ip = _address(match["client"], None)
+    status = match["status"]
+    return [_finish({
+        "ts": _ts(_first(match["created"], match["time"]), "request_creation_time"),
+        "client_id": _address_client(ip),
+        "ip": ip,
+        "method": method,
+        "path": _path_of(url),
+        "status": int(status) if status != "-" else None,
+        "latency_ms": None if min(times) < 0 else round(sum(times) * 1000.0, 3),
+        "user_agent": _first(match["user_agent"]),
+        "request_id": _first(match["trace_id"]),
+    })]  # fmt: skip
+
+
 @functools.lru_cache(maxsize=4096)
 def _haproxy_time(value: str) -> float:  # successive lines share their second
     try:
@@ -1288,10 +1335,13 @@ PARSERS: dict[str, Callable[[Mapping], list[Record]]] = {
     "caddy": parse_caddy,
     "traefik": parse_traefik,
     "haproxy": parse_nginx,  # a JSON log-format: the proxy names nginx's parser reads
+    "alb": parse_nginx,  # ALB writes text only; a JSON line is read as any proxy's
 }
 FORMATS = ("auto", *PARSERS)
 # Formats whose gateways also write text lines (nginx's combined, Envoy's default format).
-_TEXT_PARSERS: dict[str, Callable[[str], list[Record]]] = {"nginx": parse_nginx_text, "envoy": parse_envoy_text, "haproxy": parse_haproxy_text}
+_TEXT_PARSERS: dict[str, Callable[[str], list[Record]]] = {
+    "nginx": parse_nginx_text, "envoy": parse_envoy_text, "haproxy": parse_haproxy_text, "alb": parse_alb_text,
+}  # fmt: skip
 
 # Keys that give a format away, for ``--format auto``: the more of them a line has, the likelier.
 _SIGNATURES: dict[str, frozenset[str]] = {
@@ -1346,7 +1396,9 @@ def guess_format(line: bytes | str) -> str | None:
             return "nginx"
         if _ENVOY_DEFAULT.match(text) or _ISTIO_DEFAULT.match(text):
             return "envoy"
-        return "haproxy" if _HAPROXY.match(text) else None
+        if _HAPROXY.match(text):
+            return "haproxy"
+        return "alb" if _ALB.match(text) else None
     if isinstance(data, list) and data and isinstance(data[0], dict):
         data = data[0]  # a batch (Kong http-log's queue): its records share a format
     if not isinstance(data, dict):

@@ -514,9 +514,9 @@ def mutated_lines(n: int, seed: int = 0):
 def test_a_hundred_thousand_fuzzed_lines_each_give_events_or_a_dead_letter():
     tracemalloc.start()
     lines = events = letters = 0
-    for fmt in ("auto", "nginx", "envoy", "canonical", "caddy", "haproxy", "traefik"):
+    for fmt in ("auto", "nginx", "envoy", "canonical", "caddy", "haproxy", "traefik", "alb"):
         reader = EventReader("fuzz", fmt)
-        for i, line in enumerate(mutated_lines(15_000, seed=sum(fmt.encode())), start=1):
+        for i, line in enumerate(mutated_lines(13_000, seed=sum(fmt.encode())), start=1):
             if not line.strip():
                 continue
             lines += 1
@@ -575,3 +575,19 @@ def test_a_google_cloud_load_balancer_log_entry_is_read_as_rate_and_shape():
     assert chat.latency_ms == pytest.approx(431.208) and chat.user_agent == "OpenAI/Python 1.54.3"
     assert chat.ts == pytest.approx(1796378400.123456, abs=1e-6)
     assert models.client_id == client_id_for_key("AIzaSyD-gcp-query-key-0123456789") and models.path == "/v1/models?key=***"
+
+
+def test_an_aws_application_load_balancer_log_is_read_as_rate_and_shape():
+    """``tests/data/aws-alb.log``, written from AWS's documented entry syntax (no AWS here): the
+    client is the address (ALB logs no key header and no body), or a key in the URL's query
+    string, which is masked; the time is the request's creation time; a request that never
+    reached a target (``-1`` processing times, status 502) has no latency."""
+    events, dead, reader = read(DATA / "aws-alb.log")
+    assert reader.format == "alb" and not dead and len(events) == 4
+    chat, models, failed, unknown = events
+    assert chat.client_id == failed.client_id == client_id_for_ip("203.0.113.7")
+    assert (chat.method, chat.path, chat.status, chat.latency_ms, chat.user_agent) == ("POST", "/v1/chat/completions", 200, 431.0, "OpenAI/Python 1.54.3")
+    assert chat.ts == pytest.approx(1796378400.08, abs=1e-6) and chat.request_id == "Root=1-6752f0a0-36d228ad5d99923122bbe354"
+    assert models.client_id == client_id_for_key("AIzaSyD-alb-query-key-0123456789") and models.path == "/v1/models?key=***"
+    assert (failed.status, failed.latency_ms) == (502, None)
+    assert unknown.user_agent is None and unknown.client_id == client_id_for_ip("192.0.2.44")

@@ -16,7 +16,7 @@ def register(subparsers) -> None:
         "run",
         help="score a JSON-lines access log end to end (embedded, no servers needed)",
         description=(
-            "Read access events (canonical JSON lines, or nginx, Envoy, Caddy, HAProxy, Traefik, Kong, LiteLLM, KServe or AWS API "
+            "Read access events (canonical JSON lines, or nginx, Envoy, Caddy, HAProxy, Traefik, AWS ALB, Kong, LiteLLM, KServe or AWS API "
             "Gateway logs: --format), embed prompts, keep "
             "per-client state, score every client and decide allow/throttle/challenge/deny. "
             "Events (prompts as hashes unless --keep-prompts), risk scores, campaigns and decisions go to ClickHouse (embedded chdb by default), decisions also to a JSON-lines "
