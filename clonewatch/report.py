@@ -24,6 +24,8 @@ def render_summary(summary: RunSummary, config: RunConfig, top: int = 5) -> str:
         f"({rate:,.0f} events/s over {summary.elapsed_s:.1f} s)",
         f"clients seen      {summary.clients:,}   "
         + "   ".join(f"{a} {actions[a]}" for a in ("allow", "throttle", "challenge", "deny") if a in actions),
+        *([f"log format        {summary.format}" + (" (guessed from the first lines; --format names it)" if config.format == "auto" else "")]
+          if summary.format not in (None, "canonical") else []),
         f"decisions         {summary.decisions:,} (action changes)",
         f"model             {summary.model_version} ({summary.model_source}); prompts embedded with {summary.embedder}",
     ]

@@ -217,3 +217,7 @@ def test_the_summary_says_when_a_log_carries_no_request_bodies() -> None:
     # health checks are no client's requests: 6 of the 7 others carry a query
     with_checks = render_summary(RunSummary(accepted=107, with_query=6, probes=100), config)
     assert "carry a prompt or features" not in with_checks and "health checks     100 events" in with_checks
+    # the format read, and whether it was guessed; nothing for canonical records
+    assert "log format        envoy (guessed from the first lines" in render_summary(RunSummary(accepted=7, format="envoy"), config)
+    assert "log format        envoy\n" in render_summary(RunSummary(accepted=7, format="envoy"), RunConfig(input="a.log", format="envoy"))
+    assert "log format" not in render_summary(RunSummary(accepted=7, format="canonical"), config)
