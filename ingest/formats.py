@@ -456,6 +456,10 @@ _PARAMS = ("temperature", "max_tokens", "logprobs", "top_logprobs", "n")
 def params_of(body: Mapping) -> dict | None:
     """The sampling parameters clonewatch uses, from an OpenAI-style body or LiteLLM's model_parameters."""
     params = {name: body[name] for name in _PARAMS if not _missing(body.get(name))}
+    if isinstance(options := body.get("options"), Mapping):  # Ollama's
+        for name, ours in (("temperature", "temperature"), ("num_predict", "max_tokens")):
+            if not _missing(options.get(name)) and ours not in params:
+                params[ours] = options[name]
     if isinstance(bias := body.get("logit_bias"), Mapping) and bias:
         params["logit_bias"] = len(bias)  # the map itself stays in the gateway's log
     for alias in ("max_completion_tokens", "max_output_tokens"):  # chat's newer name, the Responses API's
@@ -725,6 +729,9 @@ def _gateway_records(d: Mapping, record: Record) -> list[Record]:
 def _records_with_body(record: Record, body: Mapping | None) -> list[Record]:
     """A proxy line's record with what its request body says: an OpenAI-style call (one
     record per input) or a model-server predict request (one record per instance)."""
+    if (texts := text_inputs(body)) is not None:
+        base = {**record, "params": _generation_params(body), "model": _first(body.get("model"), body.get("model_name"))}
+        return [_finish(r) for r in one_per_input({**base, "prompt": texts[0]}, texts if len(texts) > 1 else None)]
     if body is not None and ("instances" in body or "inputs" in body):
         rows = _predict_rows(body)
         rid = record.get("request_id")
@@ -1218,7 +1225,8 @@ def parse_kserve(data: Mapping) -> list[Record]:
     body = _first(_json_body(data.get("data")), _json_body(data.get("body")), _json_body(data.get("request_body")), data)
     if not isinstance(body, Mapping):
         raise FormatError("no predict request body (data/body) in the line")
-    rows = _predict_rows(body)
+    texts = text_inputs(body)  # a text model's request (KServe's Hugging Face runtime, v2 BYTES tensors)
+    rows = _predict_rows(body) if texts is None else []
     headers = data.get("headers")
     api_key = _first(data.get("api_key"), _header(headers, "x-api-key"), _bearer(_header(headers, "authorization")))
     path = data.get("path")
@@ -1237,6 +1245,9 @@ def parse_kserve(data: Mapping) -> list[Record]:
         "model": model,
         "user_agent": _header(headers, "user-agent"),
     }
+    if texts is not None:
+        first = {**base, "prompt": texts[0], "params": _generation_params(body), "request_id": request_id}
+        return [_finish(r) for r in one_per_input(first, texts if len(texts) > 1 else None)]
     records = []
     for i, row in enumerate(rows):
         records.append(_finish({**base, "features": row, "request_id": _nth_id(request_id, i, len(rows))}))
@@ -1253,6 +1264,46 @@ def _flat_numbers(value: Any, what: str) -> list[float]:
     if isinstance(value, list):
         return [x for item in value for x in _flat_numbers(item, what)]
     raise FormatError(f"{what} holds a non-number ({value!r})")
+
+
+def text_inputs(body: Mapping | None) -> list[str] | None:
+    """The prompts of a request whose ``inputs`` hold text, not numbers: Hugging Face's text
+    generation (TGI, Inference Endpoints, SageMaker's LLM containers: ``{"inputs": "...",
+    "parameters": {...}}``), the Inference API's batches of strings, and KServe's v2 protocol
+    with ``BYTES`` tensors of strings. None for a numeric predict request.
+
+    >>> text_inputs({"inputs": "What is deep learning?", "parameters": {"max_new_tokens": 20}})
+    ['What is deep learning?']
+    >>> text_inputs({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["a cat", "a dog"]}]})
+    ['a cat', 'a dog']
+    >>> text_inputs({"inputs": [[1.0, 2.0]]}) is None
+    True
+    """
+    inputs = body.get("inputs") if body else None
+    if isinstance(inputs, str):
+        return [inputs]
+    if isinstance(inputs, list) and inputs and all(isinstance(x, str) for x in inputs):
+        return list(inputs)
+    if isinstance(inputs, list) and inputs and all(isinstance(t, Mapping) and t.get("datatype") == "BYTES" for t in inputs):
+        texts = [x for t in inputs for x in (t.get("data") if isinstance(t.get("data"), list) else []) if isinstance(x, str)]
+        return texts or None
+    return None
+
+
+def _generation_params(body: Mapping) -> dict | None:
+    """Sampling parameters of a Hugging Face text generation request (``parameters``), named as
+    clonewatch names them: ``max_new_tokens`` is ``max_tokens``, ``top_n_tokens`` asks for
+    ``top_logprobs``, ``details`` or ``decoder_input_details`` for logprobs, ``best_of`` for ``n``."""
+    given = body.get("parameters")
+    if not isinstance(given, Mapping):
+        return None
+    params = {name: given[name] for name in ("temperature",) if not _missing(given.get(name))}
+    for name, ours in (("max_new_tokens", "max_tokens"), ("top_n_tokens", "top_logprobs"), ("best_of", "n"), ("num_return_sequences", "n")):
+        if not _missing(given.get(name)) and ours not in params:
+            params[ours] = given[name]
+    if given.get("details") is True or given.get("decoder_input_details") is True or "top_logprobs" in params:
+        params["logprobs"] = True
+    return params or None
 
 
 def _predict_rows(body: Mapping) -> list[list[float]]:

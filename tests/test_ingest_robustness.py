@@ -591,3 +591,18 @@ def test_an_aws_application_load_balancer_log_is_read_as_rate_and_shape():
     assert models.client_id == client_id_for_key("AIzaSyD-alb-query-key-0123456789") and models.path == "/v1/models?key=***"
     assert (failed.status, failed.latency_ms) == (502, None)
     assert unknown.user_agent is None and unknown.client_id == client_id_for_ip("192.0.2.44")
+
+
+def test_requests_to_open_model_servers_give_their_prompts():
+    """``tests/data/nginx-text-model-servers.log``: a real nginx in front of the request shapes
+    of open model servers: Hugging Face's text generation (TGI, Inference Endpoints, SageMaker:
+    ``{"inputs": "...", "parameters": {...}}``; before, every such line was dead-lettered as
+    a predict request without numbers), the Inference API's batch of strings, Ollama's
+    ``options``, and KServe's v2 protocol with a ``BYTES`` tensor of text."""
+    events, dead, _ = read(DATA / "nginx-text-model-servers.log")
+    assert not dead and len(events) == 5
+    tgi, love, hate, ollama, v2 = events
+    assert tgi.prompt == "What is deep learning?" and (tgi.params.temperature, tgi.params.max_tokens, tgi.params.logprobs, tgi.params.top_logprobs) == (0.01, 64, True, 5)
+    assert (love.prompt, hate.prompt) == ("I love this.", "I hate this.") and love.client_id == hate.client_id != tgi.client_id
+    assert ollama.prompt == "Why is the sky blue?" and (ollama.params.temperature, ollama.params.max_tokens, ollama.model) == (0.0, 64, "llama3.2")
+    assert v2.prompt == "Translate to French: good morning" and v2.features is None
