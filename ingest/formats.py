@@ -38,7 +38,7 @@ import ipaddress
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -730,7 +730,7 @@ def _records_with_body(record: Record, body: Mapping | None) -> list[Record]:
     """A proxy line's record with what its request body says: an OpenAI-style call (one
     record per input) or a model-server predict request (one record per instance)."""
     if (texts := text_inputs(body)) is not None:
-        base = {**record, "params": _generation_params(body), "model": _first(body.get("model"), body.get("model_name"))}
+        base = {**record, "params": _generation_params(body), "model": _first(record.get("model"), body.get("model"), body.get("model_name"))}
         return [_finish(r) for r in one_per_input({**base, "prompt": texts[0]}, texts if len(texts) > 1 else None)]
     if body is not None and ("instances" in body or "inputs" in body):
         rows = _predict_rows(body)
@@ -952,6 +952,15 @@ def parse_haproxy_text(line: str) -> list[Record]:
     })]  # fmt: skip
 
 
+@functools.lru_cache(maxsize=4096)
+def _haproxy_time(value: str) -> float:  # successive lines share their second
+    try:
+        when = datetime.strptime(value, "%d/%b/%Y:%H:%M:%S.%f" if "." in value else "%d/%b/%Y:%H:%M:%S")
+    except ValueError:
+        raise FormatError(f"accept date {value!r} is not HAProxy's dd/Mon/yyyy:hh:mm:ss.ms") from None
+    return when.replace(tzinfo=timezone.utc).timestamp()
+
+
 # AWS Application Load Balancer access log entries (space-separated, as delivered to S3):
 # type, time, load balancer, client:port, target:port, the three processing times, the two
 # status codes, bytes, "request", "user agent", TLS cipher and protocol, target group, "trace
@@ -997,15 +1006,6 @@ def parse_alb_text(line: str) -> list[Record]:
         "user_agent": _first(match["user_agent"]),
         "request_id": _first(match["trace_id"]),
     })]  # fmt: skip
-
-
-@functools.lru_cache(maxsize=4096)
-def _haproxy_time(value: str) -> float:  # successive lines share their second
-    try:
-        when = datetime.strptime(value, "%d/%b/%Y:%H:%M:%S.%f" if "." in value else "%d/%b/%Y:%H:%M:%S")
-    except ValueError:
-        raise FormatError(f"accept date {value!r} is not HAProxy's dd/Mon/yyyy:hh:mm:ss.ms") from None
-    return when.replace(tzinfo=timezone.utc).timestamp()
 
 
 def parse_caddy(data: Mapping) -> list[Record]:
@@ -1225,8 +1225,8 @@ def parse_kserve(data: Mapping) -> list[Record]:
     body = _first(_json_body(data.get("data")), _json_body(data.get("body")), _json_body(data.get("request_body")), data)
     if not isinstance(body, Mapping):
         raise FormatError("no predict request body (data/body) in the line")
-    texts = text_inputs(body)  # a text model's request (KServe's Hugging Face runtime, v2 BYTES tensors)
-    rows = _predict_rows(body) if texts is None else []
+    if text_inputs(body) is None and "instances" not in body and "inputs" not in body:
+        raise FormatError("no instances or inputs in the predict request")
     headers = data.get("headers")
     api_key = _first(data.get("api_key"), _header(headers, "x-api-key"), _bearer(_header(headers, "authorization")))
     path = data.get("path")
@@ -1245,13 +1245,7 @@ def parse_kserve(data: Mapping) -> list[Record]:
         "model": model,
         "user_agent": _header(headers, "user-agent"),
     }
-    if texts is not None:
-        first = {**base, "prompt": texts[0], "params": _generation_params(body), "request_id": request_id}
-        return [_finish(r) for r in one_per_input(first, texts if len(texts) > 1 else None)]
-    records = []
-    for i, row in enumerate(rows):
-        records.append(_finish({**base, "features": row, "request_id": _nth_id(request_id, i, len(rows))}))
-    return records
+    return _records_with_body({**base, "request_id": request_id}, body)  # a text model's inputs too (KServe's Hugging Face runtime)
 
 
 def _flat_numbers(value: Any, what: str) -> list[float]:
@@ -1393,6 +1387,8 @@ FORMATS = ("auto", *PARSERS)
 _TEXT_PARSERS: dict[str, Callable[[str], list[Record]]] = {
     "nginx": parse_nginx_text, "envoy": parse_envoy_text, "haproxy": parse_haproxy_text, "alb": parse_alb_text,
 }  # fmt: skip
+# The text layouts each of them reads, in the order ``--format auto`` tries them.
+_TEXT_LAYOUTS = (("nginx", _COMBINED), ("envoy", _ENVOY_DEFAULT), ("envoy", _ISTIO_DEFAULT), ("haproxy", _HAPROXY), ("alb", _ALB))
 
 # Keys that give a format away, for ``--format auto``: the more of them a line has, the likelier.
 _SIGNATURES: dict[str, frozenset[str]] = {
@@ -1418,11 +1414,15 @@ _PROXY_NAMES = frozenset({*_TIME_NAMES, *_ADDRESS_NAMES, *_METHOD_NAMES, *_PATH_
                           "authorization", "user_agent", "x_forwarded_for", "request_body", "body", "request", "httprequest"})  # fmt: skip
 
 
+def _proxy_names_in(keys: Iterable[Any]) -> set[str]:
+    """The proxy field names (:data:`_PROXY_NAMES`) among a record's keys, as compared."""
+    return {name for key in keys if isinstance(key, str) and len(key) <= 256 for name in _names_of(key)} & _PROXY_NAMES
+
+
 def is_proxy_record(data: Mapping, ignore: tuple[str, ...] = ()) -> bool:
     """Whether a JSON record names what a proxy's line does (a key, an address, a method, a
     path, a status, a body...), its time aside, under any of its keys but ``ignore``."""
-    names = {name for key in data if isinstance(key, str) and len(key) <= 256 and key not in ignore for name in _names_of(key)}
-    return bool(names & (_PROXY_NAMES - set(_TIME_NAMES)))
+    return bool(_proxy_names_in(key for key in data if key not in ignore) - set(_TIME_NAMES))
 
 
 def guess_format(line: bytes | str) -> str | None:
@@ -1443,13 +1443,7 @@ def guess_format(line: bytes | str) -> str | None:
         data = _decode_json(line)
     except FormatError:
         text = _text_of(line).rstrip("\r\n")
-        if _COMBINED.match(text):
-            return "nginx"
-        if _ENVOY_DEFAULT.match(text) or _ISTIO_DEFAULT.match(text):
-            return "envoy"
-        if _HAPROXY.match(text):
-            return "haproxy"
-        return "alb" if _ALB.match(text) else None
+        return next((fmt for fmt, layout in _TEXT_LAYOUTS if layout.match(text)), None)
     if isinstance(data, list) and data and isinstance(data[0], dict):
         data = data[0]  # a batch (Kong http-log's queue): its records share a format
     if not isinstance(data, dict):
@@ -1460,8 +1454,7 @@ def guess_format(line: bytes | str) -> str | None:
     best = max(_SIGNATURES, key=lambda fmt: (len(keys & _SIGNATURES[fmt]), fmt == "canonical"))
     if keys & _SIGNATURES[best]:
         return best
-    names = {name for key in keys if isinstance(key, str) and len(key) <= 256 for name in _names_of(key)}
-    return "nginx" if len(names & _PROXY_NAMES) >= 2 else None  # a proxy's line, keys named the operator's way
+    return "nginx" if len(_proxy_names_in(keys)) >= 2 else None  # a proxy's line, keys named the operator's way
 
 
 _SECRET_FIELD = re.compile(
