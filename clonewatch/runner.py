@@ -159,6 +159,15 @@ class EmbeddedRunner:
 
     def _fit_on(self, pending: list[tuple[AccessEvent, object]], progress: Callable[[str], None]) -> None:
         events = [e for e, _ in pending]
+        named = {e.client_id: e for e in events if not is_probe(e)}
+        if len(named) == 1:
+            client, event = next(iter(named.items()))
+            seen_as = f"the address {event.ip}, as no line names a key" if client.startswith("ip_") else "one key"
+            raise ValueError(
+                f"every one of the first {len(events):,} events comes from one client ({seen_as}), and a first look"
+                " compares clients with one another: if a proxy or ingress stands in front of the gateway, log the"
+                " client's forwarded address or its API key (docs/gateways.md), or pass --model"
+            )
         model = fit_clone_model(events, [v for _, v in pending], contaminated=True, n_jobs=-1, progress=progress)
         model.metadata["embedder"] = self.vectorizer.embedder.describe()
         clients = len({e.client_id for e in events if not is_probe(e)})

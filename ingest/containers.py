@@ -34,12 +34,13 @@ from ingest.formats import FormatError, is_proxy_record
 
 MAX_JOINED_BYTES = 4 * 1024 * 1024  # a line split by the runtime may not grow beyond this
 
-_CRI = re.compile(rb"^\d{4}-\d{2}-\d{2}T\S+ (?:stdout|stderr) ([PF])\S* ?(.*)$", re.DOTALL)
+_CRI = re.compile(rb"^(\d{4}-\d{2}-\d{2}T\S+) (?:stdout|stderr) ([PF])\S* ?(.*)$", re.DOTALL)
 _DOCKER_PREFIX = b'{"log":'
 
 
 class _DockerRecord(msgspec.Struct):
     log: str
+    time: str | None = None
 
 
 _docker = msgspec.json.Decoder(_DockerRecord)
@@ -52,6 +53,8 @@ class ContainerLines:
         self._parts: list[bytes] = []
         self._size = 0
         self._shipped: bool | None = None  # whether this source's JSON lines are a shipper's records: its first says
+        self._started: str | float | None = None  # the wrapper's time of a split line's first part
+        self.time: str | float | None = None  # the wrapper's time of the last line returned whole (None: no wrapper)
 
     @property
     def pending(self) -> bool:
@@ -65,48 +68,71 @@ class ContainerLines:
 
     def unwrap(self, line: bytes | str) -> bytes | str | None:
         """The gateway's line inside ``line``; None while a split line is still incomplete.
-        Raises FormatError for a split line that grows beyond :data:`MAX_JOINED_BYTES`."""
+        Raises FormatError for a split line that grows beyond :data:`MAX_JOINED_BYTES`.
+
+        :attr:`time` is then the time the wrapper gave the line (that of its first part), the
+        line's own time when the gateway's format has none (Knative's request log)."""
+        self.time = None
         raw = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line
         if raw[:1].isdigit():
             match = _CRI.match(raw)
             if match is not None:
-                return self._joined(match[2], complete=match[1] == b"F")
+                return self._joined(match[3], match[2] == b"F", match[1].decode("ascii", "replace"))
         elif raw.startswith(_DOCKER_PREFIX):
             try:
-                log = _docker.decode(raw.decode("utf-8", "replace")).log.encode("utf-8", "surrogatepass")
+                record = _docker.decode(raw.decode("utf-8", "replace"))
+                log = record.log.encode("utf-8", "surrogatepass")
             except (msgspec.DecodeError, UnicodeEncodeError):
                 return line  # not a json-file record after all: let the gateway's parser say why
             complete = log.endswith(b"\n")
-            return self._joined(log[:-1] if complete else log, complete)
+            return self._joined(log[:-1] if complete else log, complete, record.time)
         elif raw[:1] == b"{" and self._shipped is not False:
-            inner = shipped_line_in(raw)
+            inner, self.time = shipped_line_and_time(raw)
             if self._shipped is None:
                 self._shipped = inner is not None
             return inner if inner is not None else line
         return line
 
-    def _joined(self, part: bytes, complete: bool) -> bytes | None:
+    def _joined(self, part: bytes, complete: bool, time: str | None) -> bytes | None:
         self._size += len(part)
         if self._size > MAX_JOINED_BYTES:
             self._parts, self._size = [], 0
             raise FormatError(f"a line split by the container runtime grew beyond {MAX_JOINED_BYTES:,} bytes")
+        if not self._parts:
+            self._started = time
         if not complete:
             self._parts.append(part)
             return None
         whole = b"".join([*self._parts, part]) if self._parts else part
-        self._parts, self._size = [], 0
+        self._parts, self._size, self.time = [], 0, self._started
         return whole.rstrip(b"\r")
 
 
 def shipped_line_in(raw: bytes) -> bytes | None:
     """:func:`shipped_line` of one JSON line (None for a line that is not JSON or no wrapper)."""
+    return shipped_line_and_time(raw)[0]
+
+
+def shipped_line_and_time(raw: bytes) -> tuple[bytes | None, str | float | None]:
+    """:func:`shipped_line_in` and the time the shipper gave the line (Fluent Bit's ``date``,
+    Vector's ``timestamp``, Filebeat's ``@timestamp``), if it is a wrapper.
+
+    >>> shipped_line_and_time(b'{"date": 1795428000.5, "log": "a line"}')
+    (b'a line', 1795428000.5)
+    """
     try:
-        return shipped_line(msgspec.json.decode(raw)) if raw.lstrip()[:1] == b"{" else None
+        record = msgspec.json.decode(raw) if raw.lstrip()[:1] == b"{" else None
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
-        return None
+        return None, None
+    line = shipped_line(record)
+    if line is None:
+        return None, None
+    time = next((record[f] for f in _SHIPPED_TIMES if isinstance(record.get(f), (str, int, float))), None)
+    return line, None if isinstance(time, bool) else time
 
 
 _SHIPPED_FIELDS = ("log", "message")  # Fluent Bit's tail input and Docker; Vector's file source, Filebeat, syslog
+_SHIPPED_TIMES = ("date", "timestamp", "@timestamp", "time")  # Fluent Bit; Vector; Filebeat; Docker's json-file
 
 
 def shipped_line(record: object) -> bytes | None:

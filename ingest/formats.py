@@ -31,6 +31,7 @@ Formats (``--format`` of ``clonewatch ship``):
 from __future__ import annotations
 
 import codecs
+import contextvars
 import functools
 import hashlib
 import hmac
@@ -562,8 +563,16 @@ def _finish(record: Record) -> Record:
     if "client_id" not in out:
         raise FormatError("no client id in the line (no API key, consumer or client address to identify the client)")
     if "ts" not in out:
-        raise FormatError("no timestamp in the line")
+        wrapper_time = _WRAPPER_TIME.get()
+        if wrapper_time is None:
+            raise FormatError("no timestamp in the line")
+        out["ts"] = _ts(wrapper_time, "the container runtime's or log shipper's time")
     return out
+
+
+# The time a container runtime or log shipper gave the line being parsed (LineParser.parse's
+# ``time``): the time of a record whose gateway writes none (Knative's request log).
+_WRAPPER_TIME: contextvars.ContextVar[str | float | None] = contextvars.ContextVar("wrapper_time", default=None)
 
 
 _EPOCH_TEXT = re.compile(r"^\d{9,19}(?:\.\d+)?$")  # epoch seconds (or ms, us, ns) written as text
@@ -1454,6 +1463,8 @@ def guess_format(line: bytes | str) -> str | None:
     best = max(_SIGNATURES, key=lambda fmt: (len(keys & _SIGNATURES[fmt]), fmt == "canonical"))
     if keys & _SIGNATURES[best]:
         return best
+    if isinstance(data.get("httpRequest"), dict):  # Google Cloud's LogEntry; Knative's request log is that object alone
+        keys |= set(data["httpRequest"])
     return "nginx" if len(_proxy_names_in(keys)) >= 2 else None  # a proxy's line, keys named the operator's way
 
 
@@ -1567,8 +1578,14 @@ class LineParser:
             return self.requested
         return max(self._votes, key=self._votes.get) if self._votes else None
 
-    def parse(self, line: bytes | str) -> list[Record]:
-        """Canonical records of one line; raises FormatError with the reason."""
+    def parse(self, line: bytes | str, time: str | float | None = None) -> list[Record]:
+        """Canonical records of one line; raises FormatError with the reason. ``time``: the
+        time the line's wrapper gave it (a container runtime's, a log shipper's), for records
+        whose line has none of its own.
+
+        >>> LineParser("nginx").parse('{"httpRequest": {"remoteIp": "10.0.0.1:53912"}}', time="2026-11-23T10:00:00Z")[0]["ts"]
+        1795428000.0
+        """
         line = without_bom(line)
         if self.requested == "auto" and self._seen < self.decide_after:
             self._seen += 1
@@ -1581,7 +1598,11 @@ class LineParser:
                 "no log format clonewatch reads in the line (--format auto): not a JSON object of a known gateway, nor "
                 "nginx's combined or Envoy's default text format; name the format with --format, or map a JSON layout with --mapping"
             )
-        return _parse_line(fmt, line, self.custom.parse if self.custom is not None else None)
+        token = _WRAPPER_TIME.set(time)
+        try:
+            return _parse_line(fmt, line, self.custom.parse if self.custom is not None else None)
+        finally:
+            _WRAPPER_TIME.reset(token)
 
 
 def without_bom(line: bytes | str) -> bytes | str:

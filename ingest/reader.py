@@ -65,7 +65,7 @@ class EventReader:
             yield self._decoder.decode(line, number)
             return
         try:
-            records = self._parser.parse(line)
+            records = self._parser.parse(line, time=self._containers.time)
         except FormatError as exc:
             if self._parser.format == "canonical" or (self._parser.format is None and _opens_an_object(line)):
                 yield self._decoder.decode(line, number)  # its reasons are the more precise

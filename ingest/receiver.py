@@ -30,7 +30,7 @@ from pathlib import Path
 
 import msgspec
 
-from ingest.containers import shipped_line_in, shipped_lines
+from ingest.containers import shipped_lines
 from ingest.http_server import TokenServer, send_json
 from ingest.shipper import Line
 
@@ -65,13 +65,15 @@ class PushSource:
 
 def split_body(body: bytes) -> list[bytes]:
     """One JSON document (an object, or an array of them) as one line; otherwise JSON lines.
-    Records a log shipper wrapped a gateway's lines in (Fluent Bit's ``{"log": ...}``,
-    Vector's ``{"message": ...}``, as an array or as JSON lines) give the gateway's lines.
+    The records a log shipper wrapped a gateway's lines in (Fluent Bit's ``{"log": ...}``,
+    Vector's ``{"message": ...}``, as an array or as JSON lines) give one JSON line each,
+    which the shipper unwraps (:class:`ingest.containers.ContainerLines`), keeping the
+    shipper's time for a gateway line without one.
 
     >>> split_body(b'[{"date": 1.5, "log": "line one"}, {"date": 1.6, "log": "line two"}]')
-    [b'line one', b'line two']
+    [b'{"date":1.5,"log":"line one"}', b'{"date":1.6,"log":"line two"}']
     >>> split_body(b'{"message": "a"}\\n{"message": "b"}\\n')
-    [b'a', b'b']
+    [b'{"message": "a"}', b'{"message": "b"}']
     """
     stripped = body.strip()
     if stripped[:1] in (b"{", b"["):
@@ -80,11 +82,10 @@ def split_body(body: bytes) -> list[bytes]:
         except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
             pass
         else:
-            return shipped_lines(document) or [stripped]
-    lines = [line for line in body.splitlines() if line.strip()]
-    if lines and shipped_line_in(lines[0]) is not None:  # a shipper's JSON lines: each wraps a gateway line
-        return [shipped_line_in(line) or line for line in lines]  # a line that is no wrapper goes on as it is
-    return lines
+            if isinstance(document, list) and shipped_lines(document) is not None:
+                return [msgspec.json.encode(record) for record in document]
+            return [stripped]
+    return [line for line in body.splitlines() if line.strip()]
 
 
 def decompress(body: bytes, limit: int) -> bytes | None:

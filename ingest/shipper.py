@@ -269,7 +269,7 @@ class Shipper:
             data = self._containers[source.name].unwrap(line.data)
             if data is None:
                 return  # the first parts of a line the container runtime split: shipped with its last
-            records = self._parsers[source.name].parse(data)
+            records = self._parsers[source.name].parse(data, time=self._containers[source.name].time)
         except FormatError as exc:
             yield self._dead_letter(source, line, str(exc))
             return

@@ -176,6 +176,10 @@ def test_user_errors_are_clear_and_do_not_crash(workdir):
     mistyped = clonewatch("sql", "SELECT 1", "--store", "chdb://./stor", cwd=workdir, check=False)
     assert mistyped.returncode == 2 and b"no store at stor; stores found here:" in mistyped.stderr and b"chdb://./elsewhere" in mistyped.stderr
     assert not (workdir / "stor").exists()  # a mistyped path is not a new, empty store
+    (workdir / "ingress.log").write_bytes(b"".join((REPO_ROOT / "tests/data/knative-queue-proxy.log").read_bytes().splitlines(keepends=True)[:2]))
+    behind_ingress = clonewatch("run", "--input", "ingress.log", cwd=workdir, check=False)
+    assert behind_ingress.returncode != 0 and b"comes from one client (the address 10.244.0.17" in behind_ingress.stderr
+    assert b"log the client's forwarded address or its API key" in behind_ingress.stderr and b"Traceback" not in behind_ingress.stderr
     helped = clonewatch("--help", cwd=workdir)
     for command in (b"run", b"train", b"sql", b"simulate", b"kafka"):
         assert command in helped.stdout

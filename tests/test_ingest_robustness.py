@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from ingest.decode import EventDecoder
 from ingest.formats import PARSERS, FormatError, LineParser, client_id_for_ip, client_id_for_key, guess_format, mask_secrets, parse_line
 from ingest.reader import EventReader
+from ingest.receiver import split_body
 from ingest.shipper import Line, Shipper
 from schemas import AccessEvent, DeadLetter
 
@@ -575,6 +576,42 @@ def test_a_google_cloud_load_balancer_log_entry_is_read_as_rate_and_shape():
     assert chat.latency_ms == pytest.approx(431.208) and chat.user_agent == "OpenAI/Python 1.54.3"
     assert chat.ts == pytest.approx(1796378400.123456, abs=1e-6)
     assert models.client_id == client_id_for_key("AIzaSyD-gcp-query-key-0123456789") and models.path == "/v1/models?key=***"
+
+
+def test_knatives_request_log_takes_its_time_from_the_container_runtime():
+    """``tests/data/knative-queue-proxy.log``: the request log Knative's queue-proxy writes with
+    its default template (KServe's serverless mode), as a Kubernetes node keeps it (CRI),
+    written from Knative's documented template (no cluster here). The template writes no time
+    of its own: the line's time is the runtime's. Before, every line was dead-lettered (no
+    format, then no time). The template logs the address of whoever connected (the ingress);
+    a template extended with the forwarded address and the key (docs/gateways.md) names the
+    client. The same lines pushed through Fluent Bit or kept by Docker take the wrapper's time."""
+    lines = (DATA / "knative-queue-proxy.log").read_bytes().splitlines()
+    events, dead, reader = read_lines(lines, "queue-proxy.log")
+    assert reader.format == "nginx" and not dead and len(events) == 3
+    predict, metadata, extended = events
+    assert predict.ts == pytest.approx(1796378400.104218, abs=1e-6) and metadata.ts == pytest.approx(1796378400.731003, abs=1e-6)
+    assert (predict.method, predict.path, predict.status, predict.user_agent) == ("POST", "/v1/models/sklearn-iris:predict", 200, "python-requests/2.32.3")
+    assert predict.latency_ms == pytest.approx(4.217, abs=1e-3) and predict.client_id == client_id_for_ip("10.244.0.17")
+    assert extended.client_id == client_id_for_key("sk-live-knative-0123456789") and extended.ip == "198.51.100.7"
+
+    shipper = Shipper(None, "auto", "access", "dead")
+    source = SimpleNamespace(name="queue-proxy.log", request_id=lambda line: f"r{line.number}")
+    shipped = [m for n, data in enumerate(lines, 1) for m in shipper.messages(source, Line(0, n, data))]
+    assert [json.loads(value)["ts"] for _, _, value in shipped] == pytest.approx([e.ts for e in events], abs=1e-6)
+
+    bare = [line.split(b" stdout F ", 1)[1] for line in lines]
+    _, dead, _ = read_lines(bare[:1], "bare.log")  # no wrapper, no time: said so
+    assert len(dead) == 1 and dead[0].reason == "no timestamp in the line"
+    docker = [json.dumps({"log": bare[0].decode() + "\n", "stream": "stdout", "time": "2026-12-04T10:00:00.5Z"}).encode()]
+    fluent_bit = [json.dumps({"date": 1796378400.25, "log": bare[0].decode()}).encode()]
+    vector = [json.dumps({"message": bare[0].decode(), "timestamp": "2026-12-04T10:00:00.75Z", "host": "node-1"}).encode()]
+    for wrapped, ts in ((docker, 1796378400.5), (fluent_bit, 1796378400.25), (vector, 1796378400.75)):
+        (event,), dead, _ = read_lines(wrapped, "wrapped.log")
+        assert not dead and event.ts == pytest.approx(ts) and event.path == "/v1/models/sklearn-iris:predict"
+    pushed = split_body(json.dumps([json.loads(fluent_bit[0])]).encode())  # clonewatch receive: Fluent Bit's http output
+    (message,) = [m for n, data in enumerate(pushed, 1) for m in Shipper(None, "auto", "access", "dead").messages(source, Line(0, n, data))]
+    assert message[0] == "access" and json.loads(message[2])["ts"] == pytest.approx(1796378400.25)
 
 
 def test_an_aws_application_load_balancer_log_is_read_as_rate_and_shape():
