@@ -31,9 +31,9 @@ def fill_store(store: Path, rows: list[RiskScore]) -> None:
     insert_risk_scores_from_child(f"chdb://{store}", rows, timeout_s=120)
 
 
-def serve_api(store: Path, log_path: Path) -> tuple[Background, str]:
+def serve_api(store: Path, log_path: Path, *options: str) -> tuple[Background, str]:
     """`clonewatch api` on ``store`` in the background, once it listens, and its base URL."""
-    server = Background(["api", "--store", f"chdb://{store}", "--port", "0"], {**os.environ, "CLONEWATCH_API_TOKEN": TOKEN}, log_path)
+    server = Background(["api", "--store", f"chdb://{store}", "--port", "0", *options], {**os.environ, "CLONEWATCH_API_TOKEN": TOKEN}, log_path)
     try:
         wait_until(lambda: "listening on" in server.log() or not server.alive(), 60, "the API to listen")
         return server, re.search(r"listening on (http://\S+)", server.log()).group(1)

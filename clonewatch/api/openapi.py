@@ -69,8 +69,9 @@ OPENAPI: dict = {
                           "400": _json(_ERROR, "unknown action or bad limit"), **_UNAUTHORIZED},
         }},
         "/v1/decide": {method: {
-            "summary": "For nginx auth_request and Envoy ext_authz (any method, any path below it)",
-            "description": "The client comes from the configured client-id header or the API-key header (hashed as ingest hashes keys), "
+            "summary": "For nginx auth_request, Envoy ext_authz and LiteLLM's pre-call hook (any method, any path below it)",
+            "description": "The client comes from the configured client-id header, X-API-Key-SHA256 (a key's SHA-256 in hex, as LiteLLM "
+            "logs its virtual keys) or the API-key header (hashed as ingest hashes keys), "
             "else a key in the query string (the decide request's own, or X-Original-URI / X-Forwarded-Uri), "
             "else the address (X-Real-IP, or X-Forwarded-For through the trusted proxies), as ingest names clients. "
             "X-Clonewatch-Action names the action; a degrade answer carries X-Clonewatch-Strip, -Max-Tokens, -Max-N and -Delay-Ms.",

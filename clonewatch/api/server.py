@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from clonewatch.api.openapi import OPENAPI
 from clonewatch.api.state import ClientTable
-from ingest.formats import _bearer, client_id_for_ip, client_id_for_key, client_ip, key_in_query
+from ingest.formats import _bearer, client_id_for_ip, client_id_for_key, client_id_for_key_hash, client_ip, key_in_query
 from ingest.http_server import TokenServer, send_json
 from schemas import to_epoch
 
@@ -37,6 +37,7 @@ log = logging.getLogger("clonewatch.api")
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,256}$")
 ACTIONS = ("allow", "throttle", "challenge", "deny")
 MAX_DROPPED_BODY = 1 << 16  # a request body up to this size is read and dropped; a larger one closes the connection
+KEY_HASH_HEADER = "X-API-Key-SHA256"  # a key's SHA-256 in hex, as LiteLLM knows and logs its virtual keys
 DECIDE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")  # what gateways forward to /v1/decide
 
 
@@ -147,13 +148,16 @@ class RiskApi(TokenServer):
 
     def decide(self, headers, query: dict[str, list[str]] | None = None) -> tuple[int, dict, dict[str, str]]:
         """The gateway's answer for the client of a request, named as ingest names it: a client id
-        header, else its key (a header, a bearer token, or the request's query string: Envoy
+        header, else its key's SHA-256 (``X-API-Key-SHA256``, as LiteLLM logs its virtual keys),
+        else its key (a header, a bearer token, or the request's query string: Envoy
         appends the request's path to ``/v1/decide``, nginx passes it as ``X-Original-URI``),
         else its address (``X-Real-IP``, or ``X-Forwarded-For`` through the trusted proxies),
         as the clients of a log without keys are."""
         started = time.perf_counter()
         c = self.decide_config
         client_id = headers.get(c.client_header) if c.client_header else None
+        if not client_id and (key_hash := headers.get(KEY_HASH_HEADER)):
+            client_id = client_id_for_key_hash(key_hash)
         if not client_id:
             key = headers.get(c.key_header) or _bearer(headers.get("X-Original-Authorization") or "") or _query_key(headers, query or {})
             client_id = client_id_for_key(key) if key else None

@@ -33,6 +33,8 @@ def register(subparsers) -> None:
     parser.add_argument("--key-header", default="x-api-key", help="header with the API key for /v1/decide, hashed as ingest hashes keys (default: %(default)s)")
     parser.add_argument("--client-header", help="header with a client id used as given (checked before --key-header)")
     parser.add_argument("--throttle-mode", choices=("429", "degrade"), default="429", help="answer to a throttled client: 429, or 200 with headers telling the gateway to serve less (default: %(default)s)")
+    parser.add_argument("--degrade-max-tokens", type=int, default=256, metavar="N", help="with --throttle-mode degrade: the most tokens a throttled client's answer may have (default: %(default)s)")
+    parser.add_argument("--degrade-delay-ms", type=int, default=500, metavar="MS", help="with --throttle-mode degrade: the delay the gateway adds before a throttled client's answer (default: %(default)s)")
     parser.add_argument("--challenge-status", type=int, default=401, help="status for a challenged client (default: %(default)s)")
     parser.add_argument("--retry-after", type=int, default=30, metavar="SECONDS", help="Retry-After of a 429 (default: %(default)s)")
     parser.add_argument(
@@ -61,6 +63,7 @@ def main(args: argparse.Namespace) -> int:
     decide = DecideConfig(
         key_header=args.key_header, client_header=args.client_header, throttle_mode=args.throttle_mode,
         retry_after_s=args.retry_after, challenge_status=args.challenge_status,
+        degrade_max_tokens=args.degrade_max_tokens, degrade_delay_ms=args.degrade_delay_ms,
     )  # fmt: skip
     api = RiskApi(table, token, decide, args.host, args.port)
     stop = threading.Event()
