@@ -35,6 +35,7 @@ from tests.streaming_support import wait_until
 from tests.test_api import KEYS, REPO_ROOT, TOKEN, fill_store, score, serve_api
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+CADDY = shutil.which("caddy")
 ENVOY = shutil.which("envoy") or str(Path(sys.executable).parent / "envoy")
 
 NGINX_CONF = """
@@ -135,6 +136,49 @@ def test_nginx_serves_benign_clients_and_stops_flagged_ones(api_with_every_actio
     finally:
         nginx.terminate()
         nginx.wait(timeout=10)
+
+
+CADDYFILE = """
+{{
+    admin off
+    auto_https off
+}}
+http://127.0.0.1:{port} {{
+    forward_auth {api} {{
+        uri /v1/decide
+        header_up X-Original-Authorization {{http.request.header.Authorization}}
+        header_up Authorization "Bearer {token}"
+        copy_headers X-Clonewatch-Action
+    }}
+    reverse_proxy 127.0.0.1:{upstream}
+}}
+"""
+
+
+@pytest.mark.skipif(CADDY is None, reason="Caddy is not installed (apt-get install caddy)")
+def test_caddy_serves_benign_clients_and_stops_flagged_ones(api_with_every_action, tmp_path: Path) -> None:
+    """Caddy's ``forward_auth``: the API's refusals reach the client as they are (429 with
+    Retry-After, 401, 403); a key sent as ``Authorization: Bearer`` is passed on as
+    ``X-Original-Authorization``, since the API's own token takes that header."""
+    api_url, upstream = api_with_every_action
+    port = free_port()
+    (tmp_path / "Caddyfile").write_text(CADDYFILE.format(port=port, upstream=upstream, api=api_url.removeprefix("http://"), token=TOKEN))
+    caddy = subprocess.Popen(
+        [CADDY, "run", "--config", str(tmp_path / "Caddyfile"), "--adapter", "caddyfile"],
+        cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)},
+        stdout=(tmp_path / "caddy.log").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: through_gateway(port, "sk-live-nobody000001")[0] == 200 or caddy.poll() is not None, 60, "Caddy to serve")
+        assert caddy.poll() is None, (tmp_path / "caddy.log").read_text()[-3000:]
+        assert_enforced(port)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=b"{}", headers={"Authorization": f"Bearer {KEYS['deny']}"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 403
+    finally:
+        caddy.terminate()
+        caddy.wait(timeout=20)
 
 
 def test_envoy_serves_benign_clients_and_stops_flagged_ones(api_with_every_action, tmp_path: Path) -> None:
