@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
@@ -65,6 +66,12 @@ def load_example(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def scrape(url: str) -> dict[str, str]:
+    """Prometheus text as series -> value."""
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    return dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
 
 
 def decisions_on_topic(bootstrap: str, names: Names) -> list[dict]:
@@ -137,9 +144,17 @@ def test_attacker_denied_benign_not(kafka_bootstrap: str, tmp_path: Path, model:
         handle.write('{"client_id": "key_no_time", "prompt": "hello"}\n')
     ship(log, names, kafka_bootstrap)
 
-    worker = Worker(tmp_path / "worker", model, names.env(kafka_bootstrap))
+    worker = Worker(tmp_path / "worker", model, names.env(kafka_bootstrap), "--metrics-address", "127.0.0.1:0")
     try:
         wait_on([worker], lambda: caught_up(kafka_bootstrap, names, worker), 120, "the worker to score every event")
+        # What Prometheus scrapes: the counters, the lag of each partition, clients by action.
+        url = re.search(r"metrics on (http://\S+)", worker.log()).group(1)
+        wait_until(lambda: scrape(url).get("clonewatch_worker_events_total") == str(len(events)), 30, "the metrics to count every event")
+        metrics = scrape(url)
+        assert metrics["clonewatch_worker_dead_letters_total"] == "1" and int(metrics["clonewatch_worker_decisions_total"]) == len(expected)
+        lags = {name: value for name, value in metrics.items() if name.startswith("clonewatch_worker_consumer_lag{")}
+        assert len(lags) == 4 and set(lags.values()) == {"0"}, lags
+        assert int(metrics['clonewatch_worker_clients{action="deny"}']) >= 1 and float(metrics["clonewatch_worker_embed_seconds_total"]) > 0
     finally:
         assert worker.stop() == 0, worker.tail()
     assert "[ERROR]" not in worker.log() and "[WARNING]" not in worker.log(), worker.tail()  # a healthy run says nothing alarming

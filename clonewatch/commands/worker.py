@@ -78,6 +78,11 @@ def register(subparsers) -> None:
         "client. Off by default, and costly: with a tenth of prompts embedded, 5 of 288 benign clients were acted on "
         f"with a 100-client baseline and 36 of 288 with 300 (README, \"Overload\") (default: ${ENV_VARS['max_lag']} or off)",
     )  # fmt: skip
+    parser.add_argument(
+        "--metrics-address", metavar="[HOST:]PORT",
+        help=f"serve Prometheus metrics on http://HOST:PORT/metrics (events, dead letters, decisions, consumer lag, time spent "
+        f"embedding and detecting); HOST defaults to 127.0.0.1 (default: ${ENV_VARS['metrics_address']} or off)",
+    )  # fmt: skip
     parser.add_argument("--status-file", type=Path, help="rewrite this JSON file with the progress counters at every progress line (for health checks)")
     parser.add_argument(
         "--stop-timeout", type=float, default=STOP_TIMEOUT_S, metavar="SECONDS",

@@ -60,6 +60,7 @@ import json
 import logging
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -71,6 +72,8 @@ from faust.types import EventT, Message, StreamT
 
 from clonewatch.streaming.bounded_stop import dump_stacks
 from clonewatch.streaming.config import CLIENT_TABLE, STAGE_TABLE, StreamingConfig
+from clonewatch.streaming.metrics import MetricsServer, parse_address
+from clonewatch.streaming.metrics import render as render_metrics
 from clonewatch.streaming.offset_trail import OffsetTrail
 from clonewatch.streaming.processing import (
     BatchProcessor,
@@ -255,6 +258,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
 
     stats = WorkerStats()
     last_line, last_misrouted = float("-inf"), 0
+    metrics = serve_metrics(config.metrics_address)
 
     @app.agent(access, supervisor_strategy=mode.CrashingSupervisor)
     async def score(stream: StreamT) -> None:
@@ -340,6 +344,9 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         result = await blocking.run(processor.score, admitted.events, records, lag_s, span_s)
         scored = time.monotonic()
         stats.not_embedded = processor.vectorizer.prompts_seen - processor.vectorizer.prompts_embedded
+        stats.embed_seconds, stats.detect_seconds = processor.embed_seconds, processor.detect_seconds
+        if lag_s is not None:
+            stats.event_age_s = lag_s + (scored - started)
         await blocking.run(write_store, blocking, admitted.events, result, admitted.dead_letters, config.keep_prompts)
         await publish(decisions, [decision_message(d) for d in result.decisions])
         if lag_s is not None:
@@ -488,13 +495,18 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
             "model %s; consuming %s (%d partitions) at %s as group %s; store %s",
             processor.detector.model.version, config.access_topic, partitions, config.bootstrap, config.app_id, redact(config.store_dsn),
         )  # fmt: skip
+        if metrics is not None:
+            log.info("metrics on http://%s:%d/metrics", *metrics.address)
 
     @app.timer(config.log_interval)
     async def report_progress() -> None:
         """A progress line when something happened (else once a minute) and the status file."""
         nonlocal last_line, last_misrouted
         snapshot = stats.snapshot()
-        snapshot["partitions"] = sum(1 for tp in app.assignor.assigned_actives() if tp.topic == config.access_topic)
+        assigned = [tp for tp in app.assignor.assigned_actives() if tp.topic == config.access_topic]
+        snapshot["partitions"] = len(assigned)
+        if metrics is not None:
+            metrics.publish(render_metrics(snapshot, consumer_lags(assigned), Counter(stats.actions.values())))
         now = time.monotonic()
         if snapshot["events_per_s"] or now - last_line >= IDLE_LOG_INTERVAL_S:
             last_line = now
@@ -519,6 +531,18 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         accounts for every event this worker processed, not only those of the last timer."""
         watch.stop()
         write_status(stats.snapshot())
+        if metrics is not None:
+            metrics.close()
+
+    def consumer_lags(assigned: Sequence[Any]) -> dict[tuple[str, int], int]:
+        """Messages between the next offset due on each assigned partition and its end, where both are known."""
+        due = trail.due()
+        lags = {}
+        for tp in assigned:
+            end = app.consumer.highwater(tp)
+            if end is not None and tp in due:
+                lags[(tp.topic, tp.partition)] = max(0, end - due[tp])
+        return lags
 
     def write_status(snapshot: dict[str, Any]) -> None:
         if config.status_file is not None:
@@ -527,6 +551,18 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
             scratch.replace(config.status_file)
 
     return app
+
+
+def serve_metrics(address: str | None) -> MetricsServer | None:
+    """The metrics server at ``address`` (``[HOST:]PORT``), started; None without one."""
+    if address is None:
+        return None
+    host, port = parse_address(address)
+    try:
+        server = MetricsServer(host, port).start()
+    except OSError as exc:
+        raise ValueError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+    return server
 
 
 def learn_again(stage: CampaignStage, values: Sequence[bytes]) -> int:

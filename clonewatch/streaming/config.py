@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clonewatch.streaming.kafka_auth import KafkaAuth
+from clonewatch.streaming.metrics import parse_address
 from detectors.policy import PolicyConfig
 from sinks.clickhouse import DEFAULT_DSN
 
@@ -46,6 +47,7 @@ ENV_VARS: dict[str, str] = {
     "keep_prompts": "CLONEWATCH_KEEP_PROMPTS",
     "max_lag": "CLONEWATCH_MAX_LAG",
     "stage_save_interval": "CLONEWATCH_STAGE_SAVE_INTERVAL",
+    "metrics_address": "CLONEWATCH_METRICS_ADDRESS",
 }
 
 
@@ -77,6 +79,8 @@ class StreamingConfig:
       acknowledged after its last save, at most about this many seconds of them.
     - ``keep_prompts``: store each prompt's text in ClickHouse's ``access_events`` (by
       default only its hash and length).
+    - ``metrics_address``: ``PORT`` or ``HOST:PORT`` where the worker serves Prometheus
+      metrics on ``/metrics`` (:mod:`clonewatch.streaming.metrics`); off by default.
     """
 
     bootstrap: str = DEFAULT_BOOTSTRAP
@@ -99,6 +103,7 @@ class StreamingConfig:
     keep_prompts: bool = False
     max_lag: float | None = None
     stage_save_interval: float = 5.0
+    metrics_address: str | None = None
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     kafka_auth: KafkaAuth = field(default_factory=KafkaAuth)  # from $CLONEWATCH_KAFKA_* (clonewatch/streaming/kafka_auth.py)
 
@@ -113,6 +118,8 @@ class StreamingConfig:
             raise ValueError("session timeout, commit interval, log interval, max lag and stage save interval must be above 0 s")
         if not self.bootstrap.strip():
             raise ValueError("the Kafka bootstrap address must not be empty")
+        if self.metrics_address is not None:
+            parse_address(self.metrics_address)
 
     @property
     def campaign_facts_topic(self) -> str:

@@ -71,6 +71,10 @@ class OffsetTrail:
                 self._moved[partition] = self.clock()
         return gaps
 
+    def due(self) -> dict[Hashable, int]:
+        """The next offset due on each partition followed."""
+        return dict(self._next)
+
     def standing(self, patience_s: float) -> dict[Hashable, int]:
         """The partitions whose trail has not moved for ``patience_s`` seconds, with the next
         offset due on each: if the consumer is past it, what lies between will not come."""

@@ -170,6 +170,8 @@ class BatchProcessor:
         self.recent_ids = recent_ids
         self.limits = limits
         self._decoders: dict[str, EventDecoder] = {}
+        self.embed_seconds = 0.0  # time spent embedding, and in detection, since start
+        self.detect_seconds = 0.0
 
     def decode(self, messages: Sequence[Incoming]) -> list[tuple[Incoming, AccessEvent | DeadLetter]]:
         """Decode each message; a dead letter names the topic, partition and offset (as ``line``)."""
@@ -223,11 +225,15 @@ class BatchProcessor:
         embedded_before = self.vectorizer.prompts_embedded
         started = time.monotonic()
         vectors = self.vectorizer.vectors(events, budget)
+        embedded_at = time.monotonic()
+        self.embed_seconds += embedded_at - started
         embedded = self.vectorizer.prompts_embedded - embedded_before
         if embedded >= 8:
-            rate = embedded / max(time.monotonic() - started, 1e-6)
+            rate = embedded / max(embedded_at - started, 1e-6)
             self.prompt_rate = rate if self.prompt_rate is None else 0.8 * self.prompt_rate + 0.2 * rate
-        return self.detector.process(events, vectors, states)
+        result = self.detector.process(events, vectors, states)
+        self.detect_seconds += time.monotonic() - embedded_at
+        return result
 
     def embedding_budget(self, lag_s: float | None, span_s: float | None) -> int | None:
         """How many of a batch's prompts to embed: all of them (None) unless the worker is
@@ -288,6 +294,9 @@ class WorkerStats:
     verdicts: int = 0  # verdicts it sent
     passed_over: int = 0  # offsets Faust passed over, never handing them to an agent, that the worker went back for
     batches: int = 0
+    embed_seconds: float = 0.0  # the processor's, copied after each batch
+    detect_seconds: float = 0.0
+    event_age_s: float | None = None  # age of the oldest event of the latest batch when it was scored
     started: float = field(default_factory=time.monotonic)
     actions: dict[str, str] = field(default_factory=dict)  # latest action of each client scored since start
     _last_events: int = 0
@@ -327,5 +336,9 @@ class WorkerStats:
             "campaign_facts": self.facts,
             "campaign_verdicts": self.verdicts,
             "passed_over": self.passed_over,
+            "batches": self.batches,
+            "embed_seconds": round(self.embed_seconds, 3),
+            "detect_seconds": round(self.detect_seconds, 3),
+            **({} if self.event_age_s is None else {"event_age_s": round(self.event_age_s, 3)}),
             "uptime_s": round(now - self.started, 1),
         }
