@@ -76,6 +76,7 @@ def main() -> int:
         ("haproxy httplog, captured key (real)", "haproxy", sample_lines("haproxy-httplog.log", args.lines)),
         ("traefik JSON, kept headers (from its source)", "traefik", sample_lines("traefik-json.log", args.lines)),
         ("AWS ALB entries (from its documentation)", "alb", sample_lines("aws-alb.log", args.lines)),
+        ("Knative queue-proxy, CRI-wrapped (its template)", "auto", sample_lines("knative-queue-proxy.log", args.lines)),
     ]
     print(f"{'input':<46} {'lines/s':>10}  events  dead letters")
     for name, fmt, lines in cases:
