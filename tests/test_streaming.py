@@ -23,6 +23,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from clonewatch.lab.kafka.broker import LocalBroker
+from schemas import to_epoch
 from tests.streaming_support import (
     BATCH_SIZE,
     REPO_ROOT,
@@ -199,6 +200,36 @@ def test_attacker_denied_benign_not(kafka_bootstrap: str, tmp_path: Path, model:
     assert "missing required field `ts`" in rejected["reason"]
     assert json.loads(rejected["raw"])["client_id"] == "key_no_time"
     assert store_query(worker.store, "SELECT count() FROM clonewatch.dead_letters") == [(1,)]  # the worker's one
+
+
+def test_clients_that_go_quiet_leave_the_table(kafka_bootstrap: str, tmp_path: Path, model: Path, traffic) -> None:
+    """With a time to live of 60 s of event time, the clients quiet for longer than that before
+    the newest event end with a tombstone in the table's changelog (compaction then drops
+    them) and the rest with their state; clients that come back after expiring start afresh."""
+    events, _ = traffic
+    names = Names.fresh("ttl")
+    log = tmp_path / "access.log"
+    write_log(log, events)
+    ship(log, names, kafka_bootstrap)
+    last: dict[str, float] = {}
+    for event in events:
+        last[event["client_id"]] = max(last.get(event["client_id"], 0.0), to_epoch(event["ts"]))
+    horizon = max(last.values()) - 60.0
+    quiet = {client for client, ts in last.items() if ts < horizon}
+    assert quiet and quiet != set(last)
+
+    def final_values() -> dict[str, bytes | None]:
+        return {key.decode(): value for key, value in read_topic(kafka_bootstrap, f"{names.app_id}-clients-changelog")}
+
+    worker = Worker(tmp_path / "worker", model, names.env(kafka_bootstrap), "--client-ttl", "60")
+    try:
+        wait_on([worker], lambda: caught_up(kafka_bootstrap, names, worker), 120, "the worker to score every event")
+        wait_until(lambda: {c for c, v in final_values().items() if v is None} == quiet, 60, "the quiet clients' tombstones")
+        assert {c for c, v in final_values().items() if v is not None} == set(last) - quiet
+        assert worker.status()["expired"] >= len(quiet)
+    finally:
+        assert worker.stop() == 0, worker.tail()
+    assert "[ERROR]" not in worker.log(), worker.tail()
 
 
 def test_killed_worker_resumes_exactly(kafka_bootstrap: str, tmp_path: Path, model: Path, traffic, expected) -> None:

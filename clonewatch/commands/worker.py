@@ -79,6 +79,11 @@ def register(subparsers) -> None:
         f"with a 100-client baseline and 36 of 288 with 300 (README, \"Overload\") (default: ${ENV_VARS['max_lag']} or off)",
     )  # fmt: skip
     parser.add_argument(
+        "--client-ttl", type=float, metavar="SECONDS",
+        help=f"a client quiet for this long (in event time) leaves the worker's table and starts afresh if it comes back; "
+        f"its decisions stay on the decisions topic and in the store (default: ${ENV_VARS['client_ttl']} or 7 days)",
+    )  # fmt: skip
+    parser.add_argument(
         "--metrics-address", metavar="[HOST:]PORT",
         help=f"serve Prometheus metrics on http://HOST:PORT/metrics (events, dead letters, decisions, consumer lag, time spent "
         f"embedding and detecting); HOST defaults to 127.0.0.1 (default: ${ENV_VARS['metrics_address']} or off)",

@@ -72,6 +72,7 @@ from faust.types import EventT, Message, StreamT
 
 from clonewatch.streaming.bounded_stop import dump_stacks
 from clonewatch.streaming.config import CLIENT_TABLE, STAGE_TABLE, StreamingConfig
+from clonewatch.streaming.expiry import ClientExpiry
 from clonewatch.streaming.metrics import MetricsServer, parse_address
 from clonewatch.streaming.metrics import render as render_metrics
 from clonewatch.streaming.offset_trail import OffsetTrail
@@ -85,6 +86,7 @@ from clonewatch.streaming.processing import (
     decode_verdict,
     encode,
     encode_fact,
+    expected_partition,
 )
 from clonewatch.streaming.stall_watch import STALL_LIMIT_S, StallWatch
 from clonewatch.streaming.topics import read_records, resume_points
@@ -105,6 +107,7 @@ OUTAGE_RETRY_S = 30.0  # then, while ClickHouse or Kafka is away, a try every th
 IDLE_LOG_INTERVAL_S = 60.0
 KAFKA_RETRY_S = 5.0  # between tries at reading offsets or messages while Kafka does not answer
 TRAIL_CHECK_INTERVAL_S = 10.0  # how often partitions whose trail stands still are compared with the consumer's position
+EXPIRY_SWEEP_S = 600.0  # seconds between sweeps for quiet clients (a quarter of the time to live, if shorter)
 TRAIL_PATIENCE_S = 30.0  # a trail standing still this long, the worker idle and the consumer past it: messages passed over
 
 
@@ -259,6 +262,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
     stats = WorkerStats()
     last_line, last_misrouted = float("-inf"), 0
     metrics = serve_metrics(config.metrics_address)
+    expiry = ClientExpiry(config.client_ttl)
 
     @app.agent(access, supervisor_strategy=mode.CrashingSupervisor)
     async def score(stream: StreamT) -> None:
@@ -356,6 +360,7 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         await know_changelog(app, clients)
         for cid in admitted.client_ids:
             clients[cid.encode()] = records[cid].to_bytes()
+        expiry.seen({cid: records[cid].state.last_ts for cid in admitted.client_ids})
         await drain(app)
         stats.add(admitted, result)
 
@@ -497,6 +502,23 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         )  # fmt: skip
         if metrics is not None:
             log.info("metrics on http://%s:%d/metrics", *metrics.address)
+
+    @app.timer(min(EXPIRY_SWEEP_S, config.client_ttl / 4))
+    async def expire_quiet_clients() -> None:
+        """Delete the table records of clients quiet for longer than the time to live."""
+        held = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == config.access_topic}
+
+        def mine(client: str) -> bool:
+            return expected_partition(client.encode(), partitions) in held
+
+        async with clients_lock:
+            expiry.adopt(key.decode() for key in list(clients.keys()) if mine(key.decode()))
+            due = expiry.due(mine)
+            for client in due:
+                clients.pop(client.encode(), None)
+        stats.expired += len(due)
+        if due:
+            log.info("%d clients quiet for more than %.0f s left the table (%d held)", len(due), config.client_ttl, len(expiry))
 
     @app.timer(config.log_interval)
     async def report_progress() -> None:

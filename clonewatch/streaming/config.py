@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clonewatch.streaming.kafka_auth import KafkaAuth
+from clonewatch.streaming.expiry import DEFAULT_CLIENT_TTL_S
 from clonewatch.streaming.metrics import parse_address
 from detectors.policy import PolicyConfig
 from sinks.clickhouse import DEFAULT_DSN
@@ -48,6 +49,7 @@ ENV_VARS: dict[str, str] = {
     "max_lag": "CLONEWATCH_MAX_LAG",
     "stage_save_interval": "CLONEWATCH_STAGE_SAVE_INTERVAL",
     "metrics_address": "CLONEWATCH_METRICS_ADDRESS",
+    "client_ttl": "CLONEWATCH_CLIENT_TTL",
 }
 
 
@@ -79,6 +81,8 @@ class StreamingConfig:
       acknowledged after its last save, at most about this many seconds of them.
     - ``keep_prompts``: store each prompt's text in ClickHouse's ``access_events`` (by
       default only its hash and length).
+    - ``client_ttl``: seconds of event time after which a quiet client's state leaves the
+      worker's table (:mod:`clonewatch.streaming.expiry`); it starts afresh if it comes back.
     - ``metrics_address``: ``PORT`` or ``HOST:PORT`` where the worker serves Prometheus
       metrics on ``/metrics`` (:mod:`clonewatch.streaming.metrics`); off by default.
     """
@@ -104,6 +108,7 @@ class StreamingConfig:
     max_lag: float | None = None
     stage_save_interval: float = 5.0
     metrics_address: str | None = None
+    client_ttl: float = DEFAULT_CLIENT_TTL_S
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     kafka_auth: KafkaAuth = field(default_factory=KafkaAuth)  # from $CLONEWATCH_KAFKA_* (clonewatch/streaming/kafka_auth.py)
 
@@ -114,8 +119,8 @@ class StreamingConfig:
             raise ValueError("batch size must be at least 1 and batch wait above 0 s")
         if self.recent_ids < 0:
             raise ValueError("recent ids must not be negative")
-        if min(self.session_timeout, self.commit_interval, self.log_interval, self.max_lag or 1.0, self.stage_save_interval) <= 0:
-            raise ValueError("session timeout, commit interval, log interval, max lag and stage save interval must be above 0 s")
+        if min(self.session_timeout, self.commit_interval, self.log_interval, self.max_lag or 1.0, self.stage_save_interval, self.client_ttl) <= 0:
+            raise ValueError("session timeout, commit interval, log interval, max lag, stage save interval and client time to live must be above 0 s")
         if not self.bootstrap.strip():
             raise ValueError("the Kafka bootstrap address must not be empty")
         if self.metrics_address is not None:

@@ -32,6 +32,7 @@ SERIES: dict[str, tuple[str, str, str]] = {
     "bounded": ("clonewatch_worker_bounded_total", "counter", "events with a prompt or feature row too long to keep whole"),
     "campaign_facts": ("clonewatch_worker_campaign_facts_total", "counter", "facts the campaign stage learned here"),
     "campaign_verdicts": ("clonewatch_worker_campaign_verdicts_total", "counter", "verdicts the campaign stage sent from here"),
+    "expired": ("clonewatch_worker_clients_expired_total", "counter", "quiet clients whose state left the table (--client-ttl)"),
     "embed_seconds": ("clonewatch_worker_embed_seconds_total", "counter", "time spent embedding prompts"),
     "detect_seconds": ("clonewatch_worker_detect_seconds_total", "counter", "time spent in detection (state, features, risk, policy)"),
     "batches": ("clonewatch_worker_batches_total", "counter", "batches scored"),

@@ -293,6 +293,7 @@ class WorkerStats:
     facts: int = 0  # facts this worker's campaign stage learned (while it held the facts partition)
     verdicts: int = 0  # verdicts it sent
     passed_over: int = 0  # offsets Faust passed over, never handing them to an agent, that the worker went back for
+    expired: int = 0  # clients that went quiet and left the table
     batches: int = 0
     embed_seconds: float = 0.0  # the processor's, copied after each batch
     detect_seconds: float = 0.0
@@ -336,6 +337,7 @@ class WorkerStats:
             "campaign_facts": self.facts,
             "campaign_verdicts": self.verdicts,
             "passed_over": self.passed_over,
+            "expired": self.expired,
             "batches": self.batches,
             "embed_seconds": round(self.embed_seconds, 3),
             "detect_seconds": round(self.detect_seconds, 3),
