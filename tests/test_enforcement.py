@@ -342,7 +342,7 @@ payload_log = PayloadLog()
 
 
 def through_litellm(port: int, key: str) -> tuple[int, str]:
-    body = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    body = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4096, "logprobs": True, "top_logprobs": 2}).encode()
     request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
                                      headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})  # fmt: skip
     try:
@@ -355,8 +355,17 @@ def through_litellm(port: int, key: str) -> tuple[int, str]:
 
 
 @pytest.mark.skipif(LITELLM_PYTHON is None, reason="set CLONEWATCH_TEST_LITELLM_PYTHON to a Python with litellm[proxy] to run the LiteLLM proxy")
-def test_litellm_proxy_serves_benign_keys_and_stops_flagged_ones(api_with_every_action, tmp_path: Path) -> None:
+@pytest.mark.parametrize("throttle_mode", ["429", "degrade"])
+def test_litellm_proxy_serves_benign_keys_and_stops_flagged_ones(api_with_every_action, tmp_path: Path, throttle_mode: str) -> None:
+    """Through a real LiteLLM proxy: refusals as the API answers them, or, in degrade mode, a
+    throttled key served with its logprobs stripped and its tokens capped (as the proxy's own
+    call log records the call it made); the log names each key as the hook asked about it."""
     api_url, _ = api_with_every_action
+    degrade_api = None
+    if throttle_mode == "degrade":
+        store = tmp_path / "degrade-store"
+        fill_store(store, [score(client_id_for_key(key), action, "2026-11-23T10:00:00Z", 50, 0.5) for action, key in KEYS.items()])
+        degrade_api, api_url = serve_api(store, tmp_path / "degrade-api.log", "--throttle-mode", "degrade", "--degrade-delay-ms", "0")
     (tmp_path / "config.yaml").write_text(LITELLM_CONFIG)
     (tmp_path / "keys.py").write_text(LITELLM_KEYS)
     shutil.copy(REPO_ROOT / "examples" / "litellm_clonewatch_guard.py", tmp_path / "clonewatch_guard.py")
@@ -370,11 +379,20 @@ def test_litellm_proxy_serves_benign_keys_and_stops_flagged_ones(api_with_every_
         wait_until(lambda: through_litellm(port, "sk-live-nobody000001")[0] == 200 or proxy.poll() is not None, 120, "LiteLLM to serve")
         assert proxy.poll() is None, (tmp_path / "litellm.log").read_text()[-3000:]
         assert through_litellm(port, KEYS["allow"]) == (200, "served")
-        assert [through_litellm(port, KEYS[action])[0] for action in ("throttle", "challenge", "deny")] == [429, 401, 403]
-        # the proxy's log of the served calls names the keys as the guard and the API did
-        wait_until(lambda: (tmp_path / "calls.log").exists() and len((tmp_path / "calls.log").read_text().splitlines()) >= 2, 30, "the call log")
-        logged = [e.client_id for e in EventReader("calls.log").read((tmp_path / "calls.log").read_bytes().splitlines())]
+        statuses = [through_litellm(port, KEYS[action])[0] for action in ("throttle", "challenge", "deny")]
+        assert statuses == ([429, 401, 403] if throttle_mode == "429" else [200, 401, 403])
+        # the proxy's log of the calls it served names the keys as the hook and the API did
+        served = 3 if throttle_mode == "degrade" else 2
+        calls = tmp_path / "calls.log"
+        wait_until(lambda: calls.exists() and len(calls.read_text().splitlines()) >= served, 30, "the call log")
+        logged = {e.client_id: e.params for e in EventReader("calls.log").read(calls.read_bytes().splitlines())}
         assert client_id_for_key(KEYS["allow"]) in logged and client_id_for_key(KEYS["deny"]) not in logged
+        assert logged[client_id_for_key(KEYS["allow"])].max_tokens == 4096 and logged[client_id_for_key(KEYS["allow"])].logprobs
+        if throttle_mode == "degrade":
+            degraded = logged[client_id_for_key(KEYS["throttle"])]
+            assert degraded.max_tokens == 256 and not degraded.logprobs and not degraded.top_logprobs
     finally:
         proxy.terminate()
         proxy.wait(timeout=30)
+        if degrade_api is not None:
+            degrade_api.stop()
