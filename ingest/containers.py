@@ -127,8 +127,8 @@ def shipped_line_and_time(raw: bytes) -> tuple[bytes | None, str | float | None]
     line = shipped_line(record)
     if line is None:
         return None, None
-    time = next((record[f] for f in _SHIPPED_TIMES if isinstance(record.get(f), (str, int, float))), None)
-    return line, None if isinstance(time, bool) else time
+    times = (record.get(f) for f in _SHIPPED_TIMES)
+    return line, next((t for t in times if isinstance(t, (str, int, float)) and not isinstance(t, bool)), None)
 
 
 _SHIPPED_FIELDS = ("log", "message")  # Fluent Bit's tail input and Docker; Vector's file source, Filebeat, syslog
