@@ -33,6 +33,8 @@ from ingest.formats import client_id_for_key, client_id_for_key_hash
 from ingest.reader import EventReader
 from tests.streaming_support import wait_until
 from tests.test_api import KEYS, REPO_ROOT, TOKEN, fill_store, score, serve_api
+from tests.test_receive import TOKEN as RECEIVE_TOKEN
+from tests.test_receive import start as start_receiver
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 CADDY = shutil.which("caddy")
@@ -313,7 +315,7 @@ model_list:
   - model_name: demo
     litellm_params: {model: openai/demo, api_key: unused, mock_response: "served"}
 litellm_settings:
-  callbacks: [clonewatch_guard.guard, keys.payload_log]
+  callbacks: [clonewatch_guard.guard, keys.payload_log, generic_api]
 general_settings:
   custom_auth: keys.user_api_key_auth
 """
@@ -341,6 +343,10 @@ payload_log = PayloadLog()
 """
 
 
+def pushed_clients(spool: Path) -> set[str]:
+    return {json.loads(line)["client_id"] for line in spool.read_text().splitlines()} if spool.exists() else set()
+
+
 def through_litellm(port: int, key: str) -> tuple[int, str]:
     body = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4096, "logprobs": True, "top_logprobs": 2}).encode()
     request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
@@ -361,6 +367,9 @@ def test_litellm_proxy_serves_benign_keys_and_stops_flagged_ones(api_with_every_
     throttled key served with its logprobs stripped and its tokens capped (as the proxy's own
     call log records the call it made); the log names each key as the hook asked about it."""
     api_url, _ = api_with_every_action
+    # LiteLLM's own generic API logger pushes the same calls to `clonewatch receive`, no file between
+    spool = tmp_path / "pushed" / "events.jsonl"
+    receiver, logs_url = start_receiver(["--spool", str(spool)], dict(os.environ), tmp_path / "receive.log")
     degrade_api = None
     if throttle_mode == "degrade":
         store = tmp_path / "degrade-store"
@@ -370,7 +379,8 @@ def test_litellm_proxy_serves_benign_keys_and_stops_flagged_ones(api_with_every_
     (tmp_path / "keys.py").write_text(LITELLM_KEYS)
     shutil.copy(REPO_ROOT / "examples" / "litellm_clonewatch_guard.py", tmp_path / "clonewatch_guard.py")
     port = free_port()
-    env = {**os.environ, "CLONEWATCH_API_URL": api_url, "CLONEWATCH_API_TOKEN": TOKEN, "CLONEWATCH_TIMEOUT_S": "5"}
+    env = {**os.environ, "CLONEWATCH_API_URL": api_url, "CLONEWATCH_API_TOKEN": TOKEN, "CLONEWATCH_TIMEOUT_S": "5",
+           "GENERIC_LOGGER_ENDPOINT": logs_url, "GENERIC_LOGGER_HEADERS": f"Authorization=Bearer {RECEIVE_TOKEN}"}  # fmt: skip
     proxy = subprocess.Popen(
         [LITELLM_PYTHON, "-m", "litellm.proxy.proxy_cli", "--config", "config.yaml", "--host", "127.0.0.1", "--port", str(port)],
         cwd=tmp_path, env=env, stdout=(tmp_path / "litellm.log").open("wb"), stderr=subprocess.STDOUT,
@@ -391,8 +401,11 @@ def test_litellm_proxy_serves_benign_keys_and_stops_flagged_ones(api_with_every_
         if throttle_mode == "degrade":
             degraded = logged[client_id_for_key(KEYS["throttle"])]
             assert degraded.max_tokens == 256 and not degraded.logprobs and not degraded.top_logprobs
+        everyone = {client_id_for_key(key) for key in (*KEYS.values(), "sk-live-nobody000001")}  # refused calls too, as failures
+        wait_until(lambda: pushed_clients(spool) == everyone, 60, "LiteLLM's pushed batches to name every key")
     finally:
         proxy.terminate()
         proxy.wait(timeout=30)
+        receiver.stop()
         if degrade_api is not None:
             degrade_api.stop()
