@@ -1189,7 +1189,7 @@ def parse_litellm(data: Mapping) -> list[Record]:
         "client_id": _first(data.get("client_id"), None if not isinstance(key_hash, str) else client_id_for_key_hash(key_hash, _settings.secret)),
         "ip": _first(data.get("requester_ip_address"), metadata.get("requester_ip_address")),
         "path": _LITELLM_PATHS.get(data.get("call_type")),
-        "status": {"success": 200, "failure": 500}.get(status) if isinstance(status, str) else None,
+        "status": _litellm_status(status, data.get("error_information")),
         "latency_ms": None if start is None or end is None else round((end - start) * 1000.0, 3),
         "model": _first(data.get("model_group"), data.get("model")),
         "prompt": prompt_of(messages, data.get("prompt")),
@@ -1199,6 +1199,21 @@ def parse_litellm(data: Mapping) -> list[Record]:
         "tokens_out": _int(data.get("completion_tokens"), "completion_tokens"),
         "request_id": _first(data.get("request_id"), data.get("id")),
     }, inputs)]  # fmt: skip
+
+
+def _litellm_status(status: Any, error: Any) -> int | None:
+    """200 for a success; for a failure, the HTTP status its error carries (a call the proxy
+    refused, 429 from a rate limit or a hook), else 500.
+
+    >>> _litellm_status("success", None), _litellm_status("failure", {"error_code": "429"}), _litellm_status("failure", {"error_code": ""})
+    (200, 429, 500)
+    """
+    if status == "success":
+        return 200
+    if status != "failure":
+        return None
+    code = str(error.get("error_code", "")) if isinstance(error, Mapping) else ""
+    return int(code) if code.isdigit() and 400 <= int(code) <= 599 else 500
 
 
 def _embedding_inputs(messages: Any) -> Any:

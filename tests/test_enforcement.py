@@ -403,6 +403,8 @@ def test_litellm_proxy_serves_benign_keys_and_stops_flagged_ones(api_with_every_
             assert degraded.max_tokens == 256 and not degraded.logprobs and not degraded.top_logprobs
         everyone = {client_id_for_key(key) for key in (*KEYS.values(), "sk-live-nobody000001")}  # refused calls too, as failures
         wait_until(lambda: pushed_clients(spool) == everyone, 60, "LiteLLM's pushed batches to name every key")
+        status_of = {json.loads(line)["client_id"]: json.loads(line)["status"] for line in spool.read_text().splitlines()}
+        assert [status_of[client_id_for_key(KEYS[action])] for action in ("throttle", "challenge", "deny")] == statuses
     finally:
         proxy.terminate()
         proxy.wait(timeout=30)
