@@ -80,6 +80,8 @@ class ClonewatchGuard(CustomLogger):
         self.fail = fail or os.environ.get("CLONEWATCH_FAIL", "open")
         if self.fail not in ("open", "closed"):
             raise ValueError("CLONEWATCH_FAIL is open or closed")
+        if not self.token:
+            log.warning("CLONEWATCH_API_TOKEN is not set: clonewatch will refuse every question (fail %s)", self.fail)
         self._client: httpx.AsyncClient | None = None
 
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type: str) -> dict:
