@@ -45,7 +45,7 @@ except ImportError:  # elsewhere: the same logic on a plain base class
 
 
 log = logging.getLogger("clonewatch.guard")
-REFUSALS = {429: "throttled", 401: "challenged: verify your account", 403: "denied"}
+REFUSALS = {"throttle": "throttled", "challenge": "challenged: verify your account", "deny": "denied"}
 LOGPROB_FIELDS = ("logprobs", "top_logprobs")
 
 
@@ -96,9 +96,9 @@ class ClonewatchGuard(CustomLogger):
             log.warning("clonewatch did not answer (%s); serving the request (CLONEWATCH_FAIL=open)", exc)
             return data
         action = answer.headers.get("X-Clonewatch-Action", "allow")
-        if answer.status_code in REFUSALS:
+        if answer.status_code >= 400:  # a refusal, with the status the API answers it with (--challenge-status)
             retry = {"Retry-After": answer.headers["Retry-After"]} if "Retry-After" in answer.headers else None
-            raise HTTPException(status_code=answer.status_code, detail=REFUSALS[answer.status_code], headers=retry)
+            raise HTTPException(status_code=answer.status_code, detail=REFUSALS.get(action, action), headers=retry)
         if action == "degrade":
             await asyncio.sleep(int(answer.headers.get("X-Clonewatch-Delay-Ms", "0")) / 1000.0)
             return degraded(data, answer.headers)
@@ -108,8 +108,9 @@ class ClonewatchGuard(CustomLogger):
         if self._client is None:  # made in the proxy's event loop, kept alive across calls
             self._client = httpx.AsyncClient(timeout=self.timeout_s, headers={"Authorization": f"Bearer {self.token}"})
         answer = await self._client.get(self.url, headers={"X-API-Key-SHA256": key_hash})
-        if answer.status_code == 401 and "X-Clonewatch-Action" not in answer.headers:
-            raise httpx.HTTPStatusError("clonewatch refused the bearer token (CLONEWATCH_API_TOKEN)", request=answer.request, response=answer)
+        if answer.status_code >= 400 and "X-Clonewatch-Action" not in answer.headers:  # no decision: a wrong token, an error
+            raise httpx.HTTPStatusError(f"clonewatch answered {answer.status_code} without a decision (is CLONEWATCH_API_TOKEN right?)",
+                                        request=answer.request, response=answer)  # fmt: skip
         return answer
 
 

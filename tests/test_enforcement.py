@@ -298,12 +298,14 @@ def test_the_litellm_guard_refuses_flagged_keys_and_degrades_throttled_ones(api_
     assert got == {"fail open": {"model": "m"}, "fail closed": (503, None), "wrong token": (503, None)}
 
     store = tmp_path / "degrade-store"
-    fill_store(store, [score(client_id_for_key(KEYS["throttle"]), "throttle", "2026-11-23T10:00:00Z", 50, 0.5)])
-    api, url = serve_api(store, tmp_path / "degrade-api.log", "--throttle-mode", "degrade", "--degrade-delay-ms", "0")
+    fill_store(store, [score(client_id_for_key(KEYS[action]), action, "2026-11-23T10:00:00Z", 50, 0.5) for action in ("throttle", "challenge")])
+    api, url = serve_api(store, tmp_path / "degrade-api.log", "--throttle-mode", "degrade", "--degrade-delay-ms", "0", "--challenge-status", "428")
     try:
         guard = guard_module.ClonewatchGuard(url, TOKEN, timeout_s=10)
         asked = {"model": "m", "logprobs": True, "top_logprobs": 5, "max_tokens": 4096, "n": 3, "messages": []}
         assert asyncio.run(call(guard, KEYS["throttle"], asked)) == {"model": "m", "max_tokens": 256, "n": 1, "messages": []}
+        guard = guard_module.ClonewatchGuard(url, TOKEN, timeout_s=10)  # a challenge answered with the configured status
+        assert asyncio.run(call(guard, KEYS["challenge"], {"model": "m"})) == (428, None)
     finally:
         api.stop()
 
