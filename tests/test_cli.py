@@ -214,6 +214,7 @@ def test_the_summary_says_when_a_log_carries_no_request_bodies() -> None:
     only; the run summary says so, and says nothing when most events carry a query."""
     from clonewatch.report import render_summary
     from clonewatch.runner import RunConfig, RunSummary
+    from schemas import AccessEvent
 
     config = RunConfig(input="access.log")
     assert "0 of 7 requests carry a prompt or features" in render_summary(RunSummary(accepted=7, with_query=0), config)
@@ -221,6 +222,15 @@ def test_the_summary_says_when_a_log_carries_no_request_bodies() -> None:
     # health checks are no client's requests: 6 of the 7 others carry a query
     with_checks = render_summary(RunSummary(accepted=107, with_query=6, probes=100), config)
     assert "carry a prompt or features" not in with_checks and "health checks     100 events" in with_checks
+    # a log whose clients are all internal addresses, none named by a key: a proxy's view (an ingress, pods)
+    behind = RunSummary(accepted=7, with_query=7)
+    behind.learn_identities([AccessEvent(ts=1795428000, client_id=f"ip_{i}", ip=f"10.244.0.{i}") for i in range(3)])
+    assert "all 3 client addresses are private" in render_summary(behind, config)
+    behind.learn_identities([AccessEvent(ts=1795428000, client_id="ip_pub", ip="198.51.100.7")])
+    assert "client addresses are private" not in render_summary(behind, config)
+    keyed = RunSummary(accepted=7, with_query=7)
+    keyed.learn_identities([AccessEvent(ts=1795428000, client_id="ip_0", ip="10.0.0.1"), AccessEvent(ts=1795428000, client_id="key_1", ip="10.0.0.2")])
+    assert "client addresses are private" not in render_summary(keyed, config)
     # the format read, and whether it was guessed; nothing for canonical records
     assert "log format        envoy (guessed from the first lines" in render_summary(RunSummary(accepted=7, format="envoy"), config)
     assert "log format        envoy\n" in render_summary(RunSummary(accepted=7, format="envoy"), RunConfig(input="a.log", format="envoy"))
