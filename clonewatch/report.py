@@ -40,14 +40,8 @@ def render_summary(summary: RunSummary, config: RunConfig, top: int = 5) -> str:
             "                  clients are judged on rate and request shape only, not on what they ask; log the body",
             "                  where the gateway can (docs/gateways.md), or send its canonical record",
         ]
-    if summary.behind_a_proxy:
-        n = len(summary.address_clients)
-        which = "the one client address is" if n == 1 else f"all {n:,} client addresses are"
-        lines += [
-            f"clients           no line names a key and {which} private: most likely",
-            "                  the addresses of a proxy or ingress in front of the gateway, not of your clients; log the",
-            "                  forwarded address (X-Forwarded-For) or the API key (docs/gateways.md)",
-        ]
+    if note := summary.identities.note():
+        lines += ["clients           " + note[0], *("                  " + line for line in note[1:])]
     if summary.fitted_on_input:
         lines += [
             "first look        with no baseline, clients are ranked against each other, attackers included: a customer",

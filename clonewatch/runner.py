@@ -8,7 +8,6 @@ latest event of each batch, decisions, campaigns and dead letters.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 
 
 from clonewatch import DEFAULT_OUT_DIR, DEFAULT_WARMUP_EVENTS
+from clonewatch.identities import Identities
 from clonewatch.inputs import open_lines
 from clonewatch.model_watch import ModelWatcher
 from clonewatch.progress import how_far, progress_bar
@@ -50,25 +50,6 @@ class RunConfig:
     progress: bool = True
 
 
-# RFC 1918, carrier-grade NAT (some pod networks), loopback, link-local, IPv6 unique local
-_INTERNAL_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "fc00::/7", "fe80::/10", "::1/128",
-))  # fmt: skip
-
-
-def is_private_address(ip: str | None) -> bool:
-    """Whether ``ip`` is an address of an internal network (a pod's, a proxy's).
-
-    >>> is_private_address("10.244.0.17"), is_private_address("198.51.100.7"), is_private_address(None)
-    (True, False, False)
-    """
-    try:
-        address = ipaddress.ip_address(ip or "")
-    except ValueError:
-        return False
-    return any(address in network for network in _INTERNAL_NETWORKS if network.version == address.version)
-
-
 @dataclass
 class RunSummary:
     accepted: int = 0
@@ -85,22 +66,7 @@ class RunSummary:
     latest: dict[str, RiskScore] = field(default_factory=dict)
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
     bounded: dict[str, int] = field(default_factory=dict)  # prompts and rows too long to keep whole, by what was done
-    keyed_events: int = 0  # events whose client is a key (or a consumer, a user), not an address
-    address_clients: dict[str, bool] = field(default_factory=dict)  # clients known by their address -> whether it is private
-
-    def learn_identities(self, events: Iterable[AccessEvent]) -> None:
-        """Count the events named by a key, and whether each client named by its address is private."""
-        for event in events:
-            if not event.client_id.startswith("ip_"):
-                self.keyed_events += 1
-            elif event.client_id not in self.address_clients:
-                self.address_clients[event.client_id] = is_private_address(event.ip)
-
-    @property
-    def behind_a_proxy(self) -> bool:
-        """No event names a key and every client is a private address: the log most likely
-        shows a proxy's or an ingress's address instead of the clients'."""
-        return not self.keyed_events and bool(self.address_clients) and all(self.address_clients.values())
+    identities: Identities = field(default_factory=Identities)  # keys or addresses, and whether those are internal
 
     @property
     def clients(self) -> int:
@@ -219,7 +185,7 @@ class EmbeddedRunner:
         self.summary.accepted += len(events)
         self.summary.with_query += sum(e.prompt is not None or e.features is not None for e in events)
         self.summary.probes += sum(map(is_probe, events))
-        self.summary.learn_identities(e for e in events if not is_probe(e))
+        self.summary.identities.learn(e for e in events if not is_probe(e))
         self.summary.decisions += len(result.decisions)
         store.insert_access_events(events, self.config.keep_prompts)
         store.insert_risk_scores(result.scores)

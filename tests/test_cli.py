@@ -224,12 +224,12 @@ def test_the_summary_says_when_a_log_carries_no_request_bodies() -> None:
     assert "carry a prompt or features" not in with_checks and "health checks     100 events" in with_checks
     # a log whose clients are all internal addresses, none named by a key: a proxy's view (an ingress, pods)
     behind = RunSummary(accepted=7, with_query=7)
-    behind.learn_identities([AccessEvent(ts=1795428000, client_id=f"ip_{i}", ip=f"10.244.0.{i}") for i in range(3)])
+    behind.identities.learn([AccessEvent(ts=1795428000, client_id=f"ip_{i}", ip=f"10.244.0.{i}") for i in range(3)])
     assert "all 3 client addresses are private" in render_summary(behind, config)
-    behind.learn_identities([AccessEvent(ts=1795428000, client_id="ip_pub", ip="198.51.100.7")])
+    behind.identities.learn([AccessEvent(ts=1795428000, client_id="ip_pub", ip="198.51.100.7")])
     assert "client addresses are private" not in render_summary(behind, config)
     keyed = RunSummary(accepted=7, with_query=7)
-    keyed.learn_identities([AccessEvent(ts=1795428000, client_id="ip_0", ip="10.0.0.1"), AccessEvent(ts=1795428000, client_id="key_1", ip="10.0.0.2")])
+    keyed.identities.learn([AccessEvent(ts=1795428000, client_id="ip_0", ip="10.0.0.1"), AccessEvent(ts=1795428000, client_id="key_1", ip="10.0.0.2")])
     assert "client addresses are private" not in render_summary(keyed, config)
     # the format read, and whether it was guessed; nothing for canonical records
     assert "log format        envoy (guessed from the first lines" in render_summary(RunSummary(accepted=7, format="envoy"), config)

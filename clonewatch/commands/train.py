@@ -76,7 +76,9 @@ def parse_span(text: str) -> float:
 
 def main(args: argparse.Namespace) -> int:
     fit_threads_to_cpus()  # before torch starts its pool
+    from clonewatch.identities import Identities
     from clonewatch.runner import batched
+    from detectors.probes import is_probe
     from detectors.embedding import PromptEmbedder
     from detectors.training import CALIBRATION_FOLDS, fit_clone_model
     from detectors.policy import DEFAULT_TARGET_FPR
@@ -139,6 +141,10 @@ def main(args: argparse.Namespace) -> int:
         f"({meta['training_snapshots']:,} snapshots; {rejected} lines rejected) in {time.monotonic() - started:.1f} s "
         f"(fitting {time.monotonic() - fit_started:.1f} s of it)"
     )
+    identities = Identities()
+    identities.learn(e for e in events if not is_probe(e))
+    if note := identities.note():
+        print("warning: " + " ".join(note) + "; a baseline of them is not one of clients", file=sys.stderr)
     if probes := len(events) - meta["training_events"]:
         print(f"{probes:,} health checks and metrics scrapes left out (load balancers', orchestrators' and monitors' probes: no client's requests)")
     if calibrated:
