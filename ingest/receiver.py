@@ -11,7 +11,8 @@ request id get one from their bytes, so a batch sent twice carries the same ids 
 
 - ``401`` without the bearer token, ``413`` past the body limit (also once decompressed),
   ``429`` with ``Retry-After`` while ``max_inflight`` batches are being made durable,
-  ``503`` with ``Retry-After`` when the sink fails; ``GET /healthz`` needs no token.
+  ``503`` with ``Retry-After`` when the sink fails; ``GET /healthz`` needs no token, ``GET /metrics``
+  (Prometheus: batches, lines, records, dead letters, refusals by status) needs it.
 """
 
 from __future__ import annotations
@@ -51,6 +52,23 @@ class ReceiveStats:
     def refuse(self, status: int) -> None:
         with self.lock:
             self.refused[status] = self.refused.get(status, 0) + 1
+
+    def prometheus(self) -> str:
+        """The counters as Prometheus text.
+
+        >>> stats = ReceiveStats(requests=2, lines=30, records=31, dead_letters=1, refused={413: 1})
+        >>> [line for line in stats.prometheus().splitlines() if not line.startswith("#")][-1]
+        'clonewatch_receive_refused_total{status="413"} 1'
+        """
+        with self.lock:
+            totals = {"batches": self.requests, "lines": self.lines, "records": self.records, "dead_letters": self.dead_letters}
+            refused = dict(self.refused)
+        lines = []
+        for name, value in totals.items():
+            lines += [f"# TYPE clonewatch_receive_{name}_total counter", f"clonewatch_receive_{name}_total {value}"]
+        lines.append("# TYPE clonewatch_receive_refused_total counter")
+        lines += [f'clonewatch_receive_refused_total{{status="{status}"}} {n}' for status, n in sorted(refused.items())]
+        return "\n".join(lines) + "\n"
 
 
 class PushSource:
@@ -128,6 +146,8 @@ class PushReceiver(TokenServer):
             def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
                 if self.path == "/healthz":
                     send_json(self, HTTPStatus.OK, {"status": "ok"})
+                elif self.path == "/metrics":
+                    receiver._metrics(self)
                 else:
                     send_json(self, HTTPStatus.NOT_FOUND, {"error": "not found; logs go to POST /v1/logs"})
 
@@ -135,6 +155,17 @@ class PushReceiver(TokenServer):
                 receiver._post(self)
 
         return Handler
+
+    def _metrics(self, request: BaseHTTPRequestHandler) -> None:
+        if not self.authorized(request.headers):
+            send_json(request, HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"})
+            return
+        body = self.stats.prometheus().encode()
+        request.send_response(HTTPStatus.OK)
+        request.send_header("Content-Type", "text/plain; version=0.0.4")
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
 
     def _post(self, request: BaseHTTPRequestHandler) -> None:
         answer = functools.partial(send_json, request)

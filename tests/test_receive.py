@@ -78,6 +78,13 @@ def test_pushed_logs_reach_the_spool_and_bad_requests_get_clear_answers(tmp_path
         assert post(url, gzip.compress(b"\n" * 1_000_000), **{"Content-Encoding": "gzip"})[0] == 413  # a zip bomb
         with urllib.request.urlopen(url.replace("/v1/logs", "/healthz"), timeout=10) as health:
             assert health.status == 200
+        metrics = urllib.request.Request(url.replace("/v1/logs", "/metrics"), headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(metrics, timeout=10) as scraped:
+            series = dict(line.rsplit(" ", 1) for line in scraped.read().decode().splitlines() if not line.startswith("#"))
+        assert series["clonewatch_receive_batches_total"] == "5" and series["clonewatch_receive_dead_letters_total"] == "2"
+        assert series['clonewatch_receive_refused_total{status="401"}'] == "2" and series['clonewatch_receive_refused_total{status="413"}'] == "2"
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(url.replace("/v1/logs", "/metrics"), timeout=10)  # the token is needed
     finally:
         assert server.stop() == 0
     records = [json.loads(line) for line in spool.read_text().splitlines()]

@@ -28,7 +28,7 @@ def register(subparsers) -> None:
             f"${TOKEN_ENV}). Records go to the Kafka access topic, as `ship` sends them, or with "
             "--spool to a JSON-lines file that `clonewatch run --input FILE` scores. A batch is "
             "answered 200 only once it is durable; 429 (Retry-After) while busy, 413 past --max-body, "
-            "503 when the sink fails, so a gateway's retries lose nothing. GET /healthz needs no token."
+            "503 when the sink fails, so a gateway's retries lose nothing. GET /healthz needs no token; GET /metrics (Prometheus: batches, lines, records, dead letters, refusals by status) needs it."
         ),
         epilog=(
             f"example: {TOKEN_ENV}=s3cret clonewatch receive --port 8080 --spool received/events.jsonl; "
