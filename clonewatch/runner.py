@@ -172,8 +172,7 @@ class EmbeddedRunner:
             )
         model = fit_clone_model(events, [v for _, v in pending], contaminated=True, n_jobs=-1, progress=progress)
         model.metadata["embedder"] = self.vectorizer.embedder.describe()
-        clients = len({e.client_id for e in events if not is_probe(e)})
-        self._use_model(model, f"fitted on the first {len(events):,} events ({clients} clients) of the input itself, no --model given")
+        self._use_model(model, f"fitted on the first {len(events):,} events ({len(named)} clients) of the input itself, no --model given")
         self.summary.fitted_on_input = True
 
     def _detect(self, events, vectors, decisions: JsonLinesWriter, store: ClickHouseStore) -> None:
