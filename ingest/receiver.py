@@ -160,12 +160,7 @@ class PushReceiver(TokenServer):
         if not self.authorized(request.headers):
             send_json(request, HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"})
             return
-        body = self.stats.prometheus().encode()
-        request.send_response(HTTPStatus.OK)
-        request.send_header("Content-Type", "text/plain; version=0.0.4")
-        request.send_header("Content-Length", str(len(body)))
-        request.end_headers()
-        request.wfile.write(body)
+        send_json(request, HTTPStatus.OK, self.stats.prometheus(), {"Content-Type": "text/plain; version=0.0.4"})
 
     def _post(self, request: BaseHTTPRequestHandler) -> None:
         answer = functools.partial(send_json, request)

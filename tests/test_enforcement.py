@@ -23,6 +23,8 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -125,6 +127,19 @@ def assert_enforced(port: int) -> None:
     assert through_gateway(port, KEYS["deny"])[0] == 403
 
 
+@contextmanager
+def serving(command: list[str], log: Path, ready: Callable[[], bool], what: str, timeout: float = 60, **popen) -> Iterator[subprocess.Popen]:
+    """A gateway started with ``command`` (its output to ``log``) once ``ready`` says it serves; stopped on the way out."""
+    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, **popen)
+    try:
+        wait_until(lambda: ready() or process.poll() is not None, timeout, what)
+        assert process.poll() is None, log.read_text()[-3000:]
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 @pytest.mark.skipif(NGINX is None, reason="Debian's nginx package is not installed (apt-get install nginx)")
 def test_nginx_serves_benign_clients_and_stops_flagged_ones(api_with_every_action, tmp_path: Path) -> None:
     api_url, upstream = api_with_every_action
@@ -165,22 +180,14 @@ def test_caddy_serves_benign_clients_and_stops_flagged_ones(api_with_every_actio
     api_url, upstream = api_with_every_action
     port = free_port()
     (tmp_path / "Caddyfile").write_text(CADDYFILE.format(port=port, upstream=upstream, api=api_url.removeprefix("http://"), token=TOKEN))
-    caddy = subprocess.Popen(
-        [CADDY, "run", "--config", str(tmp_path / "Caddyfile"), "--adapter", "caddyfile"],
-        cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)},
-        stdout=(tmp_path / "caddy.log").open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        wait_until(lambda: through_gateway(port, "sk-live-nobody000001")[0] == 200 or caddy.poll() is not None, 60, "Caddy to serve")
-        assert caddy.poll() is None, (tmp_path / "caddy.log").read_text()[-3000:]
+    command = [CADDY, "run", "--config", str(tmp_path / "Caddyfile"), "--adapter", "caddyfile"]
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    with serving(command, tmp_path / "caddy.log", lambda: through_gateway(port, "sk-live-nobody000001")[0] == 200, "Caddy to serve", cwd=tmp_path, env=env):
         assert_enforced(port)
         request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=b"{}", headers={"Authorization": f"Bearer {KEYS['deny']}"})
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=30)
         assert refused.value.code == 403
-    finally:
-        caddy.terminate()
-        caddy.wait(timeout=20)
 
 
 def test_envoy_serves_benign_clients_and_stops_flagged_ones(api_with_every_action, tmp_path: Path) -> None:
@@ -189,17 +196,9 @@ def test_envoy_serves_benign_clients_and_stops_flagged_ones(api_with_every_actio
     port = free_port()
     conf = tmp_path / "envoy.yaml"
     conf.write_text(ENVOY_CONF.format(port=port, upstream=upstream, api_port=api_port, token=TOKEN))
-    envoy = subprocess.Popen(
-        [ENVOY, "-c", str(conf), "--base-id", str(port), "--log-level", "warn"],
-        stdout=(tmp_path / "envoy.log").open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        wait_until(lambda: through_gateway(port, "sk-live-nobody000001")[0] == 200 or envoy.poll() is not None, 60, "Envoy to serve")
-        assert envoy.poll() is None, (tmp_path / "envoy.log").read_text()[-3000:]
+    command = [ENVOY, "-c", str(conf), "--base-id", str(port), "--log-level", "warn"]
+    with serving(command, tmp_path / "envoy.log", lambda: through_gateway(port, "sk-live-nobody000001")[0] == 200, "Envoy to serve"):
         assert_enforced(port)
-    finally:
-        envoy.terminate()
-        envoy.wait(timeout=20)
 
 
 ENVOY_CONF = """
@@ -383,33 +382,33 @@ def test_litellm_proxy_serves_benign_keys_and_stops_flagged_ones(api_with_every_
     port = free_port()
     env = {**os.environ, "CLONEWATCH_API_URL": api_url, "CLONEWATCH_API_TOKEN": TOKEN, "CLONEWATCH_TIMEOUT_S": "5",
            "GENERIC_LOGGER_ENDPOINT": logs_url, "GENERIC_LOGGER_HEADERS": f"Authorization=Bearer {RECEIVE_TOKEN}"}  # fmt: skip
-    proxy = subprocess.Popen(
-        [LITELLM_PYTHON, "-m", "litellm.proxy.proxy_cli", "--config", "config.yaml", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path, env=env, stdout=(tmp_path / "litellm.log").open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    command = [LITELLM_PYTHON, "-m", "litellm.proxy.proxy_cli", "--config", "config.yaml", "--host", "127.0.0.1", "--port", str(port)]
     try:
-        wait_until(lambda: through_litellm(port, "sk-live-nobody000001")[0] == 200 or proxy.poll() is not None, 120, "LiteLLM to serve")
-        assert proxy.poll() is None, (tmp_path / "litellm.log").read_text()[-3000:]
-        assert through_litellm(port, KEYS["allow"]) == (200, "served")
-        statuses = [through_litellm(port, KEYS[action])[0] for action in ("throttle", "challenge", "deny")]
-        assert statuses == ([429, 401, 403] if throttle_mode == "429" else [200, 401, 403])
-        # the proxy's log of the calls it served names the keys as the hook and the API did
-        served = 3 if throttle_mode == "degrade" else 2
-        calls = tmp_path / "calls.log"
-        wait_until(lambda: calls.exists() and len(calls.read_text().splitlines()) >= served, 30, "the call log")
-        logged = {e.client_id: e.params for e in EventReader("calls.log").read(calls.read_bytes().splitlines())}
-        assert client_id_for_key(KEYS["allow"]) in logged and client_id_for_key(KEYS["deny"]) not in logged
-        assert logged[client_id_for_key(KEYS["allow"])].max_tokens == 4096 and logged[client_id_for_key(KEYS["allow"])].logprobs
-        if throttle_mode == "degrade":
-            degraded = logged[client_id_for_key(KEYS["throttle"])]
-            assert degraded.max_tokens == 256 and not degraded.logprobs and not degraded.top_logprobs
-        everyone = {client_id_for_key(key) for key in (*KEYS.values(), "sk-live-nobody000001")}  # refused calls too, as failures
-        wait_until(lambda: pushed_clients(spool) == everyone, 60, "LiteLLM's pushed batches to name every key")
-        status_of = {json.loads(line)["client_id"]: json.loads(line)["status"] for line in spool.read_text().splitlines()}
-        assert [status_of[client_id_for_key(KEYS[action])] for action in ("throttle", "challenge", "deny")] == statuses
+        with serving(command, tmp_path / "litellm.log", lambda: through_litellm(port, "sk-live-nobody000001")[0] == 200, "LiteLLM to serve",
+                     timeout=120, cwd=tmp_path, env=env):  # fmt: skip
+            served_and_refused(port, tmp_path, spool, throttle_mode)
     finally:
-        proxy.terminate()
-        proxy.wait(timeout=30)
         receiver.stop()
         if degrade_api is not None:
             degrade_api.stop()
+
+
+def served_and_refused(port: int, tmp_path: Path, spool: Path, throttle_mode: str) -> None:
+    """What the LiteLLM proxy answers each key, and what its call log and its pushed logs say."""
+    assert through_litellm(port, KEYS["allow"]) == (200, "served")
+    statuses = [through_litellm(port, KEYS[action])[0] for action in ("throttle", "challenge", "deny")]
+    assert statuses == ([429, 401, 403] if throttle_mode == "429" else [200, 401, 403])
+    # the proxy's log of the calls it served names the keys as the hook and the API did
+    served = 3 if throttle_mode == "degrade" else 2
+    calls = tmp_path / "calls.log"
+    wait_until(lambda: calls.exists() and len(calls.read_text().splitlines()) >= served, 30, "the call log")
+    logged = {e.client_id: e.params for e in EventReader("calls.log").read(calls.read_bytes().splitlines())}
+    assert client_id_for_key(KEYS["allow"]) in logged and client_id_for_key(KEYS["deny"]) not in logged
+    assert logged[client_id_for_key(KEYS["allow"])].max_tokens == 4096 and logged[client_id_for_key(KEYS["allow"])].logprobs
+    if throttle_mode == "degrade":
+        degraded = logged[client_id_for_key(KEYS["throttle"])]
+        assert degraded.max_tokens == 256 and not degraded.logprobs and not degraded.top_logprobs
+    everyone = {client_id_for_key(key) for key in (*KEYS.values(), "sk-live-nobody000001")}  # refused calls too, as failures
+    wait_until(lambda: pushed_clients(spool) == everyone, 60, "LiteLLM's pushed batches to name every key")
+    status_of = {json.loads(line)["client_id"]: json.loads(line)["status"] for line in spool.read_text().splitlines()}
+    assert [status_of[client_id_for_key(KEYS[action])] for action in ("throttle", "challenge", "deny")] == statuses

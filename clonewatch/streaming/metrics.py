@@ -21,6 +21,8 @@ import threading
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from ingest.http_server import send_json
+
 # snapshot key -> (metric name, type, help); only the keys a snapshot holds are written
 SERIES: dict[str, tuple[str, str, str]] = {
     "events": ("clonewatch_worker_events_total", "counter", "events scored"),
@@ -79,12 +81,8 @@ class MetricsServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-                status, body = (200, server._text.encode()) if self.path.split("?")[0] == "/metrics" else (404, b"not found\n")
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                status, text = (200, server._text) if self.path.split("?")[0] == "/metrics" else (404, "not found\n")
+                send_json(self, status, text, {"Content-Type": "text/plain; version=0.0.4"})
 
             def log_message(self, *args) -> None:
                 pass
