@@ -476,6 +476,24 @@ def test_the_campaign_stage_is_saved_with_the_offset_it_holds_facts_up_to() -> N
     assert held.saved_up_to is None
 
 
+def test_a_stage_that_takes_long_to_save_is_saved_less_often() -> None:
+    """A big stage (hundreds of thousands of clients) is not rewritten every few seconds:
+    its saves are spaced so that they take at most STAGE_SAVE_SHARE of the time."""
+    import time
+    from types import SimpleNamespace
+
+    from clonewatch.streaming.app import STAGE_SAVE_SHARE, StageHolder
+    from detectors.policy import Policy
+
+    held = StageHolder(SimpleNamespace(detector=SimpleNamespace(model=None, policy=Policy())), {}, save_interval=5.0)
+    data = held.stage().to_bytes()
+    held.save(data, up_to=1)
+    assert held.save_seconds < 0.25 and held.interval() == 5.0  # a small stage: the configured interval
+    held.save(data, up_to=2, started=time.monotonic() - 3.0)  # encoding and writing it took 3 s
+    assert held.save_seconds >= 3.0 and held.interval() == held.save_seconds / STAGE_SAVE_SHARE >= 60.0
+    assert not held.due()
+
+
 def test_a_table_changelog_made_after_the_producer_first_sent_is_still_written(kafka_bootstrap: str) -> None:
     """Seen in CI: the stage table's changelog was created after the worker's producer had
     sent elsewhere, its metadata never held it, and every save failed until the facts were

@@ -102,6 +102,7 @@ log = logging.getLogger("clonewatch.worker")
 T = TypeVar("T")
 
 STAGE_CHUNK_BYTES = 512 * 1024
+STAGE_SAVE_SHARE = 0.05  # at most this share of the stage's time goes to saving it
 RETRY_DELAYS_S = (1.0, 4.0, 16.0)  # waits between attempts at a failing batch
 OUTAGE_RETRY_S = 30.0  # then, while ClickHouse or Kafka is away, a try every this long
 IDLE_LOG_INTERVAL_S = 60.0
@@ -149,8 +150,12 @@ class StageHolder:
     across rebalances while no other worker saved one since (:meth:`current`): the facts it
     learned and the group did not commit yet come again, and it knows them.
 
-    The stage holds every client it remembers (megabytes with tens of thousands), so it is
-    not rewritten after each batch. The manifest names the offset of the first fact the save
+    The stage holds every client it remembers (megabytes with tens of thousands, about 570
+    bytes each), so it is not rewritten after each batch, and a stage whose last save took
+    ``s`` seconds (encoding and writing it) is saved again after ``s / STAGE_SAVE_SHARE``
+    seconds if that is longer than ``save_interval``: a stage of 200,000 clients is not
+    rewritten every few seconds, and a restart reads again that much more of the facts topic.
+    The manifest names the offset of the first fact the save
     does not hold: facts acknowledged after the last save are read again from there when the
     stage is next loaded (:attr:`saved_up_to`), and those a replay repeats are dropped by
     their client's event count, so none is lost or counted twice.
@@ -166,6 +171,7 @@ class StageHolder:
         self._chunks = 0
         self._manifest: bytes | None = None  # the manifest this stage was read from or last saved under
         self._saved_at = float("-inf")
+        self.save_seconds = 0.0  # what the last save took, from encoding the stage to its last chunk written
 
     def current(self) -> bool:
         """Whether a stage is in hand and no other worker saved one since it was read or last
@@ -192,11 +198,17 @@ class StageHolder:
         self._stage.model = detector.model  # a newer model file, once the scorer has switched to it
         return self._stage
 
-    def due(self) -> bool:
-        return time.monotonic() - self._saved_at >= self.save_interval
+    def interval(self) -> float:
+        """Seconds between saves: ``save_interval``, or longer for a stage that takes long to save."""
+        return max(self.save_interval, self.save_seconds / STAGE_SAVE_SHARE)
 
-    def save(self, data: bytes, up_to: int) -> None:
-        """Write ``data`` (the stage's ``to_bytes()``), which holds the facts before offset ``up_to``."""
+    def due(self) -> bool:
+        return time.monotonic() - self._saved_at >= self.interval()
+
+    def save(self, data: bytes, up_to: int, started: float | None = None) -> None:
+        """Write ``data`` (the stage's ``to_bytes()``), which holds the facts before offset ``up_to``;
+        ``started``: the ``time.monotonic()`` at which encoding it began."""
+        started = time.monotonic() if started is None else started
         old_generation, old_chunks = self._generation, self._chunks
         self._generation += 1
         self._chunks = max(1, -(-len(data) // STAGE_CHUNK_BYTES))
@@ -207,6 +219,7 @@ class StageHolder:
         for i in range(old_chunks):
             self.table.pop(f"{old_generation}:{i}".encode(), None)
         self._saved_at = time.monotonic()
+        self.save_seconds = self._saved_at - started
 
     def forget(self) -> None:
         self._stage = None
@@ -395,7 +408,9 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
         await publish(verdicts, [(v.client_id.encode(), encode(v)) for _, v in result.verdicts])
         if held.due():
             await know_changelog(app, stage_table)
-            held.save(await blocking.run(stage.to_bytes), max(e.message.offset for e in events) + 1)
+            started = time.monotonic()
+            held.save(await blocking.run(stage.to_bytes), max(e.message.offset for e in events) + 1, started)
+            stats.stage_save_s = held.save_seconds
         await drain(app)
         stats.facts += result.learned
         stats.verdicts += len(result.verdicts)

@@ -77,8 +77,9 @@ class StreamingConfig:
       sampled looks unlike the fully embedded baseline, and benign clients get flagged
       (README, "Overload").
     - ``stage_save_interval``: seconds between saves of the campaign stage (all the clients
-      it remembers, megabytes with many); a stage that dies or moves reads again the facts
-      acknowledged after its last save, at most about this many seconds of them.
+      it remembers, megabytes with many; a stage whose saves take long is saved less often,
+      so that saving takes at most 5% of its time); a stage that dies or moves reads again
+      the facts acknowledged after its last save.
     - ``keep_prompts``: store each prompt's text in ClickHouse's ``access_events`` (by
       default only its hash and length).
     - ``client_ttl``: seconds of event time after which a quiet client's state leaves the

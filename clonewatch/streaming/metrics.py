@@ -39,6 +39,7 @@ SERIES: dict[str, tuple[str, str, str]] = {
     "detect_seconds": ("clonewatch_worker_detect_seconds_total", "counter", "time spent in detection (state, features, risk, policy)"),
     "batches": ("clonewatch_worker_batches_total", "counter", "batches scored"),
     "event_age_s": ("clonewatch_worker_event_age_seconds", "gauge", "age of the oldest event of the latest batch when it was scored"),
+    "stage_save_s": ("clonewatch_worker_stage_save_seconds", "gauge", "what the latest save of the campaign stage took (saves are spaced so that they take a small share of its time)"),
     "partitions": ("clonewatch_worker_partitions", "gauge", "access topic partitions assigned to this worker"),
     "uptime_s": ("clonewatch_worker_uptime_seconds", "gauge", "seconds since the worker started"),
 }

@@ -298,6 +298,7 @@ class WorkerStats:
     embed_seconds: float = 0.0  # the processor's, copied after each batch
     detect_seconds: float = 0.0
     event_age_s: float | None = None  # age of the oldest event of the latest batch when it was scored
+    stage_save_s: float | None = None  # what the latest save of the campaign stage took (on the worker that runs it)
     started: float = field(default_factory=time.monotonic)
     actions: dict[str, str] = field(default_factory=dict)  # latest action of each client scored since start
     _last_events: int = 0
@@ -342,5 +343,6 @@ class WorkerStats:
             "embed_seconds": round(self.embed_seconds, 3),
             "detect_seconds": round(self.detect_seconds, 3),
             **({} if self.event_age_s is None else {"event_age_s": round(self.event_age_s, 3)}),
+            **({} if self.stage_save_s is None else {"stage_save_s": round(self.stage_save_s, 3)}),
             "uptime_s": round(now - self.started, 1),
         }
