@@ -74,7 +74,7 @@ def main() -> int:
         ("envoy, Envoy Gateway's default JSON (real)", "envoy", sample_lines("envoy-gateway-default.log", args.lines)),
         ("caddy JSON, no body (real)", "caddy", sample_lines("caddy-json.log", args.lines)),
         ("haproxy httplog, captured key (real)", "haproxy", sample_lines("haproxy-httplog.log", args.lines)),
-        ("traefik JSON, kept headers (from its source)", "traefik", sample_lines("traefik-json.log", args.lines)),
+        ("traefik JSON, kept headers (real)", "traefik", sample_lines("traefik-json.log", args.lines)),
         ("AWS ALB entries (from its documentation)", "alb", sample_lines("aws-alb.log", args.lines)),
         ("Knative queue-proxy, CRI-wrapped (its template)", "auto", sample_lines("knative-queue-proxy.log", args.lines)),
     ]

