@@ -175,6 +175,9 @@ http://127.0.0.1:{port} {{
 
 
 TRAEFIK_STATIC = """
+global:
+  checkNewVersion: false
+  sendAnonymousUsage: false
 entryPoints:
   web:
     address: "127.0.0.1:{port}"
