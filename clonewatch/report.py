@@ -53,6 +53,9 @@ def render_summary(summary: RunSummary, config: RunConfig, top: int = 5) -> str:
         lines.append("rejected because  " + "; ".join(f"{n}× {r}" for r, n in sorted(summary.dead_letter_reasons.items(), key=lambda kv: -kv[1])[:3]))
     if summary.bounded:
         lines.append("kept, bounded     " + "; ".join(f"{n:,}× {what}" for what, n in sorted(summary.bounded.items())))
+    if summary.expired:
+        ttl = f"{config.client_ttl / 86400:g} days" if config.client_ttl >= 86400 else f"{config.client_ttl / 3600:g} h"
+        lines.append(f"forgotten         {summary.expired:,} client states, each after {ttl} without a request (--client-ttl); a client that returns starts afresh")
     min_events = config.policy.min_events
     riskiest = summary.riskiest(top, min_events)
     if riskiest:

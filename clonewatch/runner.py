@@ -19,6 +19,7 @@ from clonewatch.identities import Identities
 from clonewatch.inputs import open_lines
 from clonewatch.model_watch import ModelWatcher
 from clonewatch.progress import how_far, progress_bar
+from clonewatch.streaming.expiry import DEFAULT_CLIENT_TTL_S, ClientExpiry
 from detectors import ClientState, CloneDetector, CloneModel, PolicyConfig, fit_clone_model
 from detectors.embedding import embedder_for
 from detectors.probes import is_probe
@@ -48,6 +49,7 @@ class RunConfig:
     embedder: str | None = None  # a backend of detectors.embedding.BACKENDS; default: $CLONEWATCH_EMBEDDER, the model's, torch
     embedding_cache: Path | None = None  # an SQLite file of prompt vectors kept across runs
     progress: bool = True
+    client_ttl: float = DEFAULT_CLIENT_TTL_S  # seconds of event time after which a quiet client's state leaves memory
 
 
 @dataclass
@@ -67,6 +69,7 @@ class RunSummary:
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
     bounded: dict[str, int] = field(default_factory=dict)  # prompts and rows too long to keep whole, by what was done
     identities: Identities = field(default_factory=Identities)  # keys or addresses, and whether those are internal
+    expired: int = 0  # clients quiet for longer than --client-ttl whose state left memory
 
     @property
     def clients(self) -> int:
@@ -103,6 +106,8 @@ class EmbeddedRunner:
         self.config = config
         self.summary = RunSummary()
         self.states: dict[str, ClientState] = {}
+        self.expiry = ClientExpiry(config.client_ttl)
+        self._swept_at = float("-inf")  # the event time of the last sweep for quiet clients
         self.detector: CloneDetector | None = None
         self.watcher: ModelWatcher | None = None
         model = CloneModel.load(config.model_path) if config.model_path is not None else None
@@ -193,6 +198,20 @@ class EmbeddedRunner:
         decisions.write(result.decisions)
         for score in result.scores:
             self.summary.latest[score.client_id] = score
+        self._forget_quiet_clients({e.client_id for e in events})
+
+    def _forget_quiet_clients(self, active: set[str]) -> None:
+        """Drop the states of clients quiet for longer than the time to live (event time), a
+        sweep every quarter of it: a log of months, or of millions of addresses, is read in
+        the memory of the clients active lately. A client that comes back starts afresh, as
+        in the workers; its scores and decisions are in the store and the decisions file."""
+        self.expiry.seen({c: self.states[c].last_ts for c in active if c in self.states})
+        if self.expiry.newest - self._swept_at < self.config.client_ttl / 4:
+            return
+        self._swept_at = self.expiry.newest
+        for client in self.expiry.due(lambda c: c in self.states):
+            del self.states[client]
+            self.summary.expired += 1
 
     def _reject(self, letters: list[DeadLetter], writer: JsonLinesWriter, store: ClickHouseStore) -> None:
         if letters:

@@ -8,6 +8,7 @@ from pathlib import Path
 from clonewatch import DEFAULT_OUT_DIR, DEFAULT_WARMUP_EVENTS
 from clonewatch.commands.options import add_embedder_option, add_format_options, add_policy_options, add_store_option, log_format, policy_from_args
 from clonewatch.commands.ship import mostly_rejected_exit
+from clonewatch.streaming.expiry import DEFAULT_CLIENT_TTL_S
 from clonewatch.threads import fit_threads_to_cpus
 
 
@@ -38,6 +39,11 @@ def register(subparsers) -> None:
     parser.add_argument("--top", type=int, default=5, help="riskiest clients to show in the summary (default: %(default)s)")
     add_embedder_option(parser)
     parser.add_argument("--keep-prompts", action="store_true", help="store prompt text in ClickHouse's access_events, not only its hash and length")
+    parser.add_argument(
+        "--client-ttl", type=float, default=DEFAULT_CLIENT_TTL_S, metavar="SECONDS",
+        help="a client quiet for this long (in the log's time) leaves memory and starts afresh if it comes back; its "
+        "scores and decisions stay in the store (default: %(default).0f, 7 days)",
+    )  # fmt: skip
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_policy_options(parser)
     parser.set_defaults(func=main)
@@ -62,6 +68,7 @@ def main(args: argparse.Namespace) -> int:
         embedder=args.embedder,
         embedding_cache=args.embedding_cache,
         progress=not args.quiet,
+        client_ttl=args.client_ttl,
     )
     summary = EmbeddedRunner(config).run()
     print(render_summary(summary, config, top=args.top))
