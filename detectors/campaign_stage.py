@@ -82,7 +82,8 @@ class CampaignStage:
         self._lineage: OrderedDict[str, str] = OrderedDict()  # successor key -> the id of its chain of keys
         self._evidence: OrderedDict[str, list[float]] = OrderedDict()  # client -> its latest e-process components
         self._told: OrderedDict[str, str] = OrderedDict()  # member -> the campaign it was last told of
-        self._seen: OrderedDict[str, int] = OrderedDict()  # client -> the events_seen of its latest fact
+        # client -> (events_seen of its latest fact, its latest event time learned, the latest of its earlier lives)
+        self._seen: OrderedDict[str, tuple[int, float, float]] = OrderedDict()
         self.facts_learned = 0  # over the stage's life, each fact once
 
     def process(self, facts: Sequence[CampaignFact]) -> StageResult:
@@ -154,10 +155,21 @@ class CampaignStage:
         )  # fmt: skip
 
     def _first_time(self, fact: CampaignFact) -> bool:
-        client = fact.event.client_id
-        if fact.events_seen and fact.events_seen <= self._seen.get(client, 0):
+        """Whether the fact is new: a higher client count than the client's latest; or, for a
+        client whose count started again (its state expired after a quiet spell and it came
+        back: a new life), an event later than any learned from it. A replayed fact has
+        neither, and one from an earlier life is no later than that life's last event."""
+        client, ts, count = fact.event.client_id, to_epoch(fact.event.ts), fact.events_seen
+        seen, latest, earlier = self._seen.get(client, (0, float("-inf"), float("-inf")))
+        if count and ts <= earlier:
             return False
-        _remember(self._seen, client, fact.events_seen, self.tracker.max_clients)
+        if not count or count > seen:
+            latest = max(ts, latest)
+        elif ts > latest:
+            earlier, latest = latest, ts
+        else:
+            return False
+        _remember(self._seen, client, (count, latest, earlier), self.tracker.max_clients)
         return True
 
     def _learn(self, fact: CampaignFact) -> CampaignView | None:
@@ -241,7 +253,7 @@ class CampaignStage:
         stage._lineage.update(raw.get("lineage", []))
         stage._evidence.update((client, list(v)) for client, v in raw["evidence"])
         stage._told.update((client, cid) for client, cid in raw["told"])
-        stage._seen.update((client, n) for client, n in raw["seen"])
+        stage._seen.update((client, (seen, float("inf"), float("-inf")) if isinstance(seen, int) else tuple(seen)) for client, seen in raw["seen"])  # older stages kept the count alone
         stage.facts_learned = raw.get("facts_learned", 0)  # older stages did not count
         return stage
 

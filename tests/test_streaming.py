@@ -464,7 +464,7 @@ def test_the_campaign_stage_is_saved_with_the_offset_it_holds_facts_up_to() -> N
     held.forget()
     restored = held.stage()
     assert restored is not stage and held.saved_up_to == 10 and held.due()
-    assert len(restored.tracker) == 5 and restored._seen["user0"] == 2
+    assert len(restored.tracker) == 5 and restored._seen["user0"][0] == 2
     assert learn_again(restored, [encode_fact(f) for f in facts[5:15]] + [b"not a fact"]) == 10
     assert restored._seen == stage._seen  # the five it held were dropped, the five after the save learned
     held.save(restored.to_bytes(), up_to=15)
@@ -474,6 +474,26 @@ def test_the_campaign_stage_is_saved_with_the_offset_it_holds_facts_up_to() -> N
     held.forget()
     held.stage()
     assert held.saved_up_to is None
+
+
+def test_a_client_whose_count_started_again_is_not_taken_for_a_replay() -> None:
+    """A client whose state expired after a quiet spell (--client-ttl) comes back counting from
+    1: its facts are later than any the stage learned from it, so they are learned, while a
+    replayed fact (a count and a time already learned) is still dropped."""
+    from detectors.campaign_stage import CampaignStage
+    from detectors.policy import Policy
+    from schemas import AccessEvent, CampaignFact
+
+    def fact(seen: int, ts: float) -> CampaignFact:
+        return CampaignFact(AccessEvent(ts=ts, client_id="user0", ip="10.0.0.1"), events_seen=seen)
+
+    stage = CampaignStage(None, Policy())
+    assert stage.process([fact(1, 1795428000), fact(2, 1795428060), fact(3, 1795428120)]).learned == 3
+    assert stage.process([fact(2, 1795428060)]).learned == 0  # replayed
+    back = 1795428120 + 8 * 86400
+    assert stage.process([fact(1, back), fact(2, back + 60)]).learned == 2  # back after eight quiet days
+    assert stage.process([fact(1, back), fact(3, 1795428120)]).learned == 0  # replays from either life
+    assert stage.process([fact(3, back + 120)]).learned == 1
 
 
 def test_a_stage_that_takes_long_to_save_is_saved_less_often() -> None:
