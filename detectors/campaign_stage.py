@@ -132,7 +132,8 @@ class CampaignStage:
         return self.model.known_clients if self.model is not None else frozenset()
 
     def _successor(self, fact: CampaignFact) -> CampaignVerdict | None:
-        """A verdict for a new key (not one of :attr:`known_clients`) that sends again a query
+        """A verdict for a new key (not one of :attr:`known_clients`, nor a client back after a
+        quiet spell that expired its state) that sends again a query
         refused on another key still refused (:class:`RetryTracker`): it takes on that key's
         action and risk."""
         client = fact.event.client_id
@@ -143,7 +144,8 @@ class CampaignStage:
             self._refused.pop(client, None)
         else:
             _remember(self._refused, client, (fact.action, fact.risk), self.tracker.max_clients)
-        if before is None or before not in self._refused or client in self.known_clients:
+        returning = client in self._seen and self._seen[client][2] > float("-inf")  # counting again after a quiet spell: not a new key
+        if before is None or before not in self._refused or client in self.known_clients or returning:
             return None
         action, risk = self._refused[before]
         chain = self._lineage.get(before) or "keys-" + hashlib.sha256(before.encode()).hexdigest()[:8]

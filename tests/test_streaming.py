@@ -495,6 +495,16 @@ def test_a_client_whose_count_started_again_is_not_taken_for_a_replay() -> None:
     assert stage.process([fact(1, back), fact(3, 1795428120)]).learned == 0  # replays from either life
     assert stage.process([fact(3, back + 120)]).learned == 1
 
+    def asks(client: str, seen: int, ts: float, prompt: str, action: str = "allow") -> CampaignFact:
+        return CampaignFact(AccessEvent(ts=ts, client_id=client, ip="10.0.0.9", prompt=prompt), events_seen=seen, action=action, risk=0.5)
+
+    # a key back after a quiet spell is no fresh key: the query refused on another key ties it to nothing
+    later = back + 8 * 86400
+    stage.process([asks("sweep", 50, later - 60, "capital of Peru?", "throttle"), asks("sweep", 51, later - 59, "capital of Chile?", "throttle")])
+    assert not stage.process([asks("user0", 1, later, "capital of Chile?")]).verdicts
+    stage.process([asks("sweep", 52, later + 1, "capital of Bolivia?", "throttle")])
+    assert stage.process([asks("fresh", 1, later + 60, "capital of Bolivia?")]).verdicts  # a fresh key is
+
 
 def test_a_stage_that_takes_long_to_save_is_saved_less_often() -> None:
     """A big stage (hundreds of thousands of clients) is not rewritten every few seconds:
