@@ -84,8 +84,11 @@ def free_port() -> int:
 class ModelServer(BaseHTTPRequestHandler):
     """The upstream: says what the gateway told it about the client."""
 
+    def said(self) -> str:
+        return f"served ({self.headers.get('X-Clonewatch-Action')})"
+
     def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-        body = f"served ({self.headers.get('X-Clonewatch-Action')})".encode()
+        body = self.said().encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -217,12 +220,8 @@ http:
 class TokenEcho(ModelServer):
     """The upstream, saying also whether the API's token reached it."""
 
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-        body = f"served ({self.headers.get('X-Clonewatch-Action')}, token {self.headers.get('X-Clonewatch-Token')})".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    def said(self) -> str:
+        return f"served ({self.headers.get('X-Clonewatch-Action')}, token {self.headers.get('X-Clonewatch-Token')})"
 
 
 def test_traefik_serves_benign_clients_and_stops_flagged_ones(api_with_every_action, tmp_path: Path) -> None:
