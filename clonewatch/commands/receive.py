@@ -1,4 +1,4 @@
-"""``clonewatch receive``: take the logs gateways push over HTTP (Kong http-log, Vector, Fluent Bit)."""
+"""``clonewatch receive``: take the logs gateways push over HTTP (Kong http-log, Vector, Fluent Bit, OpenTelemetry)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ log = logging.getLogger("clonewatch.receive")
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "receive",
-        help="serve POST /v1/logs for gateways that push their logs (Kong http-log, Vector, Fluent Bit)",
+        help="serve POST /v1/logs for gateways that push their logs (Kong http-log, Vector, Fluent Bit, OpenTelemetry logs)",
         description=(
             "An HTTP endpoint for gateways that push their access logs instead of writing a file. "
             "POST /v1/logs takes JSON lines, one JSON object or an array of them (gzip too), in any "
-            "format `ship` reads, with 'Authorization: Bearer TOKEN' (the token in "
+            "format `ship` reads, or OpenTelemetry logs (OTLP/HTTP, protobuf or JSON: Traefik's accessLog.otlp, "
+            "Envoy's OpenTelemetry logger, a Collector), with 'Authorization: Bearer TOKEN' (the token in "
             f"${TOKEN_ENV}). Records go to the Kafka access topic, as `ship` sends them, or with "
             "--spool to a JSON-lines file that `clonewatch run --input FILE` scores. A batch is "
             "answered 200 only once it is durable; 429 (Retry-After) while busy, 413 past --max-body, "

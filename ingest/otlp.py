@@ -1,0 +1,91 @@
+"""OpenTelemetry log records (OTLP over HTTP) as gateway log lines.
+
+Gateways that export their access logs with OpenTelemetry (Traefik's ``accessLog.otlp``,
+Envoy's OpenTelemetry access logger, an OpenTelemetry Collector in front of any of them)
+POST an ``ExportLogsServiceRequest`` to ``/v1/logs``, in protobuf (the exporters' default)
+or in JSON. Each log record becomes one line, read in whatever format its gateway writes:
+its body when the body is text (Traefik sends its JSON access log line there), the body's
+key-value list as a JSON object, or else the record's attributes as one (an Envoy logger
+configured with attributes only). The line goes in a Fluent Bit style wrapper
+(``{"date": ..., "log": ...}``) that carries the record's time, which the reader uses for a
+line that has none of its own, as for any shipper's wrapper.
+
+>>> from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+>>> request = ExportLogsServiceRequest()
+>>> record = request.resource_logs.add().scope_logs.add().log_records.add()
+>>> record.time_unix_nano = 1795428000_250000000
+>>> record.body.string_value = '{"ClientHost":"203.0.113.7","RequestPath":"/v1/chat/completions"}'
+>>> otlp_lines(request.SerializeToString(), "application/x-protobuf")
+[b'{"date":1795428000.25,"log":"{\\\\"ClientHost\\\\":\\\\"203.0.113.7\\\\",\\\\"RequestPath\\\\":\\\\"/v1/chat/completions\\\\"}"}']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+MAX_DEPTH = 32  # nested key-value lists read this deep; deeper values are dropped
+
+
+class OtlpError(ValueError):
+    """A body that is not an ``ExportLogsServiceRequest``."""
+
+
+def is_otlp(content_type: str, body: bytes) -> bool:
+    """Whether a pushed body is an OTLP logs request: protobuf, or JSON with ``resourceLogs``."""
+    kind = content_type.split(";")[0].strip().lower()
+    return kind == "application/x-protobuf" or (kind == "application/json" and body.lstrip()[:1] == b"{" and b'"resourceLogs"' in body[:4096])
+
+
+def otlp_lines(body: bytes, content_type: str) -> list[bytes]:
+    """One wrapped line per log record of an OTLP logs request; raises :class:`OtlpError`."""
+    from google.protobuf import json_format
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    request = ExportLogsServiceRequest()
+    try:
+        if content_type.split(";")[0].strip().lower() == "application/x-protobuf":
+            request.ParseFromString(body)
+        else:
+            json_format.Parse(body, request, ignore_unknown_fields=True)
+    except (DecodeError, json_format.ParseError, RecursionError, UnicodeDecodeError, ValueError) as exc:
+        raise OtlpError(f"not an OTLP logs request: {str(exc)[:200]}") from None
+    lines = []
+    for resource in request.resource_logs:
+        for scope in resource.scope_logs:
+            for record in scope.log_records:
+                nanos = record.time_unix_nano or record.observed_time_unix_nano
+                wrapper: dict[str, Any] = {"date": round(nanos / 1e9, 6)} if nanos else {}
+                wrapper["log"] = _line_of(record)
+                lines.append(msgspec.json.encode(wrapper))
+    return lines
+
+
+def _line_of(record) -> str:
+    body = record.body
+    kind = body.WhichOneof("value")
+    if kind == "string_value":
+        return body.string_value.rstrip("\r\n")
+    if kind == "kvlist_value":
+        return msgspec.json.encode(_object(body.kvlist_value.values, 0)).decode()
+    if kind is not None:
+        return msgspec.json.encode({"body": _value(body, 0), **_object(record.attributes, 0)}).decode()
+    return msgspec.json.encode(_object(record.attributes, 0)).decode()
+
+
+def _object(pairs, depth: int) -> dict[str, Any]:
+    return {pair.key: _value(pair.value, depth + 1) for pair in pairs} if depth < MAX_DEPTH else {}
+
+
+def _value(value, depth: int) -> Any:
+    """An ``AnyValue`` as JSON: strings, numbers, booleans, lists and objects (bytes as hex)."""
+    kind = value.WhichOneof("value")
+    if kind == "kvlist_value":
+        return _object(value.kvlist_value.values, depth)
+    if kind == "array_value":
+        return [_value(v, depth + 1) for v in value.array_value.values] if depth < MAX_DEPTH else []
+    if kind == "bytes_value":
+        return value.bytes_value.hex()
+    return None if kind is None else getattr(value, kind)
