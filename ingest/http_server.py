@@ -8,6 +8,9 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+CONNECTION_TIMEOUT_S = 60.0  # a connection silent this long (no request, or a body that stopped coming) is closed, its thread freed
+
+
 class _Server(ThreadingHTTPServer):
     request_queue_size = 1024  # the listen backlog: at socketserver's 5, a gateway's burst of new connections waits 1 s for SYN retries
     daemon_threads = True

@@ -35,7 +35,7 @@ from pathlib import Path
 import msgspec
 
 from ingest.containers import shipped_lines
-from ingest.http_server import TokenServer, send_json
+from ingest.http_server import CONNECTION_TIMEOUT_S, TokenServer, send_json
 from ingest.otlp import OtlpError, is_otlp, otlp_lines
 from ingest.shipper import Line
 
@@ -169,6 +169,7 @@ class PushReceiver(TokenServer):
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "clonewatch-receive"
+            timeout = CONNECTION_TIMEOUT_S
 
             def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
                 log.debug("%s %s", self.address_string(), format % args)

@@ -305,6 +305,29 @@ def test_busy_receiver_answers_429_and_a_failing_sink_503() -> None:
         receiver.shutdown()
 
 
+def test_a_sender_that_stops_mid_body_is_cut_off_and_others_are_served(monkeypatch) -> None:
+    """A connection whose body stops coming (or whose chunks do) is closed after the
+    connection timeout: it holds no thread for good, and nothing it sent is kept."""
+    import socket
+
+    import ingest.receiver
+
+    monkeypatch.setattr(ingest.receiver, "CONNECTION_TIMEOUT_S", 0.5)
+    delivered = []
+    receiver = PushReceiver(lambda source, lines: (delivered.append(lines), (len(lines), 0))[1], TOKEN, port=0)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    host, port = receiver.address
+    try:
+        for stalled in (b"Content-Length: 1000\r\n\r\n" + kong_batch(1)[:20], b"Transfer-Encoding: chunked\r\n\r\n10\r\n0123"):
+            with socket.create_connection((host, port), timeout=10) as sock:
+                sock.sendall(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode() + b"\r\n" + stalled)
+                assert sock.recv(1024) == b""  # closed by the receiver, well before the client's 10 s
+        status, answer, _ = post("http://{}:{}/v1/logs".format(host, port), kong_batch(3))
+        assert status == 200 and len(delivered) == 1  # only the whole batch reached the sink
+    finally:
+        receiver.shutdown()
+
+
 @pytest.mark.kafka
 def test_pushed_batches_reach_the_access_topic_and_a_resent_batch_keeps_its_ids(kafka_bootstrap: str, tmp_path: Path) -> None:
     names = Names.fresh("receive")

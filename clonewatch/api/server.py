@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from clonewatch.api.openapi import OPENAPI
 from clonewatch.api.state import ClientTable
 from ingest.formats import _bearer, client_id_for_ip, client_id_for_key, client_id_for_key_hash, client_ip, key_in_query
-from ingest.http_server import TokenServer, send_json
+from ingest.http_server import CONNECTION_TIMEOUT_S, TokenServer, send_json
 from schemas import to_epoch
 
 log = logging.getLogger("clonewatch.api")
@@ -198,6 +198,7 @@ class RiskApi(TokenServer):
         class Handler(BaseHTTPRequestHandler):
             server_version = "clonewatch-api"
             protocol_version = "HTTP/1.1"  # keep-alive: a gateway reuses its connections to the API
+            timeout = CONNECTION_TIMEOUT_S  # and opens them again after a minute idle
             disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart (Nagle + delayed ACK)
 
             def _skip_body(self) -> None:
