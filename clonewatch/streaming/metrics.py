@@ -21,7 +21,7 @@ import threading
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ingest.http_server import send_json
+from ingest.http_server import CONNECTION_TIMEOUT_S, send_json
 
 # snapshot key -> (metric name, type, help); only the keys a snapshot holds are written
 SERIES: dict[str, tuple[str, str, str]] = {
@@ -81,6 +81,8 @@ class MetricsServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = CONNECTION_TIMEOUT_S
+
             def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
                 status, text = (200, server._text) if self.path.split("?")[0] == "/metrics" else (404, "not found\n")
                 send_json(self, status, text, {"Content-Type": "text/plain; version=0.0.4"})
