@@ -52,6 +52,11 @@ def otlp_lines(body: bytes, content_type: str) -> list[bytes]:
             json_format.Parse(body, request, ignore_unknown_fields=True)
     except (DecodeError, json_format.ParseError, RecursionError, UnicodeDecodeError, ValueError) as exc:
         raise OtlpError(f"not an OTLP logs request: {str(exc)[:200]}") from None
+    return request_lines(request)
+
+
+def request_lines(request) -> list[bytes]:
+    """One wrapped line per log record of a decoded ``ExportLogsServiceRequest`` (OTLP/gRPC's)."""
     lines = []
     for resource in request.resource_logs:
         for scope in resource.scope_logs:

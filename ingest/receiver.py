@@ -233,33 +233,41 @@ class PushReceiver(TokenServer):
             self.stats.refuse(400)
             answer(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
             return
+        taken = self.take(f"push:{request.client_address[0]}", texts)
+        if taken == 429:
+            answer(HTTPStatus.TOO_MANY_REQUESTS, {"error": "behind; send again later"}, {"Retry-After": "1"})
+            return
+        if taken == 503:
+            answer(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "could not store the batch; send it again"}, {"Retry-After": "5"})
+            return
+        records, dead_letters = taken
+        if otlp:  # an ExportLogsServiceResponse, empty, in the request's encoding
+            protobuf = content_type.split(";")[0].strip().lower() == "application/x-protobuf"
+            answer(HTTPStatus.OK, "" if protobuf else "{}", {"Content-Type": "application/x-protobuf" if protobuf else "application/json"})
+            return
+        answer(HTTPStatus.OK, {"lines": len(texts), "records": records, "dead_letters": dead_letters})
+
+    def take(self, source: str, texts: list[bytes]) -> tuple[int, int] | int:
+        """Make one pushed batch's lines durable: (records, dead letters), or 429 while
+        ``max_inflight`` batches are in hand, or 503 when the sink fails (nothing was kept)."""
         lines = [Line(0, n, data) for n, data in enumerate(texts, start=1)]
         if not self._slots.acquire(blocking=False):
             self.stats.refuse(429)
-            answer(HTTPStatus.TOO_MANY_REQUESTS, {"error": "behind; send again later"}, {"Retry-After": "1"})
-            return
-        failure = None
+            return 429
         try:
-            records, dead_letters = self.deliver(PushSource(f"push:{request.client_address[0]}"), lines)
+            records, dead_letters = self.deliver(PushSource(source), lines)
         except Exception as exc:  # noqa: BLE001 - the gateway must hear that nothing was kept
-            failure = exc
+            log.warning("could not make a pushed batch of %d lines durable: %s", len(lines), exc)
+            self.stats.refuse(503)
+            return 503
         finally:  # free before the answer goes out, so the sender's next batch finds the slot free
             self._slots.release()
-        if failure is not None:
-            log.warning("could not make a pushed batch of %d lines durable: %s", len(lines), failure)
-            self.stats.refuse(503)
-            answer(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "could not store the batch; send it again"}, {"Retry-After": "5"})
-            return
         with self.stats.lock:
             self.stats.requests += 1
             self.stats.lines += len(lines)
             self.stats.records += records
             self.stats.dead_letters += dead_letters
-        if otlp:  # an ExportLogsServiceResponse, empty, in the request's encoding
-            protobuf = content_type.split(";")[0].strip().lower() == "application/x-protobuf"
-            answer(HTTPStatus.OK, "" if protobuf else "{}", {"Content-Type": "application/x-protobuf" if protobuf else "application/json"})
-            return
-        answer(HTTPStatus.OK, {"lines": len(lines), "records": records, "dead_letters": dead_letters})
+        return records, dead_letters
 
 
 class SpoolWriter:

