@@ -32,10 +32,14 @@ class OtlpError(ValueError):
     """A body that is not an ``ExportLogsServiceRequest``."""
 
 
+def is_protobuf(content_type: str) -> bool:
+    return content_type.split(";")[0].strip().lower() == "application/x-protobuf"
+
+
 def is_otlp(content_type: str, body: bytes) -> bool:
     """Whether a pushed body is an OTLP logs request: protobuf, or JSON with ``resourceLogs``."""
-    kind = content_type.split(";")[0].strip().lower()
-    return kind == "application/x-protobuf" or (kind == "application/json" and body.lstrip()[:1] == b"{" and b'"resourceLogs"' in body[:4096])
+    json = content_type.split(";")[0].strip().lower() == "application/json"
+    return is_protobuf(content_type) or (json and body.lstrip()[:1] == b"{" and b'"resourceLogs"' in body[:4096])
 
 
 def otlp_lines(body: bytes, content_type: str) -> list[bytes]:
@@ -46,7 +50,7 @@ def otlp_lines(body: bytes, content_type: str) -> list[bytes]:
 
     request = ExportLogsServiceRequest()
     try:
-        if content_type.split(";")[0].strip().lower() == "application/x-protobuf":
+        if is_protobuf(content_type):
             request.ParseFromString(body)
         else:
             json_format.Parse(body, request, ignore_unknown_fields=True)

@@ -36,7 +36,7 @@ import msgspec
 
 from ingest.containers import shipped_lines
 from ingest.http_server import CONNECTION_TIMEOUT_S, TokenServer, send_json
-from ingest.otlp import OtlpError, is_otlp, otlp_lines
+from ingest.otlp import OtlpError, is_otlp, is_protobuf, otlp_lines
 from ingest.shipper import Line
 
 log = logging.getLogger("clonewatch.receive")
@@ -242,7 +242,7 @@ class PushReceiver(TokenServer):
             return
         records, dead_letters = taken
         if otlp:  # an ExportLogsServiceResponse, empty, in the request's encoding
-            protobuf = content_type.split(";")[0].strip().lower() == "application/x-protobuf"
+            protobuf = is_protobuf(content_type)
             answer(HTTPStatus.OK, "" if protobuf else "{}", {"Content-Type": "application/x-protobuf" if protobuf else "application/json"})
             return
         answer(HTTPStatus.OK, {"lines": len(texts), "records": records, "dead_letters": dead_letters})
