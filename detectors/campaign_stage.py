@@ -166,7 +166,7 @@ class CampaignStage:
         if count and ts <= earlier:
             return False
         if not count or count > seen:
-            latest = max(ts, latest)
+            latest = ts if latest == float("inf") else max(ts, latest)  # inf: restored from a stage that kept the count alone
         elif ts > latest:
             earlier, latest = latest, ts
         else:
