@@ -47,10 +47,10 @@ class TokenServer:
         return hmac.compare_digest(headers.get("Authorization", "").encode(), b"Bearer " + self.token)
 
 
-def send_json(request: BaseHTTPRequestHandler, status: int, payload: dict | str, headers: dict[str, str] | None = None) -> None:
-    """Answer with ``payload`` as JSON (a string is sent as it is, as ``Content-Type`` in ``headers`` says)."""
+def send_json(request: BaseHTTPRequestHandler, status: int, payload: dict | str | bytes, headers: dict[str, str] | None = None) -> None:
+    """Answer with ``payload`` as JSON (text or bytes are sent as they are, as ``Content-Type`` in ``headers`` says)."""
     headers = dict(headers or {})
-    body = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+    body = payload if isinstance(payload, bytes) else (payload if isinstance(payload, str) else json.dumps(payload)).encode()
     request.send_response(HTTPStatus(status))
     request.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
     request.send_header("Content-Length", str(len(body)))

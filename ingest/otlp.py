@@ -59,6 +59,20 @@ def otlp_lines(body: bytes, content_type: str) -> list[bytes]:
     return request_lines(request)
 
 
+def response_body(unread: int, protobuf: bool) -> bytes:
+    """An ``ExportLogsServiceResponse`` in the request's encoding: empty, or with a partial
+    success naming the records that could not be read (kept as dead letters), which
+    exporters log for the gateway's operator."""
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
+    response = ExportLogsServiceResponse()
+    if unread:
+        response.partial_success.rejected_log_records = unread
+        response.partial_success.error_message = f"{unread} log records could not be read as access log lines; clonewatch kept them as dead letters with the reason"
+    return response.SerializeToString() if protobuf else json_format.MessageToJson(response, indent=None).encode()
+
+
 def request_lines(request) -> list[bytes]:
     """One wrapped line per log record of a decoded ``ExportLogsServiceRequest`` (OTLP/gRPC's)."""
     lines = []

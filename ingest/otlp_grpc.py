@@ -14,7 +14,7 @@ from concurrent import futures
 import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 
-from ingest.otlp import request_lines
+from ingest.otlp import request_lines, response_body
 from ingest.receiver import PushReceiver
 
 
@@ -32,7 +32,7 @@ class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, "behind; send again later")
         if taken == 503:
             context.abort(grpc.StatusCode.UNAVAILABLE, "could not store the batch; send it again")
-        return logs_service_pb2.ExportLogsServiceResponse()
+        return logs_service_pb2.ExportLogsServiceResponse.FromString(response_body(taken[1], protobuf=True))
 
 
 class OtlpGrpcReceiver:

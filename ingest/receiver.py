@@ -36,7 +36,7 @@ import msgspec
 
 from ingest.containers import shipped_lines
 from ingest.http_server import CONNECTION_TIMEOUT_S, TokenServer, send_json
-from ingest.otlp import OtlpError, is_otlp, is_protobuf, otlp_lines
+from ingest.otlp import OtlpError, is_otlp, is_protobuf, otlp_lines, response_body
 from ingest.shipper import Line
 
 log = logging.getLogger("clonewatch.receive")
@@ -241,9 +241,9 @@ class PushReceiver(TokenServer):
             answer(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "could not store the batch; send it again"}, {"Retry-After": "5"})
             return
         records, dead_letters = taken
-        if otlp:  # an ExportLogsServiceResponse, empty, in the request's encoding
+        if otlp:
             protobuf = is_protobuf(content_type)
-            answer(HTTPStatus.OK, "" if protobuf else "{}", {"Content-Type": "application/x-protobuf" if protobuf else "application/json"})
+            answer(HTTPStatus.OK, response_body(dead_letters, protobuf), {"Content-Type": "application/x-protobuf" if protobuf else "application/json"})
             return
         answer(HTTPStatus.OK, {"lines": len(texts), "records": records, "dead_letters": dead_letters})
 

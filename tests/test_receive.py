@@ -260,7 +260,8 @@ def test_envoy_pushes_its_access_log_as_opentelemetry_logs(tmp_path: Path, trans
 
 def test_opentelemetry_logs_over_grpc_need_the_token_and_hear_when_nothing_was_kept() -> None:
     """OTLP/gRPC calls: a wrong or missing token is UNAUTHENTICATED, a failing sink
-    UNAVAILABLE (exporters retry it), and a kept batch an empty ExportLogsServiceResponse."""
+    UNAVAILABLE (exporters retry it), a kept batch an empty ExportLogsServiceResponse, or one
+    whose partial success counts the records kept as dead letters."""
     import grpc
     from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 
@@ -272,7 +273,8 @@ def test_opentelemetry_logs_over_grpc_need_the_token_and_hear_when_nothing_was_k
         if failing["now"]:
             raise OSError("disk full")
         kept.extend(lines)
-        return len(lines), 0
+        unread = sum(b"unreadable" in line.data for line in lines)
+        return len(lines) - unread, unread
 
     receiver = PushReceiver(deliver, TOKEN, port=0)
     server = OtlpGrpcReceiver(receiver, "127.0.0.1", 0, 1 << 20)
@@ -292,7 +294,10 @@ def test_opentelemetry_logs_over_grpc_need_the_token_and_hear_when_nothing_was_k
             assert unavailable.value.code() == grpc.StatusCode.UNAVAILABLE and not kept
             failing["now"] = False
             assert export(request, metadata=[("authorization", f"Bearer {TOKEN}")], timeout=10) == logs_service_pb2.ExportLogsServiceResponse()
-        assert len(kept) == 1 and receiver.stats.refused == {401: 2, 503: 1}
+            request.resource_logs[0].scope_logs[0].log_records.add().body.string_value = "an unreadable line"
+            answer = export(request, metadata=[("authorization", f"Bearer {TOKEN}")], timeout=10)
+            assert answer.partial_success.rejected_log_records == 1 and "dead letters" in answer.partial_success.error_message
+        assert len(kept) == 3 and receiver.stats.refused == {401: 2, 503: 1}
     finally:
         server.stop()
 
