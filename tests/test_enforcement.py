@@ -37,6 +37,7 @@ from ingest.reader import EventReader
 from tests.streaming_support import wait_until
 from tests.test_api import KEYS, REPO_ROOT, TOKEN, fill_store, score, serve_api
 from tests.test_receive import TOKEN as RECEIVE_TOKEN
+from tests.test_receive import TRAEFIK_STATIC
 from tests.test_receive import start as start_receiver
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
@@ -176,18 +177,6 @@ http://127.0.0.1:{port} {{
 }}
 """
 
-
-TRAEFIK_STATIC = """
-global:
-  checkNewVersion: false
-  sendAnonymousUsage: false
-entryPoints:
-  web:
-    address: "127.0.0.1:{port}"
-providers:
-  file:
-    filename: {dynamic}
-"""
 
 TRAEFIK_DYNAMIC = """
 http:

@@ -97,7 +97,7 @@ def test_pushed_logs_reach_the_spool_and_bad_requests_get_clear_answers(tmp_path
     assert "refused {401: 2, 413: 2}" in server.log()
 
 
-TRAEFIK_OTLP = """
+TRAEFIK_STATIC = """
 global:
   checkNewVersion: false
   sendAnonymousUsage: false
@@ -107,7 +107,9 @@ entryPoints:
 providers:
   file:
     filename: {dynamic}
-experimental:
+"""  # Traefik on one port, its routes from a file (tests/test_enforcement.py too)
+
+TRAEFIK_OTLP = TRAEFIK_STATIC + """experimental:
   otlpLogs: true
 accessLog:
   format: json
