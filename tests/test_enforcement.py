@@ -188,7 +188,7 @@ http:
     clonewatch:
       forwardAuth:
         address: "{api}/v1/decide"
-        authResponseHeaders: ["X-Clonewatch-Action"]
+        authResponseHeadersRegex: "^X-Clonewatch-"
     clonewatch-token-off:
       headers:
         customRequestHeaders:
