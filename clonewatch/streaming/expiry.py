@@ -56,8 +56,12 @@ class ClientExpiry:
         """The clients idle for longer than the time to live, forgotten here; clients that
         ``held`` says this worker no longer holds (their partition moved) are forgotten too."""
         horizon = self.newest - self.ttl_s
-        gone = [client for client, ts in self._last.items() if not held(client)]
-        due = [client for client, ts in self._last.items() if ts < horizon and held(client)]
+        due, gone = [], []
+        for client, ts in self._last.items():
+            if not held(client):
+                gone.append(client)
+            elif ts < horizon:
+                due.append(client)
         for client in gone + due:
             del self._last[client]
         return due
