@@ -33,6 +33,7 @@ import msgspec
 from ingest.formats import FormatError, is_proxy_record
 
 MAX_JOINED_BYTES = 4 * 1024 * 1024  # a line split by the runtime may not grow beyond this
+UNFINISHED = "the input ends inside a line split by the container runtime (its last part never came)"  # a dead letter's reason
 
 _CRI = re.compile(rb"^(\d{4}-\d{2}-\d{2}T\S+) (?:stdout|stderr) ([PF])\S* ?(.*)$", re.DOTALL)
 _DOCKER_PREFIX = b'{"log":'

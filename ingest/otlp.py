@@ -73,6 +73,27 @@ def response_body(unread: int, protobuf: bool) -> bytes:
     return response.SerializeToString() if protobuf else json_format.MessageToJson(response, indent=None).encode()
 
 
+# google.rpc.Code of each refusal the receiver answers, for the Status an OTLP client is owed
+_RPC_CODES = {400: 3, 401: 16, 404: 5, 413: 8, 429: 8, 503: 14}  # INVALID_ARGUMENT, UNAUTHENTICATED, NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE
+
+
+def error_body(status: int, message: str, protobuf: bool) -> bytes:
+    """The body of a refusal as OTLP/HTTP asks for one: a ``google.rpc.Status`` in the
+    request's encoding, which exporters log for the gateway's operator.
+
+    >>> from google.rpc.status_pb2 import Status
+    >>> Status.FromString(error_body(401, "missing or wrong bearer token", protobuf=True)).code
+    16
+    >>> error_body(400, "not gzip", protobuf=False)
+    b'{"code": 3, "message": "not gzip"}'
+    """
+    from google.protobuf import json_format
+    from google.rpc.status_pb2 import Status
+
+    status_message = Status(code=_RPC_CODES.get(status, 2), message=message)  # 2: UNKNOWN
+    return status_message.SerializeToString() if protobuf else json_format.MessageToJson(status_message, indent=None).encode()
+
+
 def request_lines(request) -> list[bytes]:
     """One wrapped line per log record of a decoded ``ExportLogsServiceRequest`` (OTLP/gRPC's)."""
     lines = []
@@ -80,9 +101,10 @@ def request_lines(request) -> list[bytes]:
         for scope in resource.scope_logs:
             for record in scope.log_records:
                 nanos = record.time_unix_nano or record.observed_time_unix_nano
-                wrapper: dict[str, Any] = {"date": round(nanos / 1e9, 6)} if nanos else {}
-                wrapper["log"] = _line_of(record)
-                lines.append(msgspec.json.encode(wrapper))
+                if nanos:
+                    lines.append(msgspec.json.encode({"date": round(nanos / 1e9, 6), "log": _line_of(record)}))
+                else:  # Vector's wrapper: a {"log": ...} without a time reads as a container runtime's split line
+                    lines.append(msgspec.json.encode({"message": _line_of(record)}))
     return lines
 
 

@@ -4,7 +4,8 @@ Istio's OpenTelemetry access log provider (``envoyOtelAls``: KServe's mesh) and 
 OpenTelemetry logger with a ``grpc_service`` export over gRPC only. Each ``Export`` call is
 one pushed batch, made durable exactly as an HTTP one (:meth:`PushReceiver.take`), with the
 same bearer token in the call's ``authorization`` metadata. A busy receiver or a failing sink
-answers ``UNAVAILABLE``, which OTLP exporters retry; a wrong token ``UNAUTHENTICATED``.
+answers ``UNAVAILABLE``, which OTLP exporters retry; a wrong token ``UNAUTHENTICATED``. With
+the receiver's certificate it serves over TLS, as its HTTP side does.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from concurrent import futures
 import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 
+from ingest.http_server import TlsFiles
 from ingest.otlp import request_lines, response_body
 from ingest.receiver import PushReceiver
 
@@ -38,14 +40,18 @@ class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
 class OtlpGrpcReceiver:
     """A gRPC server of the OTLP logs service in front of a :class:`PushReceiver`."""
 
-    def __init__(self, receiver: PushReceiver, host: str, port: int, max_message: int) -> None:
+    def __init__(self, receiver: PushReceiver, host: str, port: int, max_message: int, tls: TlsFiles | None = None) -> None:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="otlp-grpc"),
             options=[("grpc.max_receive_message_length", max_message)],
         )
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsService(receiver), self.server)
         try:
-            self.port = self.server.add_insecure_port(f"{host}:{port}")
+            if tls is None:
+                self.port = self.server.add_insecure_port(f"{host}:{port}")
+            else:
+                chain, key = tls.read()
+                self.port = self.server.add_secure_port(f"{host}:{port}", grpc.ssl_server_credentials([(key, chain)]))
         except RuntimeError as exc:  # grpcio's answer to an address in use
             raise ValueError(f"cannot listen for OTLP/gRPC on {host}:{port}: {exc}") from None
         self.address = (host, self.port)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 
-from ingest.containers import ContainerLines
+from ingest.containers import UNFINISHED, ContainerLines
 from ingest.decode import DecodeLimits, EventDecoder
 from ingest.formats import CustomFormat, FormatError, LineParser, dead_letter_raw
 from schemas import AccessEvent, DeadLetter
@@ -49,7 +49,7 @@ class EventReader:
                 yield from self.read_line(line, number)
         if self._containers.pending:
             yield DeadLetter(
-                source=self.source, line=number, reason="the input ends inside a line split by the container runtime (its last part never came)",
+                source=self.source, line=number, reason=UNFINISHED,
                 raw=dead_letter_raw(self._containers.drop()),
             )  # fmt: skip
 

@@ -20,7 +20,6 @@ request id get one from their bytes, so a batch sent twice carries the same ids 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import os
@@ -35,10 +34,11 @@ from pathlib import Path
 import msgspec
 
 from ingest.containers import shipped_lines
-from ingest.http_server import CONNECTION_TIMEOUT_S, TokenServer, send_json
-from ingest.otlp import OtlpError, is_otlp, is_protobuf, otlp_lines, response_body
+from ingest.http_server import CONNECTION_TIMEOUT_S, TlsFiles, TokenServer, send_json
+from ingest.otlp import OtlpError, error_body, is_otlp, is_protobuf, otlp_lines, response_body
 from ingest.shipper import Line
 
+OTLP_MEDIA = {"protobuf": "application/x-protobuf", "json": "application/json"}  # an OTLP request's encoding -> its answers' type
 log = logging.getLogger("clonewatch.receive")
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
@@ -157,12 +157,13 @@ class PushReceiver(TokenServer):
         port: int = 8080,
         max_body: int = DEFAULT_MAX_BODY,
         max_inflight: int = 4,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.deliver = deliver
         self.max_body = max_body
         self.stats = ReceiveStats()
         self._slots = threading.BoundedSemaphore(max_inflight)
-        super().__init__(self._handler(), token, host, port, "the receiver needs a bearer token (set CLONEWATCH_RECEIVE_TOKEN)")
+        super().__init__(self._handler(), token, host, port, "the receiver needs a bearer token (set CLONEWATCH_RECEIVE_TOKEN)", tls)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
@@ -194,58 +195,64 @@ class PushReceiver(TokenServer):
         send_json(request, HTTPStatus.OK, self.stats.prometheus(), {"Content-Type": "text/plain; version=0.0.4"})
 
     def _post(self, request: BaseHTTPRequestHandler) -> None:
-        answer = functools.partial(send_json, request)
+        content_type = request.headers.get("Content-Type", "")
+        # An OTLP client is owed its refusals as a google.rpc.Status: protobuf is known from the
+        # header, OTLP/JSON once the body is read; anything else gets {"error": ...}.
+        otlp = "protobuf" if is_protobuf(content_type) else None
+
+        def refuse(status: HTTPStatus, message: str, headers: dict[str, str] | None = None, counted: bool = False) -> None:
+            if not counted:
+                self.stats.refuse(int(status))
+            if otlp is None:
+                send_json(request, status, {"error": message}, headers)
+            else:
+                body = error_body(int(status), message, protobuf=otlp == "protobuf")
+                send_json(request, status, body, {**(headers or {}), "Content-Type": OTLP_MEDIA[otlp]})
+
         if request.path.split("?")[0] != "/v1/logs":
-            answer(HTTPStatus.NOT_FOUND, {"error": "not found; logs go to POST /v1/logs"})
+            refuse(HTTPStatus.NOT_FOUND, "not found; logs go to POST /v1/logs", counted=True)  # not a refusal of logs
             return
         if not self.authorized(request.headers):
-            self.stats.refuse(401)
-            answer(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"})
+            refuse(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
             return
         try:
             body = read_body(request, self.max_body)
         except ValueError as exc:
-            self.stats.refuse(400)
-            answer(HTTPStatus.BAD_REQUEST, {"error": str(exc)}, {"Connection": "close"})
+            refuse(HTTPStatus.BAD_REQUEST, str(exc), {"Connection": "close"})
             request.close_connection = True
             return
         if body is None:
-            self.stats.refuse(413)
-            answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"bodies are limited to {self.max_body} bytes"}, {"Connection": "close"})
+            refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"bodies are limited to {self.max_body} bytes", {"Connection": "close"})
             request.close_connection = True
             return
         if request.headers.get("Content-Encoding", "").lower() == "gzip":
             try:
                 body = decompress(body, self.max_body)
             except zlib.error as exc:
-                self.stats.refuse(400)
-                answer(HTTPStatus.BAD_REQUEST, {"error": f"not gzip: {exc}"})
+                refuse(HTTPStatus.BAD_REQUEST, f"not gzip: {exc}")
                 return
             if body is None:
-                self.stats.refuse(413)
-                answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"bodies are limited to {self.max_body} bytes once decompressed"})
+                refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"bodies are limited to {self.max_body} bytes once decompressed")
                 return
-        content_type = request.headers.get("Content-Type", "")
-        otlp = is_otlp(content_type, body)
+        if otlp is None and is_otlp(content_type, body):
+            otlp = "json"
         try:
             texts = otlp_lines(body, content_type) if otlp else split_body(body)
         except OtlpError as exc:
-            self.stats.refuse(400)
-            answer(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            refuse(HTTPStatus.BAD_REQUEST, str(exc))
             return
         taken = self.take(f"push:{request.client_address[0]}", texts)
         if taken == 429:
-            answer(HTTPStatus.TOO_MANY_REQUESTS, {"error": "behind; send again later"}, {"Retry-After": "1"})
+            refuse(HTTPStatus.TOO_MANY_REQUESTS, "behind; send again later", {"Retry-After": "1"}, counted=True)
             return
         if taken == 503:
-            answer(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "could not store the batch; send it again"}, {"Retry-After": "5"})
+            refuse(HTTPStatus.SERVICE_UNAVAILABLE, "could not store the batch; send it again", {"Retry-After": "5"}, counted=True)
             return
         records, dead_letters = taken
         if otlp:
-            protobuf = is_protobuf(content_type)
-            answer(HTTPStatus.OK, response_body(dead_letters, protobuf), {"Content-Type": "application/x-protobuf" if protobuf else "application/json"})
+            send_json(request, HTTPStatus.OK, response_body(dead_letters, protobuf=otlp == "protobuf"), {"Content-Type": OTLP_MEDIA[otlp]})
             return
-        answer(HTTPStatus.OK, {"lines": len(texts), "records": records, "dead_letters": dead_letters})
+        send_json(request, HTTPStatus.OK, {"lines": len(texts), "records": records, "dead_letters": dead_letters})
 
     def take(self, source: str, texts: list[bytes]) -> tuple[int, int] | int:
         """Make one pushed batch's lines durable: (records, dead letters), or 429 while

@@ -33,7 +33,7 @@ import msgspec
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from ingest.containers import ContainerLines
+from ingest.containers import UNFINISHED, ContainerLines
 from ingest.formats import CustomFormat, FormatError, LineParser, dead_letter_raw
 from ingest.oversize import bound_record
 from schemas.text import printable
@@ -253,11 +253,16 @@ class Shipper:
         self.max_message_bytes = max_message_bytes
         self.stats = ShipStats()
 
-    def forget(self, source_name: str) -> None:
-        """Let --format auto guess again for the next lines of this source (each pushed batch
-        is guessed on its own: one receiver may hear several kinds of gateway)."""
-        self._parsers.pop(source_name, None)
-        self._containers.pop(source_name, None)
+    def end(self, source: LineSource, last: int) -> list[tuple[str, bytes, bytes]]:
+        """End a source's input after its line number ``last``: a line the container runtime
+        split whose last part never came is a dead letter, and --format auto guesses again for
+        the source's next lines (each pushed batch is read on its own: one receiver may hear
+        several kinds of gateway)."""
+        self._parsers.pop(source.name, None)
+        containers = self._containers.pop(source.name, None)
+        if containers is None or not containers.pending:
+            return []
+        return [self._dead_letter(source, Line(0, last, containers.drop()), UNFINISHED)]
 
     def messages(self, source: LineSource, line: Line) -> Iterator[tuple[str, bytes, bytes]]:
         """(topic, key, value) of each record of a line, or of its dead letter."""
@@ -286,13 +291,16 @@ class Shipper:
             out.append((self.access_topic, str(record["client_id"]).encode(), value))
         yield from out
 
-    def ship_batch(self, source: LineSource, lines: list[Line]) -> None:
-        """Produce every record of ``lines`` and return once the broker acknowledged all of them.
+    def ship_batch(self, source: LineSource, lines: list[Line], whole: bool = False) -> None:
+        """Produce every record of ``lines`` and return once the broker acknowledged all of them;
+        ``whole``: the lines are all of the source's input (:meth:`end`), as a pushed batch is.
 
         Failed sends (broker away longer than the producer's own retries) are re-sent with
         the whole batch after a pause, until they succeed: repeats carry the same request ids.
         """
         messages = [m for line in lines for m in self.messages(source, line)]
+        if whole:
+            messages += self.end(source, lines[-1].number if lines else 0)
         delay = 0.5
         while True:
             try:

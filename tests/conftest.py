@@ -1,8 +1,11 @@
-"""Shared fixtures: one embedder and one embedded ClickHouse path per test session."""
+"""Shared fixtures: one embedder and one embedded ClickHouse path per test session, and a
+certificate authority with a server certificate for the TLS tests."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from filelock import FileLock
@@ -53,3 +56,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reporter.ensure_newline()
         reporter.write_line(f"{session.testscollected} tests collected but {len(reported)} reported a result", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory) -> SimpleNamespace:
+    """PEM files of a throwaway certificate authority (``ca``) and of a server certificate it
+    signed for 127.0.0.1 and localhost (``cert``, ``key``)."""
+    import trustme
+
+    directory: Path = tmp_path_factory.mktemp("tls")
+    authority = trustme.CA()
+    server = authority.issue_cert("127.0.0.1", "localhost")
+    files = SimpleNamespace(ca=directory / "ca.pem", cert=directory / "cert.pem", key=directory / "key.pem")
+    authority.cert_pem.write_to_path(str(files.ca))
+    server.cert_chain_pems[0].write_to_path(str(files.cert))
+    server.private_key_pem.write_to_path(str(files.key))
+    return files

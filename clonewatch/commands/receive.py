@@ -11,6 +11,7 @@ from pathlib import Path
 from clonewatch.commands.options import add_format_options, log_format
 from clonewatch.commands.serving import log_to_stderr, required_token, stop_on_sigterm
 from clonewatch.streaming.config import StreamingConfig, add_kafka_options
+from ingest.http_server import add_tls_options, tls_files
 from ingest.receiver import DEFAULT_MAX_BODY
 
 TOKEN_ENV = "CLONEWATCH_RECEIVE_TOKEN"
@@ -48,6 +49,7 @@ def register(subparsers) -> None:
         help="also take OpenTelemetry logs over gRPC on this port (4317 by convention; Istio's envoyOtelAls, Envoy's "
         "OpenTelemetry logger with a grpc_service), the same token in the 'authorization' metadata (default: off)",
     )  # fmt: skip
+    add_tls_options(parser, "HTTP and gRPC")
     parser.set_defaults(func=main)
 
 
@@ -71,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
         def deliver(source, lines):
             with lock:
                 messages = [m for line in lines for m in shipper.messages(source, line)]
-                shipper.forget(source.name)
+                messages += shipper.end(source, lines[-1].number if lines else 0)
                 spool.write([(topic == "access", value) for topic, _, value in messages])
             records = sum(topic == "access" for topic, _, _ in messages)
             return records, len(messages) - records
@@ -91,22 +93,23 @@ def main(args: argparse.Namespace) -> int:
         def deliver(source, lines):
             with lock:
                 before = (shipper.stats.records, shipper.stats.dead_letters)
-                shipper.ship_batch(source, lines)
-                shipper.forget(source.name)
+                shipper.ship_batch(source, lines, whole=True)
                 return shipper.stats.records - before[0], shipper.stats.dead_letters - before[1]
 
-    receiver = PushReceiver(deliver, token, args.host, args.port, args.max_body, args.max_inflight)
+    tls = tls_files(args)
+    receiver = PushReceiver(deliver, token, args.host, args.port, args.max_body, args.max_inflight, tls)
     grpc_receiver = None
     if args.otlp_grpc_port is not None:
         from ingest.otlp_grpc import OtlpGrpcReceiver
 
-        grpc_receiver = OtlpGrpcReceiver(receiver, args.host, args.otlp_grpc_port, args.max_body)
+        grpc_receiver = OtlpGrpcReceiver(receiver, args.host, args.otlp_grpc_port, args.max_body, tls)
         grpc_receiver.start()
-    host, port = receiver.address
+    host = receiver.address[0]
     stop_on_sigterm(receiver)
     if grpc_receiver is not None:
-        print(f"clonewatch receive: OpenTelemetry logs over gRPC on {host}:{grpc_receiver.port}", file=sys.stderr, flush=True)
-    print(f"clonewatch receive: listening on http://{host}:{port}/v1/logs -> {target}", file=sys.stderr, flush=True)
+        over = " (TLS)" if tls is not None else ""
+        print(f"clonewatch receive: OpenTelemetry logs over gRPC{over} on {host}:{grpc_receiver.port}", file=sys.stderr, flush=True)
+    print(f"clonewatch receive: listening on {receiver.url}/v1/logs -> {target}", file=sys.stderr, flush=True)
     try:
         receiver.serve_forever()
     finally:
