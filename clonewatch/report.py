@@ -27,7 +27,8 @@ def render_summary(summary: RunSummary, config: RunConfig, top: int = 5) -> str:
         *([f"log format        {summary.format}" + (" (guessed from the first lines; --format names it)" if config.format == "auto" else "")]
           if summary.format not in (None, "canonical") else []),
         f"decisions         {summary.decisions:,} (action changes)",
-        f"model             {summary.model_version} ({summary.model_source}); prompts embedded with {summary.embedder}",
+        f"model             {summary.model_version} ({summary.model_source}); prompts embedded with {summary.embedder}"
+        if summary.model_version else "model             none: no events to fit one on (train one with clonewatch train, then run --model)",
     ]
     if summary.probes:
         lines.append(

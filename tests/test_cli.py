@@ -180,6 +180,9 @@ def test_user_errors_are_clear_and_do_not_crash(workdir):
     behind_ingress = clonewatch("run", "--input", "ingress.log", cwd=workdir, check=False)
     assert behind_ingress.returncode != 0 and b"comes from one client (the address 10.244.0.17" in behind_ingress.stderr
     assert b"log the client's forwarded address or its API key" in behind_ingress.stderr and b"Traceback" not in behind_ingress.stderr
+    (workdir / "empty.log").write_bytes(b"")
+    empty = clonewatch("run", "--input", "empty.log", "--store", "chdb://./empty-store", "-q", cwd=workdir)
+    assert b"empty.log held no lines to read" in empty.stderr and b"model             none: no events to fit one on" in empty.stdout
     helped = clonewatch("--help", cwd=workdir)
     for command in (b"run", b"train", b"sql", b"simulate", b"kafka"):
         assert command in helped.stdout

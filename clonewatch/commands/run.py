@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from clonewatch import DEFAULT_OUT_DIR, DEFAULT_WARMUP_EVENTS
@@ -72,4 +73,6 @@ def main(args: argparse.Namespace) -> int:
     )
     summary = EmbeddedRunner(config).run()
     print(render_summary(summary, config, top=args.top))
+    if not summary.accepted + summary.rejected:
+        print(f"clonewatch run: warning: {'standard input' if str(args.input) == '-' else args.input} held no lines to read", file=sys.stderr)
     return mostly_rejected_exit(summary.accepted + summary.rejected, summary.rejected, str(summary.format or config.format), args.strict, "run")
