@@ -8,6 +8,7 @@ latest event of each batch, decisions, campaigns and dead letters.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -65,7 +66,8 @@ class RunSummary:
     model_source: str = ""
     fitted_on_input: bool = False  # no --model: the model was fitted on the input's own first events
     embedder: str = ""
-    latest: dict[str, RiskScore] = field(default_factory=dict)
+    latest: dict[str, tuple[str, float, int]] = field(default_factory=dict)  # each client's latest action, risk and events seen
+    details: dict[str, RiskScore] = field(default_factory=dict)  # the latest scores of the riskiest clients, about DETAILED_CLIENTS to twice that
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
     bounded: dict[str, int] = field(default_factory=dict)  # prompts and rows too long to keep whole, by what was done
     identities: Identities = field(default_factory=Identities)  # keys or addresses, and whether those are internal
@@ -75,17 +77,40 @@ class RunSummary:
     def clients(self) -> int:
         return len(self.latest)
 
+    def record(self, scores: Iterable[RiskScore]) -> None:
+        """Remember each client's latest score: its action, risk and events seen for every
+        client, the whole score (reasons, features) only for the riskiest, so that a log of
+        millions of clients is summarised in a few hundred bytes per client, not kilobytes."""
+        for score in scores:
+            self.latest[score.client_id] = (score.action, score.risk, score.events_seen)
+            self.details[score.client_id] = score
+        if len(self.details) > 2 * DETAILED_CLIENTS:
+            kept = heapq.nsmallest(DETAILED_CLIENTS, self.details.values(), key=lambda s: _rank(s.client_id, s.action, s.risk))
+            self.details = {s.client_id: s for s in kept}
+
     def riskiest(self, n: int = 5, min_events: int = 1) -> list[RiskScore]:
         """Acted-on clients first (most severe action), then by risk; clients with fewer than ``min_events`` left out."""
-        severity = {a.value: a.severity for a in Action}
-        ranked = [s for s in self.latest.values() if s.events_seen >= min_events]
-        return sorted(ranked, key=lambda s: (-severity[s.action], -s.risk, s.client_id))[:n]
+        eligible = ((client, *latest) for client, latest in self.latest.items() if latest[2] >= min_events)
+        ranked = heapq.nsmallest(n, eligible, key=lambda c: _rank(c[0], c[1], c[2]))
+        return [
+            self.details.get(client)
+            or RiskScore(ts="", client_id=client, events_seen=events, window_events=0, risk=risk, action=action, reasons=[], features={}, model_version="")
+            for client, action, risk, events in ranked
+        ]  # a client ranked here without its details fell out of them while riskier ones were about: its reasons are not kept
 
     def action_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for score in self.latest.values():
-            counts[score.action] = counts.get(score.action, 0) + 1
+        for action, _, _ in self.latest.values():
+            counts[action] = counts.get(action, 0) + 1
         return counts
+
+
+DETAILED_CLIENTS = 1024  # clients whose whole latest score the summary keeps, at least
+_SEVERITY = {a.value: a.severity for a in Action}
+
+
+def _rank(client: str, action: str, risk: float) -> tuple[int, float, str]:
+    return (-_SEVERITY[action], -risk, client)
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:
@@ -196,8 +221,7 @@ class EmbeddedRunner:
         store.insert_decisions(result.decisions)
         store.insert_campaigns(result.campaigns)
         decisions.write(result.decisions)
-        for score in result.scores:
-            self.summary.latest[score.client_id] = score
+        self.summary.record(result.scores)
         self._forget_quiet_clients({e.client_id for e in events})
 
     def _forget_quiet_clients(self, active: set[str]) -> None:

@@ -29,3 +29,32 @@ def test_clients_quiet_for_longer_than_the_time_to_live_leave_memory(numeric_mod
     assert quiet and not quiet & set(runner.states)
     assert summary.expired >= len(quiet)
     assert f"forgotten         {summary.expired} client states, each after 3 h without a request" in render_summary(summary, config)
+
+
+def test_the_summary_keeps_every_clients_latest_action_and_the_riskiest_clients_whole() -> None:
+    """A log of many clients: each one's latest action, risk and events seen are counted and
+    ranked exactly, while whole scores (reasons, features: kilobytes each) are kept only for
+    the riskiest, a bounded number."""
+    import random
+
+    from clonewatch.runner import DETAILED_CLIENTS, RunSummary
+    from schemas import RiskScore
+
+    rng = random.Random(0)
+    summary, truth = RunSummary(), {}
+    for step in range(12):
+        batch = []
+        for client in rng.sample(range(6000), 3000):
+            action = rng.choices(["allow", "throttle", "challenge", "deny"], [0.97, 0.01, 0.01, 0.01])[0]
+            events = step * 10 + rng.randint(1, 10)
+            batch.append(RiskScore(ts="", client_id=f"key_{client:05d}", events_seen=events, window_events=events, risk=rng.random(),
+                                   action=action, reasons=[f"reason of {client} at {step}"], features={"rate_per_min": 1.0}, model_version="m"))  # fmt: skip
+        summary.record(batch)
+        truth.update((s.client_id, s) for s in batch)
+        assert len(summary.details) <= 2 * DETAILED_CLIENTS
+    severity = {"allow": 0, "throttle": 1, "challenge": 2, "deny": 3}
+    for n, min_events in ((5, 1), (40, 60)):
+        expected = sorted((s for s in truth.values() if s.events_seen >= min_events), key=lambda s: (-severity[s.action], -s.risk, s.client_id))[:n]
+        assert summary.riskiest(n, min_events) == expected  # the same scores, reasons and all
+    assert summary.clients == len(truth)
+    assert summary.action_counts() == {a: sum(s.action == a for s in truth.values()) for a in severity if any(s.action == a for s in truth.values())}
