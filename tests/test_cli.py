@@ -73,6 +73,19 @@ def test_train_then_run_flags_the_attackers_and_spares_benign_clients(workdir):
     assert bad_sql.returncode == 1 and b"query failed" in bad_sql.stderr and not bad_sql.stdout
 
 
+def test_train_cuts_prompts_where_told_and_scoring_follows_the_model(workdir):
+    from detectors import CloneModel
+
+    lines = (workdir / "baseline" / "events.jsonl").read_text().splitlines()[:800]
+    (workdir / "small.jsonl").write_text("\n".join(lines) + "\n")
+    clonewatch("train", "--input", "small.jsonl", "--model", "short.cwm", "--max-tokens", "64", "-q", cwd=workdir)
+    assert CloneModel.load(workdir / "short.cwm").metadata["embedder"] == {"backend": "torch", "max_tokens": 64, "name": "minilm-torch-64"}
+    out = clonewatch("run", "--input", "small.jsonl", "--model", "short.cwm", "--store", "chdb://./short-store", "-q", cwd=workdir)
+    assert b"prompts embedded with minilm-torch-64" in out.stdout
+    refused = clonewatch("train", "--input", "small.jsonl", "--model", "x.cwm", "--max-tokens", "512", cwd=workdir, check=False)
+    assert refused.returncode == 2 and b"--max-tokens is a whole number from 8 to 256" in refused.stderr
+
+
 def test_run_reads_stdin_and_fits_on_its_own_warmup_without_a_model(workdir):
     events = (workdir / "traffic" / "events.jsonl").read_bytes()
     # The same traffic as the run above: with its --embedding-cache, no prompt is embedded again.

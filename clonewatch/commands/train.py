@@ -14,6 +14,7 @@ from clonewatch.commands.options import add_embedder_option, add_format_options,
 from clonewatch.commands.sql import existing_store
 from clonewatch.progress import how_far, progress_bar
 from clonewatch.threads import fit_threads_to_cpus
+from detectors.embedding import DEFAULT_MAX_TOKENS
 
 
 def register(subparsers) -> None:
@@ -44,6 +45,12 @@ def register(subparsers) -> None:
     parser.add_argument("--regions", type=int, default=64, help="codebook regions for coverage (default: %(default)s)")
     add_embedder_option(parser, scoring=False)
     parser.add_argument(
+        "--max-tokens", type=parse_max_tokens, default=DEFAULT_MAX_TOKENS, metavar="N",
+        help="cut prompts at N tokens (8 to %(default)s) before embedding them; the model records it and scoring "
+        "follows it. 128 embeds long prompts about 1.6x faster and moves their vectors (README: Embedding benchmark) "
+        "(default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
         "--jobs", "-j", type=parse_jobs, default=-1,
         help="processes that fit the calibration folds side by side; -1: one per core (default: %(default)s). The model is the same for any value",
     )  # fmt: skip
@@ -60,6 +67,12 @@ def parse_jobs(text: str) -> int:
     if jobs == 0:
         raise argparse.ArgumentTypeError("--jobs 0 means nothing: give a number of processes, or -1 for one per core")
     return jobs
+
+
+def parse_max_tokens(text: str) -> int:
+    if not text.strip().isdigit() or not 8 <= int(text) <= DEFAULT_MAX_TOKENS:
+        raise argparse.ArgumentTypeError(f"--max-tokens is a whole number from 8 to {DEFAULT_MAX_TOKENS} (the model's own limit), got {text!r}")
+    return int(text)
 
 
 def parse_span(text: str) -> float:
@@ -91,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
     if args.since is not None and args.from_store is None:
         raise ValueError("--since goes with --from-store")
     reader = EventReader(args.input or "", log_format(args))
-    vectorizer = Vectorizer(PromptEmbedder(backend=args.embedder, disk_cache=args.embedding_cache))
+    vectorizer = Vectorizer(PromptEmbedder(backend=args.embedder, disk_cache=args.embedding_cache, max_tokens=args.max_tokens))
     events, vectors, rejected, source, first_rejected = [], [], 0, {}, None
     embedding = progress_bar(args.quiet, desc="embedding", unit=" ev")
     if args.from_store is not None:
