@@ -210,12 +210,23 @@ def _first(*values: Any) -> Any:
     return None
 
 
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
 @functools.lru_cache(maxsize=8192)
 def _names_of(key: str) -> tuple[str, ...]:
-    """The comparable names of one key (a log's keys repeat on every line: computed once)."""
-    name = key.lower().replace("-", "_").replace(".", "_").lstrip(":@")
-    stripped = [name[len(p) :] for p in ("http_", "req_", "request_header_") if name.startswith(p) and len(name) > len(p)]
-    return (*stripped, name)
+    """The comparable names of one key (a log's keys repeat on every line: computed once),
+    camelCase keys also as snake_case (``requestBody``: ``request_body``).
+
+    >>> _names_of("http_x_api_key"), _names_of("requestBody"), _names_of("X-API-Key")
+    (('x_api_key', 'http_x_api_key'), ('requestbody', 'request_body'), ('x_api_key',))
+    """
+    names: list[str] = []
+    for spelling in dict.fromkeys((key, _CAMEL_HUMP.sub("_", key))):
+        name = spelling.lower().replace("-", "_").replace(".", "_").lstrip(":@")
+        stripped = [name[len(p) :] for p in ("http_", "req_", "request_header_") if name.startswith(p) and len(name) > len(p)]
+        names += [n for n in (*stripped, name) if n not in names]
+    return tuple(names)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -1450,6 +1461,9 @@ _SIGNATURES: dict[str, frozenset[str]] = {
     "aws": frozenset({"requestId", "requestTime", "requestTimeEpoch", "httpMethod", "resourcePath", "apiKeyId", "responseLength",
                       "integrationLatency", "responseLatency", "extendedRequestId"}),
 }  # fmt: skip
+# Of a signature, the keys only that gateway writes: "requestId" and "requestTime" are also what an
+# operator names $request_id and $request_time in camelCase, so an AWS line must show one of these.
+_DISTINCTIVE = {"aws": _SIGNATURES["aws"] - {"requestId", "requestTime"}}
 
 
 # Any other JSON line with two of these (normalized) names is a proxy's, read as nginx's.
@@ -1494,7 +1508,8 @@ def guess_format(line: bytes | str) -> str | None:
     keys = set(data)
     if isinstance(data.get("data"), dict):  # KServe's payload logger: the predict request under "data"
         keys |= set(data["data"]) & {"instances", "inputs"}
-    best = max(_SIGNATURES, key=lambda fmt: (len(keys & _SIGNATURES[fmt]), fmt == "canonical"))
+    candidates = [fmt for fmt in _SIGNATURES if fmt not in _DISTINCTIVE or keys & _DISTINCTIVE[fmt]]
+    best = max(candidates, key=lambda fmt: (len(keys & _SIGNATURES[fmt]), fmt == "canonical"))
     if keys & _SIGNATURES[best]:
         return best
     if isinstance(data.get("httpRequest"), dict):  # Google Cloud's LogEntry; Knative's request log is that object alone

@@ -46,6 +46,18 @@ def test_nginx() -> None:
     assert event.turns == 0  # a fresh question: no earlier answer in its messages
 
 
+def test_keys_in_camel_case_read_as_their_snake_case_names() -> None:
+    """An operator's log_format (or a JSON logging library) that names its keys in camelCase:
+    ``requestBody``, ``requestTime``, ``userAgent``, ``clientIp``, ``apiKey`` read as
+    ``request_body``... (before 2026-12-05 the body of such a log was never read)."""
+    line = {"timestamp": "1796050065.237", "clientIp": "198.51.100.7", "apiKey": "sk-live-camel-001", "requestMethod": "POST",
+            "requestUri": "/v1/chat/completions", "status": "499", "requestTime": "0.412", "userAgent": "OpenAI/Python 1.54.3",
+            "requestId": "c0ffee01", "requestBody": json.dumps({"model": "m", "messages": [{"role": "user", "content": "hello there"}]})}  # fmt: skip
+    (event,) = EventReader("camel.log", "auto").read([json.dumps(line)])  # requestId and requestTime are not AWS's here
+    assert (event.client_id, event.ip, event.ts, event.status) == (client_id_for_key("sk-live-camel-001"), "198.51.100.7", 1796050065.237, 499)
+    assert (event.prompt, event.latency_ms, event.user_agent, event.request_id, event.path) == ("hello there", 412.0, "OpenAI/Python 1.54.3", "c0ffee01", "/v1/chat/completions")
+
+
 def test_envoy_responses_api_bodies() -> None:
     """The Responses API (/v1/responses): ``input`` as a string or as messages with content
     parts, a conversation continued by ``previous_response_id``, logprobs through ``include``."""
