@@ -1066,7 +1066,7 @@ def parse_traefik(data: Mapping) -> list[Record]:
     (True, 1795428000.125, '/v1/chat/completions', 200, 431.25, '203.0.113.7')
     """
     d = _normalized(data)
-    headers = {name[len("request_"):]: value for name, value in d.items() if name.startswith("request_") and value != "REDACTED"}
+    headers = _normalized({key[len("request_"):]: value for key, value in data.items() if isinstance(key, str) and key.startswith("request_") and value != "REDACTED"})
     nanoseconds = _number(d.get("duration"), "Duration")
     status = _int(_first(d.get("downstreamstatus"), d.get("originstatus")), "DownstreamStatus")
     headers.pop("user_id", None)  # a header the client sent names no user
