@@ -291,16 +291,17 @@ class Shipper:
             out.append((self.access_topic, str(record["client_id"]).encode(), value))
         yield from out
 
-    def ship_batch(self, source: LineSource, lines: list[Line], whole: bool = False) -> None:
+    def ship_batch(self, source: LineSource, lines: list[Line], end_after: int | None = None) -> None:
         """Produce every record of ``lines`` and return once the broker acknowledged all of them;
-        ``whole``: the lines are all of the source's input (:meth:`end`), as a pushed batch is.
+        ``end_after``: the source's input ends after that line number (:meth:`end`), as a pushed
+        batch does, or a file or standard input at its end.
 
         Failed sends (broker away longer than the producer's own retries) are re-sent with
         the whole batch after a pause, until they succeed: repeats carry the same request ids.
         """
         messages = [m for line in lines for m in self.messages(source, line)]
-        if whole:
-            messages += self.end(source, lines[-1].number if lines else 0)
+        if end_after is not None:
+            messages += self.end(source, end_after)
         delay = 0.5
         while True:
             try:
@@ -356,14 +357,17 @@ def follow(
 
     ``on_acked`` runs after every acknowledged batch (the file shipper checkpoints there).
     """
-    last_log = time.monotonic()
+    last_log, last_line = time.monotonic(), 0
     while not should_stop():
         at_end = isinstance(source, StreamSource) and source.eof
         lines = source.read_lines(batch_lines, final=once or at_end)
         if lines:
             shipper.ship_batch(source, lines)
+            last_line = lines[-1].number
             on_acked()
         elif at_end or (once and isinstance(source, FileSource)):
+            shipper.ship_batch(source, [], end_after=last_line)  # a split line whose last part never came: a dead letter
+            on_acked()
             break
         elif isinstance(source, FileSource):
             change = source.replaced()

@@ -93,15 +93,18 @@ def test_stdin_in_nginx_format(kafka_bootstrap: str) -> None:
         })  # fmt: skip
         for i in range(5)
     ]
-    stdin = ("\n".join(lines) + "\nnot a log line\n").encode()
+    # the last line: the first part of a line Docker's json-file driver split, whose end never comes
+    split = json.dumps({"log": lines[0][:40], "stream": "stdout", "time": "2026-11-23T10:00:09Z"})
+    stdin = ("\n".join(lines) + "\nnot a log line\n" + split + "\n").encode()
     done = cli("ship", "-", "--format", "nginx", env=names.env(kafka_bootstrap), stdin=stdin)
     assert done.returncode == 0, done.stderr.decode()
-    assert "5 records, 1 dead letters" in done.stderr.decode()
+    assert "5 records, 2 dead letters" in done.stderr.decode()
 
     messages = shipped(kafka_bootstrap, names)
     assert sorted(m["prompt"] for m in messages) == [f"question {i}" for i in range(5)]
     assert {m["client_id"] for m in messages} == {client_id_for_key("sk-live-4f9a")}
     assert all(m["latency_ms"] == 250.0 and m["request_id"].startswith("stdin-") for m in messages)
     assert len({m["request_id"] for m in messages}) == 5
-    (letter,) = [json.loads(v) for _, v in read_topic(kafka_bootstrap, names.dead_letters)]
+    letter, unfinished = [json.loads(v) for _, v in read_topic(kafka_bootstrap, names.dead_letters)]
     assert letter["source"] == "-" and letter["line"] == 6 and letter["reason"].startswith("not nginx combined")
+    assert unfinished["line"] == 7 and "split by the container runtime" in unfinished["reason"] and unfinished["raw"] == lines[0][:40]

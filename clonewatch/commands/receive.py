@@ -93,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
         def deliver(source, lines):
             with lock:
                 before = (shipper.stats.records, shipper.stats.dead_letters)
-                shipper.ship_batch(source, lines, whole=True)
+                shipper.ship_batch(source, lines, end_after=lines[-1].number if lines else 0)
                 return shipper.stats.records - before[0], shipper.stats.dead_letters - before[1]
 
     tls = tls_files(args)
