@@ -247,6 +247,7 @@ class Shipper:
         self.fmt = fmt
         self._parsers: dict[str, LineParser] = {}  # per source: --format auto decides per file
         self._containers: dict[str, ContainerLines] = {}  # per source: a split line's parts so far
+        self._split_from: dict[str, Line] = {}  # per source: the first part of a split line not yet whole
         self.access_topic = access_topic
         self.dead_letter_topic = dead_letter_topic
         self.flush_timeout_s = flush_timeout_s
@@ -259,6 +260,7 @@ class Shipper:
         the source's next lines (each pushed batch is read on its own: one receiver may hear
         several kinds of gateway)."""
         self._parsers.pop(source.name, None)
+        self._split_from.pop(source.name, None)
         containers = self._containers.pop(source.name, None)
         if containers is None or not containers.pending:
             return []
@@ -271,7 +273,13 @@ class Shipper:
         try:
             if source.name not in self._parsers:  # made once per source: a parser reads the environment's settings
                 self._parsers[source.name], self._containers[source.name] = LineParser(self.fmt), ContainerLines()
-            data = self._containers[source.name].unwrap(line.data)
+            try:
+                data = self._containers[source.name].unwrap(line.data)
+            finally:
+                if self._containers[source.name].pending:
+                    self._split_from.setdefault(source.name, line)
+                else:
+                    self._split_from.pop(source.name, None)
             if data is None:
                 return  # the first parts of a line the container runtime split: shipped with its last
             records = self._parsers[source.name].parse(data, time=self._containers[source.name].time)
@@ -290,6 +298,18 @@ class Shipper:
                 return
             out.append((self.access_topic, str(record["client_id"]).encode(), value))
         yield from out
+
+    def resume_point(self, source: FileSource) -> Checkpoint:
+        """Where a restart must read ``source`` again from: after the lines shipped, or at the
+        first part of a line the container runtime split whose last part has not come yet (its
+        parts are held in memory, and a restart would otherwise lose them)."""
+        shipped = source.checkpoint()
+        first = self._split_from.get(source.name)
+        return shipped if first is None else Checkpoint(shipped.fingerprint, first.offset, first.number - 1)
+
+    def restart(self, source: LineSource) -> None:
+        """Read ``source`` from its start again (a rotated or truncated file): its parts of a split line continue there."""
+        self._split_from.pop(source.name, None)
 
     def ship_batch(self, source: LineSource, lines: list[Line], end_after: int | None = None) -> None:
         """Produce every record of ``lines`` and return once the broker acknowledged all of them;
@@ -377,6 +397,7 @@ def follow(
                     on_acked()
                 log.info("%s was %s; shipping the new file from the start", source.name, change)
                 source.reopen()
+                shipper.restart(source)
                 on_acked()
             else:
                 time.sleep(poll_s)
@@ -414,7 +435,7 @@ def ship_file(
     try:
         return follow(
             shipper, source, once=once, should_stop=should_stop, poll_s=poll_s,
-            on_acked=lambda: source.checkpoint().save(checkpoint_path), **options,
+            on_acked=lambda: shipper.resume_point(source).save(checkpoint_path), **options,
         )  # fmt: skip
     finally:
         source.close()

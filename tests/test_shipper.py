@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,37 @@ def test_stdin_in_nginx_format(kafka_bootstrap: str) -> None:
     letter, unfinished = [json.loads(v) for _, v in read_topic(kafka_bootstrap, names.dead_letters)]
     assert letter["source"] == "-" and letter["line"] == 6 and letter["reason"].startswith("not nginx combined")
     assert unfinished["line"] == 7 and "split by the container runtime" in unfinished["reason"] and unfinished["raw"] == lines[0][:40]
+
+
+def test_a_restart_between_the_parts_of_a_split_line_loses_none_of_them(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Docker's json-file driver splits a long line into parts; a shipper stopped after the first
+    part checkpoints before it, so the restarted shipper joins it with its last part."""
+    names = Names.fresh("splitrestart")
+    env = names.env(kafka_bootstrap)
+
+    def nginx_line(i: int) -> str:
+        return json.dumps({"msec": f"1795428000.{i:03d}", "api_key": "sk-live-split-0001", "remote_addr": "203.0.113.7",
+                           "method": "POST", "uri": "/v1/completions", "status": "200", "request_body": json.dumps({"prompt": f"question {i} " + "x" * 50})})  # fmt: skip
+
+    def docker(part: str, time: str) -> str:
+        return json.dumps({"log": part, "stream": "stdout", "time": time}) + "\n"
+
+    log = tmp_path / "container.log"
+    whole, split = nginx_line(1), nginx_line(2)
+    log.write_text(docker(whole + "\n", "2026-11-23T10:00:01Z") + docker(split[:60], "2026-11-23T10:00:02Z"))
+    first_line_bytes = len(docker(whole + "\n", "2026-11-23T10:00:01Z").encode())
+    shipper = Background(["ship", "--file", str(log), "--format", "nginx"], env, tmp_path / "ship1.log")
+    try:
+        wait_until(lambda: checkpoint(log).get("line") == 1, 60, "the first line's checkpoint")
+        time.sleep(1.0)  # the shipper has read the split line's first part by now, and must not checkpoint past it
+    finally:
+        assert shipper.stop() == 0, shipper.tail()
+    assert (checkpoint(log)["offset"], checkpoint(log)["line"]) == (first_line_bytes, 1)
+
+    with log.open("a") as handle:
+        handle.write(docker(split[60:] + "\n", "2026-11-23T10:00:02Z"))
+    again = cli("ship", "--file", str(log), "--format", "nginx", "--once", env=env)
+    assert again.returncode == 0, again.stderr.decode()
+    prompts = sorted(m["prompt"] for m in shipped(kafka_bootstrap, names))
+    assert prompts == ["question 1 " + "x" * 50, "question 2 " + "x" * 50]  # each once: the restart read from the split line on
+    assert not read_topic(kafka_bootstrap, names.dead_letters, timeout=5)
