@@ -322,13 +322,35 @@ def test_caddy_serves_benign_clients_and_stops_flagged_ones(api_with_every_actio
 
 
 def test_envoy_serves_benign_clients_and_stops_flagged_ones(api_with_every_action, tmp_path: Path) -> None:
-    api_url, upstream = api_with_every_action
-    api_port = int(api_url.rsplit(":", 1)[1])
+    enforced_by_envoy(*api_with_every_action, tmp_path)
+
+
+# Envoy's ext_authz cluster to an API that serves TLS: the certificate checked against its CA and name
+ENVOY_API_TLS = """
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: localhost
+        common_tls_context:
+          validation_context:
+            trusted_ca: {{filename: {ca}}}
+            match_typed_subject_alt_names: [{{san_type: DNS, matcher: {{exact: localhost}}}}]
+"""
+
+
+def test_envoy_asks_the_api_over_tls(tmp_path: Path, tls_files) -> None:
+    """`api --tls-cert --tls-key` behind Envoy's ext_authz, whose cluster verifies the API's certificate."""
+    with every_action_api(tmp_path, "--tls-cert", str(tls_files.cert), "--tls-key", str(tls_files.key)) as (api_url, upstream):
+        enforced_by_envoy(api_url, upstream, tmp_path, ENVOY_API_TLS.format(ca=tls_files.ca))
+
+
+def enforced_by_envoy(api_url: str, upstream: int, directory: Path, api_tls: str = "") -> None:
     port = free_port()
-    conf = tmp_path / "envoy.yaml"
-    conf.write_text(ENVOY_CONF.format(port=port, upstream=upstream, api_port=api_port, token=TOKEN))
+    conf = directory / "envoy.yaml"
+    conf.write_text(ENVOY_CONF.format(port=port, upstream=upstream, api_port=int(api_url.rsplit(":", 1)[1]), token=TOKEN) + api_tls)
     command = [ENVOY, "-c", str(conf), "--base-id", str(port), "--log-level", "warn"]
-    with serving(command, tmp_path / "envoy.log", lambda: through_gateway(port, "sk-live-nobody000001")[0] == 200, "Envoy to serve"):
+    with serving(command, directory / "envoy.log", lambda: through_gateway(port, "sk-live-nobody000001")[0] == 200, "Envoy to serve"):
         assert_enforced(port)
 
 
