@@ -3,17 +3,15 @@ over TLS when given a certificate."""
 
 from __future__ import annotations
 
-import argparse
 import hmac
 import json
-import os
 import logging
 import ssl
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 log = logging.getLogger("clonewatch.http")
@@ -54,26 +52,6 @@ class TlsFiles:
         except (OSError, ssl.SSLError) as exc:
             raise ValueError(f"cannot use the TLS certificate {self.cert} and key {self.key or self.cert}: {exc}") from None
         return context
-
-
-def add_tls_options(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument(
-        "--tls-cert", type=Path, metavar="FILE", default=os.environ.get("CLONEWATCH_TLS_CERT") or None,
-        help=f"serve {what} over TLS with this PEM certificate chain (default: $CLONEWATCH_TLS_CERT, else plain HTTP: "
-        "only behind a proxy that terminates TLS, or on a trusted network, since the token travels with every request)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--tls-key", type=Path, metavar="FILE", default=os.environ.get("CLONEWATCH_TLS_KEY") or None,
-        help="the certificate's PEM private key (default: $CLONEWATCH_TLS_KEY, else the key in --tls-cert's file)",
-    )
-
-
-def tls_files(args: argparse.Namespace) -> TlsFiles | None:
-    if args.tls_cert is None:
-        if args.tls_key is not None:
-            raise ValueError("--tls-key needs --tls-cert (the certificate the key belongs to)")
-        return None
-    return TlsFiles(args.tls_cert, args.tls_key)
 
 
 class TokenServer:

@@ -6,10 +6,9 @@ import argparse
 import sys
 import threading
 
-from clonewatch.commands.options import add_store_option
+from clonewatch.commands.options import add_store_option, add_tls_options, tls_files
 from clonewatch.streaming.config import add_kafka_options
 from clonewatch.commands.serving import log_to_stderr, required_token, stop_on_sigterm
-from ingest.http_server import add_tls_options, tls_files
 
 TOKEN_ENV = "CLONEWATCH_API_TOKEN"
 

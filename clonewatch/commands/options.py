@@ -10,6 +10,7 @@ from pathlib import Path
 from detectors.embedding import BACKENDS, EMBEDDING_CACHE_ENV
 from detectors.policy import DEFAULT_TARGET_FPR, PolicyConfig, thresholds_for
 from ingest.formats import FORMATS, CustomFormat
+from ingest.http_server import TlsFiles
 from ingest.mapping import FieldMapping
 from sinks.clickhouse import DEFAULT_DSN
 
@@ -102,3 +103,23 @@ def policy_from_args(args: argparse.Namespace) -> PolicyConfig:
         jitter_key=os.environ.get("CLONEWATCH_KEY_SECRET", ""),
         allowlist=frozenset(args.allow),
     )
+
+
+def add_tls_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--tls-cert", type=Path, metavar="FILE", default=os.environ.get("CLONEWATCH_TLS_CERT") or None,
+        help=f"serve {what} over TLS with this PEM certificate chain (default: $CLONEWATCH_TLS_CERT, else plain HTTP: "
+        "only behind a proxy that terminates TLS, or on a trusted network, since the token travels with every request)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tls-key", type=Path, metavar="FILE", default=os.environ.get("CLONEWATCH_TLS_KEY") or None,
+        help="the certificate's PEM private key (default: $CLONEWATCH_TLS_KEY, else the key in --tls-cert's file)",
+    )
+
+
+def tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    if args.tls_cert is None:
+        if args.tls_key is not None:
+            raise ValueError("--tls-key needs --tls-cert (the certificate the key belongs to)")
+        return None
+    return TlsFiles(args.tls_cert, args.tls_key)

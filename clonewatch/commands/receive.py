@@ -8,10 +8,9 @@ import sys
 import threading
 from pathlib import Path
 
-from clonewatch.commands.options import add_format_options, log_format
+from clonewatch.commands.options import add_format_options, add_tls_options, log_format, tls_files
 from clonewatch.commands.serving import log_to_stderr, required_token, stop_on_sigterm
 from clonewatch.streaming.config import StreamingConfig, add_kafka_options
-from ingest.http_server import add_tls_options, tls_files
 from ingest.receiver import DEFAULT_MAX_BODY
 
 TOKEN_ENV = "CLONEWATCH_RECEIVE_TOKEN"
