@@ -43,6 +43,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/latency.py
+	$(BIN)/python benchmarks/overload.py
 
 clean:
 	rm -rf demo-data clonewatch-data clonewatch-out kafka-data

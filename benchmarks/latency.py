@@ -51,26 +51,32 @@ from detectors.vectorize import Vectorizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_P99_S = 1.0
+TIMED_THRESHOLDS = ("--throttle-at", "0.5", "--challenge-at", "0.999", "--deny-at", "0.99999")  # for actions to change often
 
 
 class Worker:
-    def __init__(self, directory: Path, model: Path, env: dict[str, str], batch_size: int, batch_within: float) -> None:
+    def __init__(
+        self, directory: Path, model: Path, env: dict[str, str], batch_size: int, batch_within: float, extra: tuple[str, ...] = TIMED_THRESHOLDS
+    ) -> None:
         self.status_path = directory / "status.json"
         self.log_path = directory / "worker.log"
         args = [
             sys.executable, "-m", "clonewatch", "worker", "--model", str(model), "--store", f"chdb://{directory / 'store'}",
             "--data-dir", str(directory / "data"), "--status-file", str(self.status_path), "--log-interval", "0.5",
-            "--batch-size", str(batch_size), "--batch-within", str(batch_within), "--throttle-at", "0.5", "--challenge-at", "0.999", "--deny-at", "0.99999",
+            "--batch-size", str(batch_size), "--batch-within", str(batch_within), *extra,
         ]  # fmt: skip
         self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT)
 
-    def events(self) -> int:
+    def status(self) -> dict:
         if self.proc.poll() is not None:
             raise SystemExit(f"the worker exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
         try:
-            return int(json.loads(self.status_path.read_text()).get("events", 0))
+            return json.loads(self.status_path.read_text())
         except (FileNotFoundError, ValueError):
-            return -1
+            return {}
+
+    def events(self) -> int:
+        return int(self.status().get("events", -1))
 
     def wait_for(self, events: int, timeout: float, what: str) -> float:
         deadline = time.monotonic() + timeout

@@ -60,7 +60,7 @@ import json
 import logging
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -81,6 +81,7 @@ from clonewatch.streaming.processing import (
     ClientRecord,
     Incoming,
     WorkerStats,
+    arrival_seconds,
     decision_message,
     decode_fact,
     decode_verdict,
@@ -355,8 +356,12 @@ def create_app(config: StreamingConfig, processor: BatchProcessor, blocking: Blo
             if cid is not None and cid not in records and (stored := clients.get(cid.encode())) is not None:
                 records[cid] = processor.load_record(stored)
         admitted = processor.admit(decoded, records, partitions)
-        stamps = [m.timestamp for m in messages if m.timestamp]
-        lag_s, span_s = (time.time() - min(stamps), max(stamps) - min(stamps)) if stamps else (None, None)
+        stamps: dict[int, list[float]] = defaultdict(list)
+        for m in messages:
+            if m.timestamp:
+                stamps[m.partition].append(m.timestamp)
+        lag_s = time.time() - min(min(times) for times in stamps.values()) if stamps else None
+        span_s = arrival_seconds(stamps.values())
         started = time.monotonic()
         result = await blocking.run(processor.score, admitted.events, records, lag_s, span_s)
         scored = time.monotonic()
