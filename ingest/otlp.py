@@ -59,18 +59,27 @@ def otlp_lines(body: bytes, content_type: str) -> list[bytes]:
     return request_lines(request)
 
 
-def response_body(unread: int, protobuf: bool) -> bytes:
-    """An ``ExportLogsServiceResponse`` in the request's encoding: empty, or with a partial
-    success naming the records that could not be read (kept as dead letters), which
-    exporters log for the gateway's operator."""
-    from google.protobuf import json_format
+def export_response(unread: int):
+    """An ``ExportLogsServiceResponse``: empty, or with a partial success naming the records
+    that could not be read (kept as dead letters), which exporters log for the gateway's operator."""
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
     response = ExportLogsServiceResponse()
     if unread:
         response.partial_success.rejected_log_records = unread
         response.partial_success.error_message = f"{unread} log records could not be read as access log lines; clonewatch kept them as dead letters with the reason"
-    return response.SerializeToString() if protobuf else json_format.MessageToJson(response, indent=None).encode()
+    return response
+
+
+def response_body(unread: int, protobuf: bool) -> bytes:
+    """:func:`export_response` in the request's encoding (OTLP/HTTP)."""
+    return _encoded(export_response(unread), protobuf)
+
+
+def _encoded(message, protobuf: bool) -> bytes:
+    from google.protobuf import json_format
+
+    return message.SerializeToString() if protobuf else json_format.MessageToJson(message, indent=None).encode()
 
 
 # google.rpc.Code of each refusal the receiver answers, for the Status an OTLP client is owed
@@ -87,11 +96,9 @@ def error_body(status: int, message: str, protobuf: bool) -> bytes:
     >>> error_body(400, "not gzip", protobuf=False)
     b'{"code": 3, "message": "not gzip"}'
     """
-    from google.protobuf import json_format
     from google.rpc.status_pb2 import Status
 
-    status_message = Status(code=_RPC_CODES.get(status, 2), message=message)  # 2: UNKNOWN
-    return status_message.SerializeToString() if protobuf else json_format.MessageToJson(status_message, indent=None).encode()
+    return _encoded(Status(code=_RPC_CODES.get(status, 2), message=message), protobuf)  # 2: UNKNOWN
 
 
 def request_lines(request) -> list[bytes]:

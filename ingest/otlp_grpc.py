@@ -13,10 +13,10 @@ from __future__ import annotations
 from concurrent import futures
 
 import grpc
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 
 from ingest.http_server import TlsFiles
-from ingest.otlp import request_lines, response_body
+from ingest.otlp import export_response, request_lines
 from ingest.receiver import PushReceiver
 
 
@@ -34,7 +34,7 @@ class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, "behind; send again later")
         if taken == 503:
             context.abort(grpc.StatusCode.UNAVAILABLE, "could not store the batch; send it again")
-        return logs_service_pb2.ExportLogsServiceResponse.FromString(response_body(taken[1], protobuf=True))
+        return export_response(taken[1])
 
 
 class OtlpGrpcReceiver:

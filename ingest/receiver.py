@@ -200,8 +200,8 @@ class PushReceiver(TokenServer):
         # header, OTLP/JSON once the body is read; anything else gets {"error": ...}.
         otlp = "protobuf" if is_protobuf(content_type) else None
 
-        def refuse(status: HTTPStatus, message: str, headers: dict[str, str] | None = None, counted: bool = False) -> None:
-            if not counted:
+        def refuse(status: HTTPStatus, message: str, headers: dict[str, str] | None = None, count: bool = True) -> None:
+            if count:
                 self.stats.refuse(int(status))
             if otlp is None:
                 send_json(request, status, {"error": message}, headers)
@@ -210,7 +210,7 @@ class PushReceiver(TokenServer):
                 send_json(request, status, body, {**(headers or {}), "Content-Type": OTLP_MEDIA[otlp]})
 
         if request.path.split("?")[0] != "/v1/logs":
-            refuse(HTTPStatus.NOT_FOUND, "not found; logs go to POST /v1/logs", counted=True)  # not a refusal of logs
+            refuse(HTTPStatus.NOT_FOUND, "not found; logs go to POST /v1/logs", count=False)  # not a refusal of logs
             return
         if not self.authorized(request.headers):
             refuse(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
@@ -243,10 +243,10 @@ class PushReceiver(TokenServer):
             return
         taken = self.take(f"push:{request.client_address[0]}", texts)
         if taken == 429:
-            refuse(HTTPStatus.TOO_MANY_REQUESTS, "behind; send again later", {"Retry-After": "1"}, counted=True)
+            refuse(HTTPStatus.TOO_MANY_REQUESTS, "behind; send again later", {"Retry-After": "1"}, count=False)  # take() counted it
             return
         if taken == 503:
-            refuse(HTTPStatus.SERVICE_UNAVAILABLE, "could not store the batch; send it again", {"Retry-After": "5"}, counted=True)
+            refuse(HTTPStatus.SERVICE_UNAVAILABLE, "could not store the batch; send it again", {"Retry-After": "5"}, count=False)
             return
         records, dead_letters = taken
         if otlp:
