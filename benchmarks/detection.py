@@ -65,6 +65,16 @@ def write_report(path: Path, report: dict) -> None:
     path.write_text(json.dumps(report, indent=2))
 
 
+def baseline_model(vectorizer: Vectorizer, clients: int):
+    """A model fitted on the benchmarks' benign baseline of about ``clients`` clients (seed 101),
+    recording the embedder that made its vectors (a worker given the model embeds the same way)."""
+    base_events, _ = load("benign", 101, clients / BENIGN_CLIENTS_AT_SCALE_1)
+    print(f"fitting on {len(base_events):,} baseline events", file=sys.stderr)
+    model = fit_clone_model(base_events, vectorize(vectorizer, base_events, "baseline"), n_jobs=-1)
+    model.metadata["embedder"] = vectorizer.embedder.describe()
+    return model
+
+
 def load(scenario: str, seed: int, scale: float):
     traffic = simulate(scenario, seed=seed, scale=scale)
     return decoded(traffic.events, f"{scenario}-{seed}"), traffic.labels

@@ -45,13 +45,22 @@ from clonewatch.lab.kafka.broker import LocalBroker  # noqa: E402
 from clonewatch.lab.simulate import simulate  # noqa: E402
 from clonewatch.streaming.config import StreamingConfig  # noqa: E402
 from clonewatch.streaming.decision_feed import read_decisions  # noqa: E402
-from detectors import fit_clone_model  # noqa: E402
 from detectors.embedding import BACKENDS, PromptEmbedder  # noqa: E402
 from detectors.vectorize import Vectorizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_P99_S = 1.0
 TIMED_THRESHOLDS = ("--throttle-at", "0.5", "--challenge-at", "0.999", "--deny-at", "0.99999")  # for actions to change often
+
+
+def worker_env(broker: LocalBroker, prefix: str) -> tuple[str, dict[str, str]]:
+    """A fresh application id and topics on ``broker`` for one worker: the id, and its environment."""
+    tag = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    return tag, {
+        **os.environ, "CLONEWATCH_BOOTSTRAP": broker.bootstrap, "CLONEWATCH_APP_ID": tag,
+        "CLONEWATCH_ACCESS_TOPIC": f"{tag}.access", "CLONEWATCH_DECISIONS_TOPIC": f"{tag}.decisions",
+        "CLONEWATCH_DEAD_LETTER_TOPIC": f"{tag}.dead-letters",
+    }  # fmt: skip
 
 
 class Worker:
@@ -133,21 +142,13 @@ def main() -> int:
     parser.add_argument("--embedder", choices=BACKENDS, default="torch", help="prompt embedder of the model and the worker (default: %(default)s)")
     args = parser.parse_args()
 
-    cached = Vectorizer(PromptEmbedder(disk_cache=args.cache, backend=args.embedder))
-    base_events, _ = bench.load("benign", 101, args.baseline_clients / bench.BENIGN_CLIENTS_AT_SCALE_1)
-    model = fit_clone_model(base_events, bench.vectorize(cached, base_events, "baseline"), n_jobs=-1)
-    model.metadata["embedder"] = cached.embedder.describe()  # the worker embeds as the model was trained
+    model = bench.baseline_model(Vectorizer(PromptEmbedder(disk_cache=args.cache, backend=args.embedder)), args.baseline_clients)
     events = simulate("full", seed=args.seed, scale=args.scale).events
 
     with tempfile.TemporaryDirectory(prefix="clonewatch-latency-") as tmp, LocalBroker(Path(tmp) / "kafka") as broker:
         tmp_path = Path(tmp)
         model_path = model.save(tmp_path / "model.cwm")
-        tag = f"latency-{uuid.uuid4().hex[:6]}"
-        env = {
-            **os.environ, "CLONEWATCH_BOOTSTRAP": broker.bootstrap, "CLONEWATCH_APP_ID": tag,
-            "CLONEWATCH_ACCESS_TOPIC": f"{tag}.access", "CLONEWATCH_DECISIONS_TOPIC": f"{tag}.decisions",
-            "CLONEWATCH_DEAD_LETTER_TOPIC": f"{tag}.dead-letters",
-        }  # fmt: skip
+        tag, env = worker_env(broker, "latency")
         print(f"broker at {broker.bootstrap}; starting the worker ...", file=sys.stderr)
         worker = Worker(tmp_path, model_path, env, args.batch_size, args.batch_within)
         try:

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import detection as bench  # noqa: E402
 
-from detectors import CloneDetector, fit_clone_model  # noqa: E402
+from detectors import CloneDetector  # noqa: E402
 from detectors.client_state import ClientState  # noqa: E402
 from detectors.embedding import PromptEmbedder  # noqa: E402
 from detectors.vectorize import Vectorizer  # noqa: E402
@@ -65,9 +65,7 @@ def main() -> int:
     args = parser.parse_args()
 
     vectorizer = Vectorizer(PromptEmbedder(disk_cache=args.cache))
-    base_events, _ = bench.load("benign", 101, args.baseline_clients / bench.BENIGN_CLIENTS_AT_SCALE_1)
-    print(f"fitting on {len(base_events):,} baseline events", file=sys.stderr)
-    model = fit_clone_model(base_events, bench.vectorize(vectorizer, base_events, "baseline"), n_jobs=-1)
+    model = bench.baseline_model(vectorizer, args.baseline_clients)
     events, _ = bench.load("full", args.seed, args.scale)
     vectors = bench.vectorize(vectorizer, events, f"full seed {args.seed}")
 

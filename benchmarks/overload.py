@@ -23,7 +23,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from datetime import date
 from pathlib import Path
 
@@ -36,7 +35,6 @@ import latency  # noqa: E402
 
 from clonewatch.lab.kafka.broker import LocalBroker  # noqa: E402
 from clonewatch.lab.simulate import simulate  # noqa: E402
-from detectors import fit_clone_model  # noqa: E402
 from detectors.embedding import PromptEmbedder  # noqa: E402
 from detectors.vectorize import Vectorizer  # noqa: E402
 
@@ -45,12 +43,7 @@ SAMPLE_S = 2.0
 
 def run_mode(broker: LocalBroker, directory: Path, model_path: Path, events: list[dict], extra: tuple[str, ...], args) -> dict:
     """One fresh worker: its capacity, then ``args.load`` times that for ``args.seconds``, sampled."""
-    tag = f"overload-{uuid.uuid4().hex[:6]}"
-    env = {
-        **os.environ, "CLONEWATCH_BOOTSTRAP": broker.bootstrap, "CLONEWATCH_APP_ID": tag,
-        "CLONEWATCH_ACCESS_TOPIC": f"{tag}.access", "CLONEWATCH_DECISIONS_TOPIC": f"{tag}.decisions",
-        "CLONEWATCH_DEAD_LETTER_TOPIC": f"{tag}.dead-letters",
-    }  # fmt: skip
+    tag, env = latency.worker_env(broker, "overload")
     directory.mkdir()
     worker = latency.Worker(directory, model_path, env, 256, 1.0, extra)
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5, acks=1)
@@ -120,10 +113,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "overload.json")
     args = parser.parse_args()
 
-    cached = Vectorizer(PromptEmbedder(disk_cache=args.cache))
-    base_events, _ = bench.load("benign", 101, args.baseline_clients / bench.BENIGN_CLIENTS_AT_SCALE_1)
-    model = fit_clone_model(base_events, bench.vectorize(cached, base_events, "baseline"), n_jobs=-1)
-    model.metadata["embedder"] = cached.embedder.describe()
+    model = bench.baseline_model(Vectorizer(PromptEmbedder(disk_cache=args.cache)), args.baseline_clients)
     events = simulate("full", seed=7, scale=args.scale).events  # the worker embeds them itself, without the cache
     runs = []
     with tempfile.TemporaryDirectory(prefix="clonewatch-overload-") as tmp, LocalBroker(Path(tmp) / "kafka") as broker:
